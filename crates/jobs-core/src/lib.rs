@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+
+mod job;
+pub mod log;
+mod registry;
+mod runner;
+mod schedule;
+mod scheduler;
+mod stats;
+
+pub use job::{Job, JobContext, JobError, Trigger};
+pub use log::{
+    Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
+    Status,
+};
+pub use registry::{RegisteredJob, Registry, RunPolicy};
+pub use runner::{
+    human_duration, retry_delay, RunObserver, RunReport, RunRequest, Runner, RunnerSettings,
+    StartError, StartedRun,
+};
+pub use schedule::{Schedule, ScheduleError};
+pub use scheduler::{Scheduler, SchedulerSettings};
+pub use stats::Stats;
+
+/// Re-exported so that implementors of the traits need not depend on it themselves.
+pub use async_trait::async_trait;
+pub use chrono_tz::Tz;

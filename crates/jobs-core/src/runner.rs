@@ -1,0 +1,618 @@
+//! Turns one run of a job into one recorded execution.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use log::{info, warn};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::log::{
+    Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Status,
+};
+use crate::{JobContext, JobError, RegisteredJob, Stats, Trigger};
+
+/// Runner settings; every duration is configurable so tests run in seconds.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// This server's identity in `job_executions.worker_id` (host and port).
+    pub worker_id: String,
+    /// A running execution whose lease is not renewed for this long is taken for dead.
+    pub lease: Duration,
+    /// How often the lease is renewed.
+    pub heartbeat_interval: Duration,
+    /// How often reported progress is written to the running execution, at most.
+    pub progress_interval: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            worker_id: "local".to_owned(),
+            lease: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(15),
+            progress_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// How the run was started.
+    pub trigger: Trigger,
+    /// The cron slot, for scheduled and catch-up runs.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Report only, change nothing.
+    pub dry_run: bool,
+}
+
+impl RunRequest {
+    /// A manual run.
+    pub fn manual(dry_run: bool) -> Self {
+        Self {
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            dry_run,
+        }
+    }
+
+    /// A run for a cron slot.
+    pub fn slot(trigger: Trigger, slot: DateTime<Utc>) -> Self {
+        Self {
+            trigger,
+            scheduled_for: Some(slot),
+            dry_run: false,
+        }
+    }
+}
+
+/// Why a run did not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartError {
+    /// The job is switched off or lacks what it needs.
+    #[error("job {job} is disabled: {reason}")]
+    Disabled {
+        /// The job.
+        job: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another execution of the job is running.
+    #[error("job {0} is already running")]
+    AlreadyRunning(String),
+    /// This cron slot was already claimed (by another server, or earlier).
+    #[error("slot {slot} of job {job} was already claimed")]
+    SlotTaken {
+        /// The job.
+        job: String,
+        /// The slot.
+        slot: String,
+    },
+    /// The job cannot do a dry run.
+    #[error("job {0} does not support dry runs")]
+    DryRunUnsupported(String),
+    /// The server is stopping and starts nothing new.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The execution log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// How one execution ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The execution's id.
+    pub execution_id: i64,
+    /// The job's name.
+    pub job_name: String,
+    /// `Success` or `Failed`.
+    pub status: Status,
+    /// Final counters.
+    pub stats: Stats,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// How it was started.
+    pub trigger: Trigger,
+    /// Its slot, if scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Attempt number within its slot.
+    pub attempt: u32,
+    /// True when another attempt of the same slot follows.
+    pub will_retry: bool,
+    /// The stored row as completed; `None` when the log could not be written.
+    pub record: Option<ExecutionRecord>,
+}
+
+/// A run that has been claimed and is going on in the background.
+#[derive(Debug)]
+pub struct StartedRun {
+    /// The first attempt's execution id.
+    pub execution_id: i64,
+    /// Resolves with the report of the last attempt.
+    pub handle: JoinHandle<RunReport>,
+}
+
+/// Told about every execution that starts and ends: metrics and notifications.
+#[async_trait]
+pub trait RunObserver: Send + Sync + 'static {
+    /// An execution was claimed and starts now.
+    async fn started(&self, _job: &RegisteredJob, _execution_id: i64) {}
+    /// An execution ended (also each failed attempt that will be retried).
+    async fn finished(&self, job: &RegisteredJob, report: &RunReport);
+}
+
+/// Runs jobs and records each run through an [`ExecutionLog`].
+///
+/// A returned error, a panic, a timeout and a shutdown all end as a failed execution with
+/// a reason; nothing a job does can stop the runner.
+pub struct Runner {
+    log: Arc<dyn ExecutionLog>,
+    settings: RunnerSettings,
+    observers: Vec<Arc<dyn RunObserver>>,
+    tracker: TaskTracker,
+    /// Set at shutdown: nothing new starts, no retry is scheduled.
+    stopping: CancellationToken,
+    /// Set when the shutdown grace period is over: running jobs are cancelled.
+    hard_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("settings", &self.settings)
+            .field("running_tasks", &self.tracker.len())
+            .finish()
+    }
+}
+
+impl Runner {
+    /// A runner writing to `log`.
+    pub fn new(log: Arc<dyn ExecutionLog>, settings: RunnerSettings) -> Self {
+        Self {
+            log,
+            settings,
+            observers: Vec::new(),
+            tracker: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    /// Adds an observer (before the runner is shared).
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The execution log.
+    pub fn log(&self) -> &Arc<dyn ExecutionLog> {
+        &self.log
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.settings
+    }
+
+    /// True once [`Runner::shutdown`] began.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Resolves once [`Runner::shutdown`] began.
+    pub async fn stopping(&self) {
+        self.stopping.cancelled().await;
+    }
+
+    /// Claims an execution and runs it in the background. Scheduled runs are retried by
+    /// the job's policy; the handle resolves with the last attempt's report.
+    pub async fn start(
+        self: &Arc<Self>,
+        job: Arc<RegisteredJob>,
+        request: RunRequest,
+    ) -> Result<StartedRun, StartError> {
+        if let Some(reason) = job.disabled_reason() {
+            return Err(StartError::Disabled {
+                job: job.name().to_owned(),
+                reason,
+            });
+        }
+        if request.dry_run && !job.job.supports_dry_run() {
+            return Err(StartError::DryRunUnsupported(job.name().to_owned()));
+        }
+        let (id, _) = self.claim(&job, &request, 1).await?;
+        let runner = Arc::clone(self);
+        let handle = self
+            .tracker
+            .spawn(async move { runner.attempts(job, request, id).await });
+        Ok(StartedRun {
+            execution_id: id,
+            handle,
+        })
+    }
+
+    /// Runs in the foreground and returns the last attempt's report.
+    pub async fn run(
+        self: &Arc<Self>,
+        job: Arc<RegisteredJob>,
+        request: RunRequest,
+    ) -> Result<RunReport, StartError> {
+        let name = job.name().to_owned();
+        let started = self.start(job, request).await?;
+        started
+            .handle
+            .await
+            .map_err(|e| StartError::Log(LogError(format!("run of {name} was lost: {e}"))))
+    }
+
+    /// Stops starting runs, waits up to `grace` for running ones, then cancels what still
+    /// runs (recorded as `interrupted by shutdown`) and waits for those records.
+    /// Returns true when everything ended within the grace period.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.stopping.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        warn!(
+            "[Job] {} run(s) still going after the {:.0?} grace period; interrupting them",
+            self.tracker.len(),
+            grace
+        );
+        self.hard_stop.cancel();
+        // Recording the interruption is quick; bound it all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.tracker.wait()).await;
+        false
+    }
+
+    async fn claim(
+        &self,
+        job: &RegisteredJob,
+        request: &RunRequest,
+        attempt: u32,
+    ) -> Result<(i64, DateTime<Utc>), StartError> {
+        if self.is_stopping() {
+            return Err(StartError::ShuttingDown);
+        }
+        let new = NewExecution {
+            job_name: job.name().to_owned(),
+            trigger: request.trigger,
+            scheduled_for: request.scheduled_for,
+            attempt,
+            dry_run: request.dry_run,
+            worker_id: self.settings.worker_id.clone(),
+            lease: self.settings.lease,
+        };
+        match self.log.claim(&new).await? {
+            Claim::Started { id, started_at } => Ok((id, started_at)),
+            Claim::AlreadyRunning => Err(StartError::AlreadyRunning(job.name().to_owned())),
+            Claim::SlotTaken => Err(StartError::SlotTaken {
+                job: job.name().to_owned(),
+                slot: request
+                    .scheduled_for
+                    .map(|s| s.to_rfc3339())
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn attempts(
+        self: Arc<Self>,
+        job: Arc<RegisteredJob>,
+        request: RunRequest,
+        first_id: i64,
+    ) -> RunReport {
+        let mut attempt = 1;
+        let mut id = first_id;
+        loop {
+            let report = self.execute(&job, &request, id, attempt).await;
+            if !report.will_retry {
+                return report;
+            }
+            let delay = retry_delay(job.policy.retry_base_delay, attempt);
+            info!(
+                "[Job] {} attempt {attempt} failed; retrying in {:.1}s",
+                job.name(),
+                delay.as_secs_f64()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stopping.cancelled() => return report,
+            }
+            attempt += 1;
+            match self.claim(&job, &request, attempt).await {
+                Ok((next, _)) => id = next,
+                Err(e) => {
+                    warn!("[Job] {} retry {attempt} not started: {e}", job.name());
+                    return report;
+                }
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        job: &RegisteredJob,
+        request: &RunRequest,
+        id: i64,
+        attempt: u32,
+    ) -> RunReport {
+        let display = job.job.display_name();
+        info!(
+            "[Job] Starting {} (scheduled: {})",
+            display.to_lowercase(),
+            job.schedule.expression()
+        );
+        if request.trigger != Trigger::Schedule || attempt > 1 {
+            info!(
+                "[Job] {} execution {id}: trigger {}, attempt {attempt}{}",
+                job.name(),
+                request.trigger.as_str(),
+                if request.dry_run { ", dry run" } else { "" }
+            );
+        }
+        for observer in &self.observers {
+            observer.started(job, id).await;
+        }
+        let started = Instant::now();
+        let cancel = self.hard_stop.child_token();
+        let ctx = JobContext::new(id, request.trigger, request.dry_run)
+            .with_parts(request.scheduled_for, cancel.clone());
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::clone(&self.log),
+            self.settings.clone(),
+            id,
+            ctx.subscribe_progress(),
+            cancel.clone(),
+        ));
+
+        let timeout = job.policy.timeout;
+        let work = AssertUnwindSafe(job.job.run(&ctx)).catch_unwind();
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut interrupted = false;
+        let result: Result<Stats, JobError> = tokio::select! {
+            biased;
+            outcome = work => match outcome {
+                Ok(result) => result,
+                Err(panic) => Err(JobError::new(format!("panicked: {}", panic_message(&*panic)))),
+            },
+            _ = deadline => {
+                cancel.cancel();
+                Err(JobError::new(format!(
+                    "timed out after {}",
+                    human_duration(timeout.unwrap_or_default())
+                )))
+            }
+            _ = self.hard_stop.cancelled() => {
+                interrupted = true;
+                Err(JobError::new("interrupted by shutdown"))
+            }
+            _ = cancel.cancelled() => {
+                Err(JobError::new("interrupted: the execution was closed by another server after its lease expired"))
+            }
+        };
+        heartbeat.abort();
+        let elapsed = started.elapsed();
+
+        let (status, stats, error_message) = match result {
+            Ok(stats) => (Status::Success, stats, None),
+            Err(e) => {
+                let stats = e
+                    .stats
+                    .clone()
+                    .or_else(|| ctx.last_progress())
+                    .unwrap_or_default();
+                (Status::Failed, stats, Some(e.message))
+            }
+        };
+        let completion = Completion {
+            status,
+            stats: stats.clone(),
+            error_message: error_message.clone(),
+        };
+        let record = self.complete(job.name(), id, &completion).await;
+
+        let secs = elapsed.as_secs_f64();
+        let title = sentence_case(display);
+        match &error_message {
+            None => info!(
+                "[Job] ✅ {title} completed: {} ({secs:.1}s)",
+                stats.summary(job.job.summary_keys())
+            ),
+            Some(message) => info!("[Job] ❌ {title} failed: {message} ({secs:.1}s)"),
+        }
+
+        let will_retry = status == Status::Failed
+            && !interrupted
+            && !self.is_stopping()
+            && request.trigger != Trigger::Manual
+            && attempt < job.policy.max_attempts;
+        let report = RunReport {
+            execution_id: id,
+            job_name: job.name().to_owned(),
+            status,
+            stats,
+            error_message,
+            elapsed,
+            trigger: request.trigger,
+            scheduled_for: request.scheduled_for,
+            attempt,
+            will_retry,
+            record,
+        };
+        for observer in &self.observers {
+            observer.finished(job, &report).await;
+        }
+        report
+    }
+
+    /// Writes the completion, retrying briefly: a lost write would leave the row to lease
+    /// expiry, which marks it failed even if it succeeded.
+    async fn complete(
+        &self,
+        job: &str,
+        id: i64,
+        completion: &Completion,
+    ) -> Option<ExecutionRecord> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match self.log.complete(id, completion).await {
+                Ok(Some(record)) => return Some(record),
+                Ok(None) => {
+                    warn!("[Job] {job} execution {id} had already been closed by another server; its result is not recorded");
+                    return None;
+                }
+                Err(e) if attempt < 5 => {
+                    warn!("[Job] recording the end of {job} execution {id} failed ({e}); retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    warn!("[Job] could not record the end of {job} execution {id}: {e}; its lease will expire and it will be marked failed");
+                }
+            }
+        }
+        None
+    }
+}
+
+async fn heartbeat(
+    log: Arc<dyn ExecutionLog>,
+    settings: RunnerSettings,
+    id: i64,
+    mut progress: watch::Receiver<Option<Stats>>,
+    cancel: CancellationToken,
+) {
+    let tick = settings.progress_interval.min(settings.heartbeat_interval);
+    let mut last_beat = Instant::now();
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(tick).await;
+        let changed = progress.has_changed().unwrap_or(false);
+        if !changed && last_beat.elapsed() < settings.heartbeat_interval {
+            continue;
+        }
+        let stats = if changed {
+            progress.borrow_and_update().clone()
+        } else {
+            None
+        };
+        match log.heartbeat(id, settings.lease, stats.as_ref()).await {
+            Ok(true) => {
+                last_beat = Instant::now();
+                if failing {
+                    info!("[Job] execution {id}: lease renewal works again");
+                    failing = false;
+                }
+            }
+            Ok(false) => {
+                warn!("[Job] execution {id} was closed by another server after its lease expired; cancelling it");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => {
+                if !failing {
+                    warn!("[Job] execution {id}: lease renewal failed: {e}");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, between half and all of it.
+pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(6 * 60 * 60));
+    let half = capped / 2;
+    let jitter = rand::rng().random_range(0.0..=1.0);
+    half + half.mul_f64(jitter)
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic payload".to_owned()
+    }
+}
+
+fn sentence_case(display: &str) -> String {
+    let lower = display.to_lowercase();
+    let mut chars = lower.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `1h 5m`, `90s`, `250ms`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 120 {
+        format!("{secs}s")
+    } else if secs < 2 * 3600 {
+        format!("{}m", secs / 60)
+    } else {
+        let (h, m) = (secs / 3600, (secs % 3600) / 60);
+        if m == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h {m}m")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_titles_are_sentence_case() {
+        assert_eq!(sentence_case("Audio Cleanup"), "Audio cleanup");
+        assert_eq!(sentence_case("Cost Update"), "Cost update");
+    }
+
+    #[test]
+    fn retry_delay_doubles_with_bounded_jitter() {
+        let base = Duration::from_secs(10);
+        for attempt in 1..=4 {
+            let full = base * (1 << (attempt - 1));
+            let d = retry_delay(base, attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_humans_write_them() {
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(human_duration(Duration::from_secs(3900 + 7200)), "3h 5m");
+    }
+}

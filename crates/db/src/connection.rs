@@ -1,0 +1,268 @@
+//! Connecting to PostgreSQL: plain for local servers, TLS with certificate verification
+//! (rustls) when the URL asks for `sslmode=require`, as hosted PostgreSQL does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use tokio_postgres::config::SslMode;
+use url::Url;
+
+use crate::DbError;
+
+/// A pool of async connections.
+pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+/// A connection checked out of a [`Pool`].
+pub type PooledConnection = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed `DATABASE_URL`: where to connect and whether over TLS.
+#[derive(Clone)]
+pub struct ConnectTarget {
+    config: tokio_postgres::Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    database: String,
+}
+
+impl std::fmt::Debug for ConnectTarget {
+    /// Prints host, port, database and TLS, never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectTarget")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("database", &self.database)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ConnectTarget {
+    /// Reads a `postgres://` URL. `sslmode=require`, `verify-ca` and `verify-full` connect
+    /// over TLS and verify the server's certificate against the bundled web PKI roots plus
+    /// the PEM file named by `sslrootcert`, if any; other modes connect without TLS.
+    pub fn parse(database_url: &str) -> Result<Self, DbError> {
+        let mut url = Url::parse(database_url)
+            .map_err(|e| DbError::Config(format!("DATABASE_URL is not a valid URL: {e}")))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(DbError::Config(format!(
+                "DATABASE_URL must start with postgres:// or postgresql://, not {}://",
+                url.scheme()
+            )));
+        }
+        let mut ssl_mode = String::from("prefer");
+        let mut root_cert: Option<String> = None;
+        let mut kept: Vec<(String, String)> = Vec::new();
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "sslmode" => ssl_mode = v.into_owned(),
+                "sslrootcert" => root_cert = Some(v.into_owned()),
+                _ => kept.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        url.set_query(None);
+        if !kept.is_empty() {
+            url.query_pairs_mut().extend_pairs(kept);
+        }
+        let mut config: tokio_postgres::Config = url
+            .as_str()
+            .parse()
+            .map_err(|e| DbError::Config(format!("DATABASE_URL is not usable: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("background-jobs");
+        }
+        let tls = match ssl_mode.as_str() {
+            "require" | "verify-ca" | "verify-full" => {
+                config.ssl_mode(SslMode::Require);
+                Some(Arc::new(tls_config(root_cert.as_deref())?))
+            }
+            "disable" | "allow" | "prefer" => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+            other => {
+                return Err(DbError::Config(format!(
+                    "DATABASE_URL has an unknown sslmode {other:?} (use disable, prefer, require, verify-ca or verify-full)"
+                )))
+            }
+        };
+        let database = config
+            .get_dbname()
+            .map(str::to_owned)
+            .or_else(|| config.get_user().map(str::to_owned))
+            .unwrap_or_else(|| "postgres".to_owned());
+        Ok(Self {
+            config,
+            tls,
+            database,
+        })
+    }
+
+    /// The database name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// True when connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The same server, another database.
+    pub fn with_database(&self, database: &str) -> Self {
+        let mut other = self.clone();
+        other.config.dbname(database);
+        other.database = database.to_owned();
+        other
+    }
+
+    /// Opens one connection.
+    pub async fn connect(&self) -> Result<AsyncPgConnection, DbError> {
+        let result = match &self.tls {
+            Some(tls) => {
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                let (client, connection) = self
+                    .config
+                    .connect(connector)
+                    .await
+                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await
+            }
+        };
+        result.map_err(|e| DbError::Connect(e.to_string()))
+    }
+
+    /// A pool of at most `max_size` connections to this target.
+    pub fn pool(&self, max_size: usize) -> Result<Pool, DbError> {
+        let target = self.clone();
+        let mut manager_config = ManagerConfig::default();
+        manager_config.custom_setup = Box::new(move |_url: &str| -> BoxFuture<'_, _> {
+            let target = target.clone();
+            async move {
+                target
+                    .connect()
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+            }
+            .boxed()
+        });
+        // The URL is unused: custom_setup connects from the parsed target.
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config("", manager_config);
+        Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(DEFAULT_CONNECT_TIMEOUT + Duration::from_secs(5)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Config(format!("connection pool: {e}")))
+    }
+}
+
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, DbError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = root_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                DbError::Config(format!(
+                    "DATABASE_URL sslrootcert {path:?} could not be read: {e}"
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(DbError::Config(format!(
+                "DATABASE_URL sslrootcert {path:?} holds no certificate"
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| DbError::Config(format!("DATABASE_URL sslrootcert {path:?}: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Config(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),
+/// which tokio-postgres' own Display leaves out.
+fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_urls_connect_without_tls() {
+        let t = ConnectTarget::parse("postgres://postgres@127.0.0.1:5432/background_jobs").unwrap();
+        assert!(!t.uses_tls());
+        assert_eq!(t.database(), "background_jobs");
+    }
+
+    #[test]
+    fn sslmode_require_turns_tls_on() {
+        let t = ConnectTarget::parse(
+            "postgresql://u:p@db.example.supabase.co:5432/postgres?sslmode=require",
+        )
+        .unwrap();
+        assert!(t.uses_tls());
+    }
+
+    #[test]
+    fn bad_urls_name_the_variable_and_hide_the_password() {
+        let e = ConnectTarget::parse("mysql://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DATABASE_URL") && !e.contains("secret"), "{e}");
+        let e = ConnectTarget::parse("postgres://u:secret@h/db?sslmode=sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslmode") && !e.contains("secret"), "{e}");
+        let e =
+            ConnectTarget::parse("postgres://u:secret@h/db?sslmode=require&sslrootcert=/nope.pem")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("/nope.pem") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_has_no_password() {
+        let t = ConnectTarget::parse("postgres://user:hunter2@127.0.0.1/db").unwrap();
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

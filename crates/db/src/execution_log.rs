@@ -1,0 +1,251 @@
+//! The PostgreSQL implementation of the runner's execution log.
+//!
+//! Claims are inserts that the two unique indexes arbitrate (one row per slot and attempt,
+//! one running row per job); every later change is a compare-and-set on
+//! `status = 'running'`, and all times come from the database's clock so that servers with
+//! skewed clocks agree on leases and durations.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::OptionalExtension;
+use diesel_async::RunQueryDsl;
+use jobs_core::{Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Stats};
+
+use crate::models::ExecutionRow;
+use crate::{DbError, Pool, PooledConnection};
+
+/// Columns read back as an [`ExecutionRow`].
+pub(crate) const COLUMNS: &str = "id, job_name, status, started_at, completed_at, duration_ms, \
+    stats, error_message, scheduled_for, triggered_by, attempt, dry_run, worker_id";
+
+/// `completed_at - started_at` in whole milliseconds, by the database's clock.
+const DURATION_SQL: &str =
+    "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (now() - started_at)) * 1000))::int";
+
+/// Longest error message stored; longer ones are cut with a marker.
+const MAX_ERROR_LEN: usize = 8 * 1024;
+
+/// [`ExecutionLog`] on the `job_executions` table.
+#[derive(Clone)]
+pub struct PgExecutionLog {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgExecutionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgExecutionLog")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgExecutionLog {
+    /// A log writing through `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    async fn conn(&self) -> Result<PooledConnection, LogError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| LogError(DbError::from(e).to_string()))
+    }
+}
+
+fn log_err(e: diesel::result::Error) -> LogError {
+    LogError(DbError::Query(e).to_string())
+}
+
+fn truncate(message: &str) -> String {
+    if message.len() <= MAX_ERROR_LEN {
+        return message.to_owned();
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (truncated)", &message[..end])
+}
+
+#[async_trait]
+impl ExecutionLog for PgExecutionLog {
+    async fn claim(&self, new: &NewExecution) -> Result<Claim, LogError> {
+        let mut conn = self.conn().await?;
+        let inserted: Option<ExecutionRow> = diesel::sql_query(format!(
+            "INSERT INTO job_executions \
+               (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
+                heartbeat_at, lease_expires_at) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)) \
+             ON CONFLICT DO NOTHING \
+             RETURNING {COLUMNS}"
+        ))
+        .bind::<Text, _>(&new.job_name)
+        .bind::<Nullable<Timestamptz>, _>(new.scheduled_for)
+        .bind::<Text, _>(new.trigger.as_str())
+        .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
+        .bind::<Bool, _>(new.dry_run)
+        .bind::<Text, _>(&new.worker_id)
+        .bind::<Double, _>(new.lease.as_secs_f64())
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(log_err)?;
+        if let Some(row) = inserted {
+            return Ok(Claim::Started {
+                id: i64::from(row.id),
+                started_at: row.started_at,
+            });
+        }
+        // The insert hit one of the two unique indexes; say which.
+        if let Some(slot) = new.scheduled_for {
+            #[derive(diesel::QueryableByName)]
+            struct Taken {
+                #[diesel(sql_type = Bool)]
+                taken: bool,
+            }
+            let taken: Taken = diesel::sql_query(
+                "SELECT EXISTS (SELECT 1 FROM job_executions \
+                 WHERE job_name = $1 AND scheduled_for = $2 AND attempt = $3) AS taken",
+            )
+            .bind::<Text, _>(&new.job_name)
+            .bind::<Timestamptz, _>(slot)
+            .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
+            .get_result(&mut conn)
+            .await
+            .map_err(log_err)?;
+            if taken.taken {
+                return Ok(Claim::SlotTaken);
+            }
+        }
+        Ok(Claim::AlreadyRunning)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: i64,
+        lease: Duration,
+        progress: Option<&Stats>,
+    ) -> Result<bool, LogError> {
+        let mut conn = self.conn().await?;
+        let updated = diesel::sql_query(
+            "UPDATE job_executions \
+             SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2), \
+                 stats = COALESCE($3, stats) \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind::<Integer, _>(to_i32(id))
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<Nullable<Jsonb>, _>(progress.map(Stats::to_json))
+        .execute(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(updated == 1)
+    }
+
+    async fn complete(
+        &self,
+        id: i64,
+        completion: &Completion,
+    ) -> Result<Option<ExecutionRecord>, LogError> {
+        let mut conn = self.conn().await?;
+        let row: Option<ExecutionRow> = diesel::sql_query(format!(
+            "UPDATE job_executions \
+             SET status = $2, completed_at = now(), duration_ms = {DURATION_SQL}, \
+                 stats = $3, error_message = $4, lease_expires_at = NULL \
+             WHERE id = $1 AND status = 'running' \
+             RETURNING {COLUMNS}"
+        ))
+        .bind::<Integer, _>(to_i32(id))
+        .bind::<Text, _>(completion.status.as_str())
+        .bind::<Jsonb, _>(completion.stats.to_json())
+        .bind::<Nullable<Text>, _>(completion.error_message.as_deref().map(truncate))
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(log_err)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
+            "UPDATE job_executions \
+             SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
+                 error_message = 'interrupted: server ' || COALESCE(worker_id, 'unknown') \
+                   || ' stopped renewing its lease (expired ' \
+                   || to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                   || ')', \
+                 lease_expires_at = NULL \
+             WHERE status = 'running' AND lease_expires_at < now() \
+             RETURNING {COLUMNS}"
+        ))
+        .load(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn close_orphans(
+        &self,
+        worker_id: &str,
+        reason: &str,
+    ) -> Result<Vec<ExecutionRecord>, LogError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
+            "UPDATE job_executions \
+             SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
+                 error_message = $2, lease_expires_at = NULL \
+             WHERE status = 'running' AND worker_id = $1 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind::<Text, _>(worker_id)
+        .bind::<Text, _>(reason)
+        .load(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError> {
+        let mut conn = self.conn().await?;
+        crate::executions::latest_per_job(&mut conn)
+            .await
+            .map_err(|e| LogError(e.to_string()))
+    }
+}
+
+fn to_i32(id: i64) -> i32 {
+    i32::try_from(id).unwrap_or(-1)
+}
+
+/// Reads one execution by id.
+pub async fn find(
+    conn: &mut PooledConnection,
+    id: i64,
+) -> Result<Option<ExecutionRecord>, DbError> {
+    let row: Option<ExecutionRow> = diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM job_executions WHERE id = $1"
+    ))
+    .bind::<Integer, _>(to_i32(id))
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(Into::into))
+}
+
+/// The database's clock, so callers compare against the same time the log writes.
+pub async fn db_now(conn: &mut PooledConnection) -> Result<DateTime<Utc>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Timestamptz)]
+        now: DateTime<Utc>,
+    }
+    let now: Now = diesel::sql_query("SELECT now() AS now")
+        .get_result(conn)
+        .await?;
+    Ok(now.now)
+}

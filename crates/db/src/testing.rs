@@ -1,0 +1,242 @@
+//! A fresh database per test, cloned from a migrated template.
+//!
+//! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) names a
+//! server and a maintenance database the tests may create databases from. The first test
+//! of a process migrates a template database (named after the migrations, so a change to
+//! them makes a new one, and built under an advisory lock so parallel test binaries share
+//! it); each test then gets `CREATE DATABASE … TEMPLATE …`, which takes milliseconds, and
+//! drops it when done. Databases left by killed test processes are swept at start.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::OnceCell;
+
+use crate::{run_migrations, ConnectTarget, DbError, Pool};
+
+/// The variable naming the test server.
+pub const TEST_DATABASE_URL_VAR: &str = "TEST_DATABASE_URL";
+const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PREFIX: &str = "bgjobs_test_";
+const TEMPLATE_LOCK: i64 = 0x006A_6F62_7374_656D; // "jobstem"
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The maintenance connection target of the test server.
+pub fn admin_target() -> ConnectTarget {
+    let url = std::env::var(TEST_DATABASE_URL_VAR)
+        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+    ConnectTarget::parse(&url).unwrap_or_else(|e| panic!("{TEST_DATABASE_URL_VAR}: {e}"))
+}
+
+/// A database that exists for one test and is dropped with this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    target: ConnectTarget,
+    url: String,
+}
+
+impl TestDatabase {
+    /// A fresh, migrated database.
+    pub async fn new() -> Self {
+        let template = TEMPLATE
+            .get_or_init(|| async { build_template().await.expect("test template database") })
+            .await;
+        let name = format!(
+            "{PREFIX}{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            random_suffix()
+        );
+        let admin = admin_target();
+        let mut conn = admin.connect().await.expect("connect to the test server");
+        // Copying a template fails while anyone is connected to it; retry briefly.
+        let mut last_error = None;
+        for _ in 0..50 {
+            match diesel::sql_query(format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .execute(&mut conn)
+            .await
+            {
+                Ok(_) => {
+                    last_error = None;
+                    break;
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            panic!("creating test database {name}: {e}");
+        }
+        let target = admin.with_database(&name);
+        let url = database_url(&name);
+        Self { name, target, url }
+    }
+
+    /// A fresh database with no migrations applied.
+    pub async fn empty() -> Self {
+        let name = format!(
+            "{PREFIX}{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            random_suffix()
+        );
+        let admin = admin_target();
+        let mut conn = admin.connect().await.expect("connect to the test server");
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create empty test database");
+        let target = admin.with_database(&name);
+        let url = database_url(&name);
+        Self { name, target, url }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A `postgres://` URL of this database, for a server under test.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where to connect.
+    pub fn target(&self) -> &ConnectTarget {
+        &self.target
+    }
+
+    /// A small pool on this database.
+    pub fn pool(&self) -> Pool {
+        self.target.pool(4).expect("test pool")
+    }
+
+    /// One connection.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        self.target
+            .connect()
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived runtime on its own thread does the work.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(mut conn) = admin_target().connect().await {
+                        let _ = diesel::sql_query(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// The URL of a database on the test server, with the test server's credentials.
+pub fn database_url(name: &str) -> String {
+    let base = std::env::var(TEST_DATABASE_URL_VAR)
+        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+    let mut url = url::Url::parse(&base).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+async fn build_template() -> Result<String, DbError> {
+    // Named after the migrations' contents: editing one makes a new template.
+    let name = format!("{PREFIX}template_{}", env!("MIGRATIONS_DIGEST"));
+    let admin = admin_target();
+    let mut conn = admin.connect().await?;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
+        .execute(&mut conn)
+        .await?;
+    sweep_leftovers(&mut conn, &name).await;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let exists: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(&mut conn)
+            .await?;
+    if !exists.exists {
+        let building = format!("{name}_building");
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+        ))
+        .execute(&mut conn)
+        .await?;
+        diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+            .execute(&mut conn)
+            .await?;
+        run_migrations(&admin.with_database(&building)).await?;
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+        ))
+        .execute(&mut conn)
+        .await?;
+    }
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
+        .execute(&mut conn)
+        .await?;
+    Ok(name)
+}
+
+/// Drops test databases whose process is gone, and templates of other migration sets.
+async fn sweep_leftovers(conn: &mut AsyncPgConnection, keep_template: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let Ok(names) = diesel::sql_query(format!(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+    ))
+    .load::<Name>(conn)
+    .await
+    else {
+        return;
+    };
+    for Name { datname } in names {
+        let stale = if let Some(rest) = datname.strip_prefix(&format!("{PREFIX}template_")) {
+            datname != keep_template && !rest.ends_with("_building")
+        } else {
+            datname
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        };
+        if stale {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
+            ))
+            .execute(conn)
+            .await;
+        }
+    }
+}

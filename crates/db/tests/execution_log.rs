@@ -1,0 +1,333 @@
+//! The PostgreSQL execution log: claims, leases, completion and the latest-per-job query.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use db::testing::TestDatabase;
+use db::PgExecutionLog;
+use diesel_async::RunQueryDsl;
+use jobs_core::{
+    async_trait, Claim, Completion, ExecutionLog, Job, JobContext, JobError, NewExecution,
+    RegisteredJob, RunPolicy, RunRequest, Runner, RunnerSettings, Schedule, Stats, Status, Trigger,
+};
+
+fn new_execution(job: &str, slot: Option<chrono::DateTime<Utc>>) -> NewExecution {
+    NewExecution {
+        job_name: job.into(),
+        trigger: if slot.is_some() {
+            Trigger::Schedule
+        } else {
+            Trigger::Manual
+        },
+        scheduled_for: slot,
+        attempt: 1,
+        dry_run: false,
+        worker_id: "host-a:8080".into(),
+        lease: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_is_claimed_once_and_a_job_runs_once_at_a_time() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+
+    let first = log
+        .claim(&new_execution("audio_cleanup", Some(slot)))
+        .await
+        .unwrap();
+    let Claim::Started { id, .. } = first else {
+        panic!("{first:?}")
+    };
+    // Another server offered the same slot.
+    let other = NewExecution {
+        worker_id: "host-b:8080".into(),
+        ..new_execution("audio_cleanup", Some(slot))
+    };
+    assert_eq!(log.claim(&other).await.unwrap(), Claim::SlotTaken);
+    // A manual run while the slot's run still goes.
+    assert_eq!(
+        log.claim(&new_execution("audio_cleanup", None))
+            .await
+            .unwrap(),
+        Claim::AlreadyRunning
+    );
+    // Other jobs are independent.
+    assert!(matches!(
+        log.claim(&new_execution("cost_update", Some(slot)))
+            .await
+            .unwrap(),
+        Claim::Started { .. }
+    ));
+    // Once finished, the slot stays taken but manual runs may start.
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Success,
+            stats: Stats::new(),
+            error_message: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.claim(&other).await.unwrap(), Claim::SlotTaken);
+    assert!(matches!(
+        log.claim(&new_execution("audio_cleanup", None))
+            .await
+            .unwrap(),
+        Claim::Started { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_one_slot_start_exactly_one_execution() {
+    let db = TestDatabase::new().await;
+    let log = Arc::new(PgExecutionLog::new(db.target().pool(8).unwrap()));
+    let slot = Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let new = NewExecution {
+                worker_id: format!("host-{i}:8080"),
+                ..new_execution("cost_update", Some(slot))
+            };
+            log.claim(&new).await.unwrap()
+        }));
+    }
+    let mut started = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Claim::Started { .. }) {
+            started += 1;
+        }
+    }
+    assert_eq!(started, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_records_status_stats_error_and_duration() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let Claim::Started { id, started_at } = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut stats = Stats::with_keys(&["updated", "unchanged", "skipped", "failed"]);
+    stats.add("updated", 3);
+    let record = log
+        .complete(
+            id,
+            &Completion {
+                status: Status::Failed,
+                stats,
+                error_message: Some("Deepgram answered 401".into()),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, Status::Failed);
+    assert_eq!(record.started_at, started_at);
+    let completed = record.completed_at.unwrap();
+    let duration = record.duration_ms.unwrap();
+    assert_eq!(duration, (completed - started_at).num_milliseconds());
+    assert!(duration >= 100, "{duration}");
+    assert_eq!(
+        record.stats,
+        serde_json::json!({"updated": 3, "unchanged": 0, "skipped": 0, "failed": 0})
+    );
+    assert_eq!(
+        record.error_message.as_deref(),
+        Some("Deepgram answered 401")
+    );
+    // A second completion does not overwrite the first.
+    let again = log
+        .complete(
+            id,
+            &Completion {
+                status: Status::Success,
+                stats: Stats::new(),
+                error_message: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_store_progress_and_keep_the_lease_alive() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let short = NewExecution {
+        lease: Duration::from_millis(600),
+        ..new_execution("audio_cleanup", None)
+    };
+    let Claim::Started { id, .. } = log.claim(&short).await.unwrap() else {
+        panic!()
+    };
+    let mut progress = Stats::new();
+    progress.add("deleted", 500);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(log
+            .heartbeat(id, Duration::from_millis(600), Some(&progress))
+            .await
+            .unwrap());
+        // A live lease is never expired, however often others look.
+        assert!(log.expire_leases().await.unwrap().is_empty());
+    }
+    let latest = log.latest_per_job().await.unwrap();
+    assert_eq!(latest[0].status, Status::Running);
+    assert_eq!(latest[0].stats["deleted"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_closed_naming_the_server_and_cannot_be_reopened() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let dying = NewExecution {
+        lease: Duration::from_millis(200),
+        worker_id: "worker-7.internal:8080".into(),
+        ..new_execution("cost_update", None)
+    };
+    let Claim::Started { id, .. } = log.claim(&dying).await.unwrap() else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let closed = log.expire_leases().await.unwrap();
+    assert_eq!(closed.len(), 1);
+    let message = closed[0].error_message.clone().unwrap();
+    assert!(message.starts_with("interrupted:"), "{message}");
+    assert!(message.contains("worker-7.internal:8080"), "{message}");
+    assert!(closed[0].duration_ms.is_some());
+    // The dead run's late heartbeat and completion change nothing.
+    assert!(!log
+        .heartbeat(id, Duration::from_secs(60), None)
+        .await
+        .unwrap());
+    assert!(log
+        .complete(
+            id,
+            &Completion {
+                status: Status::Success,
+                stats: Stats::new(),
+                error_message: None
+            }
+        )
+        .await
+        .unwrap()
+        .is_none());
+    assert!(log.expire_leases().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_closes_only_its_own_leftovers() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    log.claim(&new_execution("audio_cleanup", None))
+        .await
+        .unwrap();
+    let other = NewExecution {
+        worker_id: "host-b:8080".into(),
+        ..new_execution("cost_update", None)
+    };
+    log.claim(&other).await.unwrap();
+    let closed = log
+        .close_orphans(
+            "host-a:8080",
+            "interrupted: server host-a:8080 restarted while it ran",
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].job_name, "audio_cleanup");
+    let latest = log.latest_per_job().await.unwrap();
+    let cost = latest.iter().find(|r| r.job_name == "cost_update").unwrap();
+    assert_eq!(cost.status, Status::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_per_job_returns_the_newest_row_of_each_job() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    // 3 jobs, 200 executions each, spread over 200 days; the newest of each is known.
+    diesel::sql_query(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, stats) \
+         SELECT j, CASE WHEN n % 3 = 0 THEN 'failed' ELSE 'success' END, \
+                now() - (n || ' days')::interval - (j = 'b')::int * interval '1 hour', \
+                now() - (n || ' days')::interval + interval '5 seconds', 5000, \
+                jsonb_build_object('n', n) \
+         FROM unnest(ARRAY['a', 'b', 'c']) AS j, generate_series(1, 200) AS n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let log = PgExecutionLog::new(db.pool());
+    let latest = log.latest_per_job().await.unwrap();
+    let summary: Vec<(String, i64)> = latest
+        .iter()
+        .map(|r| (r.job_name.clone(), r.stats["n"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
+    );
+}
+
+struct Panicky;
+
+#[async_trait]
+impl Job for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    fn display_name(&self) -> &str {
+        "Panicky"
+    }
+    fn default_schedule(&self) -> &str {
+        "0 2 * * *"
+    }
+    async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError> {
+        let mut stats = Stats::new();
+        stats.add("done", 2);
+        ctx.report_progress(&stats);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("index out of bounds");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_records_a_panicking_job_as_failed_in_postgres() {
+    let db = TestDatabase::new().await;
+    let log = Arc::new(PgExecutionLog::new(db.pool()));
+    let runner = Arc::new(Runner::new(
+        log.clone(),
+        RunnerSettings {
+            worker_id: "test:1".into(),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            progress_interval: Duration::from_millis(20),
+        },
+    ));
+    let job = Arc::new(
+        RegisteredJob::new(Panicky, Schedule::parse("0 2 * * *").unwrap())
+            .with_policy(RunPolicy::default()),
+    );
+    let report = runner.run(job, RunRequest::manual(false)).await.unwrap();
+    assert_eq!(report.status, Status::Failed);
+    let record = report.record.unwrap();
+    assert_eq!(
+        record.error_message.as_deref(),
+        Some("panicked: index out of bounds")
+    );
+    assert_eq!(record.stats, serde_json::json!({"done": 2}));
+    assert_eq!(record.trigger, "manual");
+    assert!(record.completed_at.is_some() && record.duration_ms.unwrap() >= 100);
+}

@@ -1,0 +1,596 @@
+//! The HTTP client: routes, retries, limits.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use crate::config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, ENV_API_KEY, ENV_API_URL, USER_AGENT};
+use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};
+use crate::limiter::RateLimiter;
+use crate::model::{
+    unwrap_envelope, ListRequestsParams, Project, ProjectsBody, RawRequestsPage, RequestRecord,
+    RequestsPage,
+};
+
+/// A client for the Deepgram Management API.
+///
+/// Cheap to clone: clones share one connection pool, one concurrency limit and one rate
+/// limit. Every call retries 429, 5xx and transport failures with exponential backoff and
+/// full jitter (honouring `Retry-After`), up to [`ClientConfig::max_attempts`]; other
+/// errors return at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: Url,
+    api_key: ApiKey,
+    auth_header: HeaderValue,
+    config: ClientConfig,
+    in_flight: Semaphore,
+    rate_limiter: Option<RateLimiter>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("api_key", &self.inner.api_key)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// Final: success or an error not worth retrying.
+    Done(Result<Vec<u8>, Error>),
+    /// Worth another try, after `retry_after` if the server asked for one.
+    Retry {
+        error: Error,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Client {
+    /// A client with default tunables for `base_url` (e.g. `https://api.deepgram.com`, or a
+    /// mock server's URL in tests). Fails on an unusable URL or an empty key.
+    pub fn new(base_url: &str, api_key: impl Into<ApiKey>) -> Result<Self, Error> {
+        Self::with_config(base_url, api_key, ClientConfig::default())
+    }
+
+    /// A client with the given tunables; see [`ClientConfig`].
+    pub fn with_config(
+        base_url: &str,
+        api_key: impl Into<ApiKey>,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let api_key = api_key.into();
+        let base_url = parse_base_url(base_url)?;
+        if api_key.is_blank() {
+            return Err(Error::Config {
+                message: "the Deepgram API key is empty".to_owned(),
+            });
+        }
+        let mut auth_header = HeaderValue::from_str(&format!("Token {}", api_key.expose()))
+            .map_err(|_| Error::Config {
+                message: "the Deepgram API key contains characters not allowed in an HTTP header"
+                    .to_owned(),
+            })?;
+        auth_header.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Config {
+                message: format!("could not build the HTTP client: {e}"),
+            })?;
+        let rate_limiter = config
+            .requests_per_second
+            .map(|rate| RateLimiter::new(Duration::from_secs_f64(1.0 / rate)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                api_key,
+                auth_header,
+                in_flight: Semaphore::new(config.max_concurrency),
+                rate_limiter,
+                config,
+            }),
+        })
+    }
+
+    /// A client from `DEEPGRAM_API_KEY` (required) and `DEEPGRAM_API_URL` (default
+    /// `https://api.deepgram.com`), with default tunables.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with_config(ClientConfig::default())
+    }
+
+    /// Like [`Client::from_env`], with the given tunables.
+    pub fn from_env_with_config(config: ClientConfig) -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok(), config)
+    }
+
+    fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        let api_key = lookup(ENV_API_KEY)
+            .filter(|key| !key.trim().is_empty())
+            .ok_or_else(|| Error::Config {
+                message: format!("{ENV_API_KEY} must be set to a Deepgram API key"),
+            })?;
+        let base_url = lookup(ENV_API_URL)
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        if let Err(Error::Config { message }) = parse_base_url(&base_url) {
+            return Err(Error::Config {
+                message: format!("{ENV_API_URL}: {message}"),
+            });
+        }
+        Self::with_config(&base_url, api_key.trim(), config)
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// The tunables in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// `GET /v1/projects/{project_id}/requests/{request_id}`: one past request with its
+    /// cost. Accepts the bare record and `{"request": {...}}`. An unknown or expired
+    /// request is [`Error::NotFound`].
+    pub async fn get_request(
+        &self,
+        project_id: &str,
+        request_id: &str,
+    ) -> Result<RequestRecord, Error> {
+        check_ids(&[("project_id", project_id), ("request_id", request_id)])?;
+        let url = self.url(&["v1", "projects", project_id, "requests", request_id], &[])?;
+        let body = self.get(&url).await?;
+        let value = self.decode::<serde_json::Value>(&url, &body)?;
+        serde_json::from_value(unwrap_envelope(value))
+            .map_err(|e| self.decode_error(&url, &e.to_string(), &body))
+    }
+
+    /// `GET /v1/projects`: the projects the key can see.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        let url = self.url(&["v1", "projects"], &[])?;
+        let body = self.get(&url).await?;
+        Ok(self.decode::<ProjectsBody>(&url, &body)?.into_projects())
+    }
+
+    /// `GET /v1/projects/{project_id}/requests?…`: one page of past requests, newest first.
+    /// `page`/`limit` missing from the answer are taken from `params` (limit default 10,
+    /// Deepgram's own). Use [`RequestsPage::is_last_page`] to stop paging, or
+    /// [`Client::list_all_requests`].
+    pub async fn list_requests(
+        &self,
+        project_id: &str,
+        params: &ListRequestsParams,
+    ) -> Result<RequestsPage, Error> {
+        let query = params.query_pairs();
+        check_ids(&[("project_id", project_id)])?;
+        let url = self.url(&["v1", "projects", project_id, "requests"], &query)?;
+        let body = self.get(&url).await?;
+        let raw = self.decode::<RawRequestsPage>(&url, &body)?;
+        let requests = raw
+            .requests
+            .into_iter()
+            .map(|value| serde_json::from_value(unwrap_envelope(value)))
+            .collect::<Result<Vec<RequestRecord>, _>>()
+            .map_err(|e| self.decode_error(&url, &e.to_string(), &body))?;
+        Ok(RequestsPage {
+            page: raw.page.or(params.page).unwrap_or(0),
+            limit: raw
+                .limit
+                .or(params.limit.map(|l| l.clamp(1, crate::MAX_LIST_LIMIT)))
+                .unwrap_or(10),
+            requests,
+        })
+    }
+
+    /// Every record matching `params`, paging from `params.page` (default 0) until a page
+    /// is shorter than its limit. Memory grows with the result: bound it with `start`/`end`.
+    /// A page answered with another page number than asked is an [`Error::Decode`].
+    pub async fn list_all_requests(
+        &self,
+        project_id: &str,
+        params: &ListRequestsParams,
+    ) -> Result<Vec<RequestRecord>, Error> {
+        let mut params = params.clone();
+        let mut page_number = params.page.unwrap_or(0);
+        let mut all = Vec::new();
+        loop {
+            params.page = Some(page_number);
+            let page = self.list_requests(project_id, &params).await?;
+            if page.page != page_number {
+                // A server that ignores `page` would otherwise be paged forever.
+                return Err(Error::Decode {
+                    message: format!(
+                        "GET /v1/projects/{project_id}/requests: asked for page {page_number}, got page {}",
+                        page.page
+                    ),
+                    body: String::new(),
+                });
+            }
+            let last = page.is_last_page();
+            all.extend(page.requests);
+            if last {
+                return Ok(all);
+            }
+            page_number = match page_number.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(all),
+            };
+        }
+    }
+
+    /// Builds `base_url` + percent-encoded `segments` + `query`. Check ids with
+    /// [`check_ids`] first.
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Url, Error> {
+        let mut url = self.inner.base_url.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| Error::Config {
+                message: "the base URL cannot have a path".to_owned(),
+            })?;
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+
+    /// GET with retries; the body of a 2xx answer, or the error.
+    async fn get(&self, url: &Url) -> Result<Vec<u8>, Error> {
+        let config = &self.inner.config;
+        let mut attempt: u32 = 1;
+        loop {
+            let (error, retry_after) = match self.attempt(url).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry { error, retry_after } => (error, retry_after),
+            };
+            if attempt >= config.max_attempts {
+                log::debug!(
+                    "Deepgram GET {}: giving up after {attempt} attempt(s): {error}",
+                    url.path()
+                );
+                return Err(error);
+            }
+            let delay = retry_after.map_or_else(
+                || backoff(attempt, config.base_backoff, config.max_backoff),
+                |asked| asked.min(config.max_backoff),
+            );
+            log::warn!(
+                "Deepgram GET {}: attempt {attempt}/{} failed ({error}); retrying in {} ms",
+                url.path(),
+                config.max_attempts,
+                delay.as_millis()
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One request, holding a concurrency slot (and a rate slot) while it runs.
+    async fn attempt(&self, url: &Url) -> Attempt {
+        let inner = &self.inner;
+        let Ok(_permit) = inner.in_flight.acquire().await else {
+            return Attempt::Done(Err(Error::Transport {
+                kind: TransportErrorKind::Other,
+                message: "the client's concurrency limiter was closed".to_owned(),
+            }));
+        };
+        if let Some(limiter) = &inner.rate_limiter {
+            limiter.acquire().await;
+        }
+        log::debug!("Deepgram GET {}", url.path());
+        let sent = inner
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, inner.auth_header.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return self.transport_failure(&e),
+        };
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(e) => return self.transport_failure(&e),
+        };
+        if status.is_success() {
+            return Attempt::Done(Ok(body));
+        }
+        self.classify_failure(status, retry_after, &body)
+    }
+
+    fn classify_failure(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> Attempt {
+        let text = self.scrub(&String::from_utf8_lossy(body));
+        let code = status.as_u16();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Attempt::Retry {
+                error: Error::RateLimited { retry_after },
+                retry_after,
+            };
+        }
+        if status.is_server_error() {
+            return Attempt::Retry {
+                error: Error::Server {
+                    status: code,
+                    body: truncate(text.trim()),
+                },
+                retry_after,
+            };
+        }
+        let parsed = parse_error_body(code, &text);
+        let (code_text, message) = (parsed.code, parsed.message);
+        Attempt::Done(Err(match status {
+            StatusCode::UNAUTHORIZED => Error::Unauthorized {
+                code: code_text,
+                message,
+            },
+            StatusCode::FORBIDDEN => Error::Forbidden {
+                code: code_text,
+                message,
+            },
+            StatusCode::NOT_FOUND => Error::NotFound {
+                code: code_text,
+                message,
+            },
+            _ => Error::Http {
+                status: code,
+                code: code_text,
+                message,
+            },
+        }))
+    }
+
+    fn transport_failure(&self, error: &reqwest::Error) -> Attempt {
+        let kind = if error.is_timeout() {
+            TransportErrorKind::Timeout
+        } else if error.is_connect() {
+            TransportErrorKind::Connect
+        } else {
+            TransportErrorKind::Other
+        };
+        // The whole chain: reqwest's top message alone ("error sending request") hides
+        // the cause.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message = format!("{message}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        let error = Error::Transport {
+            kind,
+            message: self.scrub(&message),
+        };
+        // Every transport failure of a GET is safe to retry: nothing was changed.
+        Attempt::Retry {
+            error,
+            retry_after: None,
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, url: &Url, body: &[u8]) -> Result<T, Error> {
+        serde_json::from_slice(body).map_err(|e| self.decode_error(url, &e.to_string(), body))
+    }
+
+    fn decode_error(&self, url: &Url, reason: &str, body: &[u8]) -> Error {
+        Error::Decode {
+            message: format!("GET {}: {reason}", url.path()),
+            body: truncate(&self.scrub(&String::from_utf8_lossy(body))),
+        }
+    }
+
+    /// Removes the API key from text that came from the network.
+    fn scrub(&self, text: &str) -> String {
+        redact(text, self.inner.api_key.expose())
+    }
+}
+
+/// Rejects ids that would change the route: empty, `.` or `..` (the URL library drops
+/// dot segments instead of encoding them). Everything else is percent-encoded.
+fn check_ids(ids: &[(&str, &str)]) -> Result<(), Error> {
+    for (name, id) in ids {
+        if id.is_empty() || *id == "." || *id == ".." {
+            return Err(Error::InvalidArgument {
+                message: format!("{name} {id:?} cannot be used in a URL path"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_base_url(base_url: &str) -> Result<Url, Error> {
+    let url = Url::parse(base_url.trim()).map_err(|e| Error::Config {
+        message: format!("invalid base URL {base_url:?}: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(Error::Config {
+            message: format!("invalid base URL {base_url:?}: must be http(s)://host[/path]"),
+        });
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::Config {
+            message: format!("invalid base URL {base_url:?}: must not have a query or fragment"),
+        });
+    }
+    Ok(url)
+}
+
+/// Before retry `attempt` (1 = after the first failure): a random wait in
+/// `[0, min(max, base * 2^(attempt-1))]`.
+fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(31);
+    let ceiling = base.saturating_mul(factor).min(max);
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
+/// `Retry-After` as delta-seconds (`"1"`, `"1.5"`) or an HTTP date; `None` if absent or
+/// unreadable. A date in the past means zero.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds.max(0.0)).ok();
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn headers(retry_after: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(retry_after) {
+            headers.insert(RETRY_AFTER, value);
+        }
+        headers
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(
+            parse_retry_after(&headers("1")),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse_retry_after(&headers("0.25")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_retry_after(&headers("-3")), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(&headers("soon")), None);
+        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+        assert_eq!(
+            parse_retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = parse_retry_after(&headers(&future)).expect("a date parses");
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+    }
+
+    #[test]
+    fn backoff_stays_within_the_exponential_ceiling_and_the_cap() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for attempt in 1..=40 {
+            let ceiling = (base * 2u32.saturating_pow(attempt - 1).min(1 << 20)).min(max);
+            for _ in 0..50 {
+                assert!(backoff(attempt, base, max) <= ceiling);
+            }
+        }
+        // Jitter actually varies the wait.
+        let waits: std::collections::HashSet<_> = (0..20).map(|_| backoff(3, base, max)).collect();
+        assert!(waits.len() > 1);
+    }
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn from_env_requires_the_key_and_defaults_the_url() {
+        let err = Client::from_lookup(lookup(&[]), ClientConfig::default())
+            .expect_err("no key must fail");
+        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
+        let err = Client::from_lookup(lookup(&[(ENV_API_KEY, "  ")]), ClientConfig::default())
+            .expect_err("blank key must fail");
+        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
+
+        let client = Client::from_lookup(lookup(&[(ENV_API_KEY, "k")]), ClientConfig::default())
+            .expect("key is enough");
+        assert_eq!(client.base_url().as_str(), "https://api.deepgram.com/");
+
+        let client = Client::from_lookup(
+            lookup(&[
+                (ENV_API_KEY, "k"),
+                (ENV_API_URL, "https://api.eu.deepgram.com"),
+            ]),
+            ClientConfig::default(),
+        )
+        .expect("custom url");
+        assert_eq!(client.base_url().as_str(), "https://api.eu.deepgram.com/");
+
+        let err = Client::from_lookup(
+            lookup(&[(ENV_API_KEY, "k"), (ENV_API_URL, "not a url")]),
+            ClientConfig::default(),
+        )
+        .expect_err("bad url must fail");
+        assert!(err.to_string().contains("DEEPGRAM_API_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_base_urls_and_keys_are_config_errors_without_the_key() {
+        for url in ["", "ftp://x", "mailto:a@b", "https://x/?q=1"] {
+            assert!(
+                matches!(Client::new(url, "k"), Err(Error::Config { .. })),
+                "{url:?} should be rejected"
+            );
+        }
+        let err = Client::new("https://x", "bad\nkey-secret").expect_err("newline in key");
+        assert!(!err.to_string().contains("key-secret"), "{err}");
+        assert!(matches!(
+            Client::new("https://x", ""),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn urls_keep_a_base_path_and_encode_ids() {
+        let client = Client::new("http://localhost:1234/proxy/", "k").expect("client");
+        let url = client
+            .url(
+                &["v1", "projects", "p 1", "requests", "a/b?c#d"],
+                &[("limit", "5".to_owned())],
+            )
+            .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "http://localhost:1234/proxy/v1/projects/p%201/requests/a%2Fb%3Fc%23d?limit=5"
+        );
+        for bad in ["", ".", ".."] {
+            assert!(matches!(
+                check_ids(&[("request_id", bad)]),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
+    }
+}

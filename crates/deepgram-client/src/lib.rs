@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod client;
+mod config;
+mod error;
+mod limiter;
+mod model;
+
+pub use client::Client;
+pub use config::{
+    ApiKey, ClientConfig, DEFAULT_BASE_BACKOFF, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT,
+    ENV_API_KEY, ENV_API_URL, USER_AGENT,
+};
+pub use error::{Error, TransportErrorKind};
+pub use model::{
+    CostState, ListRequestsParams, Project, RequestRecord, RequestResponse, RequestStatus,
+    RequestsPage, ResponseDetails, MAX_LIST_LIMIT,
+};

@@ -1,0 +1,739 @@
+//! The HTTP client: configuration, authentication headers, retries and the Storage calls.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::{Method, Response};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::encode::{encode_path, encode_segment};
+use crate::error::{classify, truncate, MAX_ERROR_BODY};
+use crate::types::{deleted_names, Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
+use crate::Error;
+
+/// Environment variable holding the project URL, e.g. `https://abc.supabase.co`.
+pub const ENV_URL: &str = "SUPABASE_URL";
+/// Environment variable holding the service-role key.
+pub const ENV_SERVICE_KEY: &str = "SUPABASE_SERVICE_ROLE_KEY";
+
+/// Default time allowed to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time allowed for one whole request (connect, send, read the answer).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of attempts per request, the first included.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Default first backoff; each retry doubles it (full jitter), up to the cap.
+pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(500);
+/// Default cap on one backoff sleep.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default longest `Retry-After` the client waits out itself; longer ones are returned as
+/// [`Error::RateLimited`] so the caller can reschedule.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Default number of requests in flight at once, shared by all clones of a client.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+/// Most names Storage accepts in one bulk delete, and the default chunk size.
+pub const MAX_DELETE_CHUNK: usize = 1000;
+/// Default page size for [`Client::list_all_objects`].
+pub const DEFAULT_LIST_PAGE_SIZE: u32 = 100;
+
+/// Largest response body read; anything longer is treated as undecodable.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The service-role key. `Debug` prints `***`; the key never appears in errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceKey(String);
+
+impl ServiceKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ServiceKey(key.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for ServiceKey {
+    fn from(key: String) -> Self {
+        ServiceKey(key)
+    }
+}
+
+impl From<&str> for ServiceKey {
+    fn from(key: &str) -> Self {
+        ServiceKey(key.to_owned())
+    }
+}
+
+/// Tunables of a [`Client`]; see the `DEFAULT_*` constants for the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one attempt of a request, answer included.
+    pub request_timeout: Duration,
+    /// Attempts per request, the first included (at least 1).
+    pub max_attempts: u32,
+    /// First backoff; doubled on each retry, full jitter, capped by `max_backoff`.
+    pub base_backoff: Duration,
+    /// Cap on one backoff sleep.
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` waited out before retrying a 429.
+    pub max_retry_after: Duration,
+    /// Requests in flight at once across all clones (at least 1).
+    pub max_concurrency: usize,
+    /// Names per bulk-delete call (1 to [`MAX_DELETE_CHUNK`]).
+    pub delete_chunk_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_backoff: DEFAULT_BASE_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            delete_chunk_size: MAX_DELETE_CHUNK,
+        }
+    }
+}
+
+/// Builds a [`Client`] with non-default tunables.
+///
+/// ```
+/// # use std::time::Duration;
+/// let client = storage_supabase::ClientBuilder::new("https://abc.supabase.co", "service-key")
+///     .max_attempts(2)
+///     .request_timeout(Duration::from_secs(10))
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.config().max_attempts, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    key: ServiceKey,
+    config: Config,
+}
+
+impl ClientBuilder {
+    /// Starts from the project URL (e.g. `https://abc.supabase.co`) and service-role key.
+    pub fn new(base_url: impl Into<String>, service_key: impl Into<ServiceKey>) -> Self {
+        ClientBuilder {
+            base_url: base_url.into(),
+            key: service_key.into(),
+            config: Config::default(),
+        }
+    }
+
+    /// Starts from [`ENV_URL`] and [`ENV_SERVICE_KEY`]; an error names the missing variable.
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(ClientBuilder::new(
+            env_var(ENV_URL)?,
+            env_var(ENV_SERVICE_KEY)?,
+        ))
+    }
+
+    /// Replaces every tunable at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Time allowed to open a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one attempt of a request.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Attempts per request, the first included; 0 is read as 1.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts;
+        self
+    }
+
+    /// First backoff before a retry.
+    pub fn base_backoff(mut self, backoff: Duration) -> Self {
+        self.config.base_backoff = backoff;
+        self
+    }
+
+    /// Cap on one backoff sleep.
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.config.max_backoff = backoff;
+        self
+    }
+
+    /// Longest `Retry-After` the client waits out itself.
+    pub fn max_retry_after(mut self, wait: Duration) -> Self {
+        self.config.max_retry_after = wait;
+        self
+    }
+
+    /// Requests in flight at once across all clones; 0 is read as 1.
+    pub fn max_concurrency(mut self, permits: usize) -> Self {
+        self.config.max_concurrency = permits;
+        self
+    }
+
+    /// Names per bulk-delete call, clamped to 1..=[`MAX_DELETE_CHUNK`].
+    pub fn delete_chunk_size(mut self, size: usize) -> Self {
+        self.config.delete_chunk_size = size;
+        self
+    }
+
+    /// Checks the URL and key and builds the client.
+    pub fn build(self) -> Result<Client, Error> {
+        let mut config = self.config;
+        config.max_attempts = config.max_attempts.max(1);
+        config.max_concurrency = config.max_concurrency.max(1);
+        config.delete_chunk_size = config.delete_chunk_size.clamp(1, MAX_DELETE_CHUNK);
+
+        let project_url = parse_project_url(&self.base_url)?;
+        let api_base = format!("{}/storage/v1", project_url.as_str().trim_end_matches('/'));
+
+        let key = self.key.expose();
+        if key.trim().is_empty() {
+            return Err(Error::config("the Supabase service key is empty"));
+        }
+        let header = |value: String| {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                Error::config("the Supabase service key has characters not allowed in a header")
+            })?;
+            value.set_sensitive(true);
+            Ok::<_, Error>(value)
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("apikey", header(key.to_owned())?);
+        headers.insert(AUTHORIZATION, header(format!("Bearer {key}"))?);
+
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "background-jobs-storage-supabase/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirect could carry the `apikey` header to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?;
+
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                permits: Semaphore::new(config.max_concurrency),
+                project_url,
+                api_base,
+                key: self.key,
+                config,
+            }),
+        })
+    }
+}
+
+/// A typed client for the Supabase Storage API. Cheap to clone; clones share the
+/// connection pool and the concurrency limit.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    permits: Semaphore,
+    project_url: Url,
+    api_base: String,
+    key: ServiceKey,
+    config: Config,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("project_url", &self.inner.project_url.as_str())
+            .field("key", &self.inner.key)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client with default tunables for the project at `base_url` (e.g.
+    /// `https://abc.supabase.co`; `/storage/v1` is appended).
+    pub fn new(base_url: &str, service_key: impl Into<ServiceKey>) -> Result<Self, Error> {
+        ClientBuilder::new(base_url, service_key).build()
+    }
+
+    /// A client with default tunables from [`ENV_URL`] and [`ENV_SERVICE_KEY`].
+    pub fn from_env() -> Result<Self, Error> {
+        ClientBuilder::from_env()?.build()
+    }
+
+    /// A builder for non-default tunables.
+    pub fn builder(
+        base_url: impl Into<String>,
+        service_key: impl Into<ServiceKey>,
+    ) -> ClientBuilder {
+        ClientBuilder::new(base_url, service_key)
+    }
+
+    /// The project URL; pass it to [`crate::path::parse_audio_path`].
+    pub fn project_url(&self) -> &Url {
+        &self.inner.project_url
+    }
+
+    /// The tunables in effect.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Looks at a bucket. A bucket that does not exist is [`Error::NotFound`].
+    pub async fn get_bucket(&self, bucket: &str) -> Result<Bucket, Error> {
+        let url = format!("{}/bucket/{}", self.inner.api_base, bucket_segment(bucket)?);
+        let body = self.execute(Method::GET, &url, None).await?;
+        decode(&body)
+    }
+
+    /// Deletes one object. A missing object (or bucket) is [`Error::NotFound`].
+    ///
+    /// `path` is the object name with `/` between folders; each segment is percent-encoded.
+    /// Empty, `.` and `..` segments are refused, since URL normalisation would turn them
+    /// into a different object.
+    pub async fn delete_object(&self, bucket: &str, path: &str) -> Result<(), Error> {
+        let url = format!(
+            "{}/object/{}/{}",
+            self.inner.api_base,
+            bucket_segment(bucket)?,
+            object_path(path)?
+        );
+        self.execute(Method::DELETE, &url, None).await?;
+        Ok(())
+    }
+
+    /// Deletes objects by exact name, in calls of at most `delete_chunk_size` names.
+    ///
+    /// Duplicates are sent once; an empty list sends nothing. Storage answers with the
+    /// objects it deleted, so each name lands in [`DeleteOutcome::deleted`] or
+    /// [`DeleteOutcome::not_returned`]. Note that a bucket that does not exist answers
+    /// like one where no name exists (everything `not_returned`): check the bucket with
+    /// [`Client::get_bucket`] before reading `not_returned` as "already gone".
+    ///
+    /// A failing call does not lose earlier results: its names go to
+    /// [`DeleteOutcome::failed`] with the error. After an error that would fail every call
+    /// (bad key, rate limit or server errors after retries, transport) the remaining names
+    /// are not sent and are listed in [`DeleteOutcome::skipped`]. `Err` is returned only
+    /// when nothing could be sent at all (an invalid bucket name).
+    pub async fn delete_objects<S: AsRef<str>>(
+        &self,
+        bucket: &str,
+        names: &[S],
+    ) -> Result<DeleteOutcome, Error> {
+        let url = format!("{}/object/{}", self.inner.api_base, bucket_segment(bucket)?);
+        let mut seen = HashSet::new();
+        let unique: Vec<String> = names
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|name| seen.insert(*name))
+            .map(str::to_owned)
+            .collect();
+
+        let mut outcome = DeleteOutcome::default();
+        let mut chunks = unique.chunks(self.inner.config.delete_chunk_size);
+        while let Some(chunk) = chunks.next() {
+            let body = serde_json::json!({ "prefixes": chunk });
+            let answer = self
+                .execute(Method::DELETE, &url, Some(&body))
+                .await
+                .and_then(|bytes| {
+                    deleted_names(&bytes).map_err(|e| decode_error(&e.to_string(), &bytes))
+                });
+            match answer {
+                Ok(returned) => {
+                    let returned: HashSet<&str> = returned.iter().map(String::as_str).collect();
+                    for name in chunk {
+                        if returned.contains(name.as_str()) {
+                            outcome.deleted.push(name.clone());
+                        } else {
+                            outcome.not_returned.push(name.clone());
+                        }
+                    }
+                }
+                Err(error) => {
+                    let stop = fails_every_chunk(&error);
+                    outcome.failed.push(FailedChunk {
+                        names: chunk.to_vec(),
+                        error,
+                    });
+                    if stop {
+                        outcome.skipped.extend(chunks.flatten().cloned());
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Lists one page of the folder `prefix` (`""` for the bucket's top level), sorted by
+    /// name. Names are relative to `prefix`; folders are entries without an id.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<ObjectEntry>, Error> {
+        if limit == 0 {
+            return Err(Error::config("list limit must be at least 1"));
+        }
+        let url = format!(
+            "{}/object/list/{}",
+            self.inner.api_base,
+            bucket_segment(bucket)?
+        );
+        let body = serde_json::json!({
+            "prefix": prefix,
+            "limit": limit,
+            "offset": offset,
+            "sortBy": { "column": "name", "order": "asc" },
+        });
+        let bytes = self.execute(Method::POST, &url, Some(&body)).await?;
+        decode(&bytes)
+    }
+
+    /// Lists the whole folder `prefix`, page by page (`page_size` entries per call) until
+    /// a short page.
+    pub async fn list_all_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_size: u32,
+    ) -> Result<Vec<ObjectEntry>, Error> {
+        let mut all = Vec::new();
+        let mut offset: u32 = 0;
+        loop {
+            let page = self.list_objects(bucket, prefix, page_size, offset).await?;
+            let len = page.len();
+            all.extend(page);
+            if len < page_size as usize {
+                return Ok(all);
+            }
+            offset = offset.saturating_add(page_size);
+        }
+    }
+
+    /// Sends a request with retries; returns the body of a 2xx answer.
+    async fn execute(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, Error> {
+        let config = &self.inner.config;
+        let mut attempt = 1;
+        loop {
+            let error = match self.attempt(method.clone(), url, body).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(error) => error,
+            };
+            let Some(delay) = retry_delay(config, &error, attempt) else {
+                return Err(error);
+            };
+            log::warn!(
+                "Supabase Storage {method} {url}: attempt {attempt}/{} failed: {error}; \
+                 retrying in {delay:?}",
+                config.max_attempts
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, holding a concurrency permit.
+    async fn attempt(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, Error> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::config("the client's request limiter was closed"))?;
+        let mut request = self.inner.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let (bytes, complete) = read_body(response).await.map_err(|e| self.transport(&e))?;
+        if status.is_success() {
+            if !complete {
+                return Err(decode_error("answer too large", &bytes));
+            }
+            return Ok(bytes);
+        }
+        let text = self.redact(&String::from_utf8_lossy(&bytes));
+        Err(classify(status, &headers, &text))
+    }
+
+    fn transport(&self, error: &reqwest::Error) -> Error {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Error::Transport {
+            message: self.redact(&message),
+            timeout: error.is_timeout(),
+        }
+    }
+
+    /// Removes the key from text that came from the network, should a server echo it.
+    fn redact(&self, text: &str) -> String {
+        text.replace(self.inner.key.expose(), "***")
+    }
+}
+
+/// How long to wait before attempt `attempt + 1`, or `None` to give up.
+fn retry_delay(config: &Config, error: &Error, attempt: u32) -> Option<Duration> {
+    if !error.is_retryable() || attempt >= config.max_attempts {
+        return None;
+    }
+    if let Error::RateLimited {
+        retry_after: Some(after),
+    } = error
+    {
+        return (*after <= config.max_retry_after).then_some(*after);
+    }
+    let cap = backoff_cap(config, attempt);
+    Some(cap.mul_f64(rand::random::<f64>()))
+}
+
+/// `base * 2^(attempt-1)`, capped: the upper bound of the full-jitter sleep.
+fn backoff_cap(config: &Config, attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(30);
+    config
+        .base_backoff
+        .saturating_mul(1 << doublings)
+        .min(config.max_backoff)
+}
+
+/// Errors after which sending further delete chunks is pointless.
+fn fails_every_chunk(error: &Error) -> bool {
+    !matches!(
+        error,
+        Error::NotFound { .. } | Error::InvalidRequest { .. } | Error::Decode { .. }
+    )
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; the flag says whether the body was complete.
+async fn read_body(mut response: Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| decode_error(&e.to_string(), bytes))
+}
+
+fn decode_error(message: &str, body: &[u8]) -> Error {
+    Error::Decode {
+        message: message.to_owned(),
+        body: truncate(&String::from_utf8_lossy(body), MAX_ERROR_BODY),
+    }
+}
+
+fn env_var(name: &str) -> Result<String, Error> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+        Ok(_) => Err(Error::config(format!("{name} is empty"))),
+        Err(std::env::VarError::NotPresent) => Err(Error::config(format!("{name} is not set"))),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::config(format!("{name} is not valid UTF-8")))
+        }
+    }
+}
+
+fn parse_project_url(raw: &str) -> Result<Url, Error> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| Error::config(format!("invalid Supabase project URL {raw:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Error::config(format!(
+            "the Supabase project URL must be http(s)://host, got {raw:?}"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            "the Supabase project URL must not carry credentials",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config(format!(
+            "the Supabase project URL must not have a query or fragment, got {raw:?}"
+        )));
+    }
+    Ok(url)
+}
+
+/// Checks and encodes a bucket name for use as one path segment.
+fn bucket_segment(bucket: &str) -> Result<String, Error> {
+    if bucket.is_empty() || bucket == "." || bucket == ".." || bucket.contains('/') {
+        return Err(Error::config(format!(
+            "invalid bucket name {:?}",
+            truncate(bucket, 100)
+        )));
+    }
+    Ok(encode_segment(bucket))
+}
+
+/// Checks and encodes an object path, segment by segment.
+fn object_path(path: &str) -> Result<String, Error> {
+    if path
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(Error::config(format!(
+            "invalid object path {:?}: empty, `.` or `..` segment",
+            truncate(path, 200)
+        )));
+    }
+    Ok(encode_path(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let config = config();
+        assert_eq!(backoff_cap(&config, 1), Duration::from_millis(100));
+        assert_eq!(backoff_cap(&config, 2), Duration::from_millis(200));
+        assert_eq!(backoff_cap(&config, 4), Duration::from_millis(800));
+        assert_eq!(backoff_cap(&config, 5), Duration::from_millis(1000));
+        assert_eq!(backoff_cap(&config, u32::MAX), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn retry_delay_uses_full_jitter_within_the_cap() {
+        let config = config();
+        let error = Error::Server {
+            status: 503,
+            body: String::new(),
+        };
+        for _ in 0..100 {
+            let delay = retry_delay(&config, &error, 3).unwrap();
+            assert!(delay <= Duration::from_millis(400), "{delay:?}");
+        }
+        assert_eq!(retry_delay(&config, &error, config.max_attempts), None);
+    }
+
+    #[test]
+    fn retry_delay_honours_retry_after_up_to_the_limit() {
+        let config = config();
+        let limited = |secs| Error::RateLimited {
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(
+            retry_delay(&config, &limited(3), 1),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(retry_delay(&config, &limited(3600), 1), None);
+    }
+
+    #[test]
+    fn four_xx_is_never_retried() {
+        let not_found = Error::NotFound {
+            code: "NoSuchKey".into(),
+            message: "Object not found".into(),
+        };
+        assert_eq!(retry_delay(&config(), &not_found, 1), None);
+    }
+
+    #[test]
+    fn object_paths_refuse_segments_that_url_normalisation_would_change() {
+        assert_eq!(object_path("a b/c#d.webm").unwrap(), "a%20b/c%23d.webm");
+        for bad in ["", "a//b", "/a", "a/", "a/../b", "./a", ".."] {
+            assert!(object_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(bucket_segment("a/b").is_err());
+        assert!(bucket_segment("").is_err());
+        assert_eq!(bucket_segment("my bucket").unwrap(), "my%20bucket");
+    }
+
+    #[test]
+    fn missing_environment_variables_are_named() {
+        let name = "STORAGE_SUPABASE_TEST_VARIABLE_THAT_IS_NEVER_SET";
+        assert_eq!(
+            env_var(name),
+            Err(Error::config(format!("{name} is not set")))
+        );
+    }
+
+    #[test]
+    fn builder_clamps_tunables() {
+        let client = Client::builder("https://abc.supabase.co/", "k")
+            .max_attempts(0)
+            .max_concurrency(0)
+            .delete_chunk_size(5000)
+            .build()
+            .unwrap();
+        assert_eq!(client.config().max_attempts, 1);
+        assert_eq!(client.config().max_concurrency, 1);
+        assert_eq!(client.config().delete_chunk_size, MAX_DELETE_CHUNK);
+        assert_eq!(client.inner.api_base, "https://abc.supabase.co/storage/v1");
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_without_echoing_the_key() {
+        assert!(Client::new("not a url", "k").is_err());
+        assert!(Client::new("ftp://abc.supabase.co", "k").is_err());
+        assert!(Client::new("https://u:p@abc.supabase.co", "k").is_err());
+        assert!(Client::new("https://abc.supabase.co", " ").is_err());
+        let err = Client::new("https://abc.supabase.co", "secret\nkey").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+}

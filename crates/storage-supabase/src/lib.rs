@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod client;
+mod encode;
+mod error;
+pub mod path;
+mod types;
+
+pub use client::{
+    Client, ClientBuilder, Config, ServiceKey, DEFAULT_BASE_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LIST_PAGE_SIZE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRY_AFTER, DEFAULT_REQUEST_TIMEOUT, ENV_SERVICE_KEY, ENV_URL, MAX_DELETE_CHUNK,
+};
+pub use error::Error;
+pub use path::{parse_audio_path, ObjectRef, PathError};
+pub use types::{Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
+/// Re-exported so callers can build the project URL [`parse_audio_path`] needs.
+pub use url::Url;

@@ -1,0 +1,665 @@
+//! Parsing `transcriptions.audio_file_path` into a bucket and an object name.
+//!
+//! Two forms are accepted (contract §4):
+//!
+//! - `<bucket>/<object path>`, taken literally (no percent-decoding);
+//! - a Storage URL of **this** project:
+//!   `https://<host>/storage/v1/object/[public/|sign/|authenticated/]<bucket>/<object path>[?query]`.
+//!   The query (a signed URL's token) and any fragment are dropped; the path is
+//!   percent-decoded, so the object name is the decoded path.
+//!
+//! Everything else is refused with a [`PathError`] saying why, because the result is used
+//! to delete objects: a value that could name a different object than intended (a `..`
+//! segment, a backslash, a control character, another project's URL, an API route such as
+//! `/object/list/…`) is never guessed at.
+//!
+//! Bucket names must be 1 to 100 characters of `A-Z a-z 0-9 _ . -` and neither `.` nor
+//! `..`. This is stricter than Storage itself, which also allows a few punctuation marks
+//! and spaces; buckets made by the product follow it. Object names must be at most 1024
+//! bytes with no empty, `.` or `..` segment.
+
+use std::fmt;
+
+use url::Url;
+
+use crate::encode::decode;
+
+/// Longest object name accepted, in bytes (Storage's own key limit).
+pub const MAX_OBJECT_NAME_BYTES: usize = 1024;
+/// Longest bucket name accepted, in characters.
+pub const MAX_BUCKET_NAME_CHARS: usize = 100;
+
+/// The optional access segment after `/object/` in a Storage URL.
+const ACCESS_MODES: [&str; 3] = ["public", "sign", "authenticated"];
+/// Route words after `/object/` that are API calls, not object locations.
+const RESERVED_ROUTES: [&str; 6] = ["info", "list", "list-v2", "upload", "move", "copy"];
+
+/// An object in Storage: a bucket and the object's full name within it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    /// The bucket id.
+    pub bucket: String,
+    /// The object name, `/` between folders, not percent-encoded.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// Builds a reference after checking both parts by the rules of this module.
+    pub fn new(bucket: impl Into<String>, name: impl Into<String>) -> Result<Self, PathError> {
+        let (bucket, name) = (bucket.into(), name.into());
+        check_no_forbidden_chars(&bucket)?;
+        check_no_forbidden_chars(&name)?;
+        validate_bucket_name(&bucket)?;
+        check_object_name(&name)?;
+        Ok(ObjectRef { bucket, name })
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    /// Renders the plain `<bucket>/<object path>` form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.bucket, self.name)
+    }
+}
+
+/// Why an audio path was refused. Messages never repeat the whole input (a signed URL
+/// carries a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// Empty or whitespace only.
+    #[error("the audio path is empty")]
+    Empty,
+    /// `/bucket/name`: the plain form has no leading `/`.
+    #[error("the audio path starts with '/'; expected `<bucket>/<object path>`")]
+    LeadingSlash,
+    /// Only a bucket (`bucket` or `bucket/`), no object.
+    #[error("the audio path names a bucket but no object")]
+    MissingObject,
+    /// `a//b` or a trailing `/` after the object name.
+    #[error("the object name has an empty segment ('//' or a trailing '/')")]
+    EmptySegment,
+    /// A `.` or `..` segment, possibly percent-encoded.
+    #[error("the audio path has a '.' or '..' segment")]
+    DotSegment,
+    /// A `\`, possibly percent-encoded.
+    #[error("the audio path contains a backslash")]
+    Backslash,
+    /// A control character, possibly percent-encoded.
+    #[error("the audio path contains a control character")]
+    ControlCharacter,
+    /// A malformed `%` escape, or escapes that do not decode to UTF-8.
+    #[error("the audio URL has invalid percent-encoding")]
+    InvalidPercentEncoding,
+    /// The object name is longer than [`MAX_OBJECT_NAME_BYTES`].
+    #[error("the object name is {len} bytes; at most {MAX_OBJECT_NAME_BYTES} are allowed")]
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+    },
+    /// The bucket name breaks the rule in the module docs.
+    #[error("invalid bucket name {bucket:?}: {reason}")]
+    InvalidBucket {
+        /// The offending name (cut to 100 characters).
+        bucket: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Looks like a URL but its scheme or host cannot be read.
+    #[error("the audio path is not a valid http(s) URL")]
+    InvalidUrl,
+    /// A URL of another project or server (scheme, host or port differ).
+    #[error("the audio URL points at {found}, not this project ({expected})")]
+    ForeignOrigin {
+        /// The URL's origin.
+        found: String,
+        /// The project's origin.
+        expected: String,
+    },
+    /// A URL of this project that does not name a Storage object.
+    #[error("the audio URL is not a Storage object URL (expected a path under {expected_prefix})")]
+    NotStorageObjectUrl {
+        /// The path prefix object URLs have.
+        expected_prefix: String,
+    },
+}
+
+/// Parses an `audio_file_path` value into the object it names. `project_url` is the
+/// project's URL (`SUPABASE_URL`); Storage URLs of any other origin are refused.
+///
+/// ```
+/// use storage_supabase::path::parse_audio_path;
+/// let project = url::Url::parse("https://abc.supabase.co").unwrap();
+/// let plain = parse_audio_path("audio/user 1/a.webm", &project).unwrap();
+/// let url = parse_audio_path(
+///     "https://abc.supabase.co/storage/v1/object/sign/audio/user%201/a.webm?token=t",
+///     &project,
+/// )
+/// .unwrap();
+/// assert_eq!(plain, url);
+/// assert_eq!((url.bucket.as_str(), url.name.as_str()), ("audio", "user 1/a.webm"));
+/// ```
+pub fn parse_audio_path(raw: &str, project_url: &Url) -> Result<ObjectRef, PathError> {
+    if raw.trim().is_empty() {
+        return Err(PathError::Empty);
+    }
+    check_no_forbidden_chars(raw)?;
+    match split_scheme(raw) {
+        Some((scheme, rest)) => parse_url(scheme, rest, project_url),
+        None => parse_plain(raw),
+    }
+}
+
+/// Checks a bucket name: 1 to [`MAX_BUCKET_NAME_CHARS`] characters of
+/// `A-Z a-z 0-9 _ . -`, and neither `.` nor `..`.
+pub fn validate_bucket_name(bucket: &str) -> Result<(), PathError> {
+    let invalid = |reason| {
+        Err(PathError::InvalidBucket {
+            bucket: bucket.chars().take(MAX_BUCKET_NAME_CHARS).collect(),
+            reason,
+        })
+    };
+    if bucket.is_empty() {
+        return invalid("empty");
+    }
+    if bucket.chars().count() > MAX_BUCKET_NAME_CHARS {
+        return invalid("longer than 100 characters");
+    }
+    if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return invalid("only A-Z, a-z, 0-9, '_', '.' and '-' are allowed");
+    }
+    if bucket == "." || bucket == ".." {
+        return invalid("'.' and '..' are not bucket names");
+    }
+    Ok(())
+}
+
+/// `scheme` and what follows `://`, when `raw` starts like a URL.
+fn split_scheme(raw: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let mut chars = scheme.chars();
+    let starts_with_letter = chars.next()?.is_ascii_alphabetic();
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (starts_with_letter && rest_ok).then_some((scheme, rest))
+}
+
+fn parse_plain(raw: &str) -> Result<ObjectRef, PathError> {
+    if raw.starts_with('/') {
+        return Err(PathError::LeadingSlash);
+    }
+    let (bucket, name) = raw.split_once('/').unwrap_or((raw, ""));
+    build(bucket.to_owned(), name.to_owned())
+}
+
+fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, PathError> {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    let path = &after[..after.find(['?', '#']).unwrap_or(after.len())];
+    if authority.is_empty() {
+        return Err(PathError::InvalidUrl);
+    }
+    let origin = Url::parse(&format!("{scheme}://{authority}/"))
+        .map_err(|_| PathError::InvalidUrl)?
+        .origin();
+    let expected = project_url.origin();
+    if origin != expected {
+        let found = if origin.is_tuple() {
+            origin.ascii_serialization()
+        } else {
+            // Opaque origins serialise as "null"; show scheme and host (no user info).
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}")
+        };
+        return Err(PathError::ForeignOrigin {
+            found,
+            expected: expected.ascii_serialization(),
+        });
+    }
+
+    let prefix = format!(
+        "{}/storage/v1/object/",
+        project_url.path().trim_end_matches('/')
+    );
+    let not_object_url = || PathError::NotStorageObjectUrl {
+        expected_prefix: prefix.clone(),
+    };
+    let rest = path
+        .strip_prefix(prefix.as_str())
+        .ok_or_else(not_object_url)?;
+
+    let (first, after_first) = rest.split_once('/').unwrap_or((rest, ""));
+    let first = decode_component(first)?;
+    let rest = if ACCESS_MODES.contains(&first.as_str()) {
+        after_first
+    } else if RESERVED_ROUTES.contains(&first.as_str()) {
+        return Err(not_object_url());
+    } else {
+        rest
+    };
+
+    let (bucket, name) = rest.split_once('/').unwrap_or((rest, ""));
+    build(decode_component(bucket)?, decode_component(name)?)
+}
+
+/// Percent-decodes and re-checks for characters that decoding may have produced.
+fn decode_component(raw: &str) -> Result<String, PathError> {
+    let decoded = decode(raw).ok_or(PathError::InvalidPercentEncoding)?;
+    check_no_forbidden_chars(&decoded)?;
+    Ok(decoded)
+}
+
+fn build(bucket: String, name: String) -> Result<ObjectRef, PathError> {
+    validate_bucket_name(&bucket)?;
+    check_object_name(&name)?;
+    Ok(ObjectRef { bucket, name })
+}
+
+fn check_no_forbidden_chars(text: &str) -> Result<(), PathError> {
+    if text.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    if text.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+    Ok(())
+}
+
+fn check_object_name(name: &str) -> Result<(), PathError> {
+    if name.is_empty() {
+        return Err(PathError::MissingObject);
+    }
+    if name.len() > MAX_OBJECT_NAME_BYTES {
+        return Err(PathError::NameTooLong { len: name.len() });
+    }
+    for segment in name.split('/') {
+        if segment.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{encode_path, encode_segment};
+    use proptest::prelude::*;
+
+    const PROJECT: &str = "https://abc.supabase.co";
+
+    fn project() -> Url {
+        Url::parse(PROJECT).unwrap()
+    }
+
+    fn parse(raw: &str) -> Result<ObjectRef, PathError> {
+        parse_audio_path(raw, &project())
+    }
+
+    fn obj(bucket: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: bucket.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn plain_form_is_taken_literally() {
+        assert_eq!(
+            parse("audio/user1/a.webm"),
+            Ok(obj("audio", "user1/a.webm"))
+        );
+        assert_eq!(parse("audio/a.webm"), Ok(obj("audio", "a.webm")));
+        assert_eq!(
+            parse("audio/100%25 ü?#.webm"),
+            Ok(obj("audio", "100%25 ü?#.webm"))
+        );
+        assert_eq!(parse("public/a.webm"), Ok(obj("public", "a.webm")));
+    }
+
+    #[test]
+    fn every_url_form_is_accepted() {
+        for mode in ["", "public/", "sign/", "authenticated/"] {
+            let raw = format!("{PROJECT}/storage/v1/object/{mode}audio/user1/a.webm");
+            assert_eq!(parse(&raw), Ok(obj("audio", "user1/a.webm")), "{raw}");
+        }
+    }
+
+    #[test]
+    fn url_query_and_fragment_are_stripped() {
+        let raw =
+            format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=eyJ..x/../&t=1#frag");
+        assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")));
+    }
+
+    #[test]
+    fn url_names_are_percent_decoded() {
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio/user%201/%C3%BC%23%3F%25.webm");
+        assert_eq!(parse(&raw), Ok(obj("audio", "user 1/ü#?%.webm")));
+        // An encoded slash separates folders like a plain one: the name is the decoded path.
+        let raw = format!("{PROJECT}/storage/v1/object/audio/user1%2Fa.webm");
+        assert_eq!(parse(&raw), Ok(obj("audio", "user1/a.webm")));
+        // Raw unicode is accepted as is.
+        let raw = format!("{PROJECT}/storage/v1/object/audio/ü.webm");
+        assert_eq!(parse(&raw), Ok(obj("audio", "ü.webm")));
+    }
+
+    #[test]
+    fn url_origin_matching_ignores_case_and_default_ports() {
+        let raw = "HTTPS://ABC.supabase.co:443/storage/v1/object/audio/a.webm";
+        assert_eq!(parse(raw), Ok(obj("audio", "a.webm")));
+    }
+
+    #[test]
+    fn project_urls_with_a_path_prefix_are_respected() {
+        let project = Url::parse("http://localhost:54321/supabase/").unwrap();
+        let raw = "http://localhost:54321/supabase/storage/v1/object/audio/a.webm";
+        assert_eq!(parse_audio_path(raw, &project), Ok(obj("audio", "a.webm")));
+        let raw = "http://localhost:54321/storage/v1/object/audio/a.webm";
+        assert!(matches!(
+            parse_audio_path(raw, &project),
+            Err(PathError::NotStorageObjectUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn urls_of_other_projects_are_refused() {
+        for raw in [
+            "https://evil.supabase.co/storage/v1/object/audio/a.webm",
+            "http://abc.supabase.co/storage/v1/object/audio/a.webm",
+            "https://abc.supabase.co:8443/storage/v1/object/audio/a.webm",
+            "ftp://abc.supabase.co/storage/v1/object/audio/a.webm",
+        ] {
+            assert!(
+                matches!(parse(raw), Err(PathError::ForeignOrigin { .. })),
+                "{raw}: {:?}",
+                parse(raw)
+            );
+        }
+        let err = parse("https://evil.supabase.co/storage/v1/object/audio/a.webm").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the audio URL points at https://evil.supabase.co, not this project (https://abc.supabase.co)"
+        );
+    }
+
+    #[test]
+    fn urls_outside_object_routes_are_refused() {
+        for raw in [
+            format!("{PROJECT}/storage/v1/bucket/audio"),
+            format!("{PROJECT}/storage/v1/render/image/public/audio/a.png"),
+            format!("{PROJECT}/audio/a.webm"),
+            format!("{PROJECT}/storage/v1/object"),
+            PROJECT.to_owned(),
+            format!("{PROJECT}/storage/v1/object/list/audio"),
+            format!("{PROJECT}/storage/v1/object/info/audio/a.webm"),
+            format!("{PROJECT}/storage/v1/object/upload/sign/audio/a.webm"),
+        ] {
+            assert!(
+                matches!(parse(&raw), Err(PathError::NotStorageObjectUrl { .. })),
+                "{raw}: {:?}",
+                parse(&raw)
+            );
+        }
+        assert_eq!(parse("https:///x"), Err(PathError::InvalidUrl));
+        assert_eq!(parse("https://exa mple.com/x"), Err(PathError::InvalidUrl));
+    }
+
+    #[test]
+    fn empty_values_are_refused() {
+        for raw in ["", " ", "\t \n"] {
+            assert_eq!(parse(raw), Err(PathError::Empty), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_without_an_object_is_refused() {
+        assert_eq!(parse("audio"), Err(PathError::MissingObject));
+        assert_eq!(parse("audio/"), Err(PathError::MissingObject));
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio/");
+        assert_eq!(parse(&raw), Err(PathError::MissingObject));
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio?x=1");
+        assert_eq!(parse(&raw), Err(PathError::MissingObject));
+    }
+
+    #[test]
+    fn leading_slash_and_empty_segments_are_refused() {
+        assert_eq!(parse("/audio/a.webm"), Err(PathError::LeadingSlash));
+        assert_eq!(parse("audio/a//b.webm"), Err(PathError::EmptySegment));
+        assert_eq!(parse("audio//a.webm"), Err(PathError::EmptySegment));
+        assert_eq!(parse("audio/dir/"), Err(PathError::EmptySegment));
+        let raw = format!("{PROJECT}/storage/v1/object/audio/a%2F%2Fb");
+        assert_eq!(parse(&raw), Err(PathError::EmptySegment));
+    }
+
+    #[test]
+    fn dot_segments_are_refused_even_when_encoded() {
+        for raw in [
+            "audio/../a.webm".to_owned(),
+            "audio/./a.webm".to_owned(),
+            "audio/a/..".to_owned(),
+            format!("{PROJECT}/storage/v1/object/audio/../a.webm"),
+            format!("{PROJECT}/storage/v1/object/audio/%2e%2E/a.webm"),
+            format!("{PROJECT}/storage/v1/object/audio/x%2F..%2Fa.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/.%2E"),
+        ] {
+            assert_eq!(parse(&raw), Err(PathError::DotSegment), "{raw}");
+        }
+        // Dots inside a segment are ordinary characters.
+        assert_eq!(parse("audio/..a/b..webm"), Ok(obj("audio", "..a/b..webm")));
+    }
+
+    #[test]
+    fn backslashes_and_control_characters_are_refused_even_when_encoded() {
+        assert_eq!(parse("audio\\a.webm"), Err(PathError::Backslash));
+        let raw = format!("{PROJECT}/storage/v1/object/audio/a%5Cb.webm");
+        assert_eq!(parse(&raw), Err(PathError::Backslash));
+        assert_eq!(parse("audio/a\nb.webm"), Err(PathError::ControlCharacter));
+        assert_eq!(
+            parse("audio/a\u{7f}.webm"),
+            Err(PathError::ControlCharacter)
+        );
+        assert_eq!(
+            parse("audio/a\u{85}.webm"),
+            Err(PathError::ControlCharacter)
+        );
+        let raw = format!("{PROJECT}/storage/v1/object/audio/a%0Ab.webm");
+        assert_eq!(parse(&raw), Err(PathError::ControlCharacter));
+        let raw = format!("{PROJECT}/storage/v1/object/audio/a.webm?token=\u{0}");
+        assert_eq!(parse(&raw), Err(PathError::ControlCharacter));
+    }
+
+    #[test]
+    fn malformed_percent_encoding_is_refused() {
+        for tail in ["a%zz.webm", "a%4", "%FF.webm"] {
+            let raw = format!("{PROJECT}/storage/v1/object/audio/{tail}");
+            assert_eq!(parse(&raw), Err(PathError::InvalidPercentEncoding), "{raw}");
+        }
+    }
+
+    #[test]
+    fn overlong_names_are_refused() {
+        let ok = "a".repeat(MAX_OBJECT_NAME_BYTES);
+        assert_eq!(parse(&format!("audio/{ok}")), Ok(obj("audio", &ok)));
+        let long = "ü".repeat(513);
+        assert_eq!(
+            parse(&format!("audio/{long}")),
+            Err(PathError::NameTooLong { len: 1026 })
+        );
+    }
+
+    #[test]
+    fn bucket_names_follow_the_documented_rule() {
+        for ok in ["audio", "a", "my-bucket_1.v2", &"b".repeat(100)] {
+            assert_eq!(validate_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".", "..", "my bucket", "ü", "a:b", &"b".repeat(101)] {
+            assert!(
+                matches!(
+                    validate_bucket_name(bad),
+                    Err(PathError::InvalidBucket { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse("my bucket/a.webm"),
+            Err(PathError::InvalidBucket { .. })
+        ));
+        let raw = format!("{PROJECT}/storage/v1/object/public/my%20bucket/a.webm");
+        assert!(matches!(parse(&raw), Err(PathError::InvalidBucket { .. })));
+        assert!(matches!(
+            parse("gs://bucket/a.webm"),
+            Err(PathError::ForeignOrigin { .. })
+        ));
+    }
+
+    #[test]
+    fn object_ref_displays_the_plain_form_and_checks_its_parts() {
+        let object = ObjectRef::new("audio", "u/a.webm").unwrap();
+        assert_eq!(object.to_string(), "audio/u/a.webm");
+        assert_eq!(parse(&object.to_string()), Ok(object));
+        assert_eq!(
+            ObjectRef::new("audio", "u/../a"),
+            Err(PathError::DotSegment)
+        );
+    }
+
+    // ---- property tests ----
+
+    fn bucket_strategy() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.-]{1,30}".prop_filter("reserved or dot bucket names", |b| {
+            b != "."
+                && b != ".."
+                && !ACCESS_MODES.contains(&b.as_str())
+                && !RESERVED_ROUTES.contains(&b.as_str())
+        })
+    }
+
+    fn segment_strategy() -> impl Strategy<Value = String> {
+        // Any non-control character but '/' and '\'; includes '%', '?', '#', spaces, unicode.
+        "[^/\\\\\\p{Cc}]{1,12}".prop_filter("dot segments", |s| s != "." && s != "..")
+    }
+
+    fn name_strategy() -> impl Strategy<Value = String> {
+        prop::collection::vec(segment_strategy(), 1..6).prop_map(|segments| segments.join("/"))
+    }
+
+    /// Encodes only what a URL path cannot hold, the way a sloppy writer might.
+    fn encode_minimal(name: &str) -> String {
+        name.chars()
+            .map(|c| match c {
+                '%' => "%25".to_owned(),
+                '?' => "%3F".to_owned(),
+                '#' => "%23".to_owned(),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
+    /// Every way of writing `bucket`/`name` the parser must accept.
+    fn renderings(bucket: &str, name: &str) -> Vec<String> {
+        let slash_encoded: String = name
+            .split('/')
+            .map(encode_segment)
+            .collect::<Vec<_>>()
+            .join("%2F");
+        let mut forms = vec![format!("{bucket}/{name}")];
+        for mode in ["", "public/", "sign/", "authenticated/"] {
+            let base = format!("{PROJECT}/storage/v1/object/{mode}{bucket}");
+            forms.push(format!("{base}/{}", encode_path(name)));
+            forms.push(format!(
+                "{base}/{}?token=a.b.c&download=x.webm",
+                encode_path(name)
+            ));
+            forms.push(format!("{base}/{}", encode_minimal(name)));
+            forms.push(format!("{base}/{slash_encoded}#t=1"));
+        }
+        forms
+    }
+
+    proptest! {
+        #[test]
+        fn valid_objects_round_trip_through_every_form(
+            bucket in bucket_strategy(),
+            name in name_strategy(),
+        ) {
+            let expected = obj(&bucket, &name);
+            for raw in renderings(&bucket, &name) {
+                prop_assert_eq!(parse(&raw), Ok(expected.clone()), "{}", raw);
+            }
+        }
+
+        #[test]
+        fn dot_dot_segments_are_always_refused(
+            bucket in bucket_strategy(),
+            segments in prop::collection::vec(segment_strategy(), 1..5),
+            at in any::<prop::sample::Index>(),
+            dot in prop::sample::select(vec!["..", "%2e%2e", "%2E.", ".%2E"]),
+        ) {
+            let mut with_dots = segments.clone();
+            with_dots.insert(at.index(segments.len() + 1), "..".to_owned());
+            let literal = with_dots.join("/");
+            let plain = format!("{bucket}/{literal}");
+            prop_assert!(parse(&plain).is_err(), "{}", plain);
+
+            let mut encoded: Vec<String> = segments.iter().map(|s| encode_segment(s)).collect();
+            encoded.insert(at.index(segments.len() + 1), dot.to_owned());
+            for mode in ["", "public/", "sign/", "authenticated/"] {
+                let raw = format!("{PROJECT}/storage/v1/object/{mode}{bucket}/{}", encoded.join("/"));
+                prop_assert!(parse(&raw).is_err(), "{}", raw);
+            }
+            let raw = format!("{PROJECT}/storage/v1/object/{dot}/{}", encoded.join("/"));
+            prop_assert!(parse(&raw).is_err(), "{}", raw);
+        }
+
+        #[test]
+        fn backslashes_and_control_characters_are_always_refused(
+            bucket in bucket_strategy(),
+            name in name_strategy(),
+            form in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            bad in prop_oneof!["\\\\", "\\p{Cc}", "%5[Cc]", "%[01][0-9A-Fa-f]", "%7[Ff]", "%C2%[89][0-9A-F]"],
+        ) {
+            let forms = renderings(&bucket, &name);
+            let raw = &forms[form.index(forms.len())];
+            let is_url = raw.starts_with("https://");
+            if bad.starts_with('%') && !is_url {
+                // Escapes mean nothing in the plain form; insert the raw character instead.
+                return Ok(());
+            }
+            let positions: Vec<usize> = raw.char_indices().map(|(i, _)| i).chain([raw.len()]).collect();
+            let mut pos = positions[at.index(positions.len())];
+            if bad.starts_with('%') {
+                // Escapes only decode inside the path, after the authority.
+                let path_start = PROJECT.len() + 1;
+                let path_end = raw.find(['?', '#']).unwrap_or(raw.len());
+                pos = pos.clamp(path_start, path_end);
+                while !raw.is_char_boundary(pos) {
+                    pos -= 1;
+                }
+            }
+            let mut input = raw.clone();
+            input.insert_str(pos, &bad);
+            prop_assert!(parse(&input).is_err(), "{:?}", input);
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(raw in any::<String>()) {
+            let _ = parse(&raw);
+        }
+
+        #[test]
+        fn url_like_strings_never_panic(
+            raw in "(https?|HTTP|ftp)?(://)?[a-zA-Z0-9.:@\\[\\]%/?#\\\\ü-]{0,40}(/storage/v1/object/)?[a-z0-9%./?#\\\\ü-]{0,40}",
+        ) {
+            let _ = parse(&raw);
+            let _ = parse(&format!("{PROJECT}{raw}"));
+        }
+    }
+}

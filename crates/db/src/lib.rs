@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cleanup;
 mod connection;
+pub mod cost;
 pub mod execution_log;
 pub mod executions;
 mod migrate;

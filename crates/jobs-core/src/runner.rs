@@ -162,6 +162,9 @@ pub struct Runner {
     settings: RunnerSettings,
     observers: Vec<Arc<dyn RunObserver>>,
     tracker: TaskTracker,
+    /// The runtime runs are spawned on: the one the runner was built in, so that a run
+    /// started from an HTTP worker thread does not live on that thread's runtime.
+    handle: Option<tokio::runtime::Handle>,
     /// Set at shutdown: nothing new starts, no retry is scheduled.
     stopping: CancellationToken,
     /// Set when the shutdown grace period is over: running jobs are cancelled.
@@ -185,6 +188,7 @@ impl Runner {
             settings,
             observers: Vec::new(),
             tracker: TaskTracker::new(),
+            handle: tokio::runtime::Handle::try_current().ok(),
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
         }
@@ -234,9 +238,11 @@ impl Runner {
         }
         let (id, _) = self.claim(&job, &request, 1).await?;
         let runner = Arc::clone(self);
-        let handle = self
-            .tracker
-            .spawn(async move { runner.attempts(job, request, id).await });
+        let work = async move { runner.attempts(job, request, id).await };
+        let handle = match &self.handle {
+            Some(rt) => self.tracker.spawn_on(work, rt),
+            None => self.tracker.spawn(work),
+        };
         Ok(StartedRun {
             execution_id: id,
             handle,

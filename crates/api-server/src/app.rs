@@ -1,0 +1,74 @@
+//! Wiring: from a [`Config`] to a pool, a registry and a runner.
+
+use std::sync::Arc;
+
+use db::{ConnectTarget, PgExecutionLog};
+use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
+
+use crate::config::{Config, ConfigError};
+use crate::jobs;
+
+/// What every command builds from the configuration, before touching the database.
+pub struct Services {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Where the database is.
+    pub target: ConnectTarget,
+    /// A pool on it (connections open lazily).
+    pub pool: db::Pool,
+    /// The jobs.
+    pub registry: Arc<Registry>,
+}
+
+impl Services {
+    /// Validates everything that can be validated without the database.
+    pub fn prepare(config: Config) -> Result<Self, ConfigError> {
+        let target = ConnectTarget::parse(config.database_url.expose())
+            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        let pool = target
+            .pool(config.pool_size)
+            .map_err(|e| ConfigError::new("DATABASE_POOL_SIZE", e.to_string()))?;
+        let registry = Arc::new(jobs::build_registry(&config, &pool)?);
+        Ok(Self {
+            config: Arc::new(config),
+            target,
+            pool,
+            registry,
+        })
+    }
+
+    /// Creates the database when missing and applies pending migrations.
+    pub async fn migrate(&self) -> Result<Vec<String>, db::DbError> {
+        db::ensure_database(&self.target).await?;
+        let applied = db::run_migrations(&self.target).await?;
+        for version in &applied {
+            log::info!("applied migration {version}");
+        }
+        Ok(applied)
+    }
+
+    /// A runner recording into this database as `worker_id`.
+    pub fn runner(&self, worker_id: String) -> Arc<Runner> {
+        let scheduling = &self.config.scheduling;
+        let log = Arc::new(PgExecutionLog::new(self.pool.clone()));
+        Arc::new(Runner::new(
+            log,
+            RunnerSettings {
+                worker_id,
+                lease: scheduling.lease,
+                heartbeat_interval: scheduling.heartbeat,
+                progress_interval: std::time::Duration::from_secs(1).min(scheduling.heartbeat),
+            },
+        ))
+    }
+
+    /// The scheduler's settings.
+    pub fn scheduler_settings(&self) -> SchedulerSettings {
+        let scheduling = &self.config.scheduling;
+        SchedulerSettings {
+            tick: scheduling.tick,
+            misfire_window: scheduling.misfire_window,
+            lease_check_interval: (scheduling.lease / 4).max(scheduling.tick),
+        }
+    }
+}

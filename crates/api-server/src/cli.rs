@@ -1,0 +1,310 @@
+//! The command line (contract §2) and its exit codes.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::{web, HttpServer};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use jobs_core::{RunRequest, Scheduler, StartError, Status};
+use log::{error, info};
+
+use crate::app::Services;
+use crate::config::{Config, ConfigError};
+use crate::http::{build_app, AppState};
+
+/// Background jobs for the speech-to-text product: nightly audio clean-up and cost
+/// update, recorded in PostgreSQL and watched over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "api-server", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending migrations, then run the scheduler and the HTTP server until SIGINT
+    /// or SIGTERM (the default command).
+    Serve,
+    /// Run one job now in the foreground, recorded like a scheduled run.
+    RunJob {
+        /// The job's name, e.g. audio_cleanup or cost_update.
+        job_name: String,
+        /// Report what the job would do and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// List the jobs: schedule, enabled or why not, next run time.
+    Jobs,
+}
+
+/// A failure with its exit code: 2 for usage and configuration, 1 for the rest.
+#[derive(Debug)]
+pub struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl Exit {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    fn failure(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for Exit {
+    fn from(e: ConfigError) -> Self {
+        Exit::usage(format!("invalid configuration: {e}"))
+    }
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(exit) => {
+            eprintln!("error: {}", exit.message);
+            ExitCode::from(exit.code)
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stdout)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Exit> {
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::RunJob { job_name, dry_run } => run_job(config, &job_name, dry_run).await,
+        Command::Migrate => migrate(config).await,
+        Command::Jobs => list_jobs(config),
+    }
+}
+
+async fn migrate(config: Config) -> Result<ExitCode, Exit> {
+    let services = Services::prepare(config)?;
+    let applied = services
+        .migrate()
+        .await
+        .map_err(|e| Exit::usage(format!("migrations not applied: {e}")))?;
+    if applied.is_empty() {
+        println!("database {} is up to date", services.target.database());
+    } else {
+        println!(
+            "applied {} migration(s) to {}: {}",
+            applied.len(),
+            services.target.database(),
+            applied.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
+    let services = Services::prepare(config)?;
+    let now = Utc::now();
+    let rows: Vec<[String; 4]> = services
+        .registry
+        .iter()
+        .map(|job| {
+            [
+                job.name().to_owned(),
+                format!(
+                    "{} ({})",
+                    job.schedule.expression(),
+                    job.schedule.describe()
+                ),
+                match job.disabled_reason() {
+                    None => "yes".to_owned(),
+                    Some(reason) => format!("no: {reason}"),
+                },
+                job.schedule
+                    .next_after(now)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "never".to_owned()),
+            ]
+        })
+        .collect();
+    let header = ["JOB", "SCHEDULE", "ENABLED", "NEXT RUN"].map(str::to_owned);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, Exit> {
+    let services = Services::prepare(config)?;
+    let Some(job) = services.registry.get(name) else {
+        return Err(Exit::usage(format!(
+            "unknown job {name:?}; known jobs: {}",
+            services.registry.names().join(", ")
+        )));
+    };
+    if let Some(reason) = job.disabled_reason() {
+        return Err(Exit::usage(format!("job {name} is disabled: {reason}")));
+    }
+    if dry_run && !job.job.supports_dry_run() {
+        return Err(Exit::usage(format!(
+            "job {name} does not support --dry-run"
+        )));
+    }
+    services
+        .migrate()
+        .await
+        .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
+    let worker = format!(
+        "{}:run-job:{}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id()
+    );
+    let runner = services.runner(worker);
+    let report = match runner.run(job, RunRequest::manual(dry_run)).await {
+        Ok(report) => report,
+        Err(StartError::AlreadyRunning(_)) => {
+            return Err(Exit::failure(format!(
+                "job {name} is already running; try again when it has finished"
+            )))
+        }
+        Err(e) => return Err(Exit::failure(e.to_string())),
+    };
+    if report.status == Status::Success {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode, Exit> {
+    config.check_bind_security()?;
+    let services = Services::prepare(config)?;
+    services
+        .migrate()
+        .await
+        .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
+    let config = Arc::clone(&services.config);
+    let runner = services.runner(config.worker_id.clone());
+    let log = Arc::new(db::PgExecutionLog::new(services.pool.clone()));
+    let scheduler = Scheduler::new(
+        Arc::clone(&runner),
+        Arc::clone(&services.registry),
+        services.scheduler_settings(),
+    );
+    for job in services.registry.iter() {
+        match job.disabled_reason() {
+            None => info!(
+                "[Job] {} scheduled {} ({}), next run {}",
+                job.name(),
+                job.schedule.expression(),
+                job.schedule.describe(),
+                job.schedule
+                    .next_after(Utc::now())
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "never".into())
+            ),
+            Some(reason) => info!("[Job] {} disabled: {reason}", job.name()),
+        }
+    }
+
+    let state = web::Data::new(AppState {
+        pool: services.pool.clone(),
+        log,
+        registry: Arc::clone(&services.registry),
+        runner: Arc::clone(&runner),
+        admin_token: config.admin_token.clone(),
+    });
+    let server = HttpServer::new(move || build_app(state.clone()))
+        .disable_signals()
+        .shutdown_timeout(10)
+        .bind(config.bind_addr)
+        .map_err(|e| {
+            Exit::failure(format!(
+                "cannot listen on {} (BIND_ADDR): {e}",
+                config.bind_addr
+            ))
+        })?
+        .run();
+    let http = server.handle();
+    let server_task = tokio::spawn(server);
+    let scheduler_task = tokio::spawn(scheduler.run());
+    info!(
+        "listening on http://{} as worker {}",
+        config.bind_addr, config.worker_id
+    );
+
+    shutdown_signal().await;
+    info!(
+        "shutting down: no new runs; waiting up to {}s for running jobs",
+        config.scheduling.shutdown_grace.as_secs()
+    );
+    let clean = runner.shutdown(config.scheduling.shutdown_grace).await;
+    if !clean {
+        info!("running jobs were interrupted and recorded as failed");
+    }
+    http.stop(true).await;
+    let _ = scheduler_task.await;
+    if let Ok(Err(e)) = server_task.await {
+        error!("HTTP server stopped with an error: {e}");
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,551 @@
+//! The server's configuration, read once from the environment (and a `.env` file in the
+//! working directory). Every variable is listed here; a bad value stops start-up with an
+//! error naming the variable.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `DATABASE_URL` | `postgres://postgres:postgres@127.0.0.1:5432/background_jobs` |
+//! | `DATABASE_POOL_SIZE` | `10` |
+//! | `BIND_ADDR` | `127.0.0.1:8080`, or `0.0.0.0:$PORT` when only `PORT` is set |
+//! | `ADMIN_TOKEN` | unset (then only a loopback address may be bound) |
+//! | `PUBLIC_URL` | unset (link to the dashboard in notices) |
+//! | `DEEPGRAM_API_KEY`, `DEEPGRAM_API_URL`, `DEEPGRAM_PROJECT_ID` | unset, `https://api.deepgram.com`, unset |
+//! | `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY` | unset |
+//! | `AUDIO_CLEANUP_SCHEDULE`, `COST_UPDATE_SCHEDULE` (any job: `<JOB_NAME>_SCHEDULE`) | the job's own |
+//! | `JOBS_TIMEZONE` | `UTC` |
+//! | `DISABLED_JOBS` | unset (comma-separated job names) |
+//! | `AUDIO_RETENTION_DAYS` | `30` |
+//! | `JOB_TIMEOUT_SECS` (any job: `<JOB_NAME>_TIMEOUT_SECS`) | `7200` |
+//! | `JOB_MAX_ATTEMPTS`, `JOB_RETRY_DELAY_SECS` | `3`, `60` |
+//! | `JOB_LEASE_SECS`, `JOB_HEARTBEAT_SECS` | `60`, `15` |
+//! | `SCHEDULER_TICK_MS`, `MISFIRE_WINDOW_SECS` | `1000`, `3600` |
+//! | `SHUTDOWN_GRACE_SECS` | `30` |
+//! | `WORKER_ID` | `<hostname>:<port>` |
+//!
+//! Job-specific tunables are read by each job's settings type from the same [`Vars`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jobs_core::{Schedule, Tz};
+
+/// Default database, created on first start when missing.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/background_jobs";
+/// Default listen address.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+/// Default Deepgram base URL.
+pub const DEFAULT_DEEPGRAM_API_URL: &str = "https://api.deepgram.com";
+/// Default retention of audio files.
+pub const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
+const DEFAULT_POOL_SIZE: usize = 10;
+const DEFAULT_JOB_TIMEOUT_SECS: u64 = 2 * 60 * 60;
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+const DEFAULT_RETRY_DELAY_SECS: u64 = 60;
+const DEFAULT_LEASE_SECS: u64 = 60;
+const DEFAULT_HEARTBEAT_SECS: u64 = 15;
+const DEFAULT_TICK_MS: u64 = 1000;
+const DEFAULT_MISFIRE_WINDOW_SECS: u64 = 60 * 60;
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// A setting that cannot be used, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub variable: String,
+    /// What is wrong with it (never its value when the variable is a secret).
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `variable`.
+    pub fn new(variable: &str, message: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret value: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The environment as read at start-up; empty values count as unset.
+#[derive(Clone, Default)]
+pub struct Vars(HashMap<String, String>);
+
+impl std::fmt::Debug for Vars {
+    /// Names only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("Vars").field(&names).finish()
+    }
+}
+
+impl Vars {
+    /// The process environment, after loading `.env` from the working directory (which
+    /// never overrides a variable already set).
+    pub fn from_env() -> Self {
+        let _ = dotenvy::dotenv();
+        Self(std::env::vars().collect())
+    }
+
+    /// Given pairs; for tests.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The trimmed value, `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// The value or a default.
+    pub fn get_or<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
+        self.get(name).unwrap_or(default)
+    }
+
+    /// A secret value.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(Secret::new)
+    }
+
+    /// Parses the value, or returns `default` when unset.
+    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| ConfigError::new(name, format!("cannot read {raw:?}: {e}"))),
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub fn int_in<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let value = match self.get(name) {
+            None => return Ok(default),
+            Some(raw) => raw.parse::<T>().map_err(|_| {
+                ConfigError::new(name, format!("must be a whole number, got {raw:?}"))
+            })?,
+        };
+        if value < min {
+            return Err(ConfigError::new(
+                name,
+                format!("must be ≥ {min}, got {value}"),
+            ));
+        }
+        if value > max {
+            return Err(ConfigError::new(
+                name,
+                format!("must be ≤ {max}, got {value}"),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// Seconds as a duration, within `min..=max` seconds.
+    pub fn secs(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.int_in(name, default, min, max)
+            .map(Duration::from_secs)
+    }
+
+    /// An `http(s)://` URL.
+    pub fn url(&self, name: &str) -> Result<Option<url::Url>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(raw) => {
+                let url = url::Url::parse(raw)
+                    .map_err(|e| ConfigError::new(name, format!("is not a valid URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(ConfigError::new(
+                        name,
+                        "must be an http:// or https:// URL with a host",
+                    ));
+                }
+                Ok(Some(url))
+            }
+        }
+    }
+}
+
+/// Deepgram settings (the `cost_update` job's client).
+#[derive(Debug, Clone)]
+pub struct DeepgramConfig {
+    /// `DEEPGRAM_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// `DEEPGRAM_API_URL`.
+    pub api_url: url::Url,
+    /// `DEEPGRAM_PROJECT_ID`.
+    pub project_id: Option<String>,
+}
+
+/// Supabase settings (the `audio_cleanup` job's client).
+#[derive(Debug, Clone)]
+pub struct SupabaseConfig {
+    /// `SUPABASE_URL`.
+    pub url: Option<url::Url>,
+    /// `SUPABASE_SERVICE_ROLE_KEY`.
+    pub service_role_key: Option<Secret>,
+}
+
+/// Scheduler and runner settings.
+#[derive(Debug, Clone)]
+pub struct SchedulingConfig {
+    /// `JOBS_TIMEZONE`.
+    pub timezone: Tz,
+    /// `DISABLED_JOBS`.
+    pub disabled_jobs: Vec<String>,
+    /// `JOB_TIMEOUT_SECS`.
+    pub default_timeout: Duration,
+    /// `JOB_MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// `JOB_RETRY_DELAY_SECS`.
+    pub retry_delay: Duration,
+    /// `JOB_LEASE_SECS`.
+    pub lease: Duration,
+    /// `JOB_HEARTBEAT_SECS`.
+    pub heartbeat: Duration,
+    /// `SCHEDULER_TICK_MS`.
+    pub tick: Duration,
+    /// `MISFIRE_WINDOW_SECS`.
+    pub misfire_window: Duration,
+    /// `SHUTDOWN_GRACE_SECS`.
+    pub shutdown_grace: Duration,
+}
+
+/// Everything the server reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL` (secret: it may hold a password).
+    pub database_url: Secret,
+    /// `DATABASE_POOL_SIZE`.
+    pub pool_size: usize,
+    /// `BIND_ADDR` / `PORT`.
+    pub bind_addr: SocketAddr,
+    /// `ADMIN_TOKEN`.
+    pub admin_token: Option<Secret>,
+    /// `PUBLIC_URL`.
+    pub public_url: Option<url::Url>,
+    /// `WORKER_ID`.
+    pub worker_id: String,
+    /// `AUDIO_RETENTION_DAYS`.
+    pub audio_retention_days: i64,
+    /// Deepgram.
+    pub deepgram: DeepgramConfig,
+    /// Supabase Storage.
+    pub supabase: SupabaseConfig,
+    /// Scheduling.
+    pub scheduling: SchedulingConfig,
+    /// All variables, for job settings and `<JOB_NAME>_SCHEDULE` overrides.
+    pub vars: Vars,
+}
+
+impl Config {
+    /// Reads the process environment (and `.env`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(Vars::from_env())
+    }
+
+    /// Reads the given variables.
+    pub fn from_vars(vars: Vars) -> Result<Self, ConfigError> {
+        let database_url = vars.get_or("DATABASE_URL", DEFAULT_DATABASE_URL).to_owned();
+        db::ConnectTarget::parse(&database_url)
+            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+
+        let bind_addr = match (vars.get("BIND_ADDR"), vars.get("PORT")) {
+            (Some(addr), _) => addr.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "BIND_ADDR",
+                    format!("must be an address with a port such as 127.0.0.1:8080, got {addr:?}"),
+                )
+            })?,
+            (None, Some(_)) => {
+                let port: u16 = vars.int_in("PORT", 8080, 1, u16::MAX)?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            (None, None) => DEFAULT_BIND_ADDR.parse().expect("valid default address"),
+        };
+        let admin_token = vars.secret("ADMIN_TOKEN");
+        if let Some(token) = &admin_token {
+            if token.expose().len() < 16 {
+                return Err(ConfigError::new(
+                    "ADMIN_TOKEN",
+                    "must be at least 16 characters long",
+                ));
+            }
+        }
+
+        let deepgram = DeepgramConfig {
+            api_key: vars.secret("DEEPGRAM_API_KEY"),
+            api_url: vars.url("DEEPGRAM_API_URL")?.unwrap_or_else(|| {
+                url::Url::parse(DEFAULT_DEEPGRAM_API_URL).expect("valid default URL")
+            }),
+            project_id: vars.get("DEEPGRAM_PROJECT_ID").map(str::to_owned),
+        };
+        let supabase = SupabaseConfig {
+            url: vars.url("SUPABASE_URL")?,
+            service_role_key: vars.secret("SUPABASE_SERVICE_ROLE_KEY"),
+        };
+
+        let timezone = match vars.get("JOBS_TIMEZONE") {
+            None => Tz::UTC,
+            Some(raw) => raw.parse::<Tz>().map_err(|_| {
+                ConfigError::new(
+                    "JOBS_TIMEZONE",
+                    format!("{raw:?} is not an IANA time zone such as UTC or Europe/Berlin"),
+                )
+            })?,
+        };
+        let scheduling = SchedulingConfig {
+            timezone,
+            disabled_jobs: vars
+                .get("DISABLED_JOBS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            default_timeout: vars.secs(
+                "JOB_TIMEOUT_SECS",
+                DEFAULT_JOB_TIMEOUT_SECS,
+                1,
+                7 * 86_400,
+            )?,
+            max_attempts: vars.int_in("JOB_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 20)?,
+            retry_delay: vars.secs("JOB_RETRY_DELAY_SECS", DEFAULT_RETRY_DELAY_SECS, 0, 86_400)?,
+            lease: vars.secs("JOB_LEASE_SECS", DEFAULT_LEASE_SECS, 1, 3_600)?,
+            heartbeat: vars.secs("JOB_HEARTBEAT_SECS", DEFAULT_HEARTBEAT_SECS, 1, 3_600)?,
+            tick: Duration::from_millis(vars.int_in(
+                "SCHEDULER_TICK_MS",
+                DEFAULT_TICK_MS,
+                10,
+                60_000,
+            )?),
+            misfire_window: vars.secs(
+                "MISFIRE_WINDOW_SECS",
+                DEFAULT_MISFIRE_WINDOW_SECS,
+                0,
+                7 * 86_400,
+            )?,
+            shutdown_grace: vars.secs(
+                "SHUTDOWN_GRACE_SECS",
+                DEFAULT_SHUTDOWN_GRACE_SECS,
+                0,
+                3_600,
+            )?,
+        };
+        if scheduling.heartbeat >= scheduling.lease {
+            return Err(ConfigError::new(
+                "JOB_HEARTBEAT_SECS",
+                format!(
+                    "must be shorter than JOB_LEASE_SECS ({}s), got {}s",
+                    scheduling.lease.as_secs(),
+                    scheduling.heartbeat.as_secs()
+                ),
+            ));
+        }
+        let worker_id = match vars.get("WORKER_ID") {
+            Some(id) => id.to_owned(),
+            None => format!(
+                "{}:{}",
+                gethostname::gethostname().to_string_lossy(),
+                bind_addr.port()
+            ),
+        };
+
+        Ok(Self {
+            database_url: Secret::new(database_url),
+            pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
+            bind_addr,
+            admin_token,
+            public_url: vars.url("PUBLIC_URL")?,
+            worker_id,
+            audio_retention_days: vars.int_in(
+                "AUDIO_RETENTION_DAYS",
+                DEFAULT_AUDIO_RETENTION_DAYS,
+                1,
+                36_500,
+            )?,
+            deepgram,
+            supabase,
+            scheduling,
+            vars,
+        })
+    }
+
+    /// The schedule of a job: `<JOB_NAME>_SCHEDULE` when set, else the job's default.
+    pub fn schedule_for(&self, job_name: &str, default: &str) -> Result<Schedule, ConfigError> {
+        let variable = format!("{}_SCHEDULE", job_name.to_ascii_uppercase());
+        let expression = self.vars.get_or(&variable, default);
+        Schedule::parse_in(expression, self.scheduling.timezone)
+            .map_err(|e| ConfigError::new(&variable, e.to_string()))
+    }
+
+    /// The timeout of a job: `<JOB_NAME>_TIMEOUT_SECS` when set, else `JOB_TIMEOUT_SECS`.
+    pub fn timeout_for(&self, job_name: &str) -> Result<Duration, ConfigError> {
+        let variable = format!("{}_TIMEOUT_SECS", job_name.to_ascii_uppercase());
+        self.vars.secs(
+            &variable,
+            self.scheduling.default_timeout.as_secs(),
+            1,
+            7 * 86_400,
+        )
+    }
+
+    /// Refuses to expose `/internal/*` without a token on a non-loopback address.
+    pub fn check_bind_security(&self) -> Result<(), ConfigError> {
+        if self.admin_token.is_none() && !self.bind_addr.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                format!(
+                    "must be set to listen on the non-loopback address {} (the /internal API would be open to the network)",
+                    self.bind_addr
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(Vars::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.audio_retention_days, 30);
+        assert_eq!(c.deepgram.api_url.as_str(), "https://api.deepgram.com/");
+        assert!(c.check_bind_security().is_ok());
+        assert_eq!(
+            c.schedule_for("audio_cleanup", "0 2 * * *")
+                .unwrap()
+                .expression(),
+            "0 2 * * *"
+        );
+    }
+
+    #[test]
+    fn port_alone_listens_on_all_interfaces() {
+        let c = config(&[("PORT", "9000"), ("ADMIN_TOKEN", "0123456789abcdef")]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "0.0.0.0:9000");
+        let c = config(&[("PORT", "9000"), ("BIND_ADDR", "127.0.0.1:7000")]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn a_public_address_without_a_token_is_refused() {
+        let c = config(&[("BIND_ADDR", "0.0.0.0:8080")]).unwrap();
+        let e = c.check_bind_security().unwrap_err();
+        assert_eq!(e.variable, "ADMIN_TOKEN");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("AUDIO_RETENTION_DAYS", "0")], "AUDIO_RETENTION_DAYS"),
+            (&[("AUDIO_RETENTION_DAYS", "ten")], "AUDIO_RETENTION_DAYS"),
+            (&[("BIND_ADDR", "localhost")], "BIND_ADDR"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("DEEPGRAM_API_URL", "not a url")], "DEEPGRAM_API_URL"),
+            (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
+            (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
+            (&[("ADMIN_TOKEN", "short")], "ADMIN_TOKEN"),
+            (
+                &[("JOB_LEASE_SECS", "10"), ("JOB_HEARTBEAT_SECS", "10")],
+                "JOB_HEARTBEAT_SECS",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let e = config(pairs).unwrap_err();
+            assert_eq!(&e.variable, variable, "{e}");
+        }
+        assert_eq!(
+            config(&[("AUDIO_RETENTION_DAYS", "0")])
+                .unwrap_err()
+                .to_string(),
+            "AUDIO_RETENTION_DAYS: must be ≥ 1, got 0"
+        );
+    }
+
+    #[test]
+    fn an_invalid_schedule_names_its_variable() {
+        let c = config(&[("COST_UPDATE_SCHEDULE", "every night")]).unwrap();
+        let e = c.schedule_for("cost_update", "0 3 * * *").unwrap_err();
+        assert_eq!(e.variable, "COST_UPDATE_SCHEDULE");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:dbpass123@h/db"),
+            ("ADMIN_TOKEN", "admintoken-0123456789"),
+            ("DEEPGRAM_API_KEY", "dg-secret-key"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb-secret-key"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in [
+            "dbpass123",
+            "admintoken-0123456789",
+            "dg-secret-key",
+            "sb-secret-key",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The HTTP API (contract §6): routes, JSON errors and bearer auth.
+
+mod auth;
+mod error;
+mod status;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{middleware, web, App};
+use jobs_core::{Registry, Runner};
+
+use crate::config::Secret;
+
+pub use error::ApiError;
+
+/// What every handler may use.
+pub struct AppState {
+    /// Database pool.
+    pub pool: db::Pool,
+    /// The execution log (same database).
+    pub log: Arc<db::PgExecutionLog>,
+    /// The registered jobs.
+    pub registry: Arc<Registry>,
+    /// The runner, for run-now.
+    pub runner: Arc<Runner>,
+    /// `ADMIN_TOKEN`.
+    pub admin_token: Option<Secret>,
+}
+
+/// Largest JSON body accepted.
+const MAX_JSON_BODY: usize = 16 * 1024;
+
+/// The application: routes, error handlers and auth, for the server and for tests.
+pub fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .error_handler(error::json_error),
+        )
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .wrap(middleware::from_fn(auth::require_token))
+        .wrap(middleware::NormalizePath::trim())
+        .service(resource("/healthz", web::get().to(status::healthz)))
+        .service(resource("/readyz", web::get().to(status::readyz)))
+        .service(resource(
+            "/internal/api/v1/jobs/status",
+            web::get().to(status::jobs_status),
+        ))
+        .default_service(web::to(error::not_found))
+}
+
+/// A route whose other methods answer 405 with the JSON error body.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(error::method_not_allowed))
+}

@@ -1,0 +1,62 @@
+//! The jobs this server runs, and the one place that registers them.
+//!
+//! Adding a job: write a type implementing [`jobs_core::Job`] in a file of its own here,
+//! then add one `register(…)` line to [`build_registry`].
+
+pub mod audio_cleanup;
+pub mod cost_update;
+
+use jobs_core::{Job, RegisteredJob, Registry, RunPolicy};
+
+use crate::config::{Config, ConfigError};
+
+pub use audio_cleanup::AudioCleanupJob;
+pub use cost_update::CostUpdateJob;
+
+/// Every job, with its schedule, policy and switch from the configuration.
+pub fn build_registry(config: &Config, pool: &db::Pool) -> Result<Registry, ConfigError> {
+    let mut registry = Registry::new();
+    register(
+        &mut registry,
+        config,
+        AudioCleanupJob::from_config(config, pool.clone())?,
+    )?;
+    register(
+        &mut registry,
+        config,
+        CostUpdateJob::from_config(config, pool.clone())?,
+    )?;
+
+    for name in &config.scheduling.disabled_jobs {
+        if registry.get(name).is_none() {
+            return Err(ConfigError::new(
+                "DISABLED_JOBS",
+                format!(
+                    "names an unknown job {name:?} (known jobs: {})",
+                    registry.names().join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(registry)
+}
+
+fn register(registry: &mut Registry, config: &Config, job: impl Job) -> Result<(), ConfigError> {
+    let schedule = config.schedule_for(job.name(), job.default_schedule())?;
+    let policy = RunPolicy {
+        timeout: Some(config.timeout_for(job.name())?),
+        max_attempts: config.scheduling.max_attempts,
+        retry_base_delay: config.scheduling.retry_delay,
+    };
+    let paused = config
+        .scheduling
+        .disabled_jobs
+        .iter()
+        .any(|n| n == job.name());
+    let mut entry = RegisteredJob::new(job, schedule).with_policy(policy);
+    if paused {
+        entry = entry.paused("paused by DISABLED_JOBS");
+    }
+    registry.register(entry);
+    Ok(())
+}

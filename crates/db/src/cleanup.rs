@@ -1,0 +1,1 @@
+//! Queries of the `audio_cleanup` job over `transcriptions`.

@@ -1,0 +1,1 @@
+//! Queries of the `cost_update` job over `transcriptions`.

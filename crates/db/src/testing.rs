@@ -240,3 +240,197 @@ async fn sweep_leftovers(conn: &mut AsyncPgConnection, keep_template: &str) {
         }
     }
 }
+
+/// A throwaway PostgreSQL server of a test's own, on another port, so that a test can
+/// restart it or give it TLS without disturbing any other test. Needs the PostgreSQL
+/// server binaries (`initdb`, `pg_ctl`) and, when run as root, the `postgres` system user.
+#[derive(Debug)]
+pub struct TempCluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl TempCluster {
+    /// Initialises and starts a cluster. `extra_conf` lines go to `postgresql.conf`, and
+    /// `files` (name, contents) are written into the data directory first (certificates).
+    pub fn start(extra_conf: &[&str], files: &[(&str, &[u8])]) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = postgres_bin_dir();
+        let dir = std::env::temp_dir().join(format!(
+            "bgjobs-cluster-{}-{}",
+            std::process::id(),
+            random_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let port = free_port();
+        let cluster = Self { dir, bin, port };
+        cluster.chown();
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                cluster.data().to_str().unwrap_or_default(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let mut conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            cluster.dir.display()
+        );
+        for line in extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = cluster.data().join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).expect("write postgresql.conf");
+        for (name, contents) in files {
+            let path = cluster.data().join(name);
+            std::fs::write(&path, contents).expect("write cluster file");
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        cluster.chown();
+        cluster.start_server();
+        cluster
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL of one of its databases.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut).
+    pub fn stop(&self) {
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap_or_default(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts the server again after [`TempCluster::stop`].
+    pub fn start_server(&self) {
+        let log = self.dir.join("server.log");
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap_or_default(),
+                "-l",
+                log.to_str().unwrap_or_default(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn chown(&self) {
+        if running_as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {} failed", self.dir.display());
+        }
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let output = if running_as_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&exe).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
+        assert!(
+            output.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(if running_as_root() { "runuser" } else { "true" })
+            .args(if running_as_root() {
+                vec!["-u", "postgres", "--"]
+            } else {
+                vec![]
+            })
+            .arg(self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                self.data().to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`.
+fn postgres_bin_dir() -> std::path::PathBuf {
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
+        let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .filter(|d| d.join("initdb").exists())
+        .expect("PostgreSQL server binaries (initdb, pg_ctl) are required for this test")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,10 +1,10 @@
 //! Bearer-token protection of `/internal/*`.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, ResponseError};
 
 use super::{ApiError, AppState};
 
@@ -13,7 +13,7 @@ use super::{ApiError, AppState};
 pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
     let expected = req
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.admin_token.clone());
@@ -37,13 +37,15 @@ pub async fn require_token(
                 Some(_) => None,
             };
             if let Some(message) = message {
-                return Err(
-                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into(),
-                );
+                let response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+                    .error_response();
+                return Ok(req.into_response(response).map_into_right_body());
             }
         }
     }
-    next.call(req).await
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal how much

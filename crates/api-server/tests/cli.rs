@@ -1,0 +1,287 @@
+//! The command line as a user runs it: the real binary, a real database, exit codes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use db::testing::TestDatabase;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The binary with a clean environment and a working directory without `.env`.
+fn api_server(vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .current_dir(empty_dir());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn empty_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bgjobs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run api-server");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn jobs_lists_both_jobs_with_next_run_and_why_they_are_disabled() {
+    let (code, out, _) = run(api_server(&[]).arg("jobs"));
+    assert_eq!(code, 0);
+    let audio = out
+        .lines()
+        .find(|l| l.starts_with("audio_cleanup"))
+        .unwrap();
+    assert!(
+        audio.contains("0 2 * * *") && audio.contains("no: SUPABASE_URL is not set"),
+        "{audio}"
+    );
+    assert!(audio.contains("T02:00:00Z"), "{audio}");
+    let cost = out.lines().find(|l| l.starts_with("cost_update")).unwrap();
+    assert!(
+        cost.contains("no: DEEPGRAM_API_KEY is not set") && cost.contains("T03:00:00Z"),
+        "{cost}"
+    );
+}
+
+#[test]
+fn an_unknown_job_exits_2_and_lists_the_known_ones() {
+    let (code, _, err) = run(api_server(&[]).args(["run-job", "reindex"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("reindex") && err.contains("audio_cleanup, cost_update"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_settings_exit_2_naming_the_variable() {
+    for (var, value) in [
+        ("AUDIO_CLEANUP_SCHEDULE", "0 2 * *"),
+        ("COST_UPDATE_SCHEDULE", "61 3 * * *"),
+        ("AUDIO_RETENTION_DAYS", "0"),
+        ("BIND_ADDR", "everywhere"),
+    ] {
+        for command in [
+            &["jobs"][..],
+            &["run-job", "audio_cleanup"],
+            &["serve"],
+            &["migrate"],
+        ] {
+            let (code, _, err) = run(api_server(&[(var, value)]).args(command));
+            assert_eq!(code, 2, "{var}={value} {command:?}: {err}");
+            assert!(err.contains(var), "{var} not named: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_disabled_job_is_refused_with_its_reason() {
+    let (code, _, err) = run(api_server(&[]).args(["run-job", "cost_update"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("DEEPGRAM_API_KEY is not set"), "{err}");
+}
+
+#[test]
+fn serving_on_a_public_address_without_a_token_is_refused() {
+    let (code, _, err) = run(api_server(&[("BIND_ADDR", "0.0.0.0:18080")]).arg("serve"));
+    assert_eq!(code, 2);
+    assert!(err.contains("ADMIN_TOKEN"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_a_missing_database_and_is_then_a_no_op() {
+    let name = format!(
+        "bgjobs_test_{}_cli_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let url = db::testing::database_url(&name);
+    let (code, out, err) = run(api_server(&[("DATABASE_URL", &url)]).arg("migrate"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("applied 2 migration") || out.contains("applied"),
+        "{out}"
+    );
+    let (code, out, _) = run(api_server(&[("DATABASE_URL", &url)]).arg("migrate"));
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+    let mut admin = db::testing::admin_target().connect().await.unwrap();
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_exits_2_with_a_clear_message_when_the_database_is_unreachable() {
+    let (code, _, err) = run(api_server(&[(
+        "DATABASE_URL",
+        "postgres://postgres:secret-pw@127.0.0.1:1/none",
+    )])
+    .arg("migrate"));
+    assert_eq!(code, 2);
+    assert!(err.contains("connect"), "{err}");
+    assert!(!err.contains("secret-pw"), "password leaked: {err}");
+}
+
+async fn deepgram(status: u16, body: serde_json::Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_exits_0_on_success_and_prints_the_completion_line() {
+    let db = TestDatabase::new().await;
+    let mock = deepgram(200, serde_json::json!({"projects": []})).await;
+    let (code, out, err) = run(api_server(&[
+        ("DATABASE_URL", db.url()),
+        ("DEEPGRAM_API_KEY", "dg-test-key"),
+        ("DEEPGRAM_API_URL", &mock.uri()),
+    ])
+    .args(["run-job", "cost_update"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("[Job] Starting cost update (scheduled: 0 3 * * *)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "[Job] ✅ Cost update completed: 0 updated, 0 unchanged, 0 skipped, 0 failed ("
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("dg-test-key") && !err.contains("dg-test-key"));
+    let mut conn = db.connect().await;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT status::text FROM job_executions WHERE job_name = 'cost_update'")
+            .load(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_exits_1_when_the_job_fails() {
+    let db = TestDatabase::new().await;
+    {
+        let mut conn = db.connect().await;
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO transcriptions (stt_provider_request_id) \
+             VALUES ('a847f427-4ad5-4d67-9b95-db801e58251c')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mock = deepgram(
+        401,
+        serde_json::json!({"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.", "request_id": "r1"}),
+    )
+    .await;
+    let (code, out, err) = run(api_server(&[
+        ("DATABASE_URL", db.url()),
+        ("DEEPGRAM_API_KEY", "dg-bad-key"),
+        ("DEEPGRAM_API_URL", &mock.uri()),
+        ("DEEPGRAM_MAX_ATTEMPTS", "1"),
+    ])
+    .args(["run-job", "cost_update"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("[Job] ❌ Cost update failed: "), "{out}");
+    assert!(!out.contains("dg-bad-key") && !err.contains("dg-bad-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_cannot_dry_run_refuses_with_exit_2() {
+    let db = TestDatabase::new().await;
+    let (code, _, err) = run(api_server(&[
+        ("DATABASE_URL", db.url()),
+        ("DEEPGRAM_API_KEY", "k"),
+        ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+    ])
+    .args(["run-job", "cost_update", "--dry-run"]));
+    // cost_update either supports dry runs (then the unreachable API fails it: 1) or
+    // refuses them (2); it must never report success without having looked.
+    assert_ne!(code, 0, "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_status_and_stops_cleanly_on_sigterm() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = api_server(&[("DATABASE_URL", db.url()), ("BIND_ADDR", &addr)])
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let body = loop {
+        match client
+            .get(format!("http://{addr}/internal/api/v1/jobs/status"))
+            .send()
+            .await
+        {
+            Ok(resp) => break resp.text().await.unwrap(),
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("server did not come up: {e}"),
+        }
+    };
+    assert_eq!(body, r#"{"data":[]}"#);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(exit.code(), Some(0));
+}

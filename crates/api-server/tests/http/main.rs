@@ -1,0 +1,67 @@
+//! The HTTP API against a real PostgreSQL database, through the same application the
+//! server runs.
+
+mod status;
+
+use std::sync::Arc;
+
+use actix_web::{test, web};
+use api_server::app::Services;
+use api_server::config::{Config, Vars};
+use api_server::http::{build_app, AppState};
+use db::testing::TestDatabase;
+
+/// A migrated database and the application state over it.
+pub struct TestApp {
+    pub db: TestDatabase,
+    pub state: web::Data<AppState>,
+}
+
+impl TestApp {
+    pub async fn new(extra: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::new().await;
+        let mut pairs: Vec<(&str, &str)> =
+            vec![("DATABASE_URL", db.url()), ("DATABASE_POOL_SIZE", "4")];
+        pairs.extend_from_slice(extra);
+        let config = Config::from_vars(Vars::from_pairs(pairs)).expect("test config");
+        let services = Services::prepare(config).expect("services");
+        let runner = services.runner("test-host:0".into());
+        let state = web::Data::new(AppState {
+            pool: services.pool.clone(),
+            log: Arc::new(db::PgExecutionLog::new(services.pool.clone())),
+            registry: Arc::clone(&services.registry),
+            runner,
+            admin_token: services.config.admin_token.clone(),
+        });
+        Self { db, state }
+    }
+
+    /// Sends a request and returns status, headers and JSON body.
+    pub async fn call(
+        &self,
+        req: test::TestRequest,
+    ) -> (
+        actix_web::http::StatusCode,
+        actix_web::http::header::HeaderMap,
+        serde_json::Value,
+    ) {
+        let app = test::init_service(build_app(self.state.clone())).await;
+        let resp = test::call_service(&app, req.to_request()).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = test::read_body(resp).await;
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, headers, body)
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+}

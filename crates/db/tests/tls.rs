@@ -1,0 +1,92 @@
+//! `sslmode=require` connects over TLS and verifies the certificate, for the pool and for
+//! migrations, against a PostgreSQL server of the test's own with a self-signed
+//! certificate.
+
+use db::testing::TempCluster;
+use db::ConnectTarget;
+use diesel::sql_types::Bool;
+use diesel_async::RunQueryDsl;
+
+#[derive(diesel::QueryableByName)]
+struct Ssl {
+    #[diesel(sql_type = Bool)]
+    ssl: bool,
+}
+
+fn tls_cluster() -> (TempCluster, std::path::PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.signing_key.serialize_pem();
+    let cluster = TempCluster::start(
+        &[
+            "ssl = on",
+            "ssl_cert_file = 'server.crt'",
+            "ssl_key_file = 'server.key'",
+        ],
+        &[
+            ("server.crt", cert_pem.as_bytes()),
+            ("server.key", key_pem.as_bytes()),
+        ],
+    );
+    let ca = std::env::temp_dir().join(format!("bgjobs-ca-{}.pem", cluster.port()));
+    std::fs::write(&ca, cert_pem).unwrap();
+    (cluster, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_connects_over_verified_tls_for_pool_and_migrations() {
+    let (cluster, ca) = tls_cluster();
+    let url = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        cluster.url("jobs"),
+        ca.display()
+    );
+    let target = ConnectTarget::parse(&url).unwrap();
+    assert!(target.uses_tls());
+    // Database creation and migrations go over TLS too.
+    assert!(db::ensure_database(&target).await.unwrap());
+    let applied = db::run_migrations(&target).await.unwrap();
+    assert_eq!(applied.len(), db::embedded_versions().len());
+
+    let pool = target.pool(2).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let ssl: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(ssl.ssl, "the pooled connection is not encrypted");
+    let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_refused() {
+    let (cluster, ca) = tls_cluster();
+    // Without the self-signed root, verification against the web PKI roots must fail.
+    let url = format!("{}?sslmode=require", cluster.url("postgres"));
+    let err = ConnectTarget::parse(&url)
+        .unwrap()
+        .connect()
+        .await
+        .err()
+        .expect("an unverifiable certificate must be refused");
+    let message = err.to_string();
+    assert!(
+        message.to_lowercase().contains("certificate"),
+        "unexpected error: {message}"
+    );
+    let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_urls_keep_working_without_tls() {
+    let (cluster, ca) = tls_cluster();
+    let target = ConnectTarget::parse(&cluster.url("postgres")).unwrap();
+    let mut conn = target.connect().await.unwrap();
+    let ssl: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(!ssl.ssl);
+    let _ = std::fs::remove_file(ca);
+}

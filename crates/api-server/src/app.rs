@@ -51,15 +51,20 @@ impl Services {
     pub fn runner(&self, worker_id: String) -> Arc<Runner> {
         let scheduling = &self.config.scheduling;
         let log = Arc::new(PgExecutionLog::new(self.pool.clone()));
-        Arc::new(Runner::new(
-            log,
-            RunnerSettings {
-                worker_id,
-                lease: scheduling.lease,
-                heartbeat_interval: scheduling.heartbeat,
-                progress_interval: std::time::Duration::from_secs(1).min(scheduling.heartbeat),
-            },
-        ))
+        // Installs the recorder before the first execution is counted.
+        crate::http::metrics::handle();
+        Arc::new(
+            Runner::new(
+                log,
+                RunnerSettings {
+                    worker_id,
+                    lease: scheduling.lease,
+                    heartbeat_interval: scheduling.heartbeat,
+                    progress_interval: std::time::Duration::from_secs(1).min(scheduling.heartbeat),
+                },
+            )
+            .with_observer(Arc::new(crate::http::metrics::MetricsObserver)),
+        )
     }
 
     /// The scheduler's settings.

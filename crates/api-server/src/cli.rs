@@ -253,6 +253,9 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let server = HttpServer::new(move || build_app(state.clone()))
         .disable_signals()
         .shutdown_timeout(10)
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .client_disconnect_timeout(std::time::Duration::from_secs(5))
+        .keep_alive(std::time::Duration::from_secs(30))
         .bind(config.bind_addr)
         .map_err(|e| {
             Exit::failure(format!(

@@ -34,3 +34,106 @@ pub async fn latest_per_job(conn: &mut AsyncPgConnection) -> Result<Vec<Executio
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
+
+/// A page request over the execution history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// Only this job.
+    pub job_name: Option<String>,
+    /// Only this status.
+    pub status: Option<jobs_core::Status>,
+    /// `started_at >= since`.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// `started_at < until`.
+    pub until: chrono::DateTime<chrono::Utc>,
+    /// Rows strictly older than this `(started_at, id)`: the previous page's last row.
+    pub before: Option<(chrono::DateTime<chrono::Utc>, i64)>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// One page of history, newest first; `limit + 1` rows are read so the caller knows
+/// whether another page follows. Served by the `(started_at DESC)` and
+/// `(job_name, started_at DESC)` indexes.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    query: &HistoryQuery,
+) -> Result<Vec<ExecutionRecord>, DbError> {
+    use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
+
+    // Binds are positional ($1, $2, …): the text and the bind list grow together.
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM job_executions WHERE started_at >= $1 AND started_at < $2");
+    let mut n = 2;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if query.job_name.is_some() {
+        sql.push_str(&format!(" AND job_name = ${}", next()));
+    }
+    if query.status.is_some() {
+        sql.push_str(&format!(" AND status = ${}", next()));
+    }
+    if query.before.is_some() {
+        let (a, b) = (next(), next());
+        sql.push_str(&format!(" AND (started_at, id) < (${a}, ${b})"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY started_at DESC, id DESC LIMIT ${}",
+        next()
+    ));
+
+    let mut boxed = diesel::sql_query(sql)
+        .into_boxed::<diesel::pg::Pg>()
+        .bind::<Timestamptz, _>(query.since)
+        .bind::<Timestamptz, _>(query.until);
+    if let Some(job) = &query.job_name {
+        boxed = boxed.bind::<Text, _>(job.clone());
+    }
+    if let Some(status) = query.status {
+        boxed = boxed.bind::<Text, _>(status.as_str());
+    }
+    if let Some((started_at, id)) = query.before {
+        boxed = boxed
+            .bind::<Timestamptz, _>(started_at)
+            .bind::<Integer, _>(i32::try_from(id).unwrap_or(i32::MAX));
+    }
+    let rows: Vec<ExecutionRow> = boxed.bind::<BigInt, _>(query.limit + 1).load(conn).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// The last successful execution of a job, if any.
+pub async fn last_success(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+) -> Result<Option<ExecutionRecord>, DbError> {
+    use diesel::OptionalExtension;
+    let row: Option<ExecutionRow> = diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 AND status = 'success' \
+         ORDER BY started_at DESC LIMIT 1"
+    ))
+    .bind::<diesel::sql_types::Text, _>(job_name)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(Into::into))
+}
+
+/// How many executions of each job are running now.
+pub async fn running_counts(conn: &mut AsyncPgConnection) -> Result<Vec<(String, i64)>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Running {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        job_name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Running> = diesel::sql_query(
+        "SELECT job_name::text AS job_name, count(*) AS n FROM job_executions \
+         WHERE status = 'running' GROUP BY job_name",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.job_name, r.n)).collect())
+}

@@ -2,7 +2,12 @@
 
 mod auth;
 mod error;
+mod executions;
+mod jobs;
+pub mod metrics;
+pub mod openapi;
 mod status;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -54,12 +59,34 @@ pub fn build_app(
         )
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .wrap(middleware::from_fn(auth::require_token))
+        .wrap(middleware::from_fn(metrics::track_requests))
         .wrap(middleware::NormalizePath::trim())
         .service(resource("/healthz", web::get().to(status::healthz)))
         .service(resource("/readyz", web::get().to(status::readyz)))
+        .service(resource("/metrics", web::get().to(metrics::metrics)))
         .service(resource(
             "/internal/api/v1/jobs/status",
             web::get().to(status::jobs_status),
+        ))
+        .service(resource(
+            "/internal/api/v1/jobs",
+            web::get().to(jobs::list_jobs),
+        ))
+        .service(resource(
+            "/internal/api/v1/jobs/executions",
+            web::get().to(executions::history),
+        ))
+        .service(resource(
+            "/internal/api/v1/jobs/executions/{id}",
+            web::get().to(executions::execution),
+        ))
+        .service(resource(
+            "/internal/api/v1/jobs/{job_name}/run",
+            web::post().to(jobs::run_job),
+        ))
+        .service(resource(
+            "/internal/api/v1/openapi.json",
+            web::get().to(openapi::openapi_json),
         ))
         .default_service(web::to(error::not_found))
 }

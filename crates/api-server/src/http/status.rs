@@ -1,50 +1,23 @@
 //! Liveness, readiness and the latest execution of each job.
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, SecondsFormat, Utc};
 use diesel_async::RunQueryDsl;
-use jobs_core::ExecutionRecord;
-use serde::Serialize;
 
+use super::views::{Data, ErrorBody, ExecutionStatus, Health, Ready};
 use super::{ApiError, AppState};
 
-/// RFC 3339 in UTC with milliseconds: `2026-11-28T02:00:00.123Z`.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// An execution as `GET /internal/api/v1/jobs/status` shows it.
-#[derive(Debug, Serialize)]
-pub struct ExecutionStatus {
-    job_name: String,
-    status: &'static str,
-    started_at: String,
-    completed_at: Option<String>,
-    duration_ms: Option<i64>,
-    stats: serde_json::Value,
-    error_message: Option<String>,
-}
-
-impl From<&ExecutionRecord> for ExecutionStatus {
-    fn from(r: &ExecutionRecord) -> Self {
-        Self {
-            job_name: r.job_name.clone(),
-            status: r.status.as_str(),
-            started_at: rfc3339(r.started_at),
-            completed_at: r.completed_at.map(rfc3339),
-            duration_ms: r.duration_ms,
-            stats: r.stats.clone(),
-            error_message: r.error_message.clone(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Data<T> {
-    data: T,
-}
-
-/// `GET /internal/api/v1/jobs/status`
+/// The latest execution of each job.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs/status",
+    tag = "jobs",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Latest execution of each job that ever ran", body = Data<Vec<ExecutionStatus>>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn jobs_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
     let latest = db::executions::latest_per_job(&mut conn).await?;
@@ -53,17 +26,37 @@ pub async fn jobs_status(state: web::Data<AppState>) -> Result<HttpResponse, Api
     }))
 }
 
-/// `GET /healthz`: the process answers.
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
 }
 
-/// `GET /readyz`: the process answers and the database does too.
+/// Readiness: the process answers and the database does too.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
     diesel::sql_query("SELECT 1")
         .execute(&mut conn)
         .await
         .map_err(ApiError::database)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready", "database": "ok"})))
+    Ok(HttpResponse::Ok().json(Ready {
+        status: "ready".into(),
+        database: "ok".into(),
+    }))
 }

@@ -1,6 +1,7 @@
 //! The HTTP API against a real PostgreSQL database, through the same application the
 //! server runs.
 
+mod ops;
 mod status;
 
 use std::sync::Arc;

@@ -1,0 +1,232 @@
+//! The execution history: filters, a default 30-day window, keyset paging.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use db::executions::HistoryQuery;
+use jobs_core::Status;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::views::{rfc3339, Data, ErrorBody, ExecutionPage, ExecutionView};
+use super::{ApiError, AppState};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+const DEFAULT_WINDOW_DAYS: i64 = 30;
+
+/// History filters. Every value is checked and a bad one is named in a 400.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Only this job.
+    job_name: Option<String>,
+    /// Only this status: `running`, `success` or `failed`.
+    #[param(value_type = Option<String>, pattern = "^(running|success|failed)$")]
+    status: Option<String>,
+    /// Oldest start time, RFC 3339 (default: 30 days before `until`).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Start times before this, RFC 3339 (default: now).
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The execution history, newest first.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs/executions",
+    tag = "executions",
+    security(("bearer" = [])),
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "A page of executions, newest first", body = ExecutionPage),
+        (status = 400, description = "A parameter is invalid; the message names it", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    state: web::Data<AppState>,
+    params: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse(&params, Utc::now())?;
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let mut rows = db::executions::history(&mut conn, &query).await?;
+    let more = rows.len() as i64 > query.limit;
+    rows.truncate(query.limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(r.started_at, r.id))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(ExecutionPage {
+        data: rows.iter().map(ExecutionView::from).collect(),
+        next_cursor,
+        since: rfc3339(query.since),
+        until: rfc3339(query.until),
+    }))
+}
+
+/// One execution, with live stats while it runs.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs/executions/{id}",
+    tag = "executions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The execution", body = Data<ExecutionView>),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn execution(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    match db::execution_log::find(&mut conn, *id).await? {
+        Some(record) => Ok(HttpResponse::Ok().json(Data {
+            data: ExecutionView::from(&record),
+        })),
+        None => Err(ApiError::not_found(format!("no execution {id}"))),
+    }
+}
+
+fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
+    let time = |name: &str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+        raw.as_deref()
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::bad_parameter(
+                            name,
+                            format!(
+                                "must be an RFC 3339 time such as 2026-11-01T00:00:00Z, got {v:?}"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let until = time("until", &params.until)?.unwrap_or(now);
+    let since = time("since", &params.since)?
+        .unwrap_or_else(|| until - Duration::days(DEFAULT_WINDOW_DAYS));
+    if since > until {
+        return Err(ApiError::bad_parameter("since", "must not be after until"));
+    }
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "status",
+                    format!("must be running, success or failed, got {s:?}"),
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"),
+                ))
+            }
+        },
+    };
+    let job_name = match params.job_name.as_deref() {
+        Some(name) if name.is_empty() || name.len() > 100 => {
+            return Err(ApiError::bad_parameter(
+                "job_name",
+                "must be 1 to 100 characters",
+            ))
+        }
+        other => other.map(str::to_owned),
+    };
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_cursor(c).ok_or_else(|| {
+                ApiError::bad_parameter("cursor", "is not a cursor this API returned")
+            })
+        })
+        .transpose()?;
+    Ok(HistoryQuery {
+        job_name,
+        status,
+        since,
+        until,
+        before,
+        limit,
+    })
+}
+
+/// An opaque cursor: the last row's start time (microseconds) and id, hex-encoded.
+fn encode_cursor(started_at: DateTime<Utc>, id: i64) -> String {
+    let text = format!("v1:{}:{id}", started_at.timestamp_micros());
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
+    if cursor.len() % 2 != 0 || cursor.len() > 128 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| {
+            cursor
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let mut parts = text.split(':');
+    if parts.next()? != "v1" {
+        return None;
+    }
+    let micros: i64 = parts.next()?.parse().ok()?;
+    let id: i64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || id < 0 {
+        return None;
+    }
+    Some((DateTime::from_timestamp_micros(micros)?, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let t = DateTime::parse_from_rfc3339("2026-11-28T02:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(decode_cursor(&encode_cursor(t, 42)), Some((t, 42)));
+        for bad in [
+            "",
+            "zz",
+            "abc",
+            "76313a",
+            "not-a-cursor",
+            "7631",
+            &"00".repeat(100),
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+}

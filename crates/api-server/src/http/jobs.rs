@@ -1,0 +1,134 @@
+//! The registered jobs, and starting one now.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use jobs_core::{RunRequest, StartError};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::views::{Data, ErrorBody, JobView, RunStarted, StatusView};
+use super::{ApiError, AppState};
+
+/// The registered jobs with their schedule, switch, next run and latest execution.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Registered jobs in registration order", body = Data<Vec<JobView>>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_jobs(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let latest = db::executions::latest_per_job(&mut conn).await?;
+    let now = Utc::now();
+    let jobs: Vec<JobView> = state
+        .registry
+        .iter()
+        .map(|job| {
+            let last = latest.iter().find(|r| r.job_name == job.name());
+            JobView::new(job, last, now)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Data { data: jobs }))
+}
+
+/// Options of a run-now request.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunParams {
+    /// `true` to report what the job would do and change nothing.
+    #[param(value_type = Option<bool>)]
+    dry_run: Option<String>,
+}
+
+/// Starts a job now; the run is recorded as manual.
+#[utoipa::path(
+    post,
+    path = "/internal/api/v1/jobs/{job_name}/run",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("job_name" = String, Path, description = "The job to run"), RunParams),
+    responses(
+        (status = 202, description = "Started", body = Data<RunStarted>),
+        (status = 400, description = "Bad parameter, or dry run not supported", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 409, description = "Already running", body = ErrorBody),
+        (status = 503, description = "Job disabled, server shutting down, or database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn run_job(
+    state: web::Data<AppState>,
+    job_name: web::Path<String>,
+    params: web::Query<RunParams>,
+) -> Result<HttpResponse, ApiError> {
+    let dry_run = match params.dry_run.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "dry_run",
+                format!("must be true or false, got {other:?}"),
+            ))
+        }
+    };
+    let Some(job) = state.registry.get(&job_name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_job",
+            format!(
+                "no job named {:?}; known jobs: {}",
+                job_name.as_str(),
+                state.registry.names().join(", ")
+            ),
+        ));
+    };
+    match state.runner.start(job, RunRequest::manual(dry_run)).await {
+        Ok(started) => Ok(HttpResponse::Accepted().json(Data {
+            data: RunStarted {
+                execution_id: started.execution_id,
+                job_name: job_name.into_inner(),
+                status: StatusView::Running,
+                dry_run,
+            },
+        })),
+        Err(e) => Err(start_error(e)),
+    }
+}
+
+fn start_error(e: StartError) -> ApiError {
+    match e {
+        StartError::AlreadyRunning(job) => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_running",
+            format!("job {job} is already running"),
+        ),
+        StartError::Disabled { job, reason } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "job_disabled",
+            format!("job {job} is disabled: {reason}"),
+        ),
+        StartError::DryRunUnsupported(job) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "dry_run_unsupported",
+            format!("job {job} does not support dry runs"),
+        ),
+        StartError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down and starts no new runs",
+        ),
+        StartError::SlotTaken { job, .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_running",
+            format!("job {job} was just started by someone else"),
+        ),
+        StartError::Log(e) => ApiError::database(e),
+    }
+}

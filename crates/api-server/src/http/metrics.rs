@@ -1,0 +1,210 @@
+//! Prometheus metrics: process counters through the `metrics` facade, and job gauges read
+//! from the database at scrape time, so that every replica reports the same, true state.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use jobs_core::{async_trait, RegisteredJob, RunObserver, RunReport};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::{ApiError, AppState};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".into()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("job_duration_seconds".into()),
+                        &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0],
+                    )
+                });
+            let handle = builder.and_then(|b| b.install_recorder());
+            match handle {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    log::warn!("metrics recorder not installed: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "job_executions_total",
+        "Executions finished by this server, by job and status"
+    );
+    describe_histogram!(
+        "job_duration_seconds",
+        Unit::Seconds,
+        "Duration of executions finished by this server"
+    );
+    describe_gauge!(
+        "job_last_duration_seconds",
+        Unit::Seconds,
+        "Duration of each job's latest finished execution"
+    );
+    describe_gauge!(
+        "job_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of each job's latest successful execution"
+    );
+    describe_gauge!(
+        "job_last_run_items",
+        "Counters of each job's latest finished execution, by stat key"
+    );
+    describe_gauge!(
+        "job_running",
+        "Executions of each job running now, on any server"
+    );
+    describe_gauge!(
+        "job_enabled",
+        "1 when the job runs on its schedule, 0 when disabled"
+    );
+    describe_gauge!(
+        "scheduler_lag_seconds",
+        Unit::Seconds,
+        "Delay between a cron slot and the start of its execution"
+    );
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route"
+    );
+}
+
+/// Records every finished execution in the process counters.
+#[derive(Debug, Default)]
+pub struct MetricsObserver;
+
+#[async_trait]
+impl RunObserver for MetricsObserver {
+    async fn finished(&self, job: &RegisteredJob, report: &RunReport) {
+        let name = job.name().to_owned();
+        metrics::counter!(
+            "job_executions_total",
+            "job" => name.clone(),
+            "status" => report.status.as_str()
+        )
+        .increment(1);
+        metrics::histogram!("job_duration_seconds", "job" => name.clone())
+            .record(report.elapsed.as_secs_f64());
+        if let (Some(slot), Some(record)) = (report.scheduled_for, &report.record) {
+            let lag = (record.started_at - slot).num_milliseconds() as f64 / 1000.0;
+            metrics::gauge!("scheduler_lag_seconds", "job" => name).set(lag.max(0.0));
+        }
+    }
+}
+
+/// Counts requests and their latency by matched route (never by raw path, so that
+/// unknown paths cannot blow up the label set).
+pub async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(handle) = handle() else {
+        return Err(ApiError::internal(
+            "metrics",
+            "the metrics recorder is not installed",
+        ));
+    };
+    // Gauges of the jobs' true state, from the database every server shares.
+    if let Ok(mut conn) = state.pool.get().await {
+        let latest = db::executions::latest_per_job(&mut conn)
+            .await
+            .unwrap_or_default();
+        let running = db::executions::running_counts(&mut conn)
+            .await
+            .unwrap_or_default();
+        for job in state.registry.iter() {
+            let name = job.name().to_owned();
+            metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() {
+                1.0
+            } else {
+                0.0
+            });
+            let n = running
+                .iter()
+                .find(|(j, _)| *j == name)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
+            if let Some(last) = latest
+                .iter()
+                .find(|r| r.job_name == name && r.completed_at.is_some())
+            {
+                if let Some(ms) = last.duration_ms {
+                    metrics::gauge!("job_last_duration_seconds", "job" => name.clone())
+                        .set(ms as f64 / 1000.0);
+                }
+                if let Some(stats) = last.stats.as_object() {
+                    for (key, value) in stats {
+                        if let Some(v) = value.as_f64() {
+                            metrics::gauge!("job_last_run_items", "job" => name.clone(), "stat" => key.clone())
+                                .set(v);
+                        }
+                    }
+                }
+            }
+            if let Ok(Some(success)) = db::executions::last_success(&mut conn, &name).await {
+                let at = success.completed_at.unwrap_or(success.started_at);
+                metrics::gauge!("job_last_success_timestamp_seconds", "job" => name)
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+        }
+    }
+    handle.run_upkeep();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render()))
+}

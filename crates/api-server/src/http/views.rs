@@ -1,0 +1,258 @@
+//! JSON shapes of the API, shared by the handlers and the OpenAPI description.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use jobs_core::{ExecutionRecord, RegisteredJob};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-28T02:00:00.123Z`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `{"data": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Data<T> {
+    /// The payload.
+    pub data: T,
+}
+
+/// Execution state.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusView {
+    /// Claimed and working.
+    Running,
+    /// Finished without error.
+    Success,
+    /// Finished with an error, panic, timeout or interruption.
+    Failed,
+}
+
+impl From<jobs_core::Status> for StatusView {
+    fn from(s: jobs_core::Status) -> Self {
+        match s {
+            jobs_core::Status::Running => StatusView::Running,
+            jobs_core::Status::Success => StatusView::Success,
+            jobs_core::Status::Failed => StatusView::Failed,
+        }
+    }
+}
+
+/// The latest execution of a job, as `GET /internal/api/v1/jobs/status` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionStatus {
+    /// The job's name.
+    pub job_name: String,
+    /// State.
+    pub status: StatusView,
+    /// Start, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// End, RFC 3339 UTC; `null` while running.
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+    /// `completed_at - started_at` in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// The job's counters.
+    #[schema(value_type = Object)]
+    pub stats: serde_json::Value,
+    /// Why it failed.
+    pub error_message: Option<String>,
+}
+
+impl From<&ExecutionRecord> for ExecutionStatus {
+    fn from(r: &ExecutionRecord) -> Self {
+        Self {
+            job_name: r.job_name.clone(),
+            status: r.status.into(),
+            started_at: rfc3339(r.started_at),
+            completed_at: r.completed_at.map(rfc3339),
+            duration_ms: r.duration_ms,
+            stats: r.stats.clone(),
+            error_message: r.error_message.clone(),
+        }
+    }
+}
+
+/// How an execution was started.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerView {
+    /// A cron slot, on time.
+    Schedule,
+    /// A missed cron slot run late once.
+    CatchUp,
+    /// `run-job` or the run-now API.
+    Manual,
+}
+
+/// One execution with everything recorded about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionView {
+    /// Row id.
+    pub id: i64,
+    /// The job's name.
+    pub job_name: String,
+    /// State.
+    pub status: StatusView,
+    /// Start, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// End, RFC 3339 UTC; `null` while running.
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+    /// `completed_at - started_at` in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// The job's counters (live while running).
+    #[schema(value_type = Object)]
+    pub stats: serde_json::Value,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The cron slot; `null` for a manual run.
+    #[schema(format = DateTime)]
+    pub scheduled_for: Option<String>,
+    /// How it was started.
+    pub trigger: TriggerView,
+    /// Attempt within its slot (1 = first try).
+    pub attempt: i32,
+    /// A dry run changes nothing.
+    pub dry_run: bool,
+    /// The server that ran it.
+    pub worker_id: Option<String>,
+}
+
+impl From<&ExecutionRecord> for ExecutionView {
+    fn from(r: &ExecutionRecord) -> Self {
+        Self {
+            id: r.id,
+            job_name: r.job_name.clone(),
+            status: r.status.into(),
+            started_at: rfc3339(r.started_at),
+            completed_at: r.completed_at.map(rfc3339),
+            duration_ms: r.duration_ms,
+            stats: r.stats.clone(),
+            error_message: r.error_message.clone(),
+            scheduled_for: r.scheduled_for.map(rfc3339),
+            trigger: match r.trigger.as_str() {
+                "schedule" => TriggerView::Schedule,
+                "catch_up" => TriggerView::CatchUp,
+                _ => TriggerView::Manual,
+            },
+            attempt: r.attempt,
+            dry_run: r.dry_run,
+            worker_id: r.worker_id.clone(),
+        }
+    }
+}
+
+/// A registered job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// Stable name.
+    pub job_name: String,
+    /// Human name.
+    pub display_name: String,
+    /// Cron expression.
+    pub schedule: String,
+    /// The schedule in words.
+    pub schedule_description: String,
+    /// IANA zone of the schedule.
+    pub timezone: String,
+    /// Runs on schedule and on request.
+    pub enabled: bool,
+    /// Why not, when disabled.
+    pub disabled_reason: Option<String>,
+    /// Next cron slot, RFC 3339 UTC (also shown for disabled jobs).
+    #[schema(format = DateTime)]
+    pub next_run_at: Option<String>,
+    /// Whether `?dry_run=true` is accepted.
+    pub supports_dry_run: bool,
+    /// Runs longer than this are cancelled.
+    pub timeout_secs: Option<u64>,
+    /// Tries per cron slot.
+    pub max_attempts: u32,
+    /// The latest execution, if any.
+    pub latest_execution: Option<ExecutionView>,
+}
+
+impl JobView {
+    /// A job with its latest execution.
+    pub fn new(job: &RegisteredJob, latest: Option<&ExecutionRecord>, now: DateTime<Utc>) -> Self {
+        let reason = job.disabled_reason();
+        Self {
+            job_name: job.name().to_owned(),
+            display_name: job.job.display_name().to_owned(),
+            schedule: job.schedule.expression().to_owned(),
+            schedule_description: job.schedule.describe(),
+            timezone: job.schedule.timezone().to_string(),
+            enabled: reason.is_none(),
+            disabled_reason: reason,
+            next_run_at: job.schedule.next_after(now).map(rfc3339),
+            supports_dry_run: job.job.supports_dry_run(),
+            timeout_secs: job.policy.timeout.map(|t| t.as_secs()),
+            max_attempts: job.policy.max_attempts,
+            latest_execution: latest.map(ExecutionView::from),
+        }
+    }
+}
+
+/// A page of history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionPage {
+    /// Executions, newest first.
+    pub data: Vec<ExecutionView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+    /// The window searched, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub since: String,
+    /// The window searched, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub until: String,
+}
+
+/// A run that was started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunStarted {
+    /// The new execution's id.
+    pub execution_id: i64,
+    /// The job.
+    pub job_name: String,
+    /// Always `running`.
+    pub status: StatusView,
+    /// Whether it is a dry run.
+    pub dry_run: bool,
+}
+
+/// `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `snake_case` code.
+    pub code: String,
+    /// Human text.
+    pub message: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: String,
+    /// `ok`.
+    pub database: String,
+}

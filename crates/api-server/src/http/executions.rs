@@ -20,6 +20,7 @@ const DEFAULT_WINDOW_DAYS: i64 = 30;
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Only this job.
+    #[param(max_length = 100)]
     job_name: Option<String>,
     /// Only this status: `running`, `success` or `failed`.
     #[param(value_type = Option<String>, pattern = "^(running|success|failed)$")]
@@ -101,9 +102,14 @@ pub async fn execution(
     }
 }
 
+/// An empty value (`?status=`) counts as not given.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
 fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
     let time = |name: &str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-        raw.as_deref()
+        given(raw)
             .map(|v| {
                 DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&Utc))
@@ -124,9 +130,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
     if since > until {
         return Err(ApiError::bad_parameter("since", "must not be after until"));
     }
-    let status = params
-        .status
-        .as_deref()
+    let status = given(&params.status)
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
                 ApiError::bad_parameter(
@@ -136,7 +140,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
             })
         })
         .transpose()?;
-    let limit = match params.limit.as_deref() {
+    let limit = match given(&params.limit) {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -148,18 +152,23 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
             }
         },
     };
-    let job_name = match params.job_name.as_deref() {
-        Some(name) if name.is_empty() || name.len() > 100 => {
+    let job_name = match given(&params.job_name) {
+        Some(name) if name.len() > 100 => {
             return Err(ApiError::bad_parameter(
                 "job_name",
-                "must be 1 to 100 characters",
+                "must be at most 100 characters",
+            ))
+        }
+        // PostgreSQL text cannot hold NUL, and no job name has control characters.
+        Some(name) if name.chars().any(char::is_control) => {
+            return Err(ApiError::bad_parameter(
+                "job_name",
+                "must not contain control characters",
             ))
         }
         other => other.map(str::to_owned),
     };
-    let before = params
-        .cursor
-        .as_deref()
+    let before = given(&params.cursor)
         .map(|c| {
             decode_cursor(c).ok_or_else(|| {
                 ApiError::bad_parameter("cursor", "is not a cursor this API returned")
@@ -183,7 +192,7 @@ fn encode_cursor(started_at: DateTime<Utc>, id: i64) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
-    if cursor.len() % 2 != 0 || cursor.len() > 128 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 128 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..cursor.len())

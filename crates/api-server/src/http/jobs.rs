@@ -69,7 +69,7 @@ pub async fn run_job(
     params: web::Query<RunParams>,
 ) -> Result<HttpResponse, ApiError> {
     let dry_run = match params.dry_run.as_deref() {
-        None | Some("false") | Some("0") => false,
+        None | Some("") | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(other) => {
             return Err(ApiError::bad_parameter(

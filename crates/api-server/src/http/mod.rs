@@ -61,39 +61,43 @@ pub fn build_app(
         .wrap(middleware::from_fn(auth::require_token))
         .wrap(middleware::from_fn(metrics::track_requests))
         .wrap(middleware::NormalizePath::trim())
-        .service(resource("/healthz", web::get().to(status::healthz)))
-        .service(resource("/readyz", web::get().to(status::readyz)))
-        .service(resource("/metrics", web::get().to(metrics::metrics)))
-        .service(resource(
+        .service(get("/healthz", web::get().to(status::healthz)))
+        .service(get("/readyz", web::get().to(status::readyz)))
+        .service(get("/metrics", web::get().to(metrics::metrics)))
+        .service(get(
             "/internal/api/v1/jobs/status",
             web::get().to(status::jobs_status),
         ))
-        .service(resource(
-            "/internal/api/v1/jobs",
-            web::get().to(jobs::list_jobs),
-        ))
-        .service(resource(
+        .service(get("/internal/api/v1/jobs", web::get().to(jobs::list_jobs)))
+        .service(get(
             "/internal/api/v1/jobs/executions",
             web::get().to(executions::history),
         ))
-        .service(resource(
+        .service(get(
             "/internal/api/v1/jobs/executions/{id}",
             web::get().to(executions::execution),
         ))
-        .service(resource(
+        .service(post(
             "/internal/api/v1/jobs/{job_name}/run",
             web::post().to(jobs::run_job),
         ))
-        .service(resource(
+        .service(get(
             "/internal/api/v1/openapi.json",
             web::get().to(openapi::openapi_json),
         ))
         .default_service(web::to(error::not_found))
 }
 
-/// A route whose other methods answer 405 with the JSON error body.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A GET route; other methods answer 405 with `Allow` and the JSON error body.
+fn get(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
-        .default_service(web::to(error::method_not_allowed))
+        .default_service(web::to(|req| error::method_not_allowed(req, "GET")))
+}
+
+/// A POST route; other methods answer 405 with `Allow` and the JSON error body.
+fn post(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(|req| error::method_not_allowed(req, "POST")))
 }

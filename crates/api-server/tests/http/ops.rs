@@ -155,6 +155,7 @@ async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
         ("limit=ten", "limit"),
         ("cursor=not-a-cursor", "cursor"),
         ("cursor=76313a", "cursor"),
+        ("job_name=a%00b", "job_name"),
     ] {
         let (status, _, body) = app
             .call(TestRequest::get().uri(&format!("/internal/api/v1/jobs/executions?{query}")))

@@ -139,11 +139,18 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
     assert_eq!(body["error"]["code"], "not_found");
     assert!(body["error"]["message"].as_str().unwrap().contains("/nope"));
 
-    let (status, _, body) = app
+    let (status, headers, body) = app
         .call(TestRequest::delete().uri("/internal/api/v1/jobs/status"))
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(headers.get("allow").unwrap(), "GET");
+
+    let (status, headers, _) = app
+        .call(TestRequest::get().uri("/internal/api/v1/jobs/audio_cleanup/run"))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers.get("allow").unwrap(), "POST");
 }
 
 const TOKEN: &str = "test-admin-token-0123456789";

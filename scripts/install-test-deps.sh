@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Rust and PostgreSQL, when it is missing:
+#   promtool   (Debian package prometheus)   checks the /metrics text
+#   chromium + chromedriver (Debian)         drive the dashboard's browser tests
+#   schemathesis (PyPI)                      fuzzes the API from its OpenAPI description
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+need_apt=()
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v schemathesis >/dev/null; then
+  echo "installing schemathesis"
+  python3 -m pip install -q --disable-pip-version-check schemathesis
+  hash -r
+fi

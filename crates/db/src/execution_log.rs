@@ -210,6 +210,49 @@ impl ExecutionLog for PgExecutionLog {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    async fn last_slot(&self, job_name: &str) -> Result<Option<DateTime<Utc>>, LogError> {
+        #[derive(diesel::QueryableByName)]
+        struct Slot {
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            slot: Option<DateTime<Utc>>,
+        }
+        let mut conn = self.conn().await?;
+        // Served by the (job_name, scheduled_for, attempt) unique index.
+        let slot: Slot = diesel::sql_query(
+            "SELECT max(scheduled_for) AS slot FROM job_executions WHERE job_name = $1",
+        )
+        .bind::<Text, _>(job_name)
+        .get_result(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(slot.slot)
+    }
+
+    async fn record_skipped(
+        &self,
+        job_name: &str,
+        slot: DateTime<Utc>,
+        worker_id: &str,
+        reason: &str,
+    ) -> Result<bool, LogError> {
+        let mut conn = self.conn().await?;
+        let inserted = diesel::sql_query(
+            "INSERT INTO job_executions \
+               (job_name, status, started_at, completed_at, duration_ms, stats, error_message, \
+                scheduled_for, triggered_by, attempt, worker_id) \
+             VALUES ($1, 'failed', now(), now(), 0, '{}', $2, $3, 'schedule', 1, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Text, _>(job_name)
+        .bind::<Text, _>(truncate(reason))
+        .bind::<Timestamptz, _>(slot)
+        .bind::<Text, _>(worker_id)
+        .execute(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(inserted == 1)
+    }
+
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError> {
         let mut conn = self.conn().await?;
         crate::executions::latest_per_job(&mut conn)

@@ -137,3 +137,33 @@ pub async fn running_counts(conn: &mut AsyncPgConnection) -> Result<Vec<(String,
     .await?;
     Ok(rows.into_iter().map(|r| (r.job_name, r.n)).collect())
 }
+
+/// Deletes finished executions that started more than `retention_days` ago, `batch` rows
+/// per statement so that no statement holds many locks or runs long; returns how many
+/// rows went. Running executions are never deleted.
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    retention_days: i32,
+    batch: i64,
+) -> Result<u64, DbError> {
+    use diesel::sql_types::{BigInt, Integer};
+    let mut total = 0u64;
+    loop {
+        let deleted = diesel::sql_query(
+            "DELETE FROM job_executions WHERE id IN ( \
+               SELECT id FROM job_executions \
+               WHERE started_at < now() - make_interval(days => $1) AND status <> 'running' \
+               ORDER BY started_at LIMIT $2)",
+        )
+        .bind::<Integer, _>(retention_days)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)
+        .await?;
+        total += deleted as u64;
+        if (deleted as i64) < batch {
+            return Ok(total);
+        }
+        // Leave room for other work between batches.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -331,3 +331,39 @@ async fn the_runner_records_a_panicking_job_as_failed_in_postgres() {
     assert_eq!(record.trigger, "manual");
     assert!(record.completed_at.is_some() && record.duration_ms.unwrap() >= 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_deletes_old_finished_executions_in_batches_and_keeps_the_rest() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO job_executions (job_name, status, started_at) \
+         SELECT 'audio_cleanup', 'success', now() - (n || ' days')::interval \
+         FROM generate_series(1, 150) n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // An ancient execution still marked running is left to lease expiry, not pruned.
+    diesel::sql_query(
+        "INSERT INTO job_executions (job_name, status, started_at) \
+         VALUES ('cost_update', 'running', now() - interval '200 days')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let deleted = db::executions::prune(&mut conn, 90, 7).await.unwrap();
+    assert_eq!(deleted, 61); // days 90 (minus a few ms) .. 150
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let left: N = diesel::sql_query("SELECT count(*) AS n FROM job_executions")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left.n, 90);
+    let again = db::executions::prune(&mut conn, 90, 7).await.unwrap();
+    assert_eq!(again, 0);
+}

@@ -164,6 +164,21 @@ pub trait ExecutionLog: Send + Sync + 'static {
 
     /// The latest execution of each job.
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError>;
+
+    /// The most recent cron slot recorded for a job (run, failed or skipped).
+    async fn last_slot(&self, job_name: &str) -> Result<Option<DateTime<Utc>>, LogError>;
+
+    /// Records a slot that was not run (missed while no server was up, or skipped because
+    /// the previous run still went) as a `failed` execution whose message starts with
+    /// `skipped:`, so the history shows it. Claims the slot like a run would: recording
+    /// the same slot twice (two servers) stores it once.
+    async fn record_skipped(
+        &self,
+        job_name: &str,
+        slot: DateTime<Utc>,
+        worker_id: &str,
+        reason: &str,
+    ) -> Result<bool, LogError>;
 }
 
 /// An [`ExecutionLog`] in memory, with the same claim and compare-and-set rules as the
@@ -321,6 +336,52 @@ impl ExecutionLog for MemoryExecutionLog {
             }
         }
         Ok(closed)
+    }
+
+    async fn last_slot(&self, job_name: &str) -> Result<Option<DateTime<Utc>>, LogError> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(r, _)| r.job_name == job_name)
+            .filter_map(|(r, _)| r.scheduled_for)
+            .max())
+    }
+
+    async fn record_skipped(
+        &self,
+        job_name: &str,
+        slot: DateTime<Utc>,
+        worker_id: &str,
+        reason: &str,
+    ) -> Result<bool, LogError> {
+        let mut rows = self.lock();
+        if rows
+            .iter()
+            .any(|(r, _)| r.job_name == job_name && r.scheduled_for == Some(slot) && r.attempt == 1)
+        {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let id = rows.len() as i64 + 1;
+        rows.push((
+            ExecutionRecord {
+                id,
+                job_name: job_name.to_owned(),
+                status: Status::Failed,
+                started_at: now,
+                completed_at: Some(now),
+                duration_ms: Some(0),
+                stats: serde_json::json!({}),
+                error_message: Some(reason.to_owned()),
+                scheduled_for: Some(slot),
+                trigger: Trigger::Schedule.as_str().to_owned(),
+                attempt: 1,
+                worker_id: Some(worker_id.to_owned()),
+                dry_run: false,
+            },
+            now,
+        ));
+        Ok(true)
     }
 
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError> {

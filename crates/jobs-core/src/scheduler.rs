@@ -1,14 +1,24 @@
 //! The cron tick loop: claims each due slot once, catches up a recent miss on start,
-//! and closes executions whose server died.
+//! records the slots it could not run, and closes executions whose server died.
+//!
+//! Policies (all slots are claimed through the execution log, so any number of servers
+//! may run this loop against one database):
+//! * **On time** — a slot is offered within `2 × tick + 30 s` of its time; the server whose
+//!   claim succeeds runs it, the others see the claim taken and move on.
+//! * **Catch-up** — on start, and after a stall (a database outage, a suspended process),
+//!   the latest missed slot within `misfire_window` is run once, as `catch_up`.
+//! * **Skipped** — older missed slots, and a slot that comes while the job's previous run
+//!   still goes, are not run; they are recorded as `failed` executions whose message starts
+//!   with `skipped:` (one row for a run of missed slots), so the history shows them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use log::{debug, info, warn};
 
-use crate::{Registry, RunRequest, Runner, StartError, Trigger};
+use crate::{RegisteredJob, Registry, RunRequest, Runner, StartError, Trigger};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -45,8 +55,11 @@ enum Offer {
     /// Decided (started, or someone else has it): move on.
     Done,
     /// The log could not be reached: offer the slot again on the next tick.
-    Retry,
+    Retry(String),
 }
+
+/// Counting missed slots stops here; the message then says "more than".
+const MISSED_COUNT_CAP: usize = 10_000;
 
 impl Scheduler {
     /// A scheduler over `registry`, running through `runner`.
@@ -60,19 +73,8 @@ impl Scheduler {
 
     /// The loop. Returns once [`Runner::shutdown`] has begun.
     pub async fn run(self) {
-        let worker = self.runner.settings().worker_id.clone();
-        let reason = format!("interrupted: server {worker} restarted while it ran");
-        match self.runner.log().close_orphans(&worker, &reason).await {
-            Ok(closed) => {
-                for record in closed {
-                    warn!(
-                        "[Job] {} execution {} was left running by this server's previous process; marked failed",
-                        record.job_name, record.id
-                    );
-                }
-            }
-            Err(e) => warn!("[Job] could not close this server's leftover executions: {e}"),
-        }
+        let mut outage: Option<Instant> = None;
+        self.close_own_orphans().await;
 
         let start = Utc::now();
         let mut cursors: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -82,23 +84,28 @@ impl Scheduler {
                 continue;
             }
             let mut cursor = start;
-            if let Some(slot) = job.schedule.latest_at_or_before(start) {
-                if within(start - slot, self.settings.misfire_window) {
-                    // Already run (by us before a restart, or by another server): the
-                    // claim says so and nothing happens.
-                    if let Offer::Retry = self.offer(job.name(), slot, Trigger::CatchUp).await {
-                        cursor = slot - chrono::Duration::milliseconds(1);
-                    }
+            let catch_up = job
+                .schedule
+                .latest_at_or_before(start)
+                .filter(|slot| within(start - *slot, self.settings.misfire_window));
+            self.record_missed_since_last_run(job, catch_up.unwrap_or(start))
+                .await;
+            if let Some(slot) = catch_up {
+                // Already run (by us before a restart, or by another server): the claim
+                // says so and nothing happens.
+                if let Offer::Retry(e) = self.offer(job, slot, Trigger::CatchUp).await {
+                    note_outage(&mut outage, &e);
+                    cursor = slot - chrono::Duration::milliseconds(1);
                 }
             }
             cursors.insert(job.name().to_owned(), cursor);
         }
 
-        let mut last_lease_check: Option<std::time::Instant> = None;
+        let mut last_lease_check: Option<Instant> = None;
         while !self.runner.is_stopping() {
             let now = Utc::now();
             if last_lease_check.is_none_or(|t| t.elapsed() >= self.settings.lease_check_interval) {
-                last_lease_check = Some(std::time::Instant::now());
+                last_lease_check = Some(Instant::now());
                 self.expire_leases().await;
             }
             let mut next_due: Option<DateTime<Utc>> = None;
@@ -114,24 +121,24 @@ impl Scheduler {
                     continue;
                 }
                 let slot = job.schedule.latest_at_or_before(now).unwrap_or(next);
-                let skipped = job
-                    .schedule
-                    .fire_times_between(cursor, slot)
-                    .count()
-                    .saturating_sub(1);
-                if skipped > 0 {
-                    warn!(
-                        "[Job] {}: {skipped} slot(s) before {slot} were missed and are skipped",
-                        job.name()
-                    );
-                }
                 let late = now - slot;
                 let on_time = within(late, self.settings.tick * 2 + Duration::from_secs(30));
-                let new_cursor = if !on_time && !within(late, self.settings.misfire_window) {
-                    warn!(
-                        "[Job] {}: slot {slot} is older than the misfire window; skipped",
-                        job.name()
-                    );
+                let runnable = on_time || within(late, self.settings.misfire_window);
+                // Slots strictly between the cursor and the one offered now were missed
+                // (the loop stalled); the offered one too when it is past the window.
+                let missed_until = if runnable {
+                    slot - chrono::Duration::milliseconds(1)
+                } else {
+                    slot
+                };
+                let new_cursor = if !runnable {
+                    self.record_missed(
+                        job,
+                        cursor,
+                        missed_until,
+                        "the server was not running its schedule",
+                    )
+                    .await;
                     slot
                 } else {
                     let trigger = if on_time {
@@ -139,9 +146,22 @@ impl Scheduler {
                     } else {
                         Trigger::CatchUp
                     };
-                    match self.offer(job.name(), slot, trigger).await {
-                        Offer::Done => slot,
-                        Offer::Retry => cursor,
+                    match self.offer(job, slot, trigger).await {
+                        Offer::Done => {
+                            recovered(&mut outage);
+                            self.record_missed(
+                                job,
+                                cursor,
+                                missed_until,
+                                "the server was not running its schedule",
+                            )
+                            .await;
+                            slot
+                        }
+                        Offer::Retry(e) => {
+                            note_outage(&mut outage, &e);
+                            cursor
+                        }
                     }
                 };
                 cursors.insert(job.name().to_owned(), new_cursor);
@@ -161,13 +181,32 @@ impl Scheduler {
         debug!("[Job] scheduler stopped");
     }
 
-    async fn offer(&self, name: &str, slot: DateTime<Utc>, trigger: Trigger) -> Offer {
-        let Some(job) = self.registry.get(name) else {
-            return Offer::Done;
-        };
+    async fn close_own_orphans(&self) {
+        let worker = self.runner.settings().worker_id.clone();
+        let reason = format!("interrupted: server {worker} restarted while it ran");
+        match self.runner.log().close_orphans(&worker, &reason).await {
+            Ok(closed) => {
+                for record in closed {
+                    warn!(
+                        "[Job] {} execution {} was left running by this server's previous process; marked failed",
+                        record.job_name, record.id
+                    );
+                }
+            }
+            Err(e) => warn!("[Job] could not close this server's leftover executions: {e}"),
+        }
+    }
+
+    async fn offer(
+        &self,
+        job: &Arc<RegisteredJob>,
+        slot: DateTime<Utc>,
+        trigger: Trigger,
+    ) -> Offer {
+        let name = job.name();
         match self
             .runner
-            .start(job, RunRequest::slot(trigger, slot))
+            .start(Arc::clone(job), RunRequest::slot(trigger, slot))
             .await
         {
             Ok(_) => Offer::Done,
@@ -177,16 +216,91 @@ impl Scheduler {
             }
             Err(StartError::AlreadyRunning(_)) => {
                 warn!("[Job] {name}: slot {slot} skipped, the previous run is still going");
+                self.record(
+                    job,
+                    slot,
+                    "skipped: the previous run of this job was still going",
+                )
+                .await;
                 Offer::Done
             }
-            Err(StartError::Log(e)) => {
-                warn!("[Job] {name}: slot {slot} could not be claimed ({e}); will try again");
-                Offer::Retry
-            }
+            Err(StartError::Log(e)) => Offer::Retry(e.to_string()),
             Err(e) => {
                 debug!("[Job] {name}: slot {slot} not started: {e}");
                 Offer::Done
             }
+        }
+    }
+
+    /// On start: the slots between the job's last recorded slot and `until` (exclusive)
+    /// were missed while no server ran.
+    async fn record_missed_since_last_run(&self, job: &Arc<RegisteredJob>, until: DateTime<Utc>) {
+        match self.runner.log().last_slot(job.name()).await {
+            Ok(Some(last)) => {
+                self.record_missed(
+                    job,
+                    last,
+                    until - chrono::Duration::milliseconds(1),
+                    "no server was running",
+                )
+                .await
+            }
+            Ok(None) => {}
+            Err(e) => debug!("[Job] {}: last slot unknown: {e}", job.name()),
+        }
+    }
+
+    /// Records the slots strictly after `after`, up to `until`, as one skipped execution.
+    async fn record_missed(
+        &self,
+        job: &Arc<RegisteredJob>,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        why: &str,
+    ) {
+        let mut missed = job.schedule.fire_times_between(after, until);
+        let Some(first) = missed.next() else {
+            return;
+        };
+        let (mut count, mut last) = (1usize, first);
+        for slot in missed.by_ref().take(MISSED_COUNT_CAP) {
+            count += 1;
+            last = slot;
+        }
+        let capped = missed.next().is_some();
+        let count_text = if capped {
+            format!("more than {count}")
+        } else {
+            count.to_string()
+        };
+        let reason = if count == 1 {
+            format!(
+                "skipped: the slot {} was missed because {why}",
+                first.to_rfc3339()
+            )
+        } else {
+            format!(
+                "skipped: {count_text} slots from {} to {} were missed because {why}",
+                first.to_rfc3339(),
+                last.to_rfc3339()
+            )
+        };
+        warn!("[Job] {}: {reason}", job.name());
+        self.record(job, last, &reason).await;
+    }
+
+    async fn record(&self, job: &Arc<RegisteredJob>, slot: DateTime<Utc>, reason: &str) {
+        let worker = &self.runner.settings().worker_id;
+        if let Err(e) = self
+            .runner
+            .log()
+            .record_skipped(job.name(), slot, worker, reason)
+            .await
+        {
+            debug!(
+                "[Job] {}: skipped slot {slot} not recorded: {e}",
+                job.name()
+            );
         }
     }
 
@@ -204,6 +318,24 @@ impl Scheduler {
             }
             Err(e) => debug!("[Job] lease check failed: {e}"),
         }
+    }
+}
+
+/// Logs the start of an outage once.
+fn note_outage(outage: &mut Option<Instant>, error: &str) {
+    if outage.is_none() {
+        warn!("[Job] the execution log is unreachable ({error}); due slots will be claimed when it is back");
+        *outage = Some(Instant::now());
+    }
+}
+
+/// Logs the end of an outage once.
+fn recovered(outage: &mut Option<Instant>) {
+    if let Some(since) = outage.take() {
+        info!(
+            "[Job] the execution log is reachable again after {:.0?}",
+            since.elapsed()
+        );
     }
 }
 

@@ -465,3 +465,153 @@ async fn the_scheduler_runs_each_per_second_slot_once() {
     assert!((3..=4).contains(&n), "{n} runs in 3.5 s");
     assert!(rows.iter().all(|r| r.status == Status::Success));
 }
+
+fn quick_policy() -> RunPolicy {
+    RunPolicy {
+        timeout: None,
+        max_attempts: 1,
+        retry_base_delay: Duration::from_millis(10),
+    }
+}
+
+#[tokio::test]
+async fn on_start_the_latest_missed_slot_is_caught_up_and_older_misses_are_recorded() {
+    let log = Arc::new(MemoryExecutionLog::new());
+    let schedule = Schedule::parse("* * * * *").unwrap(); // every minute
+    let now = Utc::now();
+    // The last slot that ran, about five minutes ago.
+    let last = schedule
+        .latest_at_or_before(now - chrono::Duration::minutes(5))
+        .unwrap();
+    let jobs_core::Claim::Started { id, .. } = log
+        .claim(&jobs_core::NewExecution {
+            job_name: "minutely".into(),
+            trigger: jobs_core::Trigger::Schedule,
+            scheduled_for: Some(last),
+            attempt: 1,
+            dry_run: false,
+            worker_id: "old:1".into(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    log.complete(
+        id,
+        &jobs_core::Completion {
+            status: Status::Success,
+            stats: Stats::new(),
+            error_message: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let runner = runner(log.clone());
+    let mut registry = Registry::new();
+    registry.register(
+        RegisteredJob::new(
+            TestJob::new("minutely", "Minutely", Behaviour::Succeed),
+            schedule.clone(),
+        )
+        .with_policy(quick_policy()),
+    );
+    let scheduler = Scheduler::new(
+        runner.clone(),
+        Arc::new(registry),
+        SchedulerSettings {
+            tick: Duration::from_millis(50),
+            misfire_window: Duration::from_secs(600),
+            lease_check_interval: Duration::from_secs(1),
+        },
+    );
+    let task = tokio::spawn(scheduler.run());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    runner.shutdown(Duration::from_secs(2)).await;
+    task.await.unwrap();
+
+    let rows = log.all();
+    let catch_up_slot = schedule.latest_at_or_before(now).unwrap();
+    let caught_up = rows
+        .iter()
+        .find(|r| r.trigger == "catch_up")
+        .expect("a catch-up run");
+    assert_eq!(caught_up.scheduled_for, Some(catch_up_slot));
+    assert_eq!(caught_up.status, Status::Success);
+    let skipped: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r.error_message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("skipped:"))
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "{rows:#?}");
+    let missed = schedule
+        .fire_times_between(last, catch_up_slot - chrono::Duration::seconds(1))
+        .count();
+    let message = skipped[0].error_message.as_deref().unwrap();
+    assert!(
+        message.contains(&format!("{missed} slots")) && message.contains("no server was running"),
+        "{message} (expected {missed} slots)"
+    );
+    assert_eq!(skipped[0].status, Status::Failed);
+    assert_eq!(
+        skipped[0].scheduled_for,
+        Some(catch_up_slot - chrono::Duration::minutes(1))
+    );
+}
+
+#[tokio::test]
+async fn a_slot_arriving_while_the_previous_run_goes_is_recorded_as_skipped() {
+    let log = Arc::new(MemoryExecutionLog::new());
+    let runner = runner(log.clone());
+    let mut registry = Registry::new();
+    registry.register(
+        RegisteredJob::new(
+            TestJob::new(
+                "slow",
+                "Slow",
+                Behaviour::Sleep(Duration::from_millis(2_300)),
+            ),
+            Schedule::parse("* * * * * *").unwrap(),
+        )
+        .with_policy(quick_policy()),
+    );
+    let scheduler = Scheduler::new(
+        runner.clone(),
+        Arc::new(registry),
+        SchedulerSettings {
+            tick: Duration::from_millis(50),
+            misfire_window: Duration::from_secs(0),
+            lease_check_interval: Duration::from_secs(1),
+        },
+    );
+    let task = tokio::spawn(scheduler.run());
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    runner.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+
+    let rows = log.all();
+    let runs: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == Status::Success)
+        .collect();
+    let skipped: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r.error_message.as_deref()
+                == Some("skipped: the previous run of this job was still going")
+        })
+        .collect();
+    assert!(!runs.is_empty(), "{rows:#?}");
+    assert!(skipped.len() >= 2, "{rows:#?}");
+    // Every slot is accounted for once: run or skipped.
+    let mut slots: Vec<_> = rows.iter().filter_map(|r| r.scheduled_for).collect();
+    let n = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), n);
+}

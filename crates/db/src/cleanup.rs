@@ -1,1 +1,133 @@
 //! Queries of the `audio_cleanup` job over `transcriptions`.
+//!
+//! The job reads candidates in keyset pages ordered by `(created_at, id)` below a cutoff
+//! fixed once per run by the database's clock, so memory stays flat for any backlog and a
+//! row left unmarked (bad path, missing bucket, Storage error) is passed over by the page
+//! cursor instead of being read again. The partial index
+//! `idx_transcriptions_audio_cleanup` serves exactly this scan.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::DbError;
+
+/// A transcription whose audio is due for deletion.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct CleanupCandidate {
+    /// The row's id.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    /// When the row was created; with `id`, the page cursor.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    /// Where the audio lives, exactly as stored (never `NULL` here).
+    #[diesel(sql_type = Text)]
+    pub audio_file_path: String,
+}
+
+impl CleanupCandidate {
+    /// The cursor that continues the scan after this row.
+    pub fn cursor(&self) -> PageCursor {
+        PageCursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Where the next page of [`candidates_page`] starts: just after this `(created_at, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    /// `created_at` of the last row read.
+    pub created_at: DateTime<Utc>,
+    /// `id` of the last row read.
+    pub id: Uuid,
+}
+
+/// `now() - retention_days` by the database's clock: rows created before it are due.
+///
+/// Read once at the start of a run and passed to every page, so that the set of rows a run
+/// considers does not grow while it runs and servers with skewed clocks agree.
+pub async fn retention_cutoff(
+    conn: &mut AsyncPgConnection,
+    retention_days: i64,
+) -> Result<DateTime<Utc>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Cutoff {
+        #[diesel(sql_type = Timestamptz)]
+        cutoff: DateTime<Utc>,
+    }
+    let days = i32::try_from(retention_days).map_err(|_| {
+        DbError::Config(format!(
+            "retention of {retention_days} days is out of range"
+        ))
+    })?;
+    let row: Cutoff = diesel::sql_query("SELECT now() - make_interval(days => $1) AS cutoff")
+        .bind::<Integer, _>(days)
+        .get_result(conn)
+        .await?;
+    Ok(row.cutoff)
+}
+
+/// The next page of rows created before `cutoff` that have an audio path and are not
+/// marked yet, in `(created_at, id)` order, starting after `after` (from the start when
+/// `None`). An empty page means the scan is over.
+pub async fn candidates_page(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    after: Option<PageCursor>,
+    limit: i64,
+) -> Result<Vec<CleanupCandidate>, DbError> {
+    const BASE: &str = "SELECT id, created_at, audio_file_path FROM transcriptions \
+         WHERE audio_deleted_at IS NULL AND audio_file_path IS NOT NULL AND created_at < $1";
+    let rows = match after {
+        None => {
+            diesel::sql_query(format!("{BASE} ORDER BY created_at, id LIMIT $2"))
+                .bind::<Timestamptz, _>(cutoff)
+                .bind::<BigInt, _>(limit)
+                .load(conn)
+                .await?
+        }
+        Some(cursor) => {
+            diesel::sql_query(format!(
+                "{BASE} AND (created_at, id) > ($3, $4) ORDER BY created_at, id LIMIT $2"
+            ))
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<BigInt, _>(limit)
+            .bind::<Timestamptz, _>(cursor.created_at)
+            .bind::<diesel::sql_types::Uuid, _>(cursor.id)
+            .load(conn)
+            .await?
+        }
+    };
+    Ok(rows)
+}
+
+/// Sets `audio_deleted_at = now()` on the given rows in one statement, and returns how many
+/// rows it changed.
+///
+/// Each row is given with the `audio_file_path` it was read with, and is changed only if
+/// it still has that path and is still unmarked: a row whose path the application changed
+/// since it was read (a new upload) keeps its new file's claim, and a row marked meanwhile
+/// by another run is left alone.
+pub async fn mark_audio_deleted<'a>(
+    conn: &mut AsyncPgConnection,
+    rows: impl IntoIterator<Item = (Uuid, &'a str)>,
+) -> Result<usize, DbError> {
+    let (ids, paths): (Vec<Uuid>, Vec<&str>) = rows.into_iter().unzip();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let changed = diesel::sql_query(
+        "UPDATE transcriptions AS t SET audio_deleted_at = now() \
+         FROM unnest($1::uuid[], $2::text[]) AS m(id, path) \
+         WHERE t.id = m.id AND t.audio_file_path = m.path AND t.audio_deleted_at IS NULL",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+    .bind::<Array<Text>, _>(&paths)
+    .execute(conn)
+    .await?;
+    Ok(changed)
+}

@@ -1,26 +1,282 @@
 //! `audio_cleanup`: deletes from Supabase Storage the audio of transcriptions older than
 //! the retention period, and marks each row whose file is gone.
+//!
+//! This is the one job that destroys data, so every step leans towards leaving things as
+//! they are:
+//!
+//! - candidates are rows created before `now() - AUDIO_RETENTION_DAYS` by the database's
+//!   clock (fixed once per run), with an `audio_file_path` and no `audio_deleted_at`,
+//!   read in keyset pages of `(created_at, id)`: memory stays flat for any backlog, and a
+//!   row left unmarked is passed over by the cursor rather than read again;
+//! - a path is turned into a bucket and object name by
+//!   [`storage_supabase::parse_audio_path`], which refuses anything that could name
+//!   another object or another project (`..`, backslashes, foreign hosts, API routes); a
+//!   refused row is counted as `invalid_path`, never deleted, never marked, and the
+//!   reasons are logged once per run;
+//! - each bucket is looked at once per run ([`Client::get_bucket`]): Storage answers a bulk
+//!   delete in a bucket that does not exist with `200 []`, so "not in the answer" means
+//!   "already gone" only for a bucket known to exist. Rows of a missing bucket fail as
+//!   `bucket_missing` and no delete is sent for them;
+//! - a row is marked only when Storage listed its object as deleted, or left it out of
+//!   the answer of a successful call on an existing bucket (`already_absent`), and only
+//!   if it still has the path it was read with;
+//! - a refused key or a wrong `SUPABASE_URL` stops the run at once; Storage failing three
+//!   batches in a row stops it too (nothing would succeed); a run that ends with files
+//!   Storage failed to delete is recorded as failed so that it is retried and noticed.
+//!
+//! The work is pipelined: pages are read one after another while up to
+//! `AUDIO_CLEANUP_CONCURRENCY` batches are in flight, each batch sending one bulk delete
+//! per bucket (1000 names at most per call) and one `UPDATE` for the rows it confirmed.
+//!
+//! Stats, one per row considered (rows, not distinct objects: when several rows name the
+//! same object, Storage is asked once and every one of them counts):
+//!
+//! ```text
+//! considered = deleted + already_absent + would_delete + failed
+//! failed     = invalid_path + bucket_missing + storage_error
+//! marked    <= deleted + already_absent
+//! ```
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use db::cleanup::{CleanupCandidate, PageCursor};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
+use log::{info, warn};
+use storage_supabase::{parse_audio_path, Client, DeleteOutcome, PathError};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Vars};
+
+/// Rows read per page, and so the most names of one bulk delete per bucket.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// Batches in flight at once, and Storage requests in flight at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Time allowed to open a connection to Storage.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+/// Time allowed for one Storage request, answer included.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
+/// Attempts per Storage request, the first included.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// First backoff before retrying a Storage request (doubled per retry, full jitter).
+pub const DEFAULT_BACKOFF_MS: u64 = 500;
+/// Cap on one backoff sleep.
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+
+/// Consecutive batches in which every Storage call failed (after the client's retries)
+/// before the run gives up: past that point nothing would succeed.
+const STORAGE_FAILURE_LIMIT: u32 = 3;
+/// Row ids shown per reason in the log summary of unusable paths.
+const EXAMPLES_PER_REASON: usize = 3;
+
+/// Stats keys, in the order they are reported.
+const STAT_KEYS: [&str; 9] = [
+    DELETED,
+    FAILED,
+    ALREADY_ABSENT,
+    WOULD_DELETE,
+    INVALID_PATH,
+    BUCKET_MISSING,
+    STORAGE_ERROR,
+    CONSIDERED,
+    MARKED,
+];
+/// Rows whose object Storage confirmed it deleted in this run.
+const DELETED: &str = "deleted";
+/// Rows whose file was not deleted in this run; they stay unmarked (sum of the three
+/// reasons below).
+const FAILED: &str = "failed";
+/// Rows whose object was not in an existing bucket any more; marked.
+const ALREADY_ABSENT: &str = "already_absent";
+/// Dry runs: rows whose object would be sent for deletion.
+const WOULD_DELETE: &str = "would_delete";
+/// Rows whose `audio_file_path` was refused.
+const INVALID_PATH: &str = "invalid_path";
+/// Rows naming a bucket that does not exist.
+const BUCKET_MISSING: &str = "bucket_missing";
+/// Rows whose Storage call failed (after retries) or was not sent after a fatal error.
+const STORAGE_ERROR: &str = "storage_error";
+/// Rows read and handled in this run.
+const CONSIDERED: &str = "considered";
+/// Rows whose `audio_deleted_at` this run set.
+const MARKED: &str = "marked";
+
+/// The job's tunables, read from the environment with [`AudioCleanupSettings::from_vars`].
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `AUDIO_CLEANUP_BATCH_SIZE` | `1000` | rows per page (1–10000); one bulk delete per bucket per page |
+/// | `AUDIO_CLEANUP_CONCURRENCY` | `4` | batches and Storage requests in flight (1–32) |
+/// | `AUDIO_CLEANUP_DRY_RUN` | `false` | every run only reports what it would delete |
+/// | `SUPABASE_CONNECT_TIMEOUT_SECS` | `5` | Storage connect timeout (1–300) |
+/// | `SUPABASE_REQUEST_TIMEOUT_SECS` | `60` | Storage request timeout (1–3600) |
+/// | `SUPABASE_MAX_ATTEMPTS` | `4` | attempts per Storage request (1–10) |
+/// | `SUPABASE_BACKOFF_MS` | `500` | first retry backoff (0–60000) |
+/// | `SUPABASE_MAX_BACKOFF_MS` | `30000` | cap on one backoff (≥ `SUPABASE_BACKOFF_MS`, ≤ 600000) |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioCleanupSettings {
+    /// `AUDIO_CLEANUP_BATCH_SIZE`.
+    pub batch_size: usize,
+    /// `AUDIO_CLEANUP_CONCURRENCY`.
+    pub concurrency: usize,
+    /// `AUDIO_CLEANUP_DRY_RUN`.
+    pub dry_run: bool,
+    /// `SUPABASE_CONNECT_TIMEOUT_SECS`.
+    pub connect_timeout: Duration,
+    /// `SUPABASE_REQUEST_TIMEOUT_SECS`.
+    pub request_timeout: Duration,
+    /// `SUPABASE_MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// `SUPABASE_BACKOFF_MS`.
+    pub base_backoff: Duration,
+    /// `SUPABASE_MAX_BACKOFF_MS`.
+    pub max_backoff: Duration,
+}
+
+impl Default for AudioCleanupSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+            concurrency: DEFAULT_CONCURRENCY,
+            dry_run: false,
+            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
+            max_backoff: Duration::from_millis(DEFAULT_MAX_BACKOFF_MS),
+        }
+    }
+}
+
+impl AudioCleanupSettings {
+    /// Reads the tunables; a bad value is an error naming its variable.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let base_backoff_ms = vars.int_in("SUPABASE_BACKOFF_MS", DEFAULT_BACKOFF_MS, 0, 60_000)?;
+        let max_backoff_ms = vars.int_in(
+            "SUPABASE_MAX_BACKOFF_MS",
+            DEFAULT_MAX_BACKOFF_MS,
+            0,
+            600_000,
+        )?;
+        if max_backoff_ms < base_backoff_ms {
+            return Err(ConfigError::new(
+                "SUPABASE_MAX_BACKOFF_MS",
+                format!("must be ≥ SUPABASE_BACKOFF_MS ({base_backoff_ms}), got {max_backoff_ms}"),
+            ));
+        }
+        Ok(Self {
+            batch_size: vars.int_in("AUDIO_CLEANUP_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 10_000)?,
+            concurrency: vars.int_in("AUDIO_CLEANUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 32)?,
+            dry_run: flag(vars, "AUDIO_CLEANUP_DRY_RUN", false)?,
+            connect_timeout: vars.secs(
+                "SUPABASE_CONNECT_TIMEOUT_SECS",
+                DEFAULT_CONNECT_TIMEOUT_SECS,
+                1,
+                300,
+            )?,
+            request_timeout: vars.secs(
+                "SUPABASE_REQUEST_TIMEOUT_SECS",
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+                1,
+                3_600,
+            )?,
+            max_attempts: vars.int_in("SUPABASE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 10)?,
+            base_backoff: Duration::from_millis(base_backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+        })
+    }
+}
+
+/// A yes/no variable: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, ConfigError> {
+    match vars.get(name) {
+        None => Ok(default),
+        Some(raw) => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::new(
+                name,
+                format!("must be true or false, got {raw:?}"),
+            )),
+        },
+    }
+}
 
 /// The nightly audio clean-up.
 pub struct AudioCleanupJob {
-    #[allow(dead_code)]
     pool: db::Pool,
+    /// `None` when Supabase is not configured (then `disabled` says why).
+    storage: Option<Client>,
+    retention_days: i64,
+    settings: AudioCleanupSettings,
     disabled: Option<String>,
 }
 
+impl std::fmt::Debug for AudioCleanupJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioCleanupJob")
+            .field("storage", &self.storage)
+            .field("retention_days", &self.retention_days)
+            .field("settings", &self.settings)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AudioCleanupJob {
-    /// Builds the job from the configuration.
+    /// Builds the job from the configuration. Without `SUPABASE_URL` or
+    /// `SUPABASE_SERVICE_ROLE_KEY` the job is disabled with that reason; a bad tunable or
+    /// an unusable URL or key is an error naming the variable (never showing the key).
     pub fn from_config(config: &Config, pool: db::Pool) -> Result<Self, ConfigError> {
-        let disabled = match (&config.supabase.url, &config.supabase.service_role_key) {
-            (None, _) => Some("SUPABASE_URL is not set".to_owned()),
-            (_, None) => Some("SUPABASE_SERVICE_ROLE_KEY is not set".to_owned()),
-            _ => None,
+        let settings = AudioCleanupSettings::from_vars(&config.vars)?;
+        let (storage, disabled) = match (&config.supabase.url, &config.supabase.service_role_key) {
+            (None, _) => (None, Some("SUPABASE_URL is not set".to_owned())),
+            (_, None) => (
+                None,
+                Some("SUPABASE_SERVICE_ROLE_KEY is not set".to_owned()),
+            ),
+            (Some(url), Some(key)) => {
+                let client = Client::builder(url.as_str(), key.expose())
+                    .connect_timeout(settings.connect_timeout)
+                    .request_timeout(settings.request_timeout)
+                    .max_attempts(settings.max_attempts)
+                    .base_backoff(settings.base_backoff)
+                    .max_backoff(settings.max_backoff)
+                    .max_concurrency(settings.concurrency)
+                    .build()
+                    .map_err(|e| {
+                        // The client's messages never contain the key; they say whether the
+                        // key or the URL is at fault.
+                        let message = e.to_string();
+                        let variable = if message.contains("service key") {
+                            "SUPABASE_SERVICE_ROLE_KEY"
+                        } else {
+                            "SUPABASE_URL"
+                        };
+                        ConfigError::new(variable, message)
+                    })?;
+                (Some(client), None)
+            }
         };
-        Ok(Self { pool, disabled })
+        Ok(Self {
+            pool,
+            storage,
+            retention_days: config.audio_retention_days,
+            settings,
+            disabled,
+        })
+    }
+
+    /// The tunables in effect.
+    pub fn settings(&self) -> &AudioCleanupSettings {
+        &self.settings
     }
 }
 
@@ -39,11 +295,709 @@ impl Job for AudioCleanupJob {
         self.disabled.clone()
     }
     fn summary_keys(&self) -> &[&'static str] {
-        &["deleted", "failed"]
+        &[DELETED, FAILED]
     }
-    async fn run(&self, _ctx: &JobContext) -> Result<Stats, JobError> {
-        Err(JobError::new(
-            "audio_cleanup is not implemented in this build",
-        ))
+    fn supports_dry_run(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError> {
+        let Some(storage) = &self.storage else {
+            let reason = self
+                .disabled
+                .as_deref()
+                .unwrap_or("Supabase is not configured");
+            return Err(JobError::new(format!(
+                "audio_cleanup is disabled: {reason}"
+            )));
+        };
+        let run = Run {
+            pool: &self.pool,
+            storage,
+            batch_size: self.settings.batch_size,
+            dry_run: ctx.dry_run || self.settings.dry_run,
+            buckets: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        };
+        run.execute(ctx, self.retention_days, self.settings.concurrency)
+            .await
+    }
+}
+
+/// What Storage said about a bucket; cached for the run. Failures to find out are not
+/// cached: the next batch asks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BucketState {
+    Exists,
+    Missing,
+}
+
+/// A bucket's state, or the fatal error Storage answered when asked.
+type BucketAnswer = Result<BucketState, storage_supabase::Error>;
+
+/// One run's shared state.
+struct Run<'a> {
+    pool: &'a db::Pool,
+    storage: &'a Client,
+    batch_size: usize,
+    dry_run: bool,
+    buckets: Mutex<HashMap<String, Arc<OnceCell<BucketAnswer>>>>,
+    /// Set after a fatal error: no further page is read and no further delete is sent.
+    stop: AtomicBool,
+}
+
+/// How many rows one unusable-path reason covered, with a few of their ids.
+#[derive(Debug, Default)]
+struct ReasonCount {
+    rows: i64,
+    examples: Vec<Uuid>,
+}
+
+/// What one batch (or the whole run, once merged) came to.
+#[derive(Debug)]
+struct Outcome {
+    stats: Stats,
+    invalid: BTreeMap<&'static str, ReasonCount>,
+    missing_buckets: BTreeMap<String, i64>,
+    /// A Storage call got an answer.
+    storage_ok: bool,
+    /// A Storage call failed after the client's retries.
+    storage_failed: bool,
+    last_storage_error: Option<String>,
+    /// Why the run must stop now.
+    fatal: Option<String>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            stats: Stats::with_keys(&STAT_KEYS),
+            invalid: BTreeMap::new(),
+            missing_buckets: BTreeMap::new(),
+            storage_ok: false,
+            storage_failed: false,
+            last_storage_error: None,
+            fatal: None,
+        }
+    }
+}
+
+impl Outcome {
+    fn count(&mut self, key: &str, rows: usize) {
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        self.stats.add(key, rows);
+        if matches!(key, INVALID_PATH | BUCKET_MISSING | STORAGE_ERROR) {
+            self.stats.add(FAILED, rows);
+        }
+    }
+
+    fn invalid_path(&mut self, id: Uuid, error: &PathError) {
+        self.count(INVALID_PATH, 1);
+        let reason = self.invalid.entry(reason_label(error)).or_default();
+        reason.rows += 1;
+        if reason.examples.len() < EXAMPLES_PER_REASON {
+            reason.examples.push(id);
+        }
+    }
+
+    /// Rows whose Storage call failed with `error`.
+    fn storage_failure(&mut self, rows: usize, error: &storage_supabase::Error) {
+        self.count(STORAGE_ERROR, rows);
+        self.storage_failed = true;
+        self.last_storage_error = Some(error.to_string());
+        if self.fatal.is_none() {
+            self.fatal = fatal_reason(error);
+        }
+    }
+
+    fn merge(&mut self, other: Outcome) {
+        self.stats.merge(&other.stats);
+        for (reason, count) in other.invalid {
+            let mine = self.invalid.entry(reason).or_default();
+            mine.rows += count.rows;
+            for id in count.examples {
+                if mine.examples.len() < EXAMPLES_PER_REASON {
+                    mine.examples.push(id);
+                }
+            }
+        }
+        for (bucket, rows) in other.missing_buckets {
+            *self.missing_buckets.entry(bucket).or_default() += rows;
+        }
+        self.storage_ok |= other.storage_ok;
+        self.storage_failed |= other.storage_failed;
+        if other.last_storage_error.is_some() {
+            self.last_storage_error = other.last_storage_error;
+        }
+        if self.fatal.is_none() {
+            self.fatal = other.fatal;
+        }
+    }
+}
+
+/// The errors after which no Storage call of this run can succeed.
+fn fatal_reason(error: &storage_supabase::Error) -> Option<String> {
+    if error.is_auth_error() {
+        return Some(format!(
+            "Supabase Storage rejected SUPABASE_SERVICE_ROLE_KEY ({error})"
+        ));
+    }
+    if matches!(error, storage_supabase::Error::UnknownRoute { .. }) {
+        return Some(format!(
+            "SUPABASE_URL does not point at Supabase Storage ({error})"
+        ));
+    }
+    None
+}
+
+/// A short, stable name for why a path was refused, for the per-run summary.
+fn reason_label(error: &PathError) -> &'static str {
+    match error {
+        PathError::Empty => "empty",
+        PathError::LeadingSlash => "leading slash",
+        PathError::MissingObject => "no object name",
+        PathError::EmptySegment => "empty segment",
+        PathError::DotSegment => "dot segment",
+        PathError::Backslash => "backslash",
+        PathError::ControlCharacter => "control character",
+        PathError::InvalidPercentEncoding => "bad percent-encoding",
+        PathError::NameTooLong { .. } => "name too long",
+        PathError::InvalidBucket { .. } => "invalid bucket name",
+        PathError::InvalidUrl => "invalid URL",
+        PathError::ForeignOrigin { .. } => "foreign host",
+        PathError::NotStorageObjectUrl { .. } => "not a Storage object URL",
+        _ => "other",
+    }
+}
+
+fn db_error(action: &str, error: impl std::fmt::Display) -> String {
+    format!("database error while {action}: {error}")
+}
+
+/// A page of candidates, or why it could not be read.
+type PageResult = Result<Vec<CleanupCandidate>, String>;
+
+/// What finished in a run's pipeline.
+enum Step {
+    /// A page was read; `next` is where the following one starts (`None`: last page).
+    Page {
+        rows: PageResult,
+        next: Option<PageCursor>,
+    },
+    /// No page left (or the run is stopping).
+    End,
+    /// A batch was processed.
+    Done(Outcome),
+}
+
+/// Where the scan of a run stands.
+#[derive(Default)]
+struct Scan {
+    /// Where the next page starts (`None`: at the beginning).
+    next: Option<PageCursor>,
+    /// No page is left to read.
+    over: bool,
+    /// A page is being read.
+    fetching: bool,
+    /// A page read and waiting for a free batch slot.
+    ready: Option<PageResult>,
+    /// Batches being processed.
+    processing: usize,
+}
+
+/// The rows of one batch that name objects of one bucket: object name → row indices.
+type BucketGroup = HashMap<String, Vec<usize>>;
+
+impl Run<'_> {
+    async fn execute<'s>(
+        &'s self,
+        ctx: &'s JobContext,
+        retention_days: i64,
+        concurrency: usize,
+    ) -> Result<Stats, JobError> {
+        let cutoff = self.cutoff(retention_days).await.map_err(JobError::new)?;
+        // One page is read while up to `concurrency` batches are processed, and at most
+        // one page waits for a free slot: memory stays at `concurrency + 1` pages.
+        // (A hand-driven `FuturesUnordered` rather than stream combinators: closures that
+        // return borrowing futures break the `Send` check of the job's future.)
+        let mut tasks: FuturesUnordered<BoxFuture<'s, Step>> = FuturesUnordered::new();
+        let mut scan = Scan::default();
+        let mut total = Outcome::default();
+        let mut failing_batches = 0;
+        loop {
+            if self.stop.load(Ordering::SeqCst) || ctx.is_cancelled() {
+                scan.over = true;
+                scan.ready = None;
+            }
+            if scan.processing < concurrency {
+                if let Some(page) = scan.ready.take() {
+                    scan.processing += 1;
+                    tasks.push(self.handle_page(page).map(Step::Done).boxed());
+                }
+            }
+            if !scan.fetching && !scan.over && scan.ready.is_none() {
+                scan.fetching = true;
+                tasks.push(self.next_page(ctx, cutoff, scan.next).boxed());
+            }
+            let Some(step) = tasks.next().await else {
+                break;
+            };
+            match step {
+                Step::End => {
+                    scan.fetching = false;
+                    scan.over = true;
+                }
+                Step::Page { rows, next } => {
+                    scan.fetching = false;
+                    scan.ready = Some(rows);
+                    match next {
+                        Some(cursor) => scan.next = Some(cursor),
+                        None => scan.over = true,
+                    }
+                }
+                Step::Done(batch) => {
+                    scan.processing -= 1;
+                    if batch.storage_ok {
+                        failing_batches = 0;
+                    } else if batch.storage_failed {
+                        failing_batches += 1;
+                    }
+                    total.merge(batch);
+                    ctx.report_progress(&total.stats);
+                    if total.fatal.is_none() && failing_batches >= STORAGE_FAILURE_LIMIT {
+                        total.fatal = Some(format!(
+                            "Supabase Storage failed {failing_batches} batches in a row ({}); stopped early",
+                            total.last_storage_error.as_deref().unwrap_or("unknown error")
+                        ));
+                    }
+                    if total.fatal.is_some() {
+                        // Batches already in flight finish (and mark what they confirmed).
+                        self.stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+
+        self.log_summary(&total, cutoff);
+        let stats = total.stats.clone();
+        if let Some(reason) = total.fatal {
+            return Err(JobError::new(reason).with_stats(stats));
+        }
+        if ctx.is_cancelled() {
+            return Err(JobError::new(format!(
+                "audio_cleanup was cancelled after {} rows; the rest is left for the next run",
+                stats.get(CONSIDERED)
+            ))
+            .with_stats(stats));
+        }
+        let storage_errors = stats.get(STORAGE_ERROR);
+        if storage_errors > 0 {
+            return Err(JobError::new(format!(
+                "Supabase Storage failed for {storage_errors} files ({}); their rows stay unmarked and are tried again next run",
+                total.last_storage_error.as_deref().unwrap_or("unknown error")
+            ))
+            .with_stats(stats));
+        }
+        Ok(stats)
+    }
+
+    /// Reads the page after `after` (from the start when `None`).
+    async fn next_page(
+        &self,
+        ctx: &JobContext,
+        cutoff: DateTime<Utc>,
+        after: Option<PageCursor>,
+    ) -> Step {
+        if ctx.is_cancelled() || self.stop.load(Ordering::SeqCst) {
+            return Step::End;
+        }
+        match self.page(cutoff, after).await {
+            Ok(rows) if rows.is_empty() => Step::End,
+            Ok(rows) => {
+                // A short page is the last one: no need to ask again.
+                let next = (rows.len() >= self.batch_size)
+                    .then(|| rows.last().map(CleanupCandidate::cursor))
+                    .flatten();
+                Step::Page {
+                    rows: Ok(rows),
+                    next,
+                }
+            }
+            Err(e) => Step::Page {
+                rows: Err(e),
+                next: None,
+            },
+        }
+    }
+
+    async fn handle_page(&self, page: PageResult) -> Outcome {
+        match page {
+            Ok(rows) => self.process(rows).await,
+            Err(e) => Outcome {
+                fatal: Some(e),
+                ..Outcome::default()
+            },
+        }
+    }
+
+    async fn cutoff(&self, retention_days: i64) -> Result<DateTime<Utc>, String> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        db::cleanup::retention_cutoff(&mut conn, retention_days)
+            .await
+            .map_err(|e| db_error("reading the retention cutoff", e))
+    }
+
+    async fn page(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<PageCursor>,
+    ) -> Result<Vec<CleanupCandidate>, String> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        db::cleanup::candidates_page(&mut conn, cutoff, after, limit)
+            .await
+            .map_err(|e| db_error("reading transcriptions", e))
+    }
+
+    /// Handles one page: parse, group by bucket, delete (or count, in a dry run), mark.
+    async fn process(&self, rows: Vec<CleanupCandidate>) -> Outcome {
+        let mut outcome = Outcome::default();
+        if self.stop.load(Ordering::SeqCst) {
+            // Read just before the run stopped: left for the next run, not counted.
+            return outcome;
+        }
+        outcome.count(CONSIDERED, rows.len());
+
+        let project_url = self.storage.project_url();
+        let mut groups: HashMap<String, BucketGroup> = HashMap::new();
+        for (index, row) in rows.iter().enumerate() {
+            match parse_audio_path(&row.audio_file_path, project_url) {
+                Ok(object) => groups
+                    .entry(object.bucket)
+                    .or_default()
+                    .entry(object.name)
+                    .or_default()
+                    .push(index),
+                Err(error) => outcome.invalid_path(row.id, &error),
+            }
+        }
+
+        let results = futures_util::future::join_all(
+            groups
+                .into_iter()
+                .map(|(bucket, group)| self.clean_bucket(bucket, group)),
+        )
+        .await;
+        let mut confirmed: Vec<usize> = Vec::new();
+        for (bucket_outcome, rows_done) in results {
+            outcome.merge(bucket_outcome);
+            confirmed.extend(rows_done);
+        }
+
+        if !confirmed.is_empty() && !self.dry_run {
+            match self.mark(&rows, &confirmed).await {
+                Ok(marked) => outcome.count(MARKED, marked),
+                Err(e) => {
+                    warn!(
+                        "[Job] audio_cleanup: {} rows whose files are gone could not be marked; \
+                         the next run finds them already absent and marks them: {e}",
+                        confirmed.len()
+                    );
+                    if outcome.fatal.is_none() {
+                        outcome.fatal = Some(e);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn mark(&self, rows: &[CleanupCandidate], confirmed: &[usize]) -> Result<usize, String> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        db::cleanup::mark_audio_deleted(
+            &mut conn,
+            confirmed.iter().filter_map(|&i| {
+                rows.get(i)
+                    .map(|row| (row.id, row.audio_file_path.as_str()))
+            }),
+        )
+        .await
+        .map_err(|e| db_error("marking transcriptions", e))
+    }
+
+    /// Deletes one bucket's objects of a batch. Returns the counts and the indices of the
+    /// rows that may be marked.
+    async fn clean_bucket(&self, bucket: String, mut group: BucketGroup) -> (Outcome, Vec<usize>) {
+        let mut outcome = Outcome::default();
+        let rows_in = |group: &BucketGroup| group.values().map(Vec::len).sum::<usize>();
+
+        match self.bucket_state(&bucket).await {
+            Err(error) => {
+                // Fatal answers were already acted on (and are cached) by `bucket_state`.
+                outcome.storage_failure(rows_in(&group), &error);
+                return (outcome, Vec::new());
+            }
+            Ok(BucketState::Missing) => {
+                let rows = rows_in(&group);
+                outcome.count(BUCKET_MISSING, rows);
+                outcome
+                    .missing_buckets
+                    .insert(bucket, i64::try_from(rows).unwrap_or(i64::MAX));
+                return (outcome, Vec::new());
+            }
+            Ok(BucketState::Exists) => {}
+        }
+        if self.dry_run {
+            outcome.count(WOULD_DELETE, rows_in(&group));
+            return (outcome, Vec::new());
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            // Another batch hit a fatal error: send nothing more.
+            outcome.count(STORAGE_ERROR, rows_in(&group));
+            return (outcome, Vec::new());
+        }
+
+        let names: Vec<&str> = group.keys().map(String::as_str).collect();
+        let result = self.storage.delete_objects(&bucket, &names).await;
+        drop(names);
+        let delete = match result {
+            Ok(delete) => delete,
+            Err(error) => {
+                outcome.storage_failure(rows_in(&group), &error);
+                return (outcome, Vec::new());
+            }
+        };
+        let DeleteOutcome {
+            deleted,
+            not_returned,
+            failed,
+            skipped,
+            ..
+        } = delete;
+
+        let mut confirmed = Vec::new();
+        let mut take = |names: Vec<String>, key: &str, outcome: &mut Outcome| {
+            for name in names {
+                if let Some(rows) = group.remove(&name) {
+                    outcome.count(key, rows.len());
+                    confirmed.extend(rows);
+                }
+            }
+        };
+        if !deleted.is_empty() || !not_returned.is_empty() {
+            outcome.storage_ok = true;
+        }
+        take(deleted, DELETED, &mut outcome);
+        // The bucket is known to exist, so a name missing from a successful answer is an
+        // object that is already gone.
+        take(not_returned, ALREADY_ABSENT, &mut outcome);
+
+        for chunk in failed {
+            let rows: usize = chunk
+                .names
+                .iter()
+                .filter_map(|name| group.remove(name))
+                .map(|rows| rows.len())
+                .sum();
+            outcome.storage_failure(rows, &chunk.error);
+        }
+        let skipped_rows: usize = skipped
+            .iter()
+            .filter_map(|name| group.remove(name))
+            .map(|rows| rows.len())
+            .sum();
+        outcome.count(STORAGE_ERROR, skipped_rows);
+        // Names the answer did not account for (never expected): not confirmed, so failed.
+        outcome.count(STORAGE_ERROR, rows_in(&group));
+        if outcome.fatal.is_some() {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        (outcome, confirmed)
+    }
+
+    /// Looks at a bucket once per run; concurrent batches wait for the same answer. A
+    /// fatal answer (refused key, wrong URL) is kept too, so it is asked for once; other
+    /// failures are not, so a later batch asks again.
+    async fn bucket_state(&self, bucket: &str) -> Result<BucketState, storage_supabase::Error> {
+        let cell = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(buckets.entry(bucket.to_owned()).or_default())
+        };
+        let answer = cell
+            .get_or_try_init(|| async {
+                match self.storage.get_bucket(bucket).await {
+                    Ok(_) => Ok(Ok(BucketState::Exists)),
+                    Err(error) if error.is_not_found() => Ok(Ok(BucketState::Missing)),
+                    Err(error) if fatal_reason(&error).is_some() => {
+                        self.stop.store(true, Ordering::SeqCst);
+                        Ok(Err(error))
+                    }
+                    Err(error) => Err(error),
+                }
+            })
+            .await?;
+        answer.clone()
+    }
+
+    /// One log line per kind of trouble, and one with the whole count: never one per row.
+    fn log_summary(&self, total: &Outcome, cutoff: DateTime<Utc>) {
+        let stats = &total.stats;
+        if !total.invalid.is_empty() {
+            let reasons: Vec<String> = total
+                .invalid
+                .iter()
+                .map(|(reason, count)| {
+                    let examples: Vec<String> =
+                        count.examples.iter().map(Uuid::to_string).collect();
+                    format!("{} {reason} (e.g. {})", count.rows, examples.join(", "))
+                })
+                .collect();
+            warn!(
+                "[Job] audio_cleanup: {} rows have unusable audio_file_path and stay unmarked: {}",
+                stats.get(INVALID_PATH),
+                reasons.join(", ")
+            );
+        }
+        if !total.missing_buckets.is_empty() {
+            let buckets: Vec<String> = total
+                .missing_buckets
+                .iter()
+                .map(|(bucket, rows)| format!("{bucket:?} ({rows} rows)"))
+                .collect();
+            warn!(
+                "[Job] audio_cleanup: {} rows name buckets that do not exist and stay unmarked: {}",
+                stats.get(BUCKET_MISSING),
+                buckets.join(", ")
+            );
+        }
+        if stats.get(STORAGE_ERROR) > 0 {
+            warn!(
+                "[Job] audio_cleanup: {} files were not deleted because Supabase Storage failed \
+                 (last error: {}); their rows stay unmarked",
+                stats.get(STORAGE_ERROR),
+                total
+                    .last_storage_error
+                    .as_deref()
+                    .unwrap_or("none recorded")
+            );
+        }
+        info!(
+            "[Job] audio_cleanup{}: rows created before {}: {}",
+            if self.dry_run {
+                " (dry run, nothing changed)"
+            } else {
+                ""
+            },
+            cutoff.to_rfc3339(),
+            stats.summary(&[])
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<AudioCleanupSettings, ConfigError> {
+        AudioCleanupSettings::from_vars(&Vars::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        assert_eq!(settings(&[]).unwrap(), AudioCleanupSettings::default());
+        let defaults = AudioCleanupSettings::default();
+        assert_eq!(defaults.batch_size, 1000);
+        assert_eq!(defaults.concurrency, 4);
+        assert!(!defaults.dry_run);
+    }
+
+    #[test]
+    fn tunables_are_read() {
+        let s = settings(&[
+            ("AUDIO_CLEANUP_BATCH_SIZE", "250"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "8"),
+            ("AUDIO_CLEANUP_DRY_RUN", "TRUE"),
+            ("SUPABASE_MAX_ATTEMPTS", "2"),
+            ("SUPABASE_BACKOFF_MS", "1"),
+            ("SUPABASE_MAX_BACKOFF_MS", "5"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "10"),
+        ])
+        .unwrap();
+        assert_eq!((s.batch_size, s.concurrency, s.dry_run), (250, 8, true));
+        assert_eq!(s.max_attempts, 2);
+        assert_eq!(s.base_backoff, Duration::from_millis(1));
+        assert_eq!(s.max_backoff, Duration::from_millis(5));
+        assert_eq!(s.request_timeout, Duration::from_secs(10));
+        assert!(
+            !settings(&[("AUDIO_CLEANUP_DRY_RUN", "off")])
+                .unwrap()
+                .dry_run
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (variable, value) in [
+            ("AUDIO_CLEANUP_BATCH_SIZE", "0"),
+            ("AUDIO_CLEANUP_BATCH_SIZE", "10001"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "many"),
+            ("AUDIO_CLEANUP_DRY_RUN", "maybe"),
+            ("SUPABASE_MAX_ATTEMPTS", "0"),
+            ("SUPABASE_CONNECT_TIMEOUT_SECS", "0"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "-1"),
+            ("SUPABASE_BACKOFF_MS", "1.5"),
+        ] {
+            let e = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(e.variable, variable, "{e}");
+        }
+        let e = settings(&[
+            ("SUPABASE_BACKOFF_MS", "100"),
+            ("SUPABASE_MAX_BACKOFF_MS", "10"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "SUPABASE_MAX_BACKOFF_MS");
+    }
+
+    #[test]
+    fn failures_add_up_to_the_failed_counter() {
+        let mut outcome = Outcome::default();
+        let error = PathError::DotSegment;
+        outcome.invalid_path(Uuid::nil(), &error);
+        outcome.count(BUCKET_MISSING, 2);
+        outcome.count(STORAGE_ERROR, 3);
+        outcome.count(DELETED, 4);
+        assert_eq!(outcome.stats.get(FAILED), 6);
+        assert_eq!(outcome.invalid["dot segment"].rows, 1);
+    }
+
+    #[test]
+    fn only_a_refused_key_or_a_wrong_url_is_fatal() {
+        let refused = storage_supabase::Error::Unauthorized {
+            message: "signature verification failed".into(),
+        };
+        let reason = fatal_reason(&refused).unwrap();
+        assert!(reason.contains("SUPABASE_SERVICE_ROLE_KEY"), "{reason}");
+        assert!(reason.contains("signature verification failed"), "{reason}");
+        let route = storage_supabase::Error::UnknownRoute {
+            message: "Route DELETE:/x not found".into(),
+        };
+        assert!(fatal_reason(&route).unwrap().contains("SUPABASE_URL"));
+        let server = storage_supabase::Error::Server {
+            status: 500,
+            body: String::new(),
+        };
+        assert_eq!(fatal_reason(&server), None);
     }
 }

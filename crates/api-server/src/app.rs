@@ -7,6 +7,7 @@ use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
+use crate::notify::Notifier;
 
 /// What every command builds from the configuration, before touching the database.
 pub struct Services {
@@ -47,8 +48,14 @@ impl Services {
         Ok(applied)
     }
 
-    /// A runner recording into this database as `worker_id`.
+    /// A runner recording into this database as `worker_id`, counting executions in the
+    /// metrics.
     pub fn runner(&self, worker_id: String) -> Arc<Runner> {
+        self.runner_with(worker_id, None)
+    }
+
+    /// The same, also telling `notifier` about every execution that ends.
+    pub fn runner_with(&self, worker_id: String, notifier: Option<Arc<Notifier>>) -> Arc<Runner> {
         let scheduling = &self.config.scheduling;
         let log = Arc::new(PgExecutionLog::new(self.pool.clone()));
         // Installs the recorder before the first execution is counted.
@@ -63,7 +70,8 @@ impl Services {
                     progress_interval: std::time::Duration::from_secs(1).min(scheduling.heartbeat),
                 },
             )
-            .with_observer(Arc::new(crate::http::metrics::MetricsObserver)),
+            .with_observer(Arc::new(crate::http::metrics::MetricsObserver))
+            .with_observers(notifier.map(|n| n as Arc<dyn jobs_core::RunObserver>)),
         )
     }
 

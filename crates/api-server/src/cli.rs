@@ -12,6 +12,7 @@ use log::{error, info};
 use crate::app::Services;
 use crate::config::{Config, ConfigError};
 use crate::http::{build_app, AppState};
+use crate::notify::Notifier;
 
 /// Background jobs for the speech-to-text product: nightly audio clean-up and cost
 /// update, recorded in PostgreSQL and watched over HTTP.
@@ -195,7 +196,8 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
-    let runner = services.runner(worker);
+    let notifier = Notifier::from_config(&services.config, services.pool.clone());
+    let runner = services.runner_with(worker, notifier.clone());
     let report = match runner.run(job, RunRequest::manual(dry_run)).await {
         Ok(report) => report,
         Err(StartError::AlreadyRunning(_)) => {
@@ -205,6 +207,10 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
         }
         Err(e) => return Err(Exit::failure(e.to_string())),
     };
+    if let Some(notifier) = notifier {
+        // Let a failure notice leave before the process exits.
+        notifier.shutdown(std::time::Duration::from_secs(15)).await;
+    }
     if report.status == Status::Success {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -220,7 +226,8 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         .await
         .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
     let config = Arc::clone(&services.config);
-    let runner = services.runner(config.worker_id.clone());
+    let notifier = Notifier::from_config(&config, services.pool.clone());
+    let runner = services.runner_with(config.worker_id.clone(), notifier.clone());
     let log = Arc::new(db::PgExecutionLog::new(services.pool.clone()));
     let scheduler = Scheduler::new(
         Arc::clone(&runner),
@@ -267,6 +274,22 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let http = server.handle();
     let server_task = tokio::spawn(server);
     let scheduler_task = tokio::spawn(scheduler.run());
+    let stop_watch = tokio_util::sync::CancellationToken::new();
+    if let Some(notifier) = &notifier {
+        let interval = notifier.settings().overdue_check_interval;
+        Arc::clone(notifier).spawn_overdue_watch(
+            Arc::clone(&services.registry),
+            stop_watch.clone(),
+            interval,
+        );
+    }
+    if let Some(days) = config.scheduling.execution_retention_days {
+        tokio::spawn(prune_history(
+            services.pool.clone(),
+            days,
+            Arc::clone(&runner),
+        ));
+    }
     info!(
         "listening on http://{} as worker {}",
         config.bind_addr, config.worker_id
@@ -281,13 +304,41 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     if !clean {
         info!("running jobs were interrupted and recorded as failed");
     }
+    stop_watch.cancel();
     http.stop(true).await;
+    if let Some(notifier) = &notifier {
+        notifier.shutdown(std::time::Duration::from_secs(10)).await;
+    }
     let _ = scheduler_task.await;
     if let Ok(Err(e)) = server_task.await {
         error!("HTTP server stopped with an error: {e}");
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes executions older than the retention, 30 s after start and then daily.
+async fn prune_history(pool: db::Pool, days: i32, runner: Arc<jobs_core::Runner>) {
+    const BATCH: i64 = 1_000;
+    let mut wait = std::time::Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = runner.stopping() => return,
+        }
+        wait = std::time::Duration::from_secs(24 * 60 * 60);
+        let result = match pool.get().await {
+            Ok(mut conn) => db::executions::prune(&mut conn, days, BATCH).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(n) => info!("pruned {n} execution(s) older than {days} days"),
+            Err(e) => {
+                log::warn!("pruning the execution history failed: {e}; will try again tomorrow")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

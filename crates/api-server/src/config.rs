@@ -20,6 +20,7 @@
 //! | `JOB_LEASE_SECS`, `JOB_HEARTBEAT_SECS` | `60`, `15` |
 //! | `SCHEDULER_TICK_MS`, `MISFIRE_WINDOW_SECS` | `1000`, `3600` |
 //! | `SHUTDOWN_GRACE_SECS` | `30` |
+//! | `EXECUTION_RETENTION_DAYS` | `90` (0 keeps the history forever) |
 //! | `WORKER_ID` | `<hostname>:<port>` |
 //!
 //! Job-specific tunables are read by each job's settings type from the same [`Vars`].
@@ -30,6 +31,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jobs_core::{Schedule, Tz};
+
+use crate::notify::NotifySettings;
 
 /// Default database, created on first start when missing.
 pub const DEFAULT_DATABASE_URL: &str =
@@ -49,6 +52,7 @@ const DEFAULT_HEARTBEAT_SECS: u64 = 15;
 const DEFAULT_TICK_MS: u64 = 1000;
 const DEFAULT_MISFIRE_WINDOW_SECS: u64 = 60 * 60;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+const DEFAULT_EXECUTION_RETENTION_DAYS: i32 = 90;
 
 /// A setting that cannot be used, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -257,6 +261,8 @@ pub struct SchedulingConfig {
     pub misfire_window: Duration,
     /// `SHUTDOWN_GRACE_SECS`.
     pub shutdown_grace: Duration,
+    /// `EXECUTION_RETENTION_DAYS`; `None` keeps the history forever.
+    pub execution_retention_days: Option<i32>,
 }
 
 /// Everything the server reads from its environment.
@@ -282,6 +288,9 @@ pub struct Config {
     pub supabase: SupabaseConfig,
     /// Scheduling.
     pub scheduling: SchedulingConfig,
+    /// Failure notifications: `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO`,
+    /// `ALERT_WEBHOOK_URL` and the `ALERT_*` tunables (see [`NotifySettings`]).
+    pub notify: NotifySettings,
     /// All variables, for job settings and `<JOB_NAME>_SCHEDULE` overrides.
     pub vars: Vars,
 }
@@ -381,6 +390,13 @@ impl Config {
                 0,
                 3_600,
             )?,
+            execution_retention_days: Some(vars.int_in(
+                "EXECUTION_RETENTION_DAYS",
+                DEFAULT_EXECUTION_RETENTION_DAYS,
+                0,
+                36_500,
+            )?)
+            .filter(|days| *days > 0),
         };
         if scheduling.heartbeat >= scheduling.lease {
             return Err(ConfigError::new(
@@ -417,6 +433,7 @@ impl Config {
             deepgram,
             supabase,
             scheduling,
+            notify: NotifySettings::from_vars(&vars)?,
             vars,
         })
     }
@@ -520,6 +537,56 @@ mod tests {
                 .to_string(),
             "AUDIO_RETENTION_DAYS: must be ≥ 1, got 0"
         );
+    }
+
+    #[test]
+    fn notification_settings_are_read_and_checked_with_the_rest() {
+        let c = config(&[]).unwrap();
+        assert!(!c.notify.is_enabled());
+        let c = config(&[
+            ("SMTP_URL", "smtps://mailer:smtp-pass-123@mail.example.com"),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com,oncall@example.com"),
+            (
+                "ALERT_WEBHOOK_URL",
+                "https://hooks.example.com/services/hook-secret-456",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.notify.email.as_ref().map(|e| e.to.len()), Some(2));
+        assert!(c.notify.webhook.is_some());
+        let debug = format!("{c:?}");
+        for secret in ["smtp-pass-123", "hook-secret-456"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("SMTP_URL", "smtp://mail.example.com")],
+                "ALERT_EMAIL_FROM",
+            ),
+            (
+                &[
+                    ("SMTP_URL", "gopher://mail.example.com"),
+                    ("ALERT_EMAIL_FROM", "jobs@example.com"),
+                    ("ALERT_EMAIL_TO", "ops@example.com"),
+                ],
+                "SMTP_URL",
+            ),
+            (
+                &[
+                    ("SMTP_URL", "smtp://mail.example.com"),
+                    ("ALERT_EMAIL_FROM", "not an address"),
+                    ("ALERT_EMAIL_TO", "ops@example.com"),
+                ],
+                "ALERT_EMAIL_FROM",
+            ),
+            (&[("ALERT_WEBHOOK_URL", "not a url")], "ALERT_WEBHOOK_URL"),
+            (&[("ALERT_OVERDUE_FACTOR", "0")], "ALERT_OVERDUE_FACTOR"),
+        ];
+        for (pairs, variable) in cases {
+            let e = config(pairs).unwrap_err();
+            assert_eq!(&e.variable, variable, "{e}");
+        }
     }
 
     #[test]

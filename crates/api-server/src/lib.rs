@@ -5,3 +5,4 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod notify;

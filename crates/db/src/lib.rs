@@ -7,6 +7,7 @@ pub mod execution_log;
 pub mod executions;
 mod migrate;
 pub mod models;
+pub mod notifications;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -200,6 +200,12 @@ impl Runner {
         self
     }
 
+    /// Adds any number of observers (before the runner is shared).
+    pub fn with_observers(mut self, observers: impl IntoIterator<Item = Arc<dyn RunObserver>>) -> Self {
+        self.observers.extend(observers);
+        self
+    }
+
     /// The execution log.
     pub fn log(&self) -> &Arc<dyn ExecutionLog> {
         &self.log
@@ -470,6 +476,27 @@ impl Runner {
             observer.finished(job, &report).await;
         }
         report
+    }
+
+    /// Tells the observers about an execution that another path closed as failed (lease
+    /// expiry, a restarted server's leftover), so that it alerts like any failed run.
+    pub async fn report_closed(&self, job: &RegisteredJob, record: &ExecutionRecord) {
+        let report = RunReport {
+            execution_id: record.id,
+            job_name: record.job_name.clone(),
+            status: record.status,
+            stats: Stats::from_json(&record.stats),
+            error_message: record.error_message.clone(),
+            elapsed: Duration::from_millis(record.duration_ms.unwrap_or(0).max(0) as u64),
+            trigger: Trigger::parse(&record.trigger).unwrap_or(Trigger::Manual),
+            scheduled_for: record.scheduled_for,
+            attempt: u32::try_from(record.attempt).unwrap_or(1),
+            will_retry: false,
+            record: Some(record.clone()),
+        };
+        for observer in &self.observers {
+            observer.finished(job, &report).await;
+        }
     }
 
     /// Writes the completion, retrying briefly: a lost write would leave the row to lease

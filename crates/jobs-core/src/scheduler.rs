@@ -191,6 +191,7 @@ impl Scheduler {
                         "[Job] {} execution {} was left running by this server's previous process; marked failed",
                         record.job_name, record.id
                     );
+                    self.report_closed(&record).await;
                 }
             }
             Err(e) => warn!("[Job] could not close this server's leftover executions: {e}"),
@@ -314,9 +315,18 @@ impl Scheduler {
                         record.id,
                         record.worker_id.as_deref().unwrap_or("unknown")
                     );
+                    self.report_closed(&record).await;
                 }
             }
             Err(e) => debug!("[Job] lease check failed: {e}"),
+        }
+    }
+}
+
+impl Scheduler {
+    async fn report_closed(&self, record: &crate::ExecutionRecord) {
+        if let Some(job) = self.registry.get(&record.job_name) {
+            self.runner.report_closed(&job, record).await;
         }
     }
 }

@@ -1,0 +1,673 @@
+//! Failure notifications: e-mail and webhook, recovery and overdue notices.
+//!
+//! The [`Notifier`] is a [`RunObserver`] of the runner. When a run ends for good (it
+//! succeeded, or it failed and no retry follows) it records the outcome in the job's row of
+//! `job_notification_state` and, when the job's state changed, sends one notice to every
+//! configured channel:
+//!
+//! * **failure**: the job was fine (or overdue) and a run failed after its retries;
+//! * **recovery**: the first success after failures or an overdue spell;
+//! * **overdue**: the job has not succeeded for `ALERT_OVERDUE_FACTOR` times its interval
+//!   (found by [`Notifier::spawn_overdue_watch`]; disabled jobs are never overdue);
+//! * **reminder**: the job is still failing or overdue `ALERT_REMINDER_HOURS` after the
+//!   last notice.
+//!
+//! A job that keeps failing gets no further notice until a reminder is due. The state lives
+//! in the database and every change is a compare-and-set (see [`state`]), so the rule holds
+//! across restarts and however many servers share the database: the one whose write wins
+//! sends. Sending never delays or fails a run: [`RunObserver::finished`] only queues the
+//! outcome; one background worker records outcomes in the order they were observed, and
+//! each notice is delivered in a task of its own. Transient failures are retried with
+//! backoff; a notice that cannot be delivered is logged once and counted
+//! (`notifications_failed_total{channel}`), as are deliveries
+//! (`notifications_sent_total{channel,kind}`).
+
+mod email;
+mod message;
+mod retry;
+mod settings;
+pub mod state;
+mod webhook;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use db::notifications::{self, AlertState, StoredAlert};
+use db::DbError;
+use jobs_core::{RegisteredJob, Registry, RunObserver, RunReport, Status};
+use log::{debug, info, warn};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::email::EmailChannel;
+pub use self::message::{escape_html, Notice, NoticeKind, SUBJECT_PREFIX};
+pub use self::retry::{GaveUp, SendError};
+pub use self::settings::{
+    EmailSettings, NotifySettings, SmtpSecurity, SmtpTarget, WebhookTarget,
+    DEFAULT_OVERDUE_CHECK_SECS, DEFAULT_OVERDUE_FACTOR, DEFAULT_REMINDER_HOURS,
+    DEFAULT_RETRY_DELAY_MS, DEFAULT_SEND_ATTEMPTS, DEFAULT_SEND_TIMEOUT_SECS,
+};
+use self::state::{Check, Decision};
+pub use self::webhook::WebhookChannel;
+use crate::config::Config;
+
+/// Compare-and-set rounds before giving up on a row that keeps changing under us.
+const MAX_CAS_ROUNDS: usize = 8;
+/// Shortest period of the overdue watch, whatever it is asked for.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Why a state change could not be recorded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The job's row kept changing while we tried to write it.
+    #[error("the notification state of {0} kept changing; gave up after {MAX_CAS_ROUNDS} tries")]
+    Contention(String),
+}
+
+/// Deliveries so far by this notifier (the same events the `metrics` counters record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// E-mails the SMTP server accepted.
+    pub email_sent: u64,
+    /// E-mails given up on.
+    pub email_failed: u64,
+    /// Webhook posts answered with 2xx.
+    pub webhook_sent: u64,
+    /// Webhook posts given up on.
+    pub webhook_failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    email_sent: AtomicU64,
+    email_failed: AtomicU64,
+    webhook_sent: AtomicU64,
+    webhook_failed: AtomicU64,
+}
+
+/// Sends failure, recovery, overdue and reminder notices; see the [module](self) docs.
+///
+/// Build it with [`Notifier::from_config`], add it to the runner with
+/// `Runner::with_observer`, start [`Notifier::spawn_overdue_watch`], and call
+/// [`Notifier::shutdown`] at the end so that notices in flight go out.
+pub struct Notifier {
+    inner: Arc<Inner>,
+    /// Deliveries in flight.
+    tracker: TaskTracker,
+    /// Run outcomes, applied one at a time in the order they were observed (a later run
+    /// must never be applied before an earlier one); started on first use, inside the
+    /// runtime.
+    queue: OnceLock<mpsc::UnboundedSender<RunFacts>>,
+    /// Outcomes queued or being applied.
+    pending: Arc<AtomicUsize>,
+}
+
+struct Inner {
+    pool: db::Pool,
+    settings: NotifySettings,
+    email: Option<EmailChannel>,
+    webhook: Option<WebhookChannel>,
+    dashboard_url: Option<String>,
+    counters: Counters,
+    /// Set while the database fails the overdue check, so that an outage is logged once.
+    check_failing: AtomicBool,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("email", &self.inner.email)
+            .field("webhook", &self.inner.webhook)
+            .field("queued", &self.pending.load(Ordering::SeqCst))
+            .field("sending", &self.tracker.len())
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// The notifier of this configuration; `None` when no channel is configured (neither
+    /// `SMTP_URL` & co. nor `ALERT_WEBHOOK_URL`).
+    pub fn from_config(config: &Config, pool: db::Pool) -> Option<Arc<Notifier>> {
+        Self::new(&config.notify, config.public_url.as_ref(), pool)
+    }
+
+    /// A notifier with these settings; `public_url` is the base of the dashboard link.
+    /// `None` when no channel is configured.
+    pub fn new(
+        settings: &NotifySettings,
+        public_url: Option<&url::Url>,
+        pool: db::Pool,
+    ) -> Option<Arc<Notifier>> {
+        let email = settings
+            .email
+            .as_ref()
+            .map(|e| EmailChannel::new(e, settings.send_timeout));
+        let webhook = settings.webhook.as_ref().and_then(|target| {
+            WebhookChannel::new(target.clone(), settings.send_timeout)
+                .map_err(|e| warn!("[Notify] webhook notices are off: {e}"))
+                .ok()
+        });
+        if email.is_none() && webhook.is_none() {
+            return None;
+        }
+        let mut channels = Vec::new();
+        if let Some(e) = &email {
+            channels.push(format!(
+                "e-mail to {} recipient(s) through {}",
+                e.recipients(),
+                e.target()
+            ));
+        }
+        if let Some(w) = &webhook {
+            channels.push(format!("webhook {}", w.target()));
+        }
+        info!("[Notify] failure notices go to: {}", channels.join("; "));
+        let dashboard_url = public_url.map(|url| {
+            let mut s = url.as_str().to_owned();
+            if !s.ends_with('/') {
+                s.push('/');
+            }
+            s
+        });
+        Some(Arc::new(Notifier {
+            inner: Arc::new(Inner {
+                pool,
+                settings: settings.clone(),
+                email,
+                webhook,
+                dashboard_url,
+                counters: Counters::default(),
+                check_failing: AtomicBool::new(false),
+            }),
+            tracker: TaskTracker::new(),
+            queue: OnceLock::new(),
+            pending: Arc::new(AtomicUsize::new(0)),
+        }))
+    }
+
+    /// Starts the worker that applies run outcomes in order and spawns their deliveries.
+    fn start_worker(&self) -> mpsc::UnboundedSender<RunFacts> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<RunFacts>();
+        let inner = Arc::clone(&self.inner);
+        let tracker = self.tracker.clone();
+        let pending = Arc::clone(&self.pending);
+        // Ends when the notifier (the sender) is dropped.
+        tokio::spawn(async move {
+            while let Some(facts) = rx.recv().await {
+                if let Some(notice) = inner.apply_run(&facts).await {
+                    let inner = Arc::clone(&inner);
+                    tracker.spawn(async move { inner.deliver(notice).await });
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        tx
+    }
+
+    /// The settings it was built with (`overdue_check_interval` is the period to hand to
+    /// [`Notifier::spawn_overdue_watch`]).
+    pub fn settings(&self) -> &NotifySettings {
+        &self.inner.settings
+    }
+
+    /// Deliveries so far.
+    pub fn delivery_counts(&self) -> DeliveryCounts {
+        let c = &self.inner.counters;
+        DeliveryCounts {
+            email_sent: c.email_sent.load(Ordering::Relaxed),
+            email_failed: c.email_failed.load(Ordering::Relaxed),
+            webhook_sent: c.webhook_sent.load(Ordering::Relaxed),
+            webhook_failed: c.webhook_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks every job of `registry` now and then every `interval` until `stop`: a job
+    /// that has not succeeded for `ALERT_OVERDUE_FACTOR` times its interval gets one overdue
+    /// notice, and broken jobs get their reminders. Overdue is measured from the last
+    /// success, or from when the job's state row was created if it never succeeded (so a
+    /// fresh install does not alert at once); disabled jobs are never overdue.
+    pub fn spawn_overdue_watch(
+        self: Arc<Self>,
+        registry: Arc<Registry>,
+        stop: CancellationToken,
+        interval: Duration,
+    ) -> JoinHandle<()> {
+        let interval = interval.max(MIN_WATCH_INTERVAL);
+        tokio::spawn(async move {
+            debug!("[Notify] overdue watch started, every {interval:?}");
+            while !stop.is_cancelled() {
+                // Not cancelled midway: a state change that was written must be sent.
+                self.check_overdue(&registry).await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+            debug!("[Notify] overdue watch stopped");
+        })
+    }
+
+    /// One pass of the overdue watch over every job. Returns the notices it started
+    /// sending (they are delivered in the background).
+    pub async fn check_overdue(&self, registry: &Registry) -> usize {
+        let mut started = 0;
+        let mut failed = None;
+        for job in registry.iter() {
+            let check = if job.is_enabled() {
+                Check::Enabled {
+                    overdue_after: overdue_after(job, self.inner.settings.overdue_factor),
+                }
+            } else {
+                Check::Disabled
+            };
+            let reminder = self.inner.settings.reminder_interval;
+            let result = self
+                .inner
+                .transition(job.name(), |stored| {
+                    state::on_check(&stored.record, stored.now, check, reminder)
+                })
+                .await;
+            match result {
+                Ok(Some((before, decision))) => {
+                    if let Some(kind) = decision.notice {
+                        let notice = self
+                            .inner
+                            .check_notice(job, kind, check, &before, &decision);
+                        let inner = Arc::clone(&self.inner);
+                        self.tracker
+                            .spawn(async move { inner.deliver(notice).await });
+                        started += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => failed = Some(format!("{}: {e}", job.name())),
+            }
+        }
+        match failed {
+            Some(e) => {
+                if !self.inner.check_failing.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        "[Notify] the overdue check failed ({e}); retrying quietly until it works"
+                    );
+                }
+            }
+            None => {
+                if self.inner.check_failing.swap(false, Ordering::Relaxed) {
+                    info!("[Notify] the overdue check works again");
+                }
+            }
+        }
+        started
+    }
+
+    /// Waits until no outcome is being recorded and no notice is being sent, up to
+    /// `timeout`. Returns false on timeout.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        // A delivery is spawned before its outcome stops counting as pending.
+        while self.pending.load(Ordering::SeqCst) > 0 || !self.tracker.is_empty() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// At shutdown: lets notices in flight finish for up to `grace`. Returns false when
+    /// some were still going.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        let done = self.wait_idle(grace).await;
+        self.tracker.close();
+        if !done {
+            warn!(
+                "[Notify] {} outcome(s) and {} notice(s) still in flight after {grace:?}; \
+                 abandoning them",
+                self.pending.load(Ordering::SeqCst),
+                self.tracker.len()
+            );
+        }
+        done
+    }
+}
+
+#[async_trait::async_trait]
+impl RunObserver for Notifier {
+    /// Returns at once: the outcome is queued; recording it and sending happen in the
+    /// background.
+    async fn finished(&self, job: &RegisteredJob, report: &RunReport) {
+        // A failed attempt that will be retried is not a failure yet; dry runs change
+        // nothing and say nothing about the job's health.
+        if report.will_retry
+            || report.status == Status::Running
+            || report.record.as_ref().is_some_and(|r| r.dry_run)
+        {
+            return;
+        }
+        let facts = RunFacts::new(job, report);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let queue = self.queue.get_or_init(|| self.start_worker());
+        if let Err(lost) = queue.send(facts) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            warn!(
+                "[Notify] the notification worker has stopped; no notice for {} execution {}",
+                lost.0.job_name, lost.0.execution_id
+            );
+        }
+    }
+}
+
+/// What a notice needs from a finished run, copied out of the report.
+#[derive(Debug, Clone)]
+struct RunFacts {
+    job_name: String,
+    display_name: String,
+    schedule: String,
+    execution_id: i64,
+    succeeded: bool,
+    error: Option<String>,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    trigger: String,
+    attempt: u32,
+    stats: Vec<(String, i64)>,
+}
+
+impl RunFacts {
+    fn new(job: &RegisteredJob, report: &RunReport) -> Self {
+        let elapsed_ms = i64::try_from(report.elapsed.as_millis()).unwrap_or(i64::MAX);
+        let started_at = report
+            .record
+            .as_ref()
+            .map(|r| r.started_at)
+            .unwrap_or_else(|| Utc::now() - chrono::Duration::milliseconds(elapsed_ms));
+        Self {
+            job_name: job.name().to_owned(),
+            display_name: job.job.display_name().to_owned(),
+            schedule: job.schedule.expression().to_owned(),
+            execution_id: report.execution_id,
+            succeeded: report.status == Status::Success,
+            error: report.error_message.clone(),
+            started_at,
+            duration_ms: report
+                .record
+                .as_ref()
+                .and_then(|r| r.duration_ms)
+                .unwrap_or(elapsed_ms),
+            trigger: report.trigger.as_str().to_owned(),
+            attempt: report.attempt,
+            stats: report
+                .stats
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
+/// The job's typical interval times the factor; `None` when its schedule gives none.
+fn overdue_after(job: &RegisteredJob, factor: f64) -> Option<Duration> {
+    let interval = job.schedule.typical_interval(Utc::now())?.to_std().ok()?;
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor).ok()
+}
+
+impl Inner {
+    /// Reads the job's row, decides, and writes the decision if nobody changed the row
+    /// meanwhile; on a lost race, reads again and decides again. Returns the row as read
+    /// and the decision written, `None` when nothing was to change.
+    async fn transition(
+        &self,
+        job_name: &str,
+        decide: impl Fn(&StoredAlert) -> Option<Decision>,
+    ) -> Result<Option<(StoredAlert, Decision)>, NotifyError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        for _ in 0..MAX_CAS_ROUNDS {
+            let stored = notifications::load_or_create(&mut conn, job_name).await?;
+            let Some(decision) = decide(&stored) else {
+                return Ok(None);
+            };
+            if notifications::compare_and_set(&mut conn, job_name, stored.version, &decision.record)
+                .await?
+            {
+                return Ok(Some((stored, decision)));
+            }
+        }
+        Err(NotifyError::Contention(job_name.to_owned()))
+    }
+
+    /// Records a run's outcome; returns the notice it earned, if any.
+    async fn apply_run(&self, facts: &RunFacts) -> Option<Notice> {
+        let reminder = self.settings.reminder_interval;
+        let result = self
+            .transition(&facts.job_name, |stored| {
+                state::on_run(
+                    &stored.record,
+                    stored.now,
+                    facts.execution_id,
+                    facts.succeeded,
+                    facts.error.as_deref(),
+                    reminder,
+                )
+            })
+            .await;
+        match result {
+            Ok(Some((before, decision))) => decision
+                .notice
+                .map(|kind| self.run_notice(facts, kind, &before, &decision)),
+            Ok(None) => {
+                debug!(
+                    "[Notify] {} execution {} was already accounted for",
+                    facts.job_name, facts.execution_id
+                );
+                None
+            }
+            Err(e) => {
+                warn!(
+                    "[Notify] could not record the outcome of {} execution {}: {e}; no notice sent",
+                    facts.job_name, facts.execution_id
+                );
+                None
+            }
+        }
+    }
+
+    fn base_notice(
+        &self,
+        kind: NoticeKind,
+        state: AlertState,
+        job_name: &str,
+        display_name: &str,
+        schedule: &str,
+        at: DateTime<Utc>,
+    ) -> Notice {
+        let mut notice = Notice::new(kind, state, job_name, display_name, at);
+        notice.schedule = Some(schedule.to_owned());
+        notice.dashboard_url = self.dashboard_url.clone();
+        notice.reminder_interval = self.settings.reminder_interval;
+        notice
+    }
+
+    fn run_notice(
+        &self,
+        facts: &RunFacts,
+        kind: NoticeKind,
+        before: &StoredAlert,
+        decision: &Decision,
+    ) -> Notice {
+        let record = &decision.record;
+        let mut n = self.base_notice(
+            kind,
+            record.state,
+            &facts.job_name,
+            &facts.display_name,
+            &facts.schedule,
+            before.now,
+        );
+        n.execution_id = Some(facts.execution_id);
+        n.status = Some(if facts.succeeded { "success" } else { "failed" });
+        n.started_at = Some(facts.started_at);
+        n.duration_ms = Some(facts.duration_ms);
+        n.trigger = Some(facts.trigger.clone());
+        n.attempt = Some(facts.attempt);
+        n.error_message = facts.error.clone();
+        n.stats = facts.stats.clone();
+        match kind {
+            NoticeKind::Recovery => {
+                n.broken_since = Some(before.record.since);
+                n.failed_runs =
+                    (before.record.state == AlertState::Failing).then_some(before.record.failures);
+            }
+            NoticeKind::Reminder(_) => {
+                n.broken_since = Some(record.since);
+                n.failed_runs = Some(record.failures);
+                n.last_success_at = record.last_success_at;
+            }
+            NoticeKind::Failure | NoticeKind::Overdue => {
+                n.last_success_at = record.last_success_at;
+            }
+        }
+        n
+    }
+
+    fn check_notice(
+        &self,
+        job: &RegisteredJob,
+        kind: NoticeKind,
+        check: Check,
+        before: &StoredAlert,
+        decision: &Decision,
+    ) -> Notice {
+        let record = &decision.record;
+        let mut n = self.base_notice(
+            kind,
+            record.state,
+            job.name(),
+            job.job.display_name(),
+            job.schedule.expression(),
+            before.now,
+        );
+        n.last_success_at = record.last_success_at;
+        if record.state == AlertState::Failing {
+            n.execution_id = record.last_execution_id;
+            n.status = Some("failed");
+            n.error_message = record.last_error.clone();
+            n.failed_runs = Some(record.failures);
+        } else {
+            n.overdue_reference = Some(state::overdue_reference(record));
+            if let Check::Enabled {
+                overdue_after: Some(after),
+            } = check
+            {
+                n.overdue_after = Some(after);
+                n.interval =
+                    Duration::try_from_secs_f64(after.as_secs_f64() / self.settings.overdue_factor)
+                        .ok();
+            }
+        }
+        if matches!(kind, NoticeKind::Reminder(_)) {
+            n.broken_since = Some(record.since);
+        }
+        n
+    }
+
+    /// Sends a notice to every channel at once; never fails.
+    async fn deliver(&self, notice: Notice) {
+        tokio::join!(self.send_email(&notice), self.send_webhook(&notice));
+    }
+
+    async fn send_email(&self, notice: &Notice) {
+        let Some(channel) = &self.email else {
+            return;
+        };
+        let what = format!(
+            "e-mail about {} ({})",
+            notice.job_name,
+            notice.kind.as_str()
+        );
+        let result = match channel.message(notice) {
+            Ok(message) => {
+                retry::with_retries(
+                    &what,
+                    self.settings.send_attempts,
+                    self.settings.retry_delay,
+                    || channel.send_once(&message),
+                )
+                .await
+            }
+            Err(SendError::Permanent(message) | SendError::Transient { message, .. }) => {
+                Err(GaveUp {
+                    message,
+                    attempts: 0,
+                })
+            }
+        };
+        self.record_delivery("email", notice, &what, result);
+    }
+
+    async fn send_webhook(&self, notice: &Notice) {
+        let Some(channel) = &self.webhook else {
+            return;
+        };
+        let what = format!(
+            "webhook about {} ({})",
+            notice.job_name,
+            notice.kind.as_str()
+        );
+        let body = notice.webhook_json();
+        let result = retry::with_retries(
+            &what,
+            self.settings.send_attempts,
+            self.settings.retry_delay,
+            || channel.send_once(&body),
+        )
+        .await;
+        self.record_delivery("webhook", notice, &what, result);
+    }
+
+    /// Logs the outcome of one delivery once, and counts it.
+    fn record_delivery(
+        &self,
+        channel: &'static str,
+        notice: &Notice,
+        what: &str,
+        result: Result<u32, GaveUp>,
+    ) {
+        let (sent, failed) = match channel {
+            "email" => (&self.counters.email_sent, &self.counters.email_failed),
+            _ => (&self.counters.webhook_sent, &self.counters.webhook_failed),
+        };
+        match result {
+            Ok(attempts) => {
+                sent.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(
+                    "notifications_sent_total",
+                    "channel" => channel,
+                    "kind" => notice.kind.as_str()
+                )
+                .increment(1);
+                info!(
+                    "[Notify] {what} sent: {}{}",
+                    notice.subject(),
+                    if attempts > 1 {
+                        format!(" (attempt {attempts})")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Err(gave_up) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("notifications_failed_total", "channel" => channel).increment(1);
+                warn!("[Notify] {what} not sent: {gave_up}");
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Scheduler reliability with real processes and real PostgreSQL: one run per slot across
+//! replicas, leases after `kill -9`, PostgreSQL restarts, SIGTERM during a run, timeouts,
+//! retries and catch-up. Runs use `audio_cleanup` against a local mock of Supabase Storage
+//! whose delete can be made slow.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use db::testing::TestDatabase;
+use diesel::sql_types::{Integer, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use server::{eventually, free_port, ServerProcess};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[derive(diesel::QueryableByName, Debug, Clone)]
+struct Row {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_message: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    scheduled_for: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Text)]
+    triggered_by: String,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    worker_id: Option<String>,
+}
+
+async fn rows(conn: &mut AsyncPgConnection) -> Vec<Row> {
+    diesel::sql_query(
+        "SELECT id, status::text, error_message, scheduled_for, triggered_by::text, attempt, \
+         worker_id::text FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
+    )
+    .load(conn)
+    .await
+    .unwrap()
+}
+
+/// A mock Storage with bucket `audio`; deletes answer after `delete_delay`.
+async fn storage(delete_delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(delete_delay),
+        )
+        .mount(&mock)
+        .await;
+    mock
+}
+
+async fn seed_old_audio(db: &TestDatabase) {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_POOL_SIZE", "3"),
+        ("SUPABASE_URL", mock),
+        ("SUPABASE_SERVICE_ROLE_KEY", "reliability-service-key"),
+        ("SUPABASE_MAX_ATTEMPTS", "1"),
+        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+        ("SCHEDULER_TICK_MS", "200"),
+        ("JOB_LEASE_SECS", "3"),
+        ("JOB_HEARTBEAT_SECS", "1"),
+        // Far-away schedules unless a test sets its own.
+        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
+        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
+        ("MISFIRE_WINDOW_SECS", "0"),
+    ]
+}
+
+fn with<'a>(mut vars: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v));
+    }
+    vars
+}
+
+async fn start_run(server: &ServerProcess) -> i64 {
+    let resp = reqwest::Client::new()
+        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["data"]["execution_id"].as_i64().unwrap()
+}
+
+async fn row(db: &TestDatabase, id: i64) -> Row {
+    let mut conn = db.connect().await;
+    rows(&mut conn)
+        .await
+        .into_iter()
+        .find(|r| i64::from(r.id) == id)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_run_each_per_second_slot_exactly_once() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = with(base_vars(&db, &uri), &[("AUDIO_CLEANUP_SCHEDULE", "* * * * * *")]);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(ServerProcess::start(&vars).await);
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for s in &mut servers {
+        let (status, _) = s.terminate(Duration::from_secs(20)).await;
+        assert!(status.success());
+    }
+    let mut conn = db.connect().await;
+    let all = rows(&mut conn).await;
+    let mut slots: Vec<DateTime<Utc>> = all.iter().filter_map(|r| r.scheduled_for).collect();
+    let n = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "a slot ran twice");
+    assert!(n >= 28, "only {n} slots in 30 s");
+    // Consecutive: from the first slot on, every second has its execution.
+    for pair in slots.windows(2) {
+        assert_eq!((pair[1] - pair[0]).num_seconds(), 1, "gap between {} and {}", pair[0], pair[1]);
+    }
+    assert!(all.iter().all(|r| r.status == "success"), "{all:#?}");
+    let workers: std::collections::HashSet<_> = all.iter().filter_map(|r| r.worker_id.clone()).collect();
+    assert!(workers.len() >= 2, "only one server ever won a slot: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let vars = base_vars(&db, &uri);
+
+    // 1. Restart: the same server (same port, so the same worker id) closes it at once.
+    let port = free_port();
+    let mut a = ServerProcess::start_on(port, &vars).await;
+    let first = start_run(&a).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(row(&db, first).await.status, "running");
+    a.kill9().await;
+    let a2 = ServerProcess::start_on(port, &vars).await;
+    let closed = eventually(Duration::from_secs(10), "orphan closed on restart", || async {
+        let r = row(&db, first).await;
+        (r.status == "failed").then_some(r)
+    })
+    .await;
+    let message = closed.error_message.unwrap();
+    assert!(message.starts_with("interrupted: server") && message.contains("restarted"), "{message}");
+    // The job is not blocked: a new run starts.
+    let second = start_run(&a2).await;
+    drop(a2); // killed by drop, like kill -9
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 2. Another live server marks the dead server's run failed once its lease expires.
+    let b = ServerProcess::start(&vars).await;
+    let closed = eventually(Duration::from_secs(20), "lease expiry", || async {
+        let r = row(&db, second).await;
+        (r.status == "failed").then_some(r)
+    })
+    .await;
+    let message = closed.error_message.unwrap();
+    assert!(message.contains("stopped renewing its lease"), "{message}");
+    assert!(message.contains(&format!(":{port}")), "the host is named: {message}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db).await;
+    let mock = storage(Duration::from_secs(8)).await;
+    let uri = mock.uri();
+    let vars = base_vars(&db, &uri);
+    let runner = ServerProcess::start(&vars).await;
+    let _watchers = [ServerProcess::start(&vars).await, ServerProcess::start(&vars).await];
+    let id = start_run(&runner).await;
+    // Eight seconds: well past the 3 s lease, renewed every second.
+    let done = eventually(Duration::from_secs(30), "the slow run to end", || async {
+        let r = row(&db, id).await;
+        (r.status != "running").then_some(r)
+    })
+    .await;
+    assert_eq!(done.status, "success", "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_interruption() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let mut server = ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "1")])).await;
+    let id = start_run(&server).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, took) = server.terminate(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let r = row(&db, id).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
+    let mut conn = db.connect().await;
+    assert!(rows(&mut conn).await.iter().all(|r| r.status != "running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&with(base_vars(&db, &uri), &[("AUDIO_CLEANUP_TIMEOUT_SECS", "1")])).await;
+    let id = start_run(&server).await;
+    let r = eventually(Duration::from_secs(15), "timeout", || async {
+        let r = row(&db, id).await;
+        (r.status != "running").then_some(r)
+    })
+    .await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("timed out after 1s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db).await;
+    // The key is refused: every attempt fails.
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
+            "message": "signature verification failed"
+        })))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    // An hourly schedule whose latest slot is within the misfire window: caught up on start.
+    let _server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+            ("MISFIRE_WINDOW_SECS", "3600"),
+            ("JOB_MAX_ATTEMPTS", "3"),
+            ("JOB_RETRY_DELAY_SECS", "0"),
+        ],
+    ))
+    .await;
+    let all = eventually(Duration::from_secs(30), "three attempts", || async {
+        let mut conn = db.connect().await;
+        let all = rows(&mut conn).await;
+        (all.iter().filter(|r| r.status == "failed").count() == 3).then_some(all)
+    })
+    .await;
+    let attempts: Vec<i32> = all.iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert!(all.iter().all(|r| r.triggered_by == "catch_up"));
+    let slot = all[0].scheduled_for.unwrap();
+    assert!(all.iter().all(|r| r.scheduled_for == Some(slot)));
+    assert!(all[0].error_message.as_deref().unwrap().contains("SUPABASE_SERVICE_ROLE_KEY"));
+    // No fourth attempt.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut conn = db.connect().await;
+    assert_eq!(rows(&mut conn).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_latest_slot_is_caught_up_and_older_ones_are_recorded_as_skipped() {
+    let db = TestDatabase::new().await;
+    // The last run was ten minutes ago on a per-minute schedule.
+    {
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+             scheduled_for, triggered_by) \
+             VALUES ('audio_cleanup', 'success', date_trunc('minute', now()) - interval '10 minutes', \
+                     date_trunc('minute', now()) - interval '10 minutes', 5, \
+                     date_trunc('minute', now()) - interval '10 minutes', 'schedule')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let _server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[("AUDIO_CLEANUP_SCHEDULE", "* * * * *"), ("MISFIRE_WINDOW_SECS", "300")],
+    ))
+    .await;
+    let all = eventually(Duration::from_secs(20), "the catch-up run", || async {
+        let mut conn = db.connect().await;
+        let all = rows(&mut conn).await;
+        all.iter()
+            .any(|r| r.triggered_by == "catch_up" && r.status == "success")
+            .then_some(all)
+    })
+    .await;
+    let skipped: Vec<&Row> = all
+        .iter()
+        .filter(|r| r.error_message.as_deref().is_some_and(|m| m.starts_with("skipped:")))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{all:#?}");
+    let message = skipped[0].error_message.as_deref().unwrap();
+    assert!(message.contains("9 slots") && message.contains("no server was running"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_survives_a_postgresql_restart_and_the_next_slot_runs() {
+    // A PostgreSQL of this test's own, so restarting it disturbs no other test.
+    let cluster = db::testing::TempCluster::start(&[], &[]);
+    let url = cluster.url("jobs");
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = vec![
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_POOL_SIZE", "3"),
+        ("SUPABASE_URL", uri.as_str()),
+        ("SUPABASE_SERVICE_ROLE_KEY", "reliability-service-key"),
+        ("AUDIO_CLEANUP_SCHEDULE", "*/2 * * * * *"),
+        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
+        ("SCHEDULER_TICK_MS", "200"),
+        ("MISFIRE_WINDOW_SECS", "60"),
+    ];
+    let mut server = ServerProcess::start(&vars).await;
+    let target = db::ConnectTarget::parse(&url).unwrap();
+    let count = || {
+        let target = target.clone();
+        async move {
+            let mut conn = target.connect().await.ok()?;
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let n: N = diesel::sql_query(
+                "SELECT count(*) AS n FROM job_executions WHERE status = 'success' AND started_at > now() - interval '1 hour'",
+            )
+            .get_result(&mut conn)
+            .await
+            .ok()?;
+            Some(n.n)
+        }
+    };
+    let before = eventually(Duration::from_secs(20), "a first run", || async {
+        count().await.filter(|n| *n > 0)
+    })
+    .await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(server.is_alive(), "the server died with the database:\n{}", server.log());
+    cluster.start_server();
+    eventually(Duration::from_secs(30), "a run after the restart", || async {
+        count().await.filter(|n| *n > before + 1)
+    })
+    .await;
+    assert!(server.is_alive());
+    let log = server.log();
+    let outage_lines = log.matches("execution log is unreachable").count();
+    assert!(outage_lines <= 1, "the outage was logged {outage_lines} times:\n{log}");
+}

@@ -22,6 +22,10 @@
 //! | `SHUTDOWN_GRACE_SECS` | `30` |
 //! | `EXECUTION_RETENTION_DAYS` | `90` (0 keeps the history forever) |
 //! | `WORKER_ID` | `<hostname>:<port>` |
+//! | `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO` | unset (failure e-mails) |
+//! | `ALERT_WEBHOOK_URL` | unset (failure webhook) |
+//! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
+//! | `ALERT_SEND_TIMEOUT_SECS`, `ALERT_SEND_ATTEMPTS`, `ALERT_RETRY_DELAY_MS` | `10`, `3`, `1000` |
 //!
 //! Job-specific tunables are read by each job's settings type from the same [`Vars`].
 

@@ -1,10 +1,14 @@
 //! The command line as a user runs it: the real binary, a real database, exit codes.
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use db::testing::TestDatabase;
+use server::ServerProcess;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -222,66 +226,81 @@ async fn run_job_exits_1_when_the_job_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_cannot_dry_run_refuses_with_exit_2() {
+async fn a_dry_run_reports_what_it_would_delete_and_changes_nothing() {
+    use diesel_async::RunQueryDsl;
     let db = TestDatabase::new().await;
-    let (code, _, err) = run(api_server(&[
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         VALUES (now() - interval '40 days', 'audio/u1/a.webm')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let storage = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"id": "audio", "name": "audio", "public": false}),
+            ),
+        )
+        .mount(&storage)
+        .await;
+    let (code, out, err) = run(api_server(&[
         ("DATABASE_URL", db.url()),
-        ("DEEPGRAM_API_KEY", "k"),
-        ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+        ("SUPABASE_URL", &storage.uri()),
+        ("SUPABASE_SERVICE_ROLE_KEY", "sb-test-key"),
     ])
-    .args(["run-job", "cost_update", "--dry-run"]));
-    // cost_update either supports dry runs (then the unreachable API fails it: 1) or
-    // refuses them (2); it must never report success without having looked.
-    assert_ne!(code, 0, "{err}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    .args(["run-job", "audio_cleanup", "--dry-run"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("[Job] ✅ Audio cleanup completed: 0 deleted, 0 failed ("),
+        "{out}"
+    );
+    let requests = storage.received_requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r.method.as_str() == "GET"),
+        "a dry run sent {requests:?}"
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Marked {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let marked: Marked = diesel::sql_query(
+        "SELECT count(*) AS n FROM transcriptions WHERE audio_deleted_at IS NOT NULL",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(marked.n, 0);
+    #[derive(diesel::QueryableByName)]
+    struct Exec {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        dry_run: bool,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        stats: serde_json::Value,
+    }
+    let exec: Exec = diesel::sql_query("SELECT dry_run, stats FROM job_executions")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(exec.dry_run);
+    assert_eq!(exec.stats["would_delete"], 1, "{}", exec.stats);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_status_and_stops_cleanly_on_sigterm() {
     let db = TestDatabase::new().await;
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = api_server(&[("DATABASE_URL", db.url()), ("BIND_ADDR", &addr)])
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut server = ServerProcess::start(&[("DATABASE_URL", db.url())]).await;
+    let body = reqwest::get(server.url("/internal/api/v1/jobs/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let body = loop {
-        match client
-            .get(format!("http://{addr}/internal/api/v1/jobs/status"))
-            .send()
-            .await
-        {
-            Ok(resp) => break resp.text().await.unwrap(),
-            Err(_) if started.elapsed() < Duration::from_secs(30) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("server did not come up: {e}"),
-        }
-    };
     assert_eq!(body, r#"{"data":[]}"#);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "server did not stop");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (exit, _) = server.terminate(Duration::from_secs(20)).await;
     assert_eq!(exit.code(), Some(0));
 }

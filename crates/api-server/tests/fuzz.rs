@@ -2,29 +2,15 @@
 //! PyPI; `scripts/test.sh` installs it): no request may get a 5xx, and every answer must
 //! match the documented schema, status codes and content types.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/server.rs"]
+mod server;
+
+use std::process::Command;
 
 use db::testing::TestDatabase;
+use server::ServerProcess;
 
 const TOKEN: &str = "fuzz-admin-token-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
@@ -44,35 +30,19 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .await
         .unwrap();
     }
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     // Both jobs enabled (their services unreachable, so runs end quickly as failed).
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_api-server"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", db.url())
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .env("SUPABASE_URL", "http://127.0.0.1:9")
-            .env("SUPABASE_SERVICE_ROLE_KEY", "fuzz-service-key")
-            .env("DEEPGRAM_API_KEY", "fuzz-deepgram-key")
-            .env("DEEPGRAM_API_URL", "http://127.0.0.1:9")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start api-server"),
-    );
-    let started = Instant::now();
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = ServerProcess::start(&[
+        ("DATABASE_URL", db.url()),
+        ("ADMIN_TOKEN", TOKEN),
+        ("RUST_LOG", "warn"),
+        ("SUPABASE_URL", "http://127.0.0.1:9"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "fuzz-service-key"),
+        ("DEEPGRAM_API_KEY", "fuzz-deepgram-key"),
+        ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+    ])
+    .await;
+    let base = server.url("");
+    let port = server.port;
 
     let report_dir = std::env::temp_dir().join(format!("schemathesis-{port}"));
     let output = Command::new("schemathesis")

@@ -44,12 +44,7 @@ impl TestDatabase {
         let template = TEMPLATE
             .get_or_init(|| async { build_template().await.expect("test template database") })
             .await;
-        let name = format!(
-            "{PREFIX}{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst),
-            random_suffix()
-        );
+        let name = unique_name();
         let admin = admin_target();
         let mut conn = admin.connect().await.expect("connect to the test server");
         // Copying a template fails while anyone is connected to it; retry briefly.
@@ -81,12 +76,7 @@ impl TestDatabase {
 
     /// A fresh database with no migrations applied.
     pub async fn empty() -> Self {
-        let name = format!(
-            "{PREFIX}{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst),
-            random_suffix()
-        );
+        let name = unique_name();
         let admin = admin_target();
         let mut conn = admin.connect().await.expect("connect to the test server");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
@@ -158,6 +148,17 @@ pub fn database_url(name: &str) -> String {
     let mut url = url::Url::parse(&base).expect("TEST_DATABASE_URL is a URL");
     url.set_path(&format!("/{name}"));
     url.to_string()
+}
+
+/// `bgjobs_test_<pid>_<n>_<random>`: the pid lets a later run sweep what a killed test
+/// process left behind.
+fn unique_name() -> String {
+    format!(
+        "{PREFIX}{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        random_suffix()
+    )
 }
 
 fn random_suffix() -> String {

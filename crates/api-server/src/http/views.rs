@@ -87,28 +87,15 @@ pub enum TriggerView {
     Manual,
 }
 
-/// One execution with everything recorded about it.
+/// One execution with everything recorded about it: the status fields plus where it came
+/// from.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionView {
     /// Row id.
     pub id: i64,
-    /// The job's name.
-    pub job_name: String,
-    /// State.
-    pub status: StatusView,
-    /// Start, RFC 3339 UTC.
-    #[schema(format = DateTime)]
-    pub started_at: String,
-    /// End, RFC 3339 UTC; `null` while running.
-    #[schema(format = DateTime)]
-    pub completed_at: Option<String>,
-    /// `completed_at - started_at` in milliseconds.
-    pub duration_ms: Option<i64>,
-    /// The job's counters (live while running).
-    #[schema(value_type = Object)]
-    pub stats: serde_json::Value,
-    /// Why it failed.
-    pub error_message: Option<String>,
+    /// Name, state, times, stats and error, as in the status API.
+    #[serde(flatten)]
+    pub status: ExecutionStatus,
     /// The cron slot; `null` for a manual run.
     #[schema(format = DateTime)]
     pub scheduled_for: Option<String>,
@@ -126,13 +113,7 @@ impl From<&ExecutionRecord> for ExecutionView {
     fn from(r: &ExecutionRecord) -> Self {
         Self {
             id: r.id,
-            job_name: r.job_name.clone(),
-            status: r.status.into(),
-            started_at: rfc3339(r.started_at),
-            completed_at: r.completed_at.map(rfc3339),
-            duration_ms: r.duration_ms,
-            stats: r.stats.clone(),
-            error_message: r.error_message.clone(),
+            status: ExecutionStatus::from(r),
             scheduled_for: r.scheduled_for.map(rfc3339),
             trigger: match r.trigger.as_str() {
                 "schedule" => TriggerView::Schedule,

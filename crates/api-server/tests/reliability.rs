@@ -97,7 +97,10 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
     ]
 }
 
-fn with<'a>(mut vars: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+fn with<'a>(
+    mut vars: Vec<(&'a str, &'a str)>,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
         vars.push((k, v));
@@ -111,7 +114,12 @@ async fn start_run(server: &ServerProcess) -> i64 {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        202,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
     body["data"]["execution_id"].as_i64().unwrap()
 }
@@ -130,7 +138,10 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
-    let vars = with(base_vars(&db, &uri), &[("AUDIO_CLEANUP_SCHEDULE", "* * * * * *")]);
+    let vars = with(
+        base_vars(&db, &uri),
+        &[("AUDIO_CLEANUP_SCHEDULE", "* * * * * *")],
+    );
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(ServerProcess::start(&vars).await);
@@ -150,11 +161,21 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
     assert!(n >= 28, "only {n} slots in 30 s");
     // Consecutive: from the first slot on, every second has its execution.
     for pair in slots.windows(2) {
-        assert_eq!((pair[1] - pair[0]).num_seconds(), 1, "gap between {} and {}", pair[0], pair[1]);
+        assert_eq!(
+            (pair[1] - pair[0]).num_seconds(),
+            1,
+            "gap between {} and {}",
+            pair[0],
+            pair[1]
+        );
     }
     assert!(all.iter().all(|r| r.status == "success"), "{all:#?}");
-    let workers: std::collections::HashSet<_> = all.iter().filter_map(|r| r.worker_id.clone()).collect();
-    assert!(workers.len() >= 2, "only one server ever won a slot: {workers:?}");
+    let workers: std::collections::HashSet<_> =
+        all.iter().filter_map(|r| r.worker_id.clone()).collect();
+    assert!(
+        workers.len() >= 2,
+        "only one server ever won a slot: {workers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,13 +194,20 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     assert_eq!(row(&db, first).await.status, "running");
     a.kill9().await;
     let a2 = ServerProcess::start_on(port, &vars).await;
-    let closed = eventually(Duration::from_secs(10), "orphan closed on restart", || async {
-        let r = row(&db, first).await;
-        (r.status == "failed").then_some(r)
-    })
+    let closed = eventually(
+        Duration::from_secs(10),
+        "orphan closed on restart",
+        || async {
+            let r = row(&db, first).await;
+            (r.status == "failed").then_some(r)
+        },
+    )
     .await;
     let message = closed.error_message.unwrap();
-    assert!(message.starts_with("interrupted: server") && message.contains("restarted"), "{message}");
+    assert!(
+        message.starts_with("interrupted: server") && message.contains("restarted"),
+        "{message}"
+    );
     // The job is not blocked: a new run starts.
     let second = start_run(&a2).await;
     drop(a2); // killed by drop, like kill -9
@@ -194,7 +222,10 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     .await;
     let message = closed.error_message.unwrap();
     assert!(message.contains("stopped renewing its lease"), "{message}");
-    assert!(message.contains(&format!(":{port}")), "the host is named: {message}");
+    assert!(
+        message.contains(&format!(":{port}")),
+        "the host is named: {message}"
+    );
     drop(b);
 }
 
@@ -206,7 +237,10 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
     let uri = mock.uri();
     let vars = base_vars(&db, &uri);
     let runner = ServerProcess::start(&vars).await;
-    let _watchers = [ServerProcess::start(&vars).await, ServerProcess::start(&vars).await];
+    let _watchers = [
+        ServerProcess::start(&vars).await,
+        ServerProcess::start(&vars).await,
+    ];
     let id = start_run(&runner).await;
     // Eight seconds: well past the 3 s lease, renewed every second.
     let done = eventually(Duration::from_secs(30), "the slow run to end", || async {
@@ -223,7 +257,8 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
     seed_old_audio(&db).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
-    let mut server = ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "1")])).await;
+    let mut server =
+        ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "1")])).await;
     let id = start_run(&server).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, took) = server.terminate(Duration::from_secs(15)).await;
@@ -242,7 +277,11 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
     seed_old_audio(&db).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
-    let server = ServerProcess::start(&with(base_vars(&db, &uri), &[("AUDIO_CLEANUP_TIMEOUT_SECS", "1")])).await;
+    let server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[("AUDIO_CLEANUP_TIMEOUT_SECS", "1")],
+    ))
+    .await;
     let id = start_run(&server).await;
     let r = eventually(Duration::from_secs(15), "timeout", || async {
         let r = row(&db, id).await;
@@ -289,7 +328,11 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     assert!(all.iter().all(|r| r.triggered_by == "catch_up"));
     let slot = all[0].scheduled_for.unwrap();
     assert!(all.iter().all(|r| r.scheduled_for == Some(slot)));
-    assert!(all[0].error_message.as_deref().unwrap().contains("SUPABASE_SERVICE_ROLE_KEY"));
+    assert!(all[0]
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("SUPABASE_SERVICE_ROLE_KEY"));
     // No fourth attempt.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut conn = db.connect().await;
@@ -317,7 +360,10 @@ async fn after_an_outage_the_latest_slot_is_caught_up_and_older_ones_are_recorde
     let uri = mock.uri();
     let _server = ServerProcess::start(&with(
         base_vars(&db, &uri),
-        &[("AUDIO_CLEANUP_SCHEDULE", "* * * * *"), ("MISFIRE_WINDOW_SECS", "300")],
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "* * * * *"),
+            ("MISFIRE_WINDOW_SECS", "300"),
+        ],
     ))
     .await;
     let all = eventually(Duration::from_secs(20), "the catch-up run", || async {
@@ -330,11 +376,18 @@ async fn after_an_outage_the_latest_slot_is_caught_up_and_older_ones_are_recorde
     .await;
     let skipped: Vec<&Row> = all
         .iter()
-        .filter(|r| r.error_message.as_deref().is_some_and(|m| m.starts_with("skipped:")))
+        .filter(|r| {
+            r.error_message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("skipped:"))
+        })
         .collect();
     assert_eq!(skipped.len(), 1, "{all:#?}");
     let message = skipped[0].error_message.as_deref().unwrap();
-    assert!(message.contains("9 slots") && message.contains("no server was running"), "{message}");
+    assert!(
+        message.contains("9 slots") && message.contains("no server was running"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,14 +433,23 @@ async fn the_server_survives_a_postgresql_restart_and_the_next_slot_runs() {
     .await;
     cluster.stop();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(server.is_alive(), "the server died with the database:\n{}", server.log());
+    assert!(
+        server.is_alive(),
+        "the server died with the database:\n{}",
+        server.log()
+    );
     cluster.start_server();
-    eventually(Duration::from_secs(30), "a run after the restart", || async {
-        count().await.filter(|n| *n > before + 1)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "a run after the restart",
+        || async { count().await.filter(|n| *n > before + 1) },
+    )
     .await;
     assert!(server.is_alive());
     let log = server.log();
     let outage_lines = log.matches("execution log is unreachable").count();
-    assert!(outage_lines <= 1, "the outage was logged {outage_lines} times:\n{log}");
+    assert!(
+        outage_lines <= 1,
+        "the outage was logged {outage_lines} times:\n{log}"
+    );
 }

@@ -866,7 +866,10 @@ async fn without_a_tight_limit_requests_run_in_parallel() {
     arrivals.sort();
     assert_eq!(arrivals.len(), 6);
     let spread = arrivals[5].duration_since(arrivals[0]);
-    assert!(spread < delay, "requests were serialised: spread {spread:?}");
+    assert!(
+        spread < delay,
+        "requests were serialised: spread {spread:?}"
+    );
 }
 
 #[tokio::test]

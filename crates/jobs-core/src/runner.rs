@@ -201,7 +201,10 @@ impl Runner {
     }
 
     /// Adds any number of observers (before the runner is shared).
-    pub fn with_observers(mut self, observers: impl IntoIterator<Item = Arc<dyn RunObserver>>) -> Self {
+    pub fn with_observers(
+        mut self,
+        observers: impl IntoIterator<Item = Arc<dyn RunObserver>>,
+    ) -> Self {
         self.observers.extend(observers);
         self
     }

@@ -63,7 +63,11 @@ impl ServerProcess {
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("server exited early ({status}):\n{}", server.log());
             }
-            assert!(Instant::now() < deadline, "server did not start:\n{}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start:\n{}",
+                server.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         server
@@ -111,7 +115,11 @@ impl ServerProcess {
     async fn wait(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.child.as_mut().unwrap().try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not exit in {limit:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit in {limit:?}:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

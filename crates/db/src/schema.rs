@@ -33,6 +33,11 @@ diesel::table! {
         audio_deleted_at -> Nullable<Timestamptz>,
         stt_provider_request_id -> Nullable<Text>,
         audio_cost_usd -> Nullable<Numeric>,
+        cost_status -> Nullable<Text>,
+        cost_error -> Nullable<Text>,
+        cost_check_count -> Int4,
+        cost_checked_at -> Nullable<Timestamptz>,
+        cost_gave_up_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,25 +1,263 @@
 //! `cost_update`: stores each transcription's real cost from the Deepgram Management API.
+//!
+//! Each run walks the transcriptions that have a `stt_provider_request_id`, no
+//! `audio_cost_usd` and were not given up on, in keyset-paginated batches by id (memory
+//! stays flat whatever the backlog). It asks Deepgram for each request record
+//! (`GET /v1/projects/{project}/requests/{request}`) with bounded concurrency, without
+//! pausing between batches, and a writer running alongside stores each batch of results:
+//! the prices in one statement guarded by `audio_cost_usd IS NULL`, the reasons for the
+//! other rows in another. Three SQL round trips per batch, none per row.
+//!
+//! Per-row lookups rather than the list endpoint: a `GET` answers exactly the id asked,
+//! for any age up to Deepgram's 90-day retention, in whichever project; listing needs a
+//! project and a time window per call and pages through every request in it, including
+//! the many that are already priced, and a missing record cannot be told from one
+//! outside the window. At the default concurrency the gets are bounded by latency, not
+//! by the database.
+//!
+//! The project of a request id is the part before its first dot
+//! (`<project_id>.<request_id>`); for a bare id it is `DEEPGRAM_PROJECT_ID`, or else each
+//! project the key can see (listed once per run; a 404 in one moves on to the next, and the
+//! project that answered is tried first for the following ids).
+//!
+//! Tunables ([`CostUpdateSettings`]):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `COST_UPDATE_CONCURRENCY` | `8` | Deepgram lookups in flight at once (1–256) |
+//! | `COST_UPDATE_BATCH_SIZE` | `500` | rows read and written per batch (1–10000) |
+//! | `COST_UPDATE_MAX_CHECKS` | `5` | runs without a price before a row is given up (1–1000) |
+//! | `COST_UPDATE_MAX_PENDING_CHECKS` | `30` | the same when the last answer was "still processing" (1–10000) |
+//! | `COST_UPDATE_MAX_CONSECUTIVE_ERRORS` | `50` | lookups failing in a row (429, 5xx, network, 403) that fail the run |
+//! | `DEEPGRAM_REQUESTS_PER_SECOND` | unset | optional cap on requests started per second |
+//! | `DEEPGRAM_REQUEST_TIMEOUT_SECS` | `30` | time allowed for one HTTP attempt (1–600) |
+//! | `DEEPGRAM_MAX_ATTEMPTS` | `4` | attempts per lookup on 429, 5xx and network errors (1–10) |
+//! | `DEEPGRAM_BACKOFF_MS` | `500` | base of the exponential backoff between attempts (0–60000) |
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use bigdecimal::{BigDecimal, RoundingMode};
+use db::cost::{CostCheck, PendingCost};
+use deepgram_client::{Client, ClientConfig, CostState, Error as DeepgramError, RequestRecord};
+use futures_util::stream::{self, StreamExt};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
+use log::{info, warn};
+use tokio::sync::{mpsc, OnceCell};
+use uuid::Uuid;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Vars};
 
-/// The nightly cost update.
+/// Default `COST_UPDATE_CONCURRENCY`.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default `COST_UPDATE_BATCH_SIZE`.
+pub const DEFAULT_BATCH_SIZE: i64 = 500;
+/// Default `COST_UPDATE_MAX_CHECKS`.
+pub const DEFAULT_MAX_CHECKS: i32 = 5;
+/// Default `COST_UPDATE_MAX_PENDING_CHECKS`: a month of nightly runs.
+pub const DEFAULT_MAX_PENDING_CHECKS: i32 = 30;
+/// Default `COST_UPDATE_MAX_CONSECUTIVE_ERRORS`.
+pub const DEFAULT_MAX_CONSECUTIVE_ERRORS: u32 = 50;
+/// Default `DEEPGRAM_REQUEST_TIMEOUT_SECS`.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default `DEEPGRAM_MAX_ATTEMPTS`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Default `DEEPGRAM_BACKOFF_MS`.
+pub const DEFAULT_BACKOFF_MS: u64 = 500;
+
+/// `audio_cost_usd` is `NUMERIC(12,6)`: six decimals, and below one million.
+const COST_SCALE: i64 = 6;
+const COST_LIMIT_USD: i64 = 1_000_000;
+/// Longest number text accepted as a price (a JSON float prints in at most ~25).
+const MAX_COST_TEXT: usize = 64;
+/// Longest reason stored in `cost_error`.
+const MAX_REASON_CHARS: usize = 500;
+/// Longest piece of a request id quoted in a reason.
+const MAX_QUOTED_ID_CHARS: usize = 80;
+
+/// The counters of a run. `considered = updated + unchanged + skipped + failed + pending`.
+mod keys {
+    /// Cost stored on the row.
+    pub const UPDATED: &str = "updated";
+    /// A price was found but the row already had a cost when the write came.
+    pub const UNCHANGED: &str = "unchanged";
+    /// No usable request id, or no project holds the request.
+    pub const SKIPPED: &str = "skipped";
+    /// Deepgram or its answer failed, or the request has no price.
+    pub const FAILED: &str = "failed";
+    /// Deepgram is still processing the request; asked again next run.
+    pub const PENDING: &str = "pending";
+    /// Rows given up on by this run (also counted in skipped, failed or pending).
+    pub const GAVE_UP: &str = "gave_up";
+    /// Rows looked at by this run.
+    pub const CONSIDERED: &str = "considered";
+    pub const ALL: [&str; 7] = [
+        UPDATED, UNCHANGED, SKIPPED, FAILED, PENDING, GAVE_UP, CONSIDERED,
+    ];
+}
+
+/// The job's tunables, read from the environment; see the module docs for the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostUpdateSettings {
+    /// `COST_UPDATE_CONCURRENCY`: lookups in flight (also the client's own limit).
+    pub concurrency: usize,
+    /// `COST_UPDATE_BATCH_SIZE`: rows per select and per write.
+    pub batch_size: i64,
+    /// `COST_UPDATE_MAX_CHECKS`: runs with a definite answer but no price before giving up.
+    pub max_checks: i32,
+    /// `COST_UPDATE_MAX_PENDING_CHECKS`: the limit when the latest answer was "pending".
+    pub max_pending_checks: i32,
+    /// `COST_UPDATE_MAX_CONSECUTIVE_ERRORS`: lookups failing in a row that fail the run.
+    pub max_consecutive_errors: u32,
+    /// `DEEPGRAM_REQUESTS_PER_SECOND`: optional cap on request starts per second.
+    pub requests_per_second: Option<f64>,
+    /// `DEEPGRAM_REQUEST_TIMEOUT_SECS`: one HTTP attempt, body included.
+    pub request_timeout: Duration,
+    /// `DEEPGRAM_MAX_ATTEMPTS`: attempts per lookup on 429, 5xx and network errors.
+    pub max_attempts: u32,
+    /// `DEEPGRAM_BACKOFF_MS`: base of the exponential backoff with full jitter.
+    pub backoff: Duration,
+}
+
+impl Default for CostUpdateSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: DEFAULT_CONCURRENCY,
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_checks: DEFAULT_MAX_CHECKS,
+            max_pending_checks: DEFAULT_MAX_PENDING_CHECKS,
+            max_consecutive_errors: DEFAULT_MAX_CONSECUTIVE_ERRORS,
+            requests_per_second: None,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
+        }
+    }
+}
+
+impl CostUpdateSettings {
+    /// Reads and checks the tunables; an error names the variable.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let requests_per_second = match vars.get("DEEPGRAM_REQUESTS_PER_SECOND") {
+            None => None,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(rate) if (0.001..=100_000.0).contains(&rate) => Some(rate),
+                _ => {
+                    return Err(ConfigError::new(
+                        "DEEPGRAM_REQUESTS_PER_SECOND",
+                        format!("must be a number of requests per second between 0.001 and 100000, got {raw:?}"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            concurrency: vars.int_in("COST_UPDATE_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 256)?,
+            batch_size: vars.int_in("COST_UPDATE_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 10_000)?,
+            max_checks: vars.int_in("COST_UPDATE_MAX_CHECKS", DEFAULT_MAX_CHECKS, 1, 1_000)?,
+            max_pending_checks: vars.int_in(
+                "COST_UPDATE_MAX_PENDING_CHECKS",
+                DEFAULT_MAX_PENDING_CHECKS,
+                1,
+                10_000,
+            )?,
+            max_consecutive_errors: vars.int_in(
+                "COST_UPDATE_MAX_CONSECUTIVE_ERRORS",
+                DEFAULT_MAX_CONSECUTIVE_ERRORS,
+                1,
+                1_000_000,
+            )?,
+            requests_per_second,
+            request_timeout: vars.secs(
+                "DEEPGRAM_REQUEST_TIMEOUT_SECS",
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+                1,
+                600,
+            )?,
+            max_attempts: vars.int_in("DEEPGRAM_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 10)?,
+            backoff: Duration::from_millis(vars.int_in(
+                "DEEPGRAM_BACKOFF_MS",
+                DEFAULT_BACKOFF_MS,
+                0,
+                60_000,
+            )?),
+        })
+    }
+
+    /// The Deepgram client's tunables: its concurrency limit matches the job's.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::default()
+            .with_max_concurrency(self.concurrency)
+            .with_requests_per_second(self.requests_per_second)
+            .with_request_timeout(self.request_timeout)
+            .with_max_attempts(self.max_attempts)
+            .with_base_backoff(self.backoff)
+    }
+}
+
+/// The nightly cost update; see the module docs.
 pub struct CostUpdateJob {
-    #[allow(dead_code)]
     pool: db::Pool,
-    disabled: Option<String>,
+    settings: CostUpdateSettings,
+    /// `None` when `DEEPGRAM_API_KEY` is unset (the job is then disabled).
+    client: Option<Client>,
+    /// `DEEPGRAM_PROJECT_ID`, checked to be a UUID.
+    project_id: Option<String>,
+}
+
+impl std::fmt::Debug for CostUpdateJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CostUpdateJob")
+            .field("settings", &self.settings)
+            .field("client", &self.client)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CostUpdateJob {
-    /// Builds the job from the configuration.
+    /// Builds the job from the configuration. Without `DEEPGRAM_API_KEY` the job is built
+    /// but disabled; bad tunables, a `DEEPGRAM_PROJECT_ID` that is not a UUID or an unusable
+    /// `DEEPGRAM_API_URL` are errors naming the variable.
     pub fn from_config(config: &Config, pool: db::Pool) -> Result<Self, ConfigError> {
-        let disabled = config
-            .deepgram
-            .api_key
-            .is_none()
-            .then(|| "DEEPGRAM_API_KEY is not set".to_owned());
-        Ok(Self { pool, disabled })
+        let settings = CostUpdateSettings::from_vars(&config.vars)?;
+        let project_id = match config.deepgram.project_id.as_deref().map(str::trim) {
+            Some(id) if !is_uuid(id) => {
+                return Err(ConfigError::new(
+                    "DEEPGRAM_PROJECT_ID",
+                    format!("must be a Deepgram project id (a UUID), got {}", quote(id)),
+                ))
+            }
+            other => other.map(str::to_owned),
+        };
+        let url = &config.deepgram.api_url;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new(
+                "DEEPGRAM_API_URL",
+                "must not have a query or a fragment",
+            ));
+        }
+        let client = match &config.deepgram.api_key {
+            None => None,
+            Some(key) => Some(
+                Client::with_config(url.as_str(), key.expose(), settings.client_config())
+                    // The client's errors never contain the key.
+                    .map_err(|e| ConfigError::new("DEEPGRAM_API_KEY", e.to_string()))?,
+            ),
+        };
+        Ok(Self {
+            pool,
+            settings,
+            client,
+            project_id,
+        })
+    }
+
+    /// The tunables in use.
+    pub fn settings(&self) -> &CostUpdateSettings {
+        &self.settings
     }
 }
 
@@ -35,14 +273,979 @@ impl Job for CostUpdateJob {
         "0 3 * * *"
     }
     fn disabled_reason(&self) -> Option<String> {
-        self.disabled.clone()
+        self.client
+            .is_none()
+            .then(|| "DEEPGRAM_API_KEY is not set".to_owned())
     }
     fn summary_keys(&self) -> &[&'static str] {
         &["updated", "unchanged", "skipped", "failed"]
     }
-    async fn run(&self, _ctx: &JobContext) -> Result<Stats, JobError> {
-        Err(JobError::new(
-            "cost_update is not implemented in this build",
-        ))
+    /// A dry run asks Deepgram as usual and counts what it would store (`updated`) and give
+    /// up on, but writes nothing to the database.
+    fn supports_dry_run(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError> {
+        let Some(client) = &self.client else {
+            return Err(JobError::new(
+                "cost_update is disabled: DEEPGRAM_API_KEY is not set",
+            ));
+        };
+        let lookups = Lookups::new(client, self.project_id.clone());
+        // Lookups and writes overlap: the producer keeps `concurrency` lookups in flight
+        // across page boundaries and hands full batches of results to the writer, which
+        // stores them while the next batch is being looked up. The channel holds one
+        // batch, so memory stays at a few batches whatever the backlog.
+        let (batches, mut to_write) = mpsc::channel::<Vec<Checked>>(1);
+        let producer = self.produce(&lookups, ctx, batches);
+        let writer = async {
+            let mut run = Run::new(ctx.dry_run);
+            while let Some(batch) = to_write.recv().await {
+                if let Err(e) = self.record(&mut run, batch).await {
+                    // Dropping the receiver stops the producer at its next batch.
+                    return (run, Err(e));
+                }
+                ctx.report_progress(&run.stats);
+            }
+            (run, Ok(()))
+        };
+        let (end, (run, written)) = tokio::join!(producer, writer);
+        if let Err(e) = written {
+            return Err(run.fail(format!("storing the results failed: {e}")));
+        }
+        match end {
+            End::Done => {
+                run.log_summary();
+                Ok(run.stats)
+            }
+            End::Cancelled => Err(run.fail(
+                "cancelled before the backlog was done; the remaining rows are left for the next run",
+            )),
+            End::ReadFailed(e) => Err(run.fail(format!("reading the rows to price failed: {e}"))),
+            End::Stop(reason) => Err(run.fail(reason)),
+            End::WriterGone => Err(run.fail("storing the results failed")),
+        }
+    }
+}
+
+/// One row with what its lookup found.
+type Checked = (PendingCost, Outcome);
+
+/// How the producer side of a run ended.
+#[derive(Debug)]
+enum End {
+    /// Every pending row was looked up.
+    Done,
+    /// The run was cancelled (timeout, shutdown) between two pages.
+    Cancelled,
+    /// Reading the next page failed.
+    ReadFailed(String),
+    /// The run must fail: rejected key, or Deepgram failing every lookup.
+    Stop(String),
+    /// The writer stopped (it reports its own error).
+    WriterGone,
+}
+
+impl CostUpdateJob {
+    async fn next_batch(&self, after: Option<Uuid>) -> Result<Vec<PendingCost>, db::DbError> {
+        let mut conn = self.pool.get().await?;
+        db::cost::pending_batch(&mut conn, after, self.settings.batch_size).await
+    }
+
+    /// Reads the pending rows page by page (keyset by id) and looks them up,
+    /// `concurrency` at a time without pausing at page boundaries (the next page is read
+    /// while the last lookups of the previous one are in flight), sending the results in
+    /// batches of `batch_size` to `batches`.
+    ///
+    /// Stops on a rejected key without sending the batch in progress (nothing of it is
+    /// written, and the run fails at once), and after `max_consecutive_errors` lookups in
+    /// a row failed with 429, 5xx, network errors or 403, sending what it has first.
+    async fn produce(
+        &self,
+        lookups: &Lookups<'_>,
+        ctx: &JobContext,
+        batches: mpsc::Sender<Vec<Checked>>,
+    ) -> End {
+        let batch_size = usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX);
+        // Set by the page reader when it stops early.
+        let stopped: Mutex<Option<End>> = Mutex::new(None);
+        let stopped = &stopped;
+        // State: `None` once the last page was read, else the cursor (`Some(None)` first).
+        let rows = stream::unfold(Some(None), |cursor: Option<Option<Uuid>>| async move {
+            let after = cursor?;
+            if ctx.is_cancelled() {
+                *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(End::Cancelled);
+                return None;
+            }
+            match self.next_batch(after).await {
+                Ok(rows) => {
+                    let last = rows.last()?.id;
+                    let next = (rows.len() >= batch_size).then_some(Some(last));
+                    Some((stream::iter(rows), next))
+                }
+                Err(e) => {
+                    *stopped.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(End::ReadFailed(e.to_string()));
+                    None
+                }
+            }
+        })
+        .flatten()
+        .boxed();
+        let mut answers = std::pin::pin!(rows
+            .map(|row| async move {
+                let outcome = lookups.check(&row).await;
+                (row, outcome)
+            })
+            .buffer_unordered(self.settings.concurrency));
+
+        let mut batch = Vec::with_capacity(batch_size.min(10_000));
+        let mut error_streak: u32 = 0;
+        while let Some((row, outcome)) = answers.next().await {
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(Abort(reason)) => return End::Stop(reason),
+            };
+            match outcome.effect_on_streak() {
+                Streak::Keep => {}
+                Streak::Reset => error_streak = 0,
+                Streak::Count => error_streak = error_streak.saturating_add(1),
+            }
+            if error_streak >= self.settings.max_consecutive_errors {
+                let last = match &outcome {
+                    Outcome::Unpriced { detail, .. } => shorten(detail, 300),
+                    Outcome::Priced(_) => String::new(),
+                };
+                batch.push((row, outcome));
+                if batches.send(batch).await.is_err() {
+                    return End::WriterGone;
+                }
+                return End::Stop(format!(
+                    "{error_streak} Deepgram lookups in a row failed (429, 5xx, network or 403; \
+                     last: {last}); stopped, the remaining rows are left for the next run"
+                ));
+            }
+            batch.push((row, outcome));
+            if batch.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                if batches.send(full).await.is_err() {
+                    return End::WriterGone;
+                }
+            }
+        }
+        if !batch.is_empty() && batches.send(batch).await.is_err() {
+            return End::WriterGone;
+        }
+        let end = stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        end.unwrap_or(End::Done)
+    }
+
+    /// Writes one batch's results (unless dry run) and adds them to the run's counters:
+    /// one statement for the prices, one for the rest.
+    async fn record(&self, run: &mut Run, results: Vec<Checked>) -> Result<(), db::DbError> {
+        let mut batch = Stats::new();
+        let mut priced = Vec::new();
+        let mut checks = Vec::new();
+        let mut tallies = Vec::new();
+        for (row, outcome) in results {
+            batch.incr(keys::CONSIDERED);
+            match outcome {
+                Outcome::Priced(cost) => priced.push((row.id, cost)),
+                Outcome::Unpriced { reason, detail } => {
+                    batch.incr(reason.stat());
+                    let (counted, give_up) = match reason.limit(&self.settings) {
+                        Limit::Now => (true, true),
+                        Limit::After(max) => (true, row.check_count.saturating_add(1) >= max),
+                        Limit::Never => (false, false),
+                    };
+                    let error = shorten(&detail, MAX_REASON_CHARS);
+                    tallies.push((reason, row.id, error.clone()));
+                    checks.push(CostCheck {
+                        id: row.id,
+                        status: reason.code().to_owned(),
+                        error: Some(error),
+                        counted,
+                        give_up,
+                    });
+                }
+            }
+        }
+        if run.dry_run {
+            batch.add(keys::UPDATED, count(priced.len()));
+            batch.add(
+                keys::GAVE_UP,
+                count(checks.iter().filter(|c| c.give_up).count()),
+            );
+        } else {
+            let mut conn = self.pool.get().await?;
+            let updated = db::cost::store_costs(&mut conn, &priced).await?;
+            batch.add(keys::UPDATED, count(updated.len()));
+            batch.add(keys::UNCHANGED, count(priced.len() - updated.len()));
+            let recorded = db::cost::record_checks(&mut conn, &checks).await?;
+            batch.add(keys::GAVE_UP, count(recorded.gave_up));
+        }
+        run.stats.merge(&batch);
+        for (reason, id, detail) in tallies {
+            run.tally(reason, id, detail);
+        }
+        Ok(())
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One run's counters and reason tallies, kept by the writer.
+struct Run {
+    dry_run: bool,
+    stats: Stats,
+    /// Per reason: how many rows, and the first one as an example.
+    reasons: BTreeMap<Reason, (i64, Uuid, String)>,
+}
+
+impl Run {
+    fn new(dry_run: bool) -> Self {
+        Self {
+            dry_run,
+            stats: Stats::with_keys(&keys::ALL),
+            reasons: BTreeMap::new(),
+        }
+    }
+
+    fn tally(&mut self, reason: Reason, id: Uuid, detail: String) {
+        self.reasons
+            .entry(reason)
+            .and_modify(|(n, _, _)| *n += 1)
+            .or_insert((1, id, detail));
+    }
+
+    /// Logs the summary and turns `reason` into the run's error, with the counters so far.
+    fn fail(&self, reason: impl Into<String>) -> JobError {
+        self.log_summary();
+        JobError::new(reason).with_stats(self.stats.clone())
+    }
+
+    /// One line per outcome kind, e.g. `skipped 12 rows: 7 no request id (e.g. …), 5
+    /// malformed request id (e.g. …)`, instead of one line per row.
+    fn log_summary(&self) {
+        let prefix = if self.dry_run { "[dry run] " } else { "" };
+        for stat in [keys::SKIPPED, keys::FAILED, keys::PENDING] {
+            let parts: Vec<String> = self
+                .reasons
+                .iter()
+                .filter(|(reason, _)| reason.stat() == stat)
+                .map(|(reason, (n, id, detail))| {
+                    format!(
+                        "{n} {} (e.g. transcription {id}: {})",
+                        reason.label(),
+                        shorten(detail, 200)
+                    )
+                })
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let line = format!(
+                "{prefix}cost_update {stat} {} rows: {}",
+                self.stats.get(stat),
+                parts.join(", ")
+            );
+            if stat == keys::FAILED {
+                warn!("{line}");
+            } else {
+                info!("{line}");
+            }
+        }
+        let gave_up = self.stats.get(keys::GAVE_UP);
+        if gave_up > 0 {
+            info!(
+                "{prefix}cost_update gave up on {gave_up} rows that cannot be priced \
+                 (see transcriptions.cost_status and cost_error; clear cost_gave_up_at to retry)"
+            );
+        }
+        let unchanged = self.stats.get(keys::UNCHANGED);
+        if unchanged > 0 {
+            info!("cost_update left {unchanged} rows unchanged: they were priced meanwhile by someone else");
+        }
+    }
+}
+
+/// Why a row got no cost this run. The order is the order of the summary log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reason {
+    /// `stt_provider_request_id` is empty or blank.
+    NoRequestId,
+    /// Not `<project UUID>.<request UUID>` nor a bare request UUID.
+    MalformedRequestId,
+    /// 404 from the named project, or from every candidate project.
+    NotFound,
+    /// A bare id, no `DEEPGRAM_PROJECT_ID`, and the key sees no project.
+    NoProject,
+    /// `response` is null or `{}`: Deepgram is still processing.
+    Pending,
+    /// `details` without `usd`: no price visible to this key.
+    NoPrice,
+    /// The transcription request itself failed: there is no cost.
+    RequestFailed,
+    /// `usd` unreadable, negative or too large for `NUMERIC(12,6)`.
+    InvalidPrice,
+    /// A success answer that is not a request record (or not the one asked for).
+    BadAnswer,
+    /// Another 4xx answer (400, 405…).
+    Rejected,
+    /// 403: the key may not read this project.
+    Forbidden,
+    /// 429, 5xx or network failure after every attempt.
+    Unavailable,
+}
+
+/// When a reason leads to giving up on the row.
+enum Limit {
+    /// At once: the row's own data can never be priced.
+    Now,
+    /// When the row's check count reaches this.
+    After(i32),
+    /// Never: not the row's fault (outage, permissions, configuration).
+    Never,
+}
+
+/// How an outcome moves the run's error streak.
+enum Streak {
+    Keep,
+    Reset,
+    Count,
+}
+
+impl Reason {
+    /// The value stored in `cost_status`.
+    fn code(self) -> &'static str {
+        match self {
+            Self::NoRequestId => "no_request_id",
+            Self::MalformedRequestId => "malformed_request_id",
+            Self::NotFound => "not_found",
+            Self::NoProject => "no_project",
+            Self::Pending => "pending",
+            Self::NoPrice => "no_price",
+            Self::RequestFailed => "request_failed",
+            Self::InvalidPrice => "invalid_price",
+            Self::BadAnswer => "bad_answer",
+            Self::Rejected => "rejected",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// Words for the summary log.
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoRequestId => "no request id",
+            Self::MalformedRequestId => "malformed request id",
+            Self::NotFound => "not found at Deepgram",
+            Self::NoProject => "no project to look in",
+            Self::Pending => "still processing",
+            Self::NoPrice => "no price for this key",
+            Self::RequestFailed => "original request failed",
+            Self::InvalidPrice => "unusable price",
+            Self::BadAnswer => "malformed answer",
+            Self::Rejected => "request rejected",
+            Self::Forbidden => "access refused",
+            Self::Unavailable => "Deepgram unavailable",
+        }
+    }
+
+    /// The contract counter the row adds to.
+    fn stat(self) -> &'static str {
+        match self {
+            Self::NoRequestId | Self::MalformedRequestId | Self::NotFound | Self::NoProject => {
+                keys::SKIPPED
+            }
+            Self::Pending => keys::PENDING,
+            Self::NoPrice
+            | Self::RequestFailed
+            | Self::InvalidPrice
+            | Self::BadAnswer
+            | Self::Rejected
+            | Self::Forbidden
+            | Self::Unavailable => keys::FAILED,
+        }
+    }
+
+    fn limit(self, settings: &CostUpdateSettings) -> Limit {
+        match self {
+            Self::NoRequestId | Self::MalformedRequestId => Limit::Now,
+            Self::Pending => Limit::After(settings.max_pending_checks),
+            Self::NotFound
+            | Self::NoPrice
+            | Self::RequestFailed
+            | Self::InvalidPrice
+            | Self::BadAnswer
+            | Self::Rejected => Limit::After(settings.max_checks),
+            Self::NoProject | Self::Forbidden | Self::Unavailable => Limit::Never,
+        }
+    }
+}
+
+/// What a lookup found out about one row.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// The cost, rounded to the column's six decimals and checked to fit.
+    Priced(BigDecimal),
+    /// No cost this run, and why.
+    Unpriced { reason: Reason, detail: String },
+}
+
+impl Outcome {
+    fn unpriced(reason: Reason, detail: impl Into<String>) -> Self {
+        Self::Unpriced {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn effect_on_streak(&self) -> Streak {
+        match self {
+            Self::Priced(_) => Streak::Reset,
+            Self::Unpriced { reason, .. } => match reason {
+                Reason::NoRequestId | Reason::MalformedRequestId | Reason::NoProject => {
+                    Streak::Keep
+                }
+                Reason::Forbidden | Reason::Unavailable => Streak::Count,
+                _ => Streak::Reset,
+            },
+        }
+    }
+}
+
+/// The whole run must stop (the key was rejected); the message says why.
+#[derive(Debug, Clone, PartialEq)]
+struct Abort(String);
+
+/// Where a bare request id is looked up.
+enum Projects {
+    /// `DEEPGRAM_PROJECT_ID`.
+    Configured(Vec<String>),
+    /// The projects the key can see, listed on first need, once per run.
+    Listed(OnceCell<Result<Vec<String>, DeepgramError>>),
+}
+
+/// One run's Deepgram side: the client, the candidate projects for bare ids, and which of
+/// them answered last (tried first next time, so that a key with several projects does
+/// not pay one 404 per row).
+struct Lookups<'a> {
+    client: &'a Client,
+    projects: Projects,
+    preferred: AtomicUsize,
+}
+
+impl<'a> Lookups<'a> {
+    fn new(client: &'a Client, project_id: Option<String>) -> Self {
+        Self {
+            client,
+            projects: match project_id {
+                Some(id) => Projects::Configured(vec![id]),
+                None => Projects::Listed(OnceCell::new()),
+            },
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// The outcome for one row; `Err` only when the whole run must stop.
+    async fn check(&self, row: &PendingCost) -> Result<Outcome, Abort> {
+        match parse_request_id(row) {
+            Err(outcome) => Ok(outcome),
+            Ok(RequestRef::Composed { project, request }) => {
+                match self.client.get_request(project, request).await {
+                    Ok(record) => Ok(record_outcome(&record, request)),
+                    Err(e) => error_outcome(&e, ""),
+                }
+            }
+            Ok(RequestRef::Bare(request)) => self.check_bare(request).await,
+        }
+    }
+
+    async fn check_bare(&self, request: &str) -> Result<Outcome, Abort> {
+        let (projects, source) = match &self.projects {
+            Projects::Configured(ids) => (ids.as_slice(), "DEEPGRAM_PROJECT_ID"),
+            Projects::Listed(cell) => match cell.get_or_init(|| self.list_projects()).await {
+                Ok(ids) => (ids.as_slice(), "the projects the API key can see"),
+                Err(e) => return error_outcome(e, "listing the API key's projects: "),
+            },
+        };
+        if projects.is_empty() {
+            return Ok(Outcome::unpriced(
+                Reason::NoProject,
+                "a bare request id, DEEPGRAM_PROJECT_ID is not set and the API key sees no project",
+            ));
+        }
+        let first = self
+            .preferred
+            .load(Ordering::Relaxed)
+            .min(projects.len() - 1);
+        let order = std::iter::once(first).chain((0..projects.len()).filter(|i| *i != first));
+        let mut refused = None;
+        for index in order {
+            match self.client.get_request(&projects[index], request).await {
+                Ok(record) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(record_outcome(&record, request));
+                }
+                Err(DeepgramError::NotFound { .. }) => {}
+                // The key may not read that project: another one may still hold it.
+                Err(e @ DeepgramError::Forbidden { .. }) => refused = Some(e),
+                Err(e) => return error_outcome(&e, ""),
+            }
+        }
+        match refused {
+            Some(e) => error_outcome(&e, ""),
+            None => Ok(Outcome::unpriced(
+                Reason::NotFound,
+                format!(
+                    "not found in {source} ({} project(s)): unknown request, or older than Deepgram's 90-day retention",
+                    projects.len()
+                ),
+            )),
+        }
+    }
+
+    async fn list_projects(&self) -> Result<Vec<String>, DeepgramError> {
+        let projects = self.client.list_projects().await?;
+        let listed = projects.len();
+        let ids: Vec<String> = projects
+            .into_iter()
+            .map(|p| p.project_id.trim().to_owned())
+            .filter(|id| is_uuid(id))
+            .collect();
+        if ids.len() < listed {
+            warn!(
+                "cost_update: ignoring {} listed Deepgram project(s) whose id is not a UUID",
+                listed - ids.len()
+            );
+        }
+        info!(
+            "cost_update: bare request ids are looked up in the {} project(s) the API key can see",
+            ids.len()
+        );
+        Ok(ids)
+    }
+}
+
+/// A request id split into what to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestRef<'a> {
+    /// `<project UUID>.<request UUID>`.
+    Composed { project: &'a str, request: &'a str },
+    /// A bare request UUID.
+    Bare(&'a str),
+}
+
+/// Reads `stt_provider_request_id` (surrounding whitespace ignored): the project is the
+/// part before the first dot. Both parts must be UUIDs (8-4-4-4-12 hex), checked here so
+/// that nothing malformed is ever sent.
+fn parse_request_id(row: &PendingCost) -> Result<RequestRef<'_>, Outcome> {
+    let Some(raw) = row.request_id.as_deref() else {
+        return Err(Outcome::unpriced(
+            Reason::MalformedRequestId,
+            format!(
+                "the request id is {} characters long; a Deepgram request id has at most 73",
+                row.request_id_chars
+            ),
+        ));
+    };
+    let id = raw.trim();
+    if id.is_empty() {
+        return Err(Outcome::unpriced(
+            Reason::NoRequestId,
+            "stt_provider_request_id is empty",
+        ));
+    }
+    match id.split_once('.') {
+        Some((project, request)) => {
+            if !is_uuid(project) {
+                Err(Outcome::unpriced(
+                    Reason::MalformedRequestId,
+                    format!(
+                        "the project part {} of {} is not a UUID",
+                        quote(project),
+                        quote(id)
+                    ),
+                ))
+            } else if !is_uuid(request) {
+                Err(Outcome::unpriced(
+                    Reason::MalformedRequestId,
+                    format!(
+                        "the request part {} of {} is not a UUID",
+                        quote(request),
+                        quote(id)
+                    ),
+                ))
+            } else {
+                Ok(RequestRef::Composed { project, request })
+            }
+        }
+        None if is_uuid(id) => Ok(RequestRef::Bare(id)),
+        None => Err(Outcome::unpriced(
+            Reason::MalformedRequestId,
+            format!(
+                "{} is neither a request UUID nor <project UUID>.<request UUID>",
+                quote(id)
+            ),
+        )),
+    }
+}
+
+/// A UUID in its usual hyphenated form (any case).
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36 && Uuid::try_parse(text).is_ok()
+}
+
+/// What a request record says about the row.
+fn record_outcome(record: &RequestRecord, asked: &str) -> Outcome {
+    if !record.request_id.trim().eq_ignore_ascii_case(asked) {
+        return Outcome::unpriced(
+            Reason::BadAnswer,
+            format!(
+                "Deepgram answered with the record of another request ({})",
+                quote(&record.request_id)
+            ),
+        );
+    }
+    match record.cost_state() {
+        CostState::Priced(usd) => match parse_cost(&usd) {
+            Ok(cost) => Outcome::Priced(cost),
+            Err(why) => Outcome::unpriced(Reason::InvalidPrice, why),
+        },
+        CostState::Pending => Outcome::unpriced(
+            Reason::Pending,
+            "Deepgram has not accounted the request yet (empty response)",
+        ),
+        CostState::NoPrice => Outcome::unpriced(
+            Reason::NoPrice,
+            "Deepgram shows no price for this request to this API key (details without usd)",
+        ),
+        CostState::RequestFailed { code, message } => Outcome::unpriced(
+            Reason::RequestFailed,
+            format!(
+                "the transcription request itself failed ({}{}); it has no cost",
+                code.map_or_else(|| "no code".to_owned(), |c| format!("code {c}")),
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        ),
+        CostState::InvalidPrice { raw } => Outcome::unpriced(
+            Reason::InvalidPrice,
+            format!("usd is not a number: {}", shorten(&raw.to_string(), 100)),
+        ),
+    }
+}
+
+/// Turns a client error into the row's outcome, or stops the run on a rejected key.
+fn error_outcome(error: &DeepgramError, context: &str) -> Result<Outcome, Abort> {
+    let detail = format!("{context}{error}");
+    let reason = match error {
+        DeepgramError::Unauthorized { code, message } => {
+            return Err(Abort(format!(
+            "Deepgram rejected DEEPGRAM_API_KEY (401 {}): {message}; check the key and run again",
+            code.as_deref().unwrap_or("unauthorized")
+        )))
+        }
+        e if e.is_retryable() => Reason::Unavailable,
+        DeepgramError::Forbidden { .. } => Reason::Forbidden,
+        DeepgramError::NotFound { .. } => Reason::NotFound,
+        DeepgramError::Decode { .. } => Reason::BadAnswer,
+        DeepgramError::Http { .. } => Reason::Rejected,
+        DeepgramError::InvalidArgument { .. } => Reason::MalformedRequestId,
+        _ => Reason::Unavailable,
+    };
+    Ok(Outcome::unpriced(reason, detail))
+}
+
+/// The price as stored: the exact decimal of the JSON number's text, rounded half-up to
+/// six decimals (the column's scale). Refuses negative amounts and anything that would
+/// not fit `NUMERIC(12,6)` (one million or more).
+fn parse_cost(usd: &serde_json::Number) -> Result<BigDecimal, String> {
+    let text = usd.to_string();
+    let Some(value) = usd.as_f64().filter(|v| v.is_finite()) else {
+        return Err(format!("usd {} is not a finite number", shorten(&text, 40)));
+    };
+    if value < 0.0 {
+        return Err(format!("usd {} is negative", shorten(&text, 40)));
+    }
+    if value >= COST_LIMIT_USD as f64 || text.len() > MAX_COST_TEXT {
+        return Err(format!(
+            "usd {} does not fit NUMERIC(12,6) (must be below {COST_LIMIT_USD})",
+            shorten(&text, 40)
+        ));
+    }
+    let exact = BigDecimal::from_str(&text)
+        .map_err(|e| format!("usd {} is not a decimal number: {e}", shorten(&text, 40)))?;
+    let rounded = exact.with_scale_round(COST_SCALE, RoundingMode::HalfUp);
+    if rounded >= COST_LIMIT_USD {
+        return Err(format!(
+            "usd {text} rounds to {rounded}, which does not fit NUMERIC(12,6)"
+        ));
+    }
+    Ok(rounded)
+}
+
+/// `text` cut to `max` characters (on a character boundary), ending in `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A piece of stored data quoted for a message: escaped, and cut when long.
+fn quote(text: &str) -> String {
+    format!("{:?}", shorten(text, MAX_QUOTED_ID_CHARS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "3b1fe4f2-9c3e-4e0a-8f5a-2a54c1d0b7aa";
+    const R: &str = "a847f427-4ad5-4d67-9b95-db801e58251c";
+
+    fn row(request_id: &str) -> PendingCost {
+        PendingCost {
+            id: Uuid::nil(),
+            request_id: Some(request_id.to_owned()),
+            request_id_chars: i32::try_from(request_id.chars().count()).unwrap_or(i32::MAX),
+            check_count: 0,
+        }
+    }
+
+    fn reason_of(request_id: &str) -> Option<Reason> {
+        match parse_request_id(&row(request_id)) {
+            Ok(_) => None,
+            Err(Outcome::Unpriced { reason, .. }) => Some(reason),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_ids_split_at_the_first_dot_and_both_parts_must_be_uuids() {
+        let composed = format!("{P}.{R}");
+        assert_eq!(
+            parse_request_id(&row(&composed)),
+            Ok(RequestRef::Composed {
+                project: P,
+                request: R
+            })
+        );
+        assert_eq!(parse_request_id(&row(R)), Ok(RequestRef::Bare(R)));
+        let padded = format!("  {R}\n");
+        assert_eq!(parse_request_id(&row(&padded)), Ok(RequestRef::Bare(R)));
+        let upper = R.to_uppercase();
+        assert_eq!(
+            parse_request_id(&row(&upper)),
+            Ok(RequestRef::Bare(upper.as_str()))
+        );
+
+        assert_eq!(reason_of(""), Some(Reason::NoRequestId));
+        assert_eq!(reason_of(" \t\n"), Some(Reason::NoRequestId));
+        for bad in [
+            "abc".to_owned(),
+            format!("abc.{R}"),
+            format!("{P}.abc"),
+            format!("{P}.{R}.extra"),
+            format!("{P}..{R}"),
+            format!(".{R}"),
+            format!("{P}."),
+            R.replace('-', ""),
+            format!("{{{R}}}"),
+            format!("urn:uuid:{R}"),
+            format!("{P}/{R}"),
+            format!("{R}\u{0}"),
+            "é".repeat(36),
+        ] {
+            assert_eq!(reason_of(&bad), Some(Reason::MalformedRequestId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_id_too_long_to_load_is_malformed() {
+        let mut long = row("");
+        long.request_id = None;
+        long.request_id_chars = 5_000;
+        let Err(Outcome::Unpriced { reason, detail }) = parse_request_id(&long) else {
+            panic!("a too-long id must not parse");
+        };
+        assert_eq!(reason, Reason::MalformedRequestId);
+        assert!(detail.contains("5000 characters"), "{detail}");
+    }
+
+    #[test]
+    fn malformed_ids_are_quoted_short_and_escaped_in_reasons() {
+        let nasty = format!("{}\u{7}.{R}", "x".repeat(10_000));
+        let Err(Outcome::Unpriced { detail, .. }) = parse_request_id(&row(&nasty)) else {
+            panic!("must be malformed");
+        };
+        assert!(detail.len() < 400, "{detail}");
+        assert!(!detail.contains('\u{7}'));
+    }
+
+    fn cost(json: &str) -> Result<BigDecimal, String> {
+        let number: serde_json::Number = serde_json::from_str(json).expect("a JSON number");
+        parse_cost(&number)
+    }
+
+    fn decimal(text: &str) -> Result<BigDecimal, String> {
+        Ok(BigDecimal::from_str(text).expect("a decimal"))
+    }
+
+    #[test]
+    fn costs_are_exact_decimals_rounded_to_the_column_scale() {
+        assert_eq!(cost("0.0043"), decimal("0.0043"));
+        assert_eq!(cost("0"), decimal("0"));
+        assert_eq!(cost("12.5"), decimal("12.5"));
+        assert_eq!(cost("1e-7"), decimal("0"));
+        assert_eq!(cost("0.0000005"), decimal("0.000001"));
+        assert_eq!(cost("0.00000049"), decimal("0"));
+        assert_eq!(cost("999999.999999"), decimal("999999.999999"));
+        // A float the f64 cannot hold exactly is stored as its shortest text, not as its
+        // binary expansion (0.1000000000000000055…).
+        assert_eq!(cost("0.1"), decimal("0.1"));
+        assert_eq!(
+            cost("0.1").map(|c| c.to_string()),
+            Ok("0.100000".to_owned())
+        );
+    }
+
+    #[test]
+    fn negative_huge_or_unreadable_costs_are_refused() {
+        for bad in [
+            "-0.01",
+            "-1e-9",
+            "1000000",
+            "1e6",
+            "1e300",
+            "999999.9999999",
+        ] {
+            assert!(cost(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn record_outcomes_follow_the_documented_states() {
+        let record = |response: serde_json::Value| {
+            RequestRecord::from_json(serde_json::json!({"request_id": R, "response": response}))
+                .expect("record")
+        };
+        let reason = |o: Outcome| match o {
+            Outcome::Unpriced { reason, .. } => Some(reason),
+            Outcome::Priced(_) => None,
+        };
+        assert_eq!(
+            record_outcome(&record(serde_json::json!({"details": {"usd": 0.0043}})), R),
+            Outcome::Priced(BigDecimal::from_str("0.004300").expect("decimal"))
+        );
+        assert_eq!(
+            reason(record_outcome(&record(serde_json::Value::Null), R)),
+            Some(Reason::Pending)
+        );
+        assert_eq!(
+            reason(record_outcome(&record(serde_json::json!({})), R)),
+            Some(Reason::Pending)
+        );
+        assert_eq!(
+            reason(record_outcome(
+                &record(serde_json::json!({"details": {"duration": 1.0}})),
+                R
+            )),
+            Some(Reason::NoPrice)
+        );
+        assert_eq!(
+            reason(record_outcome(
+                &record(serde_json::json!({"code": 400, "message": "Bad audio"})),
+                R
+            )),
+            Some(Reason::RequestFailed)
+        );
+        assert_eq!(
+            reason(record_outcome(
+                &record(serde_json::json!({"details": {"usd": "abc"}})),
+                R
+            )),
+            Some(Reason::InvalidPrice)
+        );
+        assert_eq!(
+            reason(record_outcome(
+                &record(serde_json::json!({"details": {"usd": -2}})),
+                R
+            )),
+            Some(Reason::InvalidPrice)
+        );
+        assert_eq!(
+            reason(record_outcome(
+                &record(serde_json::json!({"details": {"usd": 1}})),
+                P
+            )),
+            Some(Reason::BadAnswer)
+        );
+    }
+
+    #[test]
+    fn a_rejected_key_stops_the_run_with_a_message_naming_the_variable() {
+        let error = DeepgramError::Unauthorized {
+            code: Some("INVALID_AUTH".to_owned()),
+            message: "Invalid credentials.".to_owned(),
+        };
+        let Err(Abort(message)) = error_outcome(&error, "") else {
+            panic!("401 must abort");
+        };
+        assert!(
+            message.starts_with("Deepgram rejected DEEPGRAM_API_KEY (401 INVALID_AUTH)"),
+            "{message}"
+        );
+        let limited = DeepgramError::RateLimited { retry_after: None };
+        assert!(matches!(
+            error_outcome(&limited, ""),
+            Ok(Outcome::Unpriced {
+                reason: Reason::Unavailable,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn defaults_match_the_documentation_and_bad_values_name_their_variable() {
+        let settings = CostUpdateSettings::from_vars(&Vars::default()).expect("defaults");
+        assert_eq!(settings, CostUpdateSettings::default());
+        assert_eq!(settings.concurrency, 8);
+        assert_eq!(settings.batch_size, 500);
+        assert_eq!(settings.max_checks, 5);
+        assert!(settings.client_config().validate().is_ok());
+        for (name, value) in [
+            ("COST_UPDATE_CONCURRENCY", "0"),
+            ("COST_UPDATE_CONCURRENCY", "many"),
+            ("COST_UPDATE_BATCH_SIZE", "0"),
+            ("COST_UPDATE_BATCH_SIZE", "100000"),
+            ("COST_UPDATE_MAX_CHECKS", "0"),
+            ("COST_UPDATE_MAX_PENDING_CHECKS", "-1"),
+            ("COST_UPDATE_MAX_CONSECUTIVE_ERRORS", "0"),
+            ("DEEPGRAM_REQUESTS_PER_SECOND", "0"),
+            ("DEEPGRAM_REQUESTS_PER_SECOND", "-3"),
+            ("DEEPGRAM_REQUESTS_PER_SECOND", "NaN"),
+            ("DEEPGRAM_REQUESTS_PER_SECOND", "fast"),
+            ("DEEPGRAM_REQUEST_TIMEOUT_SECS", "0"),
+            ("DEEPGRAM_MAX_ATTEMPTS", "0"),
+            ("DEEPGRAM_BACKOFF_MS", "-5"),
+        ] {
+            let error =
+                CostUpdateSettings::from_vars(&Vars::from_pairs([(name, value)])).expect_err(value);
+            assert_eq!(error.variable, name, "{error}");
+        }
+        let rate = CostUpdateSettings::from_vars(&Vars::from_pairs([(
+            "DEEPGRAM_REQUESTS_PER_SECOND",
+            "2.5",
+        )]))
+        .expect("a rate");
+        assert_eq!(rate.requests_per_second, Some(2.5));
     }
 }

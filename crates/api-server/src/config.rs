@@ -27,7 +27,9 @@
 //! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
 //! | `ALERT_SEND_TIMEOUT_SECS`, `ALERT_SEND_ATTEMPTS`, `ALERT_RETRY_DELAY_MS` | `10`, `3`, `1000` |
 //!
-//! Job-specific tunables are read by each job's settings type from the same [`Vars`].
+//! Job-specific tunables (`AUDIO_CLEANUP_*`, `SUPABASE_*` client settings, `COST_UPDATE_*`,
+//! `DEEPGRAM_*` client settings) are read by each job's settings type from the same
+//! [`Vars`]; see `jobs/audio_cleanup.rs` and `jobs/cost_update.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The HTTP API (contract §6): routes, JSON errors and bearer auth.
 
 mod auth;
+pub mod dashboard;
 mod error;
 mod executions;
 mod jobs;
@@ -61,6 +62,8 @@ pub fn build_app(
         .wrap(middleware::from_fn(auth::require_token))
         .wrap(middleware::from_fn(metrics::track_requests))
         .wrap(middleware::NormalizePath::trim())
+        .service(get("/", web::get().to(dashboard::index)))
+        .service(get("/assets/{name}", web::get().to(dashboard::asset)))
         .service(get("/healthz", web::get().to(status::healthz)))
         .service(get("/readyz", web::get().to(status::readyz)))
         .service(get("/metrics", web::get().to(metrics::metrics)))

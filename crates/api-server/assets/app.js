@@ -1,0 +1,899 @@
+// Internal Admin Dashboard: plain JavaScript, no build step, no dependencies.
+//
+// Safety rule: every value that comes from the API is put into the page as text
+// (textContent, createTextNode, attribute values); nothing is ever parsed as HTML.
+'use strict';
+
+(() => {
+  const API = '/internal/api/v1';
+  const TOKEN_KEY = 'bgjobs.adminToken';
+  const FAST_POLL_MS = 2000;
+  const SLOW_POLL_MS = 30000;
+  const ERROR_POLL_MS = 15000;
+  const HISTORY_PAGE = 20;
+  const CHART_LIMIT = 500;
+  const CHART_MIN_SLOTS = 30;
+  const MESSAGE_TTL_MS = 60000;
+
+  const STATUS_LABEL = { success: 'Success', failed: 'Failed', running: 'Running' };
+  const FILTER_WORD = { success: 'successful', failed: 'failed', running: 'running' };
+  const TRIGGER_LABEL = { schedule: 'Scheduled', catch_up: 'Catch-up', manual: 'Manual' };
+  const WORDS = { usd: 'USD', id: 'ID', ids: 'IDs', api: 'API', url: 'URL', ms: 'ms', http: 'HTTP' };
+
+  const state = {
+    jobs: null,
+    loading: false,
+    again: false,
+    timer: 0,
+    lastUpdated: null,
+    failedSince: null,
+    needsAuth: false,
+    authAttempted: false,
+    statuses: new Map(),
+    messages: new Map(),
+    starting: new Set(),
+    history: { job: '', status: '', cursor: null, rows: 0, seq: 0, signature: '' },
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---- DOM helpers (text only) ---------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === 'class') el.className = value;
+      else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, value === true ? '' : String(value));
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined) el.setAttribute(key, String(value));
+    }
+    return el;
+  }
+
+  function icon(name) {
+    const tpl = $('icon-' + name);
+    return tpl ? tpl.content.firstElementChild.cloneNode(true) : document.createTextNode('');
+  }
+
+  function show(el, visible) {
+    el.hidden = !visible;
+  }
+
+  // ---- formatting ----------------------------------------------------------------
+
+  const exactFormat = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric', month: 'short', day: 'numeric',
+    hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+  });
+  const shortFormat = new Intl.DateTimeFormat(undefined, {
+    month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+  });
+  const clockFormat = new Intl.DateTimeFormat(undefined, {
+    hour: '2-digit', minute: '2-digit', second: '2-digit',
+  });
+  const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 });
+
+  function parseTime(iso) {
+    if (typeof iso !== 'string') return null;
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  function utcText(date) {
+    return date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  }
+
+  function relative(date, now) {
+    const seconds = (date.getTime() - now.getTime()) / 1000;
+    const abs = Math.abs(seconds);
+    if (abs < 45) return seconds < 0 ? 'just now' : 'in a few seconds';
+    const units = [
+      ['minute', 60, 45 * 60],
+      ['hour', 3600, 22 * 3600],
+      ['day', 86400, 26 * 86400],
+      ['month', 30 * 86400, 320 * 86400],
+      ['year', 365 * 86400, Infinity],
+    ];
+    for (const [unit, size, limit] of units) {
+      if (abs < limit) return relativeFormat.format(Math.round(seconds / size), unit);
+    }
+    return exactFormat.format(date);
+  }
+
+  // <time> with the relative text, the exact local time beside it and UTC on hover.
+  function timeBlock(iso, now, { exact = true } = {}) {
+    const date = parseTime(iso);
+    if (!date) return document.createTextNode('—');
+    const title = 'UTC: ' + utcText(date);
+    const frag = document.createDocumentFragment();
+    frag.append(h('time', { datetime: iso, title, class: 'rel' }, relative(date, now)));
+    if (exact) frag.append(h('time', { datetime: iso, title, class: 'exact' }, exactFormat.format(date)));
+    return frag;
+  }
+
+  function duration(ms) {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) return '—';
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 59.95) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+    const totalSeconds = Math.round(s);
+    const m = Math.floor(totalSeconds / 60);
+    const rs = totalSeconds % 60;
+    if (m < 60) return rs ? `${m} min ${rs} s` : `${m} min`;
+    const hours = Math.floor(m / 60);
+    const rm = m % 60;
+    if (hours < 48) return rm ? `${hours} h ${rm} min` : `${hours} h`;
+    const days = Math.floor(hours / 24);
+    const rh = hours % 24;
+    return rh ? `${days} d ${rh} h` : `${days} d`;
+  }
+
+  function elapsedMs(execution, now) {
+    if (typeof execution.duration_ms === 'number') return execution.duration_ms;
+    const start = parseTime(execution.started_at);
+    if (!start) return null;
+    const end = parseTime(execution.completed_at) || now;
+    return Math.max(0, end.getTime() - start.getTime());
+  }
+
+  // `already_absent` -> "Already absent", `cost_usd` -> "Cost USD".
+  function humanize(key) {
+    const words = String(key)
+      .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+      .split(/[\s_\-.]+/)
+      .filter(Boolean)
+      .map((w) => WORDS[w.toLowerCase()] || w.toLowerCase());
+    if (words.length === 0) return String(key) || '(unnamed)';
+    const first = words[0];
+    words[0] = WORDS[first.toLowerCase()] ? first : first.charAt(0).toUpperCase() + first.slice(1);
+    return words.join(' ');
+  }
+
+  function formatValue(value) {
+    if (value === null || value === undefined) return '—';
+    if (typeof value === 'number') return numberFormat.format(value);
+    if (typeof value === 'boolean') return value ? 'Yes' : 'No';
+    if (typeof value === 'string') return value === '' ? '—' : value;
+    if (Array.isArray(value)) {
+      if (value.length === 0) return 'None';
+      if (value.every((v) => v === null || typeof v !== 'object')) return value.map(formatValue).join(', ');
+      return `${value.length} items`;
+    }
+    return `${Object.keys(value).length} values`;
+  }
+
+  // Every stat as [label, value, isZero]; nested objects are flattened ("Parent › child").
+  function flattenStats(stats) {
+    const out = [];
+    const walk = (obj, prefix, depth) => {
+      for (const [key, value] of Object.entries(obj)) {
+        const label = prefix ? `${prefix} › ${humanize(key)}` : humanize(key);
+        if (value && typeof value === 'object' && !Array.isArray(value) && depth < 2) {
+          walk(value, label, depth + 1);
+        } else {
+          out.push([label, formatValue(value), value === 0]);
+        }
+      }
+    };
+    if (stats && typeof stats === 'object' && !Array.isArray(stats)) walk(stats, '', 0);
+    return out;
+  }
+
+  function statsSummary(stats, max = 3) {
+    const items = flattenStats(stats).filter(([, , zero]) => !zero).slice(0, max);
+    return items.map(([label, value]) => `${label}: ${value}`).join(' · ');
+  }
+
+  // ---- API -------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function token() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || '';
+    } catch (_) {
+      return '';
+    }
+  }
+
+  function setToken(value) {
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) {
+      /* storage unavailable: the token lives for this request only */
+    }
+  }
+
+  async function api(path, options = {}) {
+    const headers = { Accept: 'application/json' };
+    const bearer = token();
+    if (bearer) headers.Authorization = 'Bearer ' + bearer;
+    let response;
+    try {
+      response = await fetch(API + path, {
+        method: options.method || 'GET',
+        headers,
+        cache: 'no-store',
+        credentials: 'same-origin',
+        redirect: 'error',
+      });
+    } catch (_) {
+      throw new ApiError(0, 'unreachable', 'The server did not answer. Check that api-server is running and reachable.');
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) {
+      const error = body && typeof body === 'object' && body.error ? body.error : {};
+      const message = typeof error.message === 'string' && error.message
+        ? error.message
+        : `The server answered HTTP ${response.status}${response.statusText ? ' ' + response.statusText : ''}.`;
+      throw new ApiError(response.status, typeof error.code === 'string' ? error.code : 'http_' + response.status, message);
+    }
+    if (body === null || typeof body !== 'object') {
+      throw new ApiError(response.status, 'bad_answer', 'The server sent an answer that is not JSON.');
+    }
+    return body;
+  }
+
+  // ---- auth ------------------------------------------------------------------------
+
+  function needAuth() {
+    state.needsAuth = true;
+    clearTimeout(state.timer);
+    show($('auth'), true);
+    show($('jobs-section'), false);
+    show($('history'), false);
+    show($('updated'), false);
+    show($('refresh'), false);
+    show($('sign-out'), false);
+    const error = $('auth-error');
+    if (state.authAttempted) {
+      error.textContent = 'That token was not accepted. Check it and try again.';
+      show(error, true);
+      $('token-input').select();
+    } else if (token()) {
+      error.textContent = 'The saved token is no longer accepted. Enter the current admin token.';
+      show(error, true);
+    } else {
+      show(error, false);
+    }
+    setToken('');
+    $('token-input').focus();
+    announce('The admin token is required.');
+  }
+
+  function onAuthSubmit(event) {
+    event.preventDefault();
+    const input = $('token-input');
+    const value = input.value.trim();
+    const error = $('auth-error');
+    if (!value) {
+      error.textContent = 'Enter the admin token.';
+      show(error, true);
+      input.focus();
+      return;
+    }
+    setToken(value);
+    state.authAttempted = true;
+    refresh();
+  }
+
+  function leaveAuth() {
+    if (!state.needsAuth) return;
+    state.needsAuth = false;
+    state.authAttempted = false;
+    $('token-input').value = '';
+    show($('auth'), false);
+    show($('jobs-section'), true);
+    show($('refresh'), true);
+    $('main').focus({ preventScroll: true });
+  }
+
+  // ---- refresh loop ----------------------------------------------------------------
+
+  function anyRunning() {
+    return Array.isArray(state.jobs) && state.jobs.some((j) => j.latest_execution && j.latest_execution.status === 'running');
+  }
+
+  function schedule() {
+    clearTimeout(state.timer);
+    if (state.needsAuth) return;
+    const delay = state.failedSince ? ERROR_POLL_MS : anyRunning() ? FAST_POLL_MS : SLOW_POLL_MS;
+    state.timer = setTimeout(refresh, delay);
+  }
+
+  async function refresh() {
+    if (state.loading) {
+      // A refresh asked for during another one (e.g. right after Run now) runs after it,
+      // so that its answer is not one read before the change.
+      state.again = true;
+      return;
+    }
+    state.again = false;
+    state.loading = true;
+    clearTimeout(state.timer);
+    const button = $('refresh');
+    button.setAttribute('aria-busy', 'true');
+    try {
+      const body = await api('/jobs');
+      if (!Array.isArray(body.data)) throw new ApiError(200, 'bad_answer', 'The server sent an unexpected answer.');
+      leaveAuth();
+      state.jobs = body.data;
+      state.lastUpdated = new Date();
+      state.failedSince = null;
+      show($('load-error'), false);
+      renderJobs();
+      noticeChanges();
+      if (token()) show($('sign-out'), true);
+      syncHistory();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+      } else {
+        state.failedSince = state.failedSince || new Date();
+        showLoadError(error);
+      }
+    } finally {
+      state.loading = false;
+      button.removeAttribute('aria-busy');
+      renderUpdated();
+      if (state.again && !state.needsAuth) setTimeout(refresh, 0);
+      else schedule();
+    }
+  }
+
+  function showLoadError(error) {
+    const unreachable = error instanceof ApiError && error.status === 0;
+    const title = unreachable ? 'Cannot reach the jobs API' : 'The jobs API answered with an error';
+    const detail = error instanceof ApiError
+      ? (error.status ? `${error.message} (HTTP ${error.status}, ${error.code})` : error.message)
+      : 'Something went wrong while loading the jobs.';
+    if (state.jobs) {
+      $('load-error-title').textContent = `${title} — showing data from ${clockFormat.format(state.lastUpdated)}`;
+    } else {
+      $('load-error-title').textContent = title;
+      const grid = $('jobs');
+      grid.replaceChildren();
+      grid.setAttribute('aria-busy', 'false');
+    }
+    $('load-error-detail').textContent = `${detail} Retrying automatically every ${ERROR_POLL_MS / 1000} s.`;
+    show($('load-error'), true);
+  }
+
+  function renderUpdated() {
+    const el = $('updated');
+    if (!state.lastUpdated || state.needsAuth) {
+      show(el, false);
+      return;
+    }
+    const fast = anyRunning();
+    el.classList.toggle('is-fast', fast && !state.failedSince);
+    el.classList.toggle('is-stale', Boolean(state.failedSince));
+    $('updated-text').textContent = `Updated ${clockFormat.format(state.lastUpdated)}`;
+    $('updated-mode').textContent = ` · ${state.failedSince ? 'retrying' : fast ? 'live, every 2 s' : 'every 30 s'}`;
+    show(el, true);
+  }
+
+  function announce(text) {
+    const el = $('announce');
+    el.textContent = '';
+    // A fresh text node after a tick makes screen readers read repeated messages too.
+    setTimeout(() => {
+      el.textContent = text;
+    }, 50);
+  }
+
+  // Announces a job that started or finished since the previous refresh.
+  function noticeChanges() {
+    const lines = [];
+    for (const job of state.jobs) {
+      const latest = job.latest_execution;
+      const key = latest ? `${latest.id}:${latest.status}` : 'none';
+      const before = state.statuses.get(job.job_name);
+      if (before !== undefined && before !== key && latest) {
+        if (latest.status === 'running') lines.push(`${job.display_name} is running.`);
+        else lines.push(`${job.display_name} finished: ${STATUS_LABEL[latest.status] || latest.status}.`);
+        const message = state.messages.get(job.job_name);
+        if (message && message.kind === 'ok' && latest.status !== 'running') state.messages.delete(job.job_name);
+      }
+      state.statuses.set(job.job_name, key);
+    }
+    if (lines.length) announce(lines.join(' '));
+  }
+
+  // ---- cards -----------------------------------------------------------------------
+
+  function jobState(job) {
+    const latest = job.latest_execution;
+    if (latest && latest.status === 'running') return 'running';
+    if (!job.enabled) return 'disabled';
+    if (!latest) return 'never';
+    return latest.status === 'failed' ? 'failed' : 'success';
+  }
+
+  function badge(kind, text) {
+    return h('span', { class: `badge badge-${kind}`, 'data-badge': kind }, icon(kind), h('span', { class: 'badge-text' }, text));
+  }
+
+  function fact(label, value, wide) {
+    return h('div', { class: wide ? 'fact fact-wide' : 'fact' }, h('dt', {}, label), h('dd', {}, value));
+  }
+
+  function renderCard(job, now) {
+    const latest = job.latest_execution || null;
+    const status = latest ? latest.status : 'never';
+    const running = status === 'running';
+    const id = 'job-' + String(job.job_name).replace(/[^A-Za-z0-9_-]/g, '_');
+
+    const badges = h('div', { class: 'badges' });
+    if (status === 'success') badges.append(badge('success', 'Success'));
+    else if (status === 'failed') badges.append(badge('failed', 'Failed'));
+    else if (running) badges.append(badge('running', 'Running'));
+    else badges.append(badge('never', 'Never run'));
+    if (!job.enabled) badges.append(badge('disabled', 'Disabled'));
+
+    const subParts = [job.job_name];
+    if (latest) {
+      subParts.push(`${TRIGGER_LABEL[latest.trigger] || latest.trigger} run`);
+      if (latest.attempt > 1) subParts.push(`attempt ${latest.attempt} of ${job.max_attempts}`);
+      if (latest.dry_run) subParts.push('dry run');
+    }
+
+    const head = h('div', { class: 'card-head' },
+      h('div', { class: 'card-title' },
+        h('h3', { id: id + '-title' }, job.display_name || job.job_name),
+        h('p', { class: 'card-sub' }, subParts.join(' · '))),
+      badges);
+
+    const facts = h('dl', { class: 'facts' });
+    if (!latest) {
+      facts.append(fact('Last run', 'Never'));
+      facts.append(fact('Duration', '—'));
+    } else if (running) {
+      facts.append(fact('Started', timeBlock(latest.started_at, now)));
+      facts.append(fact('Running for', duration(elapsedMs(latest, now))));
+    } else {
+      facts.append(fact('Last run', timeBlock(latest.started_at, now)));
+      facts.append(fact('Duration', duration(latest.duration_ms)));
+    }
+    if (job.enabled) {
+      facts.append(fact('Next run', job.next_run_at ? timeBlock(job.next_run_at, now) : 'Not scheduled'));
+    } else {
+      facts.append(fact('Next run', 'Not scheduled while disabled'));
+    }
+    const schedule = h('span', {}, job.schedule_description || job.schedule || '—');
+    const cron = job.schedule ? h('code', { class: 'exact' }, `${job.schedule}${job.timezone ? ' · ' + job.timezone : ''}`) : null;
+    facts.append(fact('Schedule', [schedule, cron]));
+
+    const card = h('article', {
+      class: 'card',
+      'data-job': job.job_name,
+      'data-state': jobState(job),
+      'data-status': status,
+      'aria-labelledby': id + '-title',
+      tabindex: '-1',
+    }, head, facts);
+
+    if (!job.enabled) {
+      card.append(h('div', { class: 'note note-disabled', 'data-role': 'disabled-reason' },
+        icon('disabled'),
+        h('div', { class: 'note-body' },
+          h('p', { class: 'note-title' }, 'Disabled'),
+          h('p', {}, job.disabled_reason || 'This job is switched off.'))));
+    }
+
+    if (latest && latest.status === 'failed') {
+      card.append(h('div', { class: 'note note-error', 'data-role': 'error' },
+        icon('failed'),
+        h('div', { class: 'note-body' },
+          h('p', { class: 'note-title' }, 'Error'),
+          h('pre', { class: 'error-text' }, latest.error_message || 'No error message was recorded.'))));
+    }
+
+    if (latest) {
+      const statsHead = h('div', { class: 'stats-head' },
+        h('h4', { class: 'stats-title', id: id + '-stats' }, running ? 'Progress' : 'Stats of the last run'),
+        running ? h('span', { class: 'live' }, 'Live') : null);
+      const rows = flattenStats(latest.stats);
+      const body = rows.length
+        ? h('dl', { class: 'stats', 'aria-labelledby': id + '-stats' },
+          rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, label), h('dd', {}, value))))
+        : h('p', { class: 'no-stats' }, running ? 'No progress reported yet.' : 'No stats were recorded.');
+      card.append(h('div', { class: 'stats-block' }, statsHead, body));
+    } else {
+      card.append(h('p', { class: 'no-stats' }, 'This job has not run yet.'));
+    }
+
+    const starting = state.starting.has(job.job_name);
+    const runDisabled = running || !job.enabled || starting;
+    const runLabel = running ? 'Running…' : starting ? 'Starting…' : 'Run now';
+    const reasonId = id + '-run-reason';
+    const runButton = h('button', {
+      type: 'button',
+      class: 'btn btn-primary',
+      'data-action': 'run',
+      disabled: runDisabled,
+      'aria-describedby': !job.enabled ? reasonId : null,
+      title: !job.enabled ? `Disabled: ${job.disabled_reason || 'switched off'}` : running ? 'This job is running now' : null,
+      onclick: () => runNow(job),
+    }, running ? icon('running') : icon('play'), runLabel);
+    const historyButton = h('button', {
+      type: 'button',
+      class: 'btn',
+      'data-action': 'history',
+      'aria-controls': 'history',
+      onclick: () => openHistory(job.job_name),
+    }, icon('history'), 'History');
+    const actions = h('div', { class: 'card-actions' }, runButton, historyButton);
+    if (!job.enabled) {
+      actions.append(h('span', { id: reasonId, class: 'visually-hidden' }, `Run now is unavailable: the job is disabled (${job.disabled_reason || 'switched off'}).`));
+    }
+    const message = state.messages.get(job.job_name);
+    const msg = h('p', { class: 'run-msg', role: 'status', 'data-role': 'run-message' });
+    if (message && now - message.at < MESSAGE_TTL_MS) {
+      msg.textContent = message.text;
+      msg.classList.add(message.kind === 'ok' ? 'msg-ok' : 'msg-error');
+    }
+    actions.append(msg);
+    card.append(actions);
+    return card;
+  }
+
+  function renderJobs() {
+    const grid = $('jobs');
+    const now = new Date();
+    const jobs = state.jobs || [];
+
+    // Keep keyboard focus on the same control of the same card across re-renders.
+    const active = document.activeElement;
+    const activeCard = active && active.closest ? active.closest('[data-job]') : null;
+    const focusJob = activeCard ? activeCard.getAttribute('data-job') : null;
+    const focusAction = active && active.getAttribute ? active.getAttribute('data-action') : null;
+
+    grid.replaceChildren(...jobs.map((job) => renderCard(job, now)));
+    grid.setAttribute('aria-busy', 'false');
+
+    if (focusJob !== null) {
+      const card = Array.from(grid.children).find((c) => c.getAttribute('data-job') === focusJob);
+      if (card) {
+        const target = focusAction ? card.querySelector(`[data-action="${focusAction}"]`) : null;
+        if (target && !target.disabled) target.focus({ preventScroll: true });
+        else card.focus({ preventScroll: true });
+      }
+    }
+
+    const summary = $('jobs-summary');
+    const counts = { running: 0, failed: 0, success: 0, never: 0, disabled: 0 };
+    for (const job of jobs) {
+      const latest = job.latest_execution;
+      counts[latest ? latest.status : 'never'] += 1;
+      if (!job.enabled) counts.disabled += 1;
+    }
+    const parts = [`${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}`];
+    if (counts.running) parts.push(`${counts.running} running`);
+    if (counts.failed) parts.push(`${counts.failed} failed`);
+    if (counts.success) parts.push(`${counts.success} succeeded`);
+    if (counts.never) parts.push(`${counts.never} never run`);
+    if (counts.disabled) parts.push(`${counts.disabled} disabled`);
+    summary.textContent = parts.join(' · ');
+
+    const empty = $('empty');
+    if (jobs.length === 0) {
+      $('empty-title').textContent = 'No jobs are registered';
+      $('empty-detail').textContent = 'This server has no background jobs to show.';
+      show(empty, true);
+    } else if (jobs.every((j) => !j.latest_execution)) {
+      $('empty-title').textContent = 'Nothing has run yet';
+      const upcoming = jobs
+        .filter((j) => j.enabled && parseTime(j.next_run_at))
+        .sort((a, b) => parseTime(a.next_run_at) - parseTime(b.next_run_at))[0];
+      $('empty-detail').textContent = upcoming
+        ? `No job has run on this server yet. The first scheduled run is ${upcoming.display_name}, ${relative(parseTime(upcoming.next_run_at), now)} (${exactFormat.format(parseTime(upcoming.next_run_at))}).`
+        : 'No job has run on this server yet, and none is scheduled: every job is disabled.';
+      show(empty, true);
+    } else {
+      show(empty, false);
+    }
+    renderUpdated();
+  }
+
+  // ---- run now ---------------------------------------------------------------------
+
+  async function runNow(job) {
+    if (state.starting.has(job.job_name)) return;
+    state.starting.add(job.job_name);
+    state.messages.delete(job.job_name);
+    renderJobs();
+    let message;
+    try {
+      const body = await api(`/jobs/${encodeURIComponent(job.job_name)}/run`, { method: 'POST' });
+      const started = body.data || {};
+      message = { kind: 'ok', text: `Started run #${started.execution_id}. Following its progress…` };
+      announce(`${job.display_name} started.`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        state.starting.delete(job.job_name);
+        needAuth();
+        return;
+      }
+      message = { kind: 'error', text: runErrorText(job, error) };
+      announce(message.text);
+    }
+    state.starting.delete(job.job_name);
+    state.messages.set(job.job_name, { ...message, at: new Date() });
+    await refresh();
+  }
+
+  function runErrorText(job, error) {
+    const name = job.display_name || job.job_name;
+    if (!(error instanceof ApiError)) return `Could not start ${name}.`;
+    switch (error.code) {
+      case 'already_running':
+        return `${name} is already running (started by its schedule, another server or another person). This page follows that run; start it again once it has finished.`;
+      case 'job_disabled':
+        return `${name} cannot run because it is disabled: ${error.message}.`;
+      case 'shutting_down':
+        return 'The server is shutting down and starts no new runs. Try again once it is back.';
+      case 'unknown_job':
+        return `The server does not know ${name} any more (${error.message}). Reload the page.`;
+      case 'unreachable':
+        return `Could not start ${name}: ${error.message}`;
+      default:
+        return `Could not start ${name}: ${error.message} (HTTP ${error.status}).`;
+    }
+  }
+
+  // ---- history ---------------------------------------------------------------------
+
+  function openHistory(jobName) {
+    $('history-job').value = jobName;
+    state.history.job = jobName;
+    loadHistory(true);
+    const section = $('history');
+    section.scrollIntoView({ block: 'start', behavior: 'auto' });
+    $('history-title').focus({ preventScroll: true });
+  }
+
+  // Keeps the job list of the history view in step with the jobs; reloads it when a
+  // run of the shown job started or finished.
+  function syncHistory() {
+    const select = $('history-job');
+    const jobs = state.jobs || [];
+    if (jobs.length === 0) {
+      show($('history'), false);
+      return;
+    }
+    const names = jobs.map((j) => j.job_name);
+    const current = Array.from(select.options).map((o) => o.value);
+    if (names.join('\n') !== current.join('\n')) {
+      select.replaceChildren(...jobs.map((j) => h('option', { value: j.job_name }, j.display_name || j.job_name)));
+    }
+    if (!names.includes(state.history.job)) state.history.job = names[0];
+    select.value = state.history.job;
+    show($('history'), true);
+    const job = jobs.find((j) => j.job_name === state.history.job);
+    const latest = job && job.latest_execution;
+    const signature = latest ? `${latest.id}:${latest.status}` : 'none';
+    if (signature !== state.history.signature) {
+      state.history.signature = signature;
+      loadHistory(true);
+    }
+  }
+
+  function historyQuery(extra) {
+    const params = new URLSearchParams({ job_name: state.history.job });
+    for (const [key, value] of Object.entries(extra)) if (value) params.set(key, value);
+    return '/jobs/executions?' + params.toString();
+  }
+
+  async function loadHistory(reset) {
+    const seq = ++state.history.seq;
+    const tbody = $('history-rows');
+    const more = $('load-more');
+    $('history-error').hidden = true;
+    more.disabled = true;
+    try {
+      if (reset) {
+        const [page, chart] = await Promise.all([
+          api(historyQuery({ status: state.history.status, limit: String(HISTORY_PAGE) })),
+          api(historyQuery({ limit: String(CHART_LIMIT) })),
+        ]);
+        if (seq !== state.history.seq) return;
+        tbody.replaceChildren();
+        state.history.rows = 0;
+        appendRows(page);
+        renderChart(Array.isArray(chart.data) ? chart.data : []);
+      } else {
+        const page = await api(historyQuery({ status: state.history.status, limit: String(HISTORY_PAGE), cursor: state.history.cursor }));
+        if (seq !== state.history.seq) return;
+        appendRows(page);
+      }
+    } catch (error) {
+      if (seq !== state.history.seq) return;
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      const el = $('history-error');
+      el.textContent = `Could not load the history: ${error instanceof ApiError ? error.message : 'unexpected error'}`;
+      el.hidden = false;
+    } finally {
+      if (seq === state.history.seq) more.disabled = false;
+    }
+  }
+
+  function appendRows(page) {
+    const now = new Date();
+    const rows = Array.isArray(page.data) ? page.data : [];
+    const tbody = $('history-rows');
+    for (const run of rows) tbody.append(historyRow(run, now));
+    state.history.rows += rows.length;
+    state.history.cursor = typeof page.next_cursor === 'string' ? page.next_cursor : null;
+    show($('load-more'), Boolean(state.history.cursor));
+
+    const job = (state.jobs || []).find((j) => j.job_name === state.history.job);
+    const name = job ? job.display_name : state.history.job;
+    const status = state.history.status;
+    const filter = status ? ` ${FILTER_WORD[status] || status}` : '';
+    $('history-caption').textContent = `Runs of ${name} in the last 30 days${filter ? ', only' + filter + ' ones' : ''}`;
+    const empty = $('history-empty');
+    if (state.history.rows === 0) {
+      if (status === 'running') empty.textContent = `No run of ${name} is in progress.`;
+      else if (filter) empty.textContent = `No${filter} runs of ${name} in the last 30 days.`;
+      else empty.textContent = `${name} has not run in the last 30 days.`;
+      show(empty, true);
+      $('history-count').textContent = '';
+    } else {
+      show(empty, false);
+      const count = state.history.rows;
+      $('history-count').textContent = `Showing ${count}${filter} ${count === 1 ? 'run' : 'runs'}${state.history.cursor ? ' · more available' : ''}`;
+    }
+  }
+
+  function historyRow(run, now) {
+    const status = STATUS_LABEL[run.status] ? run.status : 'never';
+    const trigger = [TRIGGER_LABEL[run.trigger] || run.trigger];
+    if (run.attempt > 1) trigger.push(`attempt ${run.attempt}`);
+    if (run.dry_run) trigger.push('dry run');
+    let details;
+    if (run.status === 'failed') {
+      details = h('span', { class: 'details-error' }, run.error_message || 'Failed without a message.');
+    } else {
+      details = h('span', { class: 'details-stats' }, statsSummary(run.stats) || (run.status === 'running' ? 'In progress' : 'Nothing to do'));
+    }
+    return h('tr', { 'data-id': run.id, 'data-status': run.status },
+      h('td', { class: 'nowrap' }, timeBlock(run.started_at, now)),
+      h('td', {}, badge(status, STATUS_LABEL[run.status] || String(run.status))),
+      h('td', { class: 'nowrap' }, run.status === 'running' ? `${duration(elapsedMs(run, now))} so far` : duration(run.duration_ms)),
+      h('td', { class: 'nowrap' }, trigger.join(' · ')),
+      h('td', {}, details));
+  }
+
+  function renderChart(runs) {
+    const chart = $('chart');
+    const now = new Date();
+    const ordered = runs.slice().reverse(); // oldest first
+    const counts = { success: 0, failed: 0, running: 0 };
+    for (const run of ordered) if (run.status in counts) counts[run.status] += 1;
+
+    const legend = $('chart-legend');
+    legend.replaceChildren(...['success', 'failed', 'running'].map((s) =>
+      h('li', { 'data-status': s }, h('span', { class: `swatch swatch-${s}`, 'aria-hidden': 'true' }), `${STATUS_LABEL[s]} ${counts[s]}`)));
+
+    const durations = ordered.map((run) => elapsedMs(run, now) || 0);
+    const max = Math.max(1, ...durations);
+    const W = 600;
+    const H = 120;
+    const slots = Math.max(CHART_MIN_SLOTS, ordered.length);
+    const slot = W / slots;
+    const barWidth = Math.max(1, slot * 0.7);
+    const offset = W - ordered.length * slot; // newest run at the right edge
+
+    const desc = svg('desc', { id: 'chart-desc' });
+    desc.textContent = ordered.length
+      ? `${ordered.length} runs in the last 30 days: ${counts.success} succeeded, ${counts.failed} failed, ${counts.running} running. Longest ${duration(max)}.`
+      : 'No runs in the last 30 days.';
+    const defs = svg('defs');
+    const pattern = svg('pattern', { id: 'hatch-failed', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' });
+    pattern.append(svg('rect', { width: 6, height: 6, class: 'hatch-bg' }), svg('line', { x1: 0, y1: 0, x2: 0, y2: 6, class: 'hatch-line' }));
+    defs.append(pattern);
+    const nodes = [desc, defs, svg('line', { x1: 0, y1: 1, x2: W, y2: 1, class: 'grid-line' }), svg('line', { x1: 0, y1: H / 2, x2: W, y2: H / 2, class: 'grid-line' })];
+    ordered.forEach((run, i) => {
+      const height = Math.max(3, (durations[i] / max) * (H - 4));
+      const status = run.status in counts ? run.status : 'success';
+      const rect = svg('rect', {
+        x: (offset + i * slot + (slot - barWidth) / 2).toFixed(2),
+        y: (H - height).toFixed(2),
+        width: barWidth.toFixed(2),
+        height: height.toFixed(2),
+        rx: Math.min(2, barWidth / 3).toFixed(2),
+        class: `bar bar-${status}`,
+        'data-status': status,
+      });
+      const title = svg('title');
+      const started = parseTime(run.started_at);
+      title.textContent = `${STATUS_LABEL[status]} · ${duration(durations[i])}${status === 'running' ? ' so far' : ''} · ${started ? shortFormat.format(started) : ''}`;
+      rect.append(title);
+      nodes.push(rect);
+    });
+    chart.replaceChildren(...nodes);
+    show($('chart-empty'), ordered.length === 0);
+    $('chart-max').textContent = ordered.length ? `Longest: ${duration(max)}` : '';
+    const first = ordered.length ? parseTime(ordered[0].started_at) : null;
+    $('chart-from').textContent = first ? shortFormat.format(first) : '';
+    $('chart-to').textContent = ordered.length ? 'now' : '';
+  }
+
+  // ---- start -----------------------------------------------------------------------
+
+  function start() {
+    try {
+      $('tz-name').textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
+    } catch (_) {
+      $('tz-name').textContent = 'local time';
+    }
+    $('refresh').addEventListener('click', () => refresh());
+    $('retry').addEventListener('click', () => refresh());
+    $('auth-form').addEventListener('submit', onAuthSubmit);
+    $('sign-out').addEventListener('click', () => {
+      setToken('');
+      state.authAttempted = false;
+      needAuth();
+    });
+    $('history-job').addEventListener('change', (event) => {
+      state.history.job = event.target.value;
+      loadHistory(true);
+    });
+    $('history-status').addEventListener('change', (event) => {
+      state.history.status = event.target.value;
+      loadHistory(true);
+    });
+    $('load-more').addEventListener('click', () => {
+      if (state.history.cursor) loadHistory(false);
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && !state.needsAuth && !state.loading) {
+        const age = state.lastUpdated ? Date.now() - state.lastUpdated.getTime() : Infinity;
+        if (age > FAST_POLL_MS) refresh();
+      }
+    });
+    // Relative times ("3 minutes ago") move on between refreshes.
+    setInterval(() => {
+      if (state.jobs && !state.needsAuth && !state.loading) renderJobs();
+    }, 15000);
+    refresh();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

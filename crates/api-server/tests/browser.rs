@@ -1,0 +1,1207 @@
+//! The admin dashboard (`GET /`) in a real headless Chromium, driven over WebDriver by
+//! fantoccini, against the real server binary and a seeded PostgreSQL database.
+//!
+//! Needs `chromium` and `chromedriver` (`scripts/install-test-deps.sh`); `CHROMIUM` and
+//! `CHROMEDRIVER` override their paths. Screenshots of every state are written to
+//! `target/test-artifacts/`; with `UPDATE_DASHBOARD_SCREENSHOT=1`, the one of the cards
+//! after a success and a failure is also copied to `docs/dashboard.png`.
+
+mod browser_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use browser_support::{js_str, Browser, Server};
+use db::testing::TestDatabase;
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "browser-admin-token-0123456789";
+
+/// Both jobs enabled; their services are never reached unless a test runs a job.
+const BOTH_ENABLED: &[(&str, &str)] = &[
+    ("SUPABASE_URL", "http://127.0.0.1:9"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+    ("DEEPGRAM_API_KEY", "browser-test-deepgram-key"),
+    ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+];
+
+async fn sql(db: &TestDatabase, query: &str) {
+    let mut conn = db.connect().await;
+    diesel::sql_query(query)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+}
+
+/// The latest cron slot of a job's default schedule (daily, UTC) at or before now, in SQL.
+fn latest_slot(job: &str) -> String {
+    let hour = match job {
+        "audio_cleanup" => 2,
+        "cost_update" => 3,
+        other => panic!("no schedule known for {other}"),
+    };
+    let today = format!("(date_trunc('day', now(), 'UTC') + interval '{hour} hours')");
+    format!("({today} - CASE WHEN {today} > now() THEN interval '1 day' ELSE interval '0' END)")
+}
+
+/// A finished scheduled execution of a job, `days_ago` days before its latest slot (0: the
+/// latest slot itself). A test seeds each job's latest slot, so that the scheduler does
+/// not record missed slots for it whatever the time of day.
+fn finished(
+    job: &str,
+    status: &str,
+    days_ago: i64,
+    duration_ms: i64,
+    stats: Value,
+    error: Option<&str>,
+) -> String {
+    let slot = format!("({} - {days_ago} * interval '1 day')", latest_slot(job));
+    format!(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+         stats, error_message, triggered_by, scheduled_for, worker_id) VALUES ({job}, {status}, \
+         {slot} + interval '250 milliseconds', \
+         {slot} + interval '250 milliseconds' + {duration_ms} * interval '1 millisecond', \
+         {duration_ms}, {stats}::jsonb, {error}, 'schedule', {slot}, 'web-1:8080')",
+        job = lit(job),
+        status = lit(status),
+        stats = lit(&stats.to_string()),
+        error = error.map_or_else(|| "NULL".to_owned(), lit),
+    )
+}
+
+/// Whether a "Last run" fact reads like a relative time with the exact one under it.
+fn relative_and_exact(fact: &str) -> bool {
+    let mut lines = fact.lines();
+    let relative = lines.next().unwrap_or_default();
+    let exact = lines.next().unwrap_or_default();
+    (relative.ends_with(" ago") || relative == "just now" || relative == "yesterday")
+        && exact.ends_with(" UTC")
+}
+
+/// An execution running on another server, with a lease that is being renewed.
+fn running(job: &str, started_secs_ago: i64, stats: Value) -> String {
+    format!(
+        "INSERT INTO job_executions (job_name, status, started_at, stats, triggered_by, attempt, \
+         worker_id, heartbeat_at, lease_expires_at) VALUES ({job}, 'running', \
+         now() - {started_secs_ago} * interval '1 second', {stats}::jsonb, 'manual', 1, \
+         'web-2:8080', now(), now() + interval '1 hour')",
+        job = lit(job),
+        stats = lit(&stats.to_string()),
+    )
+}
+
+/// An SQL string literal.
+fn lit(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// JavaScript for the card of a job.
+fn card(job: &str) -> String {
+    format!(
+        "document.querySelector('article.card[data-job={}]')",
+        js_str(job)
+    )
+}
+
+async fn cards_shown(browser: &Browser, count: usize) {
+    browser
+        .wait_for(
+            &format!("{count} job cards"),
+            &format!(
+                "document.querySelectorAll('#jobs article.card[data-job]').length === {count} \
+                 && document.getElementById('jobs').getAttribute('aria-busy') === 'false'"
+            ),
+        )
+        .await;
+}
+
+async fn wait_status(browser: &Browser, job: &str, status: &str) {
+    browser
+        .wait_for(
+            &format!("{job} shown as {status}"),
+            &format!(
+                "{c} && {c}.dataset.status === {s}",
+                c = card(job),
+                s = js_str(status)
+            ),
+        )
+        .await;
+}
+
+/// The stat grid of a card, label → shown value.
+async fn stats(browser: &Browser, job: &str) -> BTreeMap<String, String> {
+    let value = browser
+        .eval(&format!(
+            "Object.fromEntries(Array.from({}.querySelectorAll('.stats .stat'))\
+             .map(s => [s.querySelector('dt').textContent, s.querySelector('dd').textContent]))",
+            card(job)
+        ))
+        .await;
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// The facts of a card (Last run, Duration, Next run, Schedule), label → text.
+async fn facts(browser: &Browser, job: &str) -> BTreeMap<String, String> {
+    let value = browser
+        .eval(&format!(
+            "Object.fromEntries(Array.from({}.querySelectorAll('.facts .fact'))\
+             .map(f => [f.querySelector('dt').textContent, f.querySelector('dd').innerText]))",
+            card(job)
+        ))
+        .await;
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+async fn badges(browser: &Browser, job: &str) -> Vec<String> {
+    let value = browser
+        .eval(&format!(
+            "Array.from({}.querySelectorAll('.badge')).map(b => b.dataset.badge + ':' + \
+             b.textContent.trim() + ':' + (b.querySelector('svg') ? 'icon' : 'no-icon'))",
+            card(job)
+        ))
+        .await;
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// Width and height of a PNG file.
+fn png_size(file: &Path) -> (u32, u32) {
+    let png = std::fs::read(file).unwrap_or_default();
+    let be = |at: usize| {
+        png.get(at..at + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    (be(16), be(20))
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Card rectangles: (left, top, width, bottom).
+async fn card_rects(browser: &Browser) -> Vec<(f64, f64, f64, f64)> {
+    let value = browser
+        .eval(
+            "Array.from(document.querySelectorAll('#jobs article.card')).map(c => { \
+             const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.bottom]; })",
+        )
+        .await;
+    serde_json::from_value::<Vec<[f64; 4]>>(value)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|[a, b, c, d]| (a, b, c, d))
+        .collect()
+}
+
+/// Records CSP violations from now on; `violations` reads them.
+async fn watch_csp(browser: &Browser) {
+    browser
+        .eval(
+            "(window.__violations = [], document.addEventListener('securitypolicyviolation', \
+             e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI)), true)",
+        )
+        .await;
+}
+
+async fn violations(browser: &Browser) -> Value {
+    browser.eval("window.__violations").await
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loading_skeletons_then_an_unreachable_api_then_retry() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            4200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    let mut server = Server::start("loading", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("loading", 1280, 800).await;
+
+    // The API waits on a locked table: the page shows its skeleton cards meanwhile.
+    let mut lock = db.connect().await;
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    browser.goto(&server.base).await;
+    browser
+        .wait_for(
+            "skeleton cards",
+            "document.querySelectorAll('#jobs .card.skeleton').length === 2 \
+             && document.getElementById('jobs').getAttribute('aria-busy') === 'true'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('loading-text').textContent")
+            .await,
+        json!("Loading jobs…")
+    );
+    browser.screenshot("1-skeleton").await;
+
+    // The server goes away while the page waits for it.
+    server.kill();
+    browser
+        .wait_for(
+            "the error state",
+            "!document.getElementById('load-error').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#load-error-title").await,
+        "Cannot reach the jobs API"
+    );
+    assert!(browser
+        .text("#load-error-detail")
+        .await
+        .contains("did not answer"));
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#jobs .skeleton, #jobs article').length")
+            .await,
+        json!(0)
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('load-error').getAttribute('role')")
+            .await,
+        json!("alert")
+    );
+    browser.screenshot("2-unreachable").await;
+
+    // Back up: Retry shows the cards.
+    diesel::sql_query("COMMIT")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    server.restart().await;
+    browser.click("#retry").await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the error gone",
+            "document.getElementById('load-error').hidden",
+        )
+        .await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+
+    // Down again after a successful load: the cards stay, marked as stale.
+    server.kill();
+    browser.click("#refresh").await;
+    browser
+        .wait_for(
+            "the stale-data error",
+            "!document.getElementById('load-error').hidden",
+        )
+        .await;
+    assert!(
+        browser
+            .text("#load-error-title")
+            .await
+            .starts_with("Cannot reach the jobs API — showing data from"),
+        "{}",
+        browser.text("#load-error-title").await
+    );
+    assert_eq!(card_rects(&browser).await.len(), 2);
+    browser.screenshot("3-stale").await;
+    server.restart().await;
+    browser.click("#retry").await;
+    browser
+        .wait_for(
+            "the error gone",
+            "document.getElementById('load-error').hidden",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_state_with_never_run_and_disabled_jobs() {
+    let db = TestDatabase::new().await;
+    // audio_cleanup enabled, cost_update disabled (no DEEPGRAM_API_KEY).
+    let server = Server::start(
+        "empty",
+        db.url(),
+        &[
+            ("SUPABASE_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+        ],
+    )
+    .await;
+    let browser = Browser::open("empty", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+
+    browser
+        .wait_for(
+            "the empty state",
+            "!document.getElementById('empty').hidden",
+        )
+        .await;
+    assert_eq!(browser.text("#empty-title").await, "Nothing has run yet");
+    let detail = browser.text("#empty-detail").await;
+    assert!(
+        detail.contains("The first scheduled run is Audio Cleanup, in "),
+        "{detail}"
+    );
+
+    assert_eq!(
+        browser
+            .eval(
+                "Array.from(document.querySelectorAll('#jobs article h3')).map(h => h.textContent)"
+            )
+            .await,
+        json!(["Audio Cleanup", "Cost Update"])
+    );
+    wait_status(&browser, "audio_cleanup", "never").await;
+    wait_status(&browser, "cost_update", "never").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["never:Never run:icon"]
+    );
+    assert_eq!(
+        badges(&browser, "cost_update").await,
+        ["never:Never run:icon", "disabled:Disabled:icon"]
+    );
+    let audio = facts(&browser, "audio_cleanup").await;
+    assert_eq!(audio["Last run"], "Never");
+    assert!(audio["Next run"].starts_with("in "), "{audio:?}");
+    assert!(
+        audio["Schedule"].starts_with("every day at 02:00 UTC"),
+        "{audio:?}"
+    );
+    let cost = facts(&browser, "cost_update").await;
+    assert_eq!(cost["Next run"], "Not scheduled while disabled");
+    assert!(browser
+        .text("article[data-job=cost_update] [data-role=disabled-reason]")
+        .await
+        .contains("DEEPGRAM_API_KEY is not set"));
+
+    // Run now: available for the enabled job only, with the reason for the other.
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[{a}.querySelector('[data-action=run]').disabled, \
+                  {c}.querySelector('[data-action=run]').disabled, \
+                  {c}.querySelector('[data-action=run]').title]",
+                a = card("audio_cleanup"),
+                c = card("cost_update")
+            ))
+            .await,
+        json!([false, true, "Disabled: DEEPGRAM_API_KEY is not set"])
+    );
+    browser
+        .wait_for(
+            "the empty history",
+            "document.getElementById('history-empty').textContent.includes('has not run')",
+        )
+        .await;
+    browser.screenshot("never-run-and-disabled").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_failed_and_running_cards_with_their_stats() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            90_400,
+            json!({"deleted": 45, "already_absent": 3, "failed": 0, "considered": 48,
+                   "marked": 48, "invalid_path": 0, "bucket_missing": 0, "storage_error": 0,
+                   "would_delete": 0}),
+            None,
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "failed",
+            0,
+            12_300,
+            json!({"priced": 118, "pending": 4, "failed": 37, "no_price": 2}),
+            Some("Deepgram answered 503 Service Unavailable for 3 batches in a row; 37 transcriptions left unpriced"),
+        ),
+    )
+    .await;
+    let server = Server::start("cards", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("cards", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+    wait_status(&browser, "cost_update", "failed").await;
+    assert_eq!(
+        browser
+            .eval("[window.innerWidth, window.innerHeight, matchMedia('(prefers-color-scheme: dark)').matches]")
+            .await,
+        json!([1280, 800, false])
+    );
+
+    // Success: green with a check, times, duration, every stat humanised.
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["success:Success:icon"]
+    );
+    let audio = facts(&browser, "audio_cleanup").await;
+    assert!(relative_and_exact(&audio["Last run"]), "{audio:?}");
+    assert_eq!(audio["Duration"], "1 min 30 s");
+    assert!(audio["Next run"].starts_with("in "), "{audio:?}");
+    assert!(audio["Schedule"].contains("every day at 02:00 UTC"));
+    assert!(audio["Schedule"].contains("0 2 * * *"));
+    let title = browser
+        .eval(&format!(
+            "{}.querySelector('time').title",
+            card("audio_cleanup")
+        ))
+        .await;
+    assert!(
+        title
+            .as_str()
+            .is_some_and(|t| t.starts_with("UTC: ") && t.ends_with(" UTC")),
+        "{title}"
+    );
+    assert_eq!(
+        stats(&browser, "audio_cleanup").await,
+        map(&[
+            ("Already absent", "3"),
+            ("Bucket missing", "0"),
+            ("Considered", "48"),
+            ("Deleted", "45"),
+            ("Failed", "0"),
+            ("Invalid path", "0"),
+            ("Marked", "48"),
+            ("Storage error", "0"),
+            ("Would delete", "0"),
+        ])
+    );
+
+    // Failure: red with an X, its error message and stats.
+    assert_eq!(
+        badges(&browser, "cost_update").await,
+        ["failed:Failed:icon"]
+    );
+    assert_eq!(
+        browser
+            .text("article[data-job=cost_update] [data-role=error] .error-text")
+            .await,
+        "Deepgram answered 503 Service Unavailable for 3 batches in a row; 37 transcriptions left unpriced"
+    );
+    assert_eq!(facts(&browser, "cost_update").await["Duration"], "12 s");
+    assert_eq!(
+        stats(&browser, "cost_update").await,
+        map(&[
+            ("Failed", "37"),
+            ("No price", "2"),
+            ("Pending", "4"),
+            ("Priced", "118")
+        ])
+    );
+    assert_eq!(
+        browser.text("#jobs-summary").await,
+        "2 jobs · 1 failed · 1 succeeded"
+    );
+
+    // Two columns on a desktop: side by side, same width.
+    let rects = card_rects(&browser).await;
+    assert_eq!(rects.len(), 2);
+    assert!((rects[0].1 - rects[1].1).abs() < 1.0, "{rects:?}");
+    assert!(rects[1].0 > rects[0].0 + rects[0].2, "{rects:?}");
+    assert!((rects[0].2 - rects[1].2).abs() < 1.0, "{rects:?}");
+
+    let shot = browser.screenshot("1-success-and-failure").await;
+    assert_eq!(png_size(&shot), (1280, 800));
+    if std::env::var("UPDATE_DASHBOARD_SCREENSHOT").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+        std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/dashboard.png");
+    }
+
+    // Another server starts a run: the refresh button shows it, blue with a spinner.
+    sql(
+        &db,
+        &running("audio_cleanup", 20, json!({"deleted": 3, "considered": 10})),
+    )
+    .await;
+    browser.click("#refresh").await;
+    wait_status(&browser, "audio_cleanup", "running").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["running:Running:icon"]
+    );
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{c}.querySelector('.badge-running svg').classList.contains('spinner') \
+                 && getComputedStyle({c}.querySelector('.badge-running svg')).animationName",
+                c = card("audio_cleanup")
+            ))
+            .await,
+        json!("spin")
+    );
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[{c}.querySelector('[data-action=run]').disabled, \
+                  {c}.querySelector('[data-action=run]').textContent, \
+                  {c}.querySelector('.stats-title').textContent]",
+                c = card("audio_cleanup")
+            ))
+            .await,
+        json!([true, "Running…", "Progress"])
+    );
+    let audio = facts(&browser, "audio_cleanup").await;
+    assert!(audio.contains_key("Running for"), "{audio:?}");
+    assert_eq!(
+        stats(&browser, "audio_cleanup").await,
+        map(&[("Considered", "10"), ("Deleted", "3")])
+    );
+    browser
+        .wait_for(
+            "fast polling",
+            "document.getElementById('updated-mode').textContent === ' · live, every 2 s'",
+        )
+        .await;
+
+    // Live progress, then the end of the run, with no click: the page polls while it runs.
+    sql(
+        &db,
+        "UPDATE job_executions SET stats = '{\"deleted\": 1234, \"considered\": 2000}' \
+         WHERE status = 'running'",
+    )
+    .await;
+    browser
+        .wait_for(
+            "live stats",
+            &format!(
+                "Array.from({}.querySelectorAll('.stats dd')).some(d => d.textContent === '1,234')",
+                card("audio_cleanup")
+            ),
+        )
+        .await;
+    browser.screenshot("2-running").await;
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'success', completed_at = now(), \
+         duration_ms = 21500, stats = '{\"deleted\": 1990, \"considered\": 2000, \"failed\": 10}' \
+         WHERE status = 'running'",
+    )
+    .await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+    assert_eq!(facts(&browser, "audio_cleanup").await["Duration"], "22 s");
+    assert_eq!(
+        stats(&browser, "audio_cleanup").await,
+        map(&[
+            ("Considered", "2,000"),
+            ("Deleted", "1,990"),
+            ("Failed", "10")
+        ])
+    );
+    browser
+        .wait_for(
+            "the announcement",
+            "document.getElementById('announce').textContent === 'Audio Cleanup finished: Success.'",
+        )
+        .await;
+    browser.screenshot("3-finished").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_messages_and_stats_keys_are_shown_literally_and_run_nothing() {
+    const PAYLOAD: &str = "<img src=x onerror=\"window.__pwned=1;document.title='pwned'\">\
+                           <script>window.__pwned=1;document.title='pwned'</script><b>bold</b>";
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "failed",
+            0,
+            800,
+            json!({"<img src=x onerror=\"window.__pwned=2\">": 1, "deleted": 2}),
+            Some(PAYLOAD),
+        ),
+    )
+    .await;
+    let server = Server::start("xss", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("xss", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "cost_update", "failed").await;
+    watch_csp(&browser).await;
+
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{}.querySelector('[data-role=error] .error-text').textContent",
+                card("cost_update")
+            ))
+            .await,
+        json!(PAYLOAD)
+    );
+    let stats = stats(&browser, "cost_update").await;
+    assert!(
+        stats
+            .iter()
+            .any(|(label, value)| label.starts_with("<img src=x onerror=") && value == "1"),
+        "{stats:?}"
+    );
+
+    // The history table shows it as text too.
+    browser
+        .click("article[data-job=cost_update] [data-action=history]")
+        .await;
+    browser
+        .wait_for(
+            "the failed run in the history",
+            "document.querySelector('#history-rows tr[data-status=failed] .details-error')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#history-rows .details-error').textContent")
+            .await,
+        json!(PAYLOAD)
+    );
+    browser.click("#refresh").await;
+    cards_shown(&browser, 2).await;
+
+    // Nothing ran, nothing was parsed as markup, and the page broke no rule of its policy.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        browser
+            .eval(
+                "[typeof window.__pwned, document.title, \
+                 document.querySelectorAll('main img, main script, main b').length]"
+            )
+            .await,
+        json!(["undefined", "Background Jobs · Internal Admin Dashboard", 0])
+    );
+    assert_eq!(violations(&browser).await, json!([]));
+    browser.screenshot("literal-error").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_goes_running_then_success() {
+    let storage = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z"
+        })))
+        .mount(&storage)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .and(body_json(json!({"prefixes": ["a.webm"]})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{
+                    "name": "a.webm", "bucket_id": "audio", "owner": "",
+                    "id": "5b8f1c1e-7d4a-4a9e-9a57-2f1f6d0c8e42",
+                    "version": "0f0c9c7e-4a3b-4a51-9d39-6a1c5a8d2e11",
+                    "created_at": "2025-06-01T10:00:00.000Z",
+                    "updated_at": "2025-06-01T10:00:00.000Z",
+                    "last_accessed_at": "2025-06-01T10:00:00.000Z",
+                    "metadata": {
+                        "eTag": "\"x\"", "size": 1, "mimetype": "audio/webm",
+                        "cacheControl": "max-age=3600",
+                        "lastModified": "2025-06-01T10:00:00.000Z",
+                        "contentLength": 1, "httpStatusCode": 200
+                    },
+                    "user_metadata": {}
+                }]))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .expect(1)
+        .mount(&storage)
+        .await;
+
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         VALUES (now() - interval '40 days', 'audio/a.webm')",
+    )
+    .await;
+    let server = Server::start(
+        "run-now",
+        db.url(),
+        &[
+            ("SUPABASE_URL", &storage.uri()),
+            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+        ],
+    )
+    .await;
+    let browser = Browser::open("run-now", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "never").await;
+
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=run]")
+        .await;
+    wait_status(&browser, "audio_cleanup", "running").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["running:Running:icon"]
+    );
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{}.querySelector('[data-action=run]').disabled",
+                card("audio_cleanup")
+            ))
+            .await,
+        json!(true)
+    );
+    let message = browser
+        .text("article[data-job=audio_cleanup] [data-role=run-message]")
+        .await;
+    assert!(message.starts_with("Started run #"), "{message}");
+    browser.screenshot("1-running").await;
+
+    wait_status(&browser, "audio_cleanup", "success").await;
+    let stats = stats(&browser, "audio_cleanup").await;
+    assert_eq!(
+        stats.get("Deleted").map(String::as_str),
+        Some("1"),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.get("Considered").map(String::as_str),
+        Some("1"),
+        "{stats:?}"
+    );
+    let audio = facts(&browser, "audio_cleanup").await;
+    assert!(audio["Duration"].ends_with(" s"), "{audio:?}");
+    assert!(audio["Last run"].starts_with("just now\n"), "{audio:?}");
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[{c}.querySelector('[data-action=run]').disabled, \
+                  {c}.querySelector('.card-sub').textContent]",
+                c = card("audio_cleanup")
+            ))
+            .await,
+        json!([false, "audio_cleanup · Manual run"])
+    );
+    // The history follows: the manual run is listed.
+    browser
+        .wait_for(
+            "the run in the history",
+            "document.querySelector('#history-rows tr[data-status=success]')",
+        )
+        .await;
+    browser.screenshot("2-success").await;
+    browser.close().await;
+    storage.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_explains_that_a_job_is_already_running() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            3000,
+            json!({"deleted": 1}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("conflict", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("conflict", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+
+    // Another server starts it before this page has refreshed.
+    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 0}))).await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=run]")
+        .await;
+    browser
+        .wait_for(
+            "the conflict message",
+            "document.querySelector('article[data-job=audio_cleanup] \
+             [data-role=run-message]')?.textContent.includes('already running')",
+        )
+        .await;
+    let message = browser
+        .text("article[data-job=audio_cleanup] [data-role=run-message]")
+        .await;
+    assert!(
+        message.starts_with("Audio Cleanup is already running (started by its schedule, another server or another person)."),
+        "{message}"
+    );
+    // …and the page refreshed to show that run.
+    wait_status(&browser, "audio_cleanup", "running").await;
+    browser.screenshot("already-running").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_for_the_token_and_says_when_it_is_wrong() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1500,
+            json!({"deleted": 1}),
+            None,
+        ),
+    )
+    .await;
+    let mut vars = BOTH_ENABLED.to_vec();
+    vars.push(("ADMIN_TOKEN", TOKEN));
+    let server = Server::start("auth", db.url(), &vars).await;
+    let browser = Browser::open("auth", 1280, 800).await;
+    browser.goto(&server.base).await;
+
+    browser
+        .wait_for("the token form", "!document.getElementById('auth').hidden")
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "[document.querySelector('label[for=token-input]').textContent, \
+                  document.getElementById('token-input').type, \
+                  document.activeElement.id, \
+                  document.getElementById('jobs-section').hidden, \
+                  document.getElementById('auth-error').hidden]"
+            )
+            .await,
+        json!(["Admin token", "password", "token-input", true, true])
+    );
+    browser.screenshot("1-token-form").await;
+
+    // A wrong token, submitted with the keyboard.
+    browser
+        .type_into("#token-input", "not-the-token-0123456789\u{e007}")
+        .await;
+    browser
+        .wait_for(
+            "the rejection",
+            "!document.getElementById('auth-error').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#auth-error").await,
+        "That token was not accepted. Check it and try again."
+    );
+    assert_eq!(
+        browser
+            .eval("sessionStorage.getItem('bgjobs.adminToken')")
+            .await,
+        Value::Null
+    );
+    browser.screenshot("2-wrong-token").await;
+
+    // The right one: cards, and the token kept for this tab.
+    browser.type_into("#token-input", TOKEN).await;
+    browser.click("#auth-form button[type=submit]").await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+    assert_eq!(
+        browser
+            .eval(
+                "[document.getElementById('auth').hidden, \
+                  sessionStorage.getItem('bgjobs.adminToken'), \
+                  document.getElementById('sign-out').hidden]"
+            )
+            .await,
+        json!([true, TOKEN, false])
+    );
+    browser
+        .wait_for(
+            "the history with the token",
+            "document.querySelector('#history-rows tr[data-status=success]')",
+        )
+        .await;
+
+    // A reload goes straight to the cards.
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    assert_eq!(
+        browser.eval("document.getElementById('auth').hidden").await,
+        json!(true)
+    );
+
+    // Signing out forgets it.
+    browser.click("#sign-out").await;
+    browser
+        .wait_for(
+            "the token form again",
+            "!document.getElementById('auth').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("sessionStorage.getItem('bgjobs.adminToken')")
+            .await,
+        Value::Null
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_screen_shows_one_column() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            90_400,
+            json!({"deleted": 45, "already_absent": 3, "failed": 0}),
+            None,
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "failed",
+            0,
+            1200,
+            json!({"priced": 12, "failed": 1}),
+            Some("Deepgram answered 401 Unauthorized: the API key was rejected"),
+        ),
+    )
+    .await;
+    let server = Server::start("phone", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open_phone("phone", 375, 812).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    assert_eq!(browser.eval("window.innerWidth").await, json!(375));
+
+    let rects = card_rects(&browser).await;
+    assert_eq!(rects.len(), 2);
+    let (left0, _, width0, bottom0) = rects[0];
+    let (left1, top1, width1, _) = rects[1];
+    assert!((left0 - left1).abs() < 1.0, "not one column: {rects:?}");
+    assert!((width0 - width1).abs() < 1.0, "{rects:?}");
+    assert!(top1 >= bottom0, "cards overlap: {rects:?}");
+    assert!(width0 > 300.0 && left0 + width0 <= 375.0, "{rects:?}");
+    // Nothing wider than the screen.
+    assert_eq!(
+        browser
+            .eval("document.documentElement.scrollWidth <= window.innerWidth")
+            .await,
+        json!(true)
+    );
+    browser.screenshot("cards").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_table_with_status_filter_paging_and_chart_in_dark_mode() {
+    let db = TestDatabase::new().await;
+    // 45 runs of audio_cleanup over 28 days (every 5th failed), the newest at its latest
+    // slot, and another job's run.
+    sql(
+        &db,
+        &format!(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+             stats, error_message, triggered_by, scheduled_for, worker_id) \
+             SELECT 'audio_cleanup', CASE WHEN n % 5 = 0 THEN 'failed' ELSE 'success' END, \
+                    {slot} - ((n - 1) * 15) * interval '1 hour', \
+                    {slot} - ((n - 1) * 15) * interval '1 hour' + (20 + n) * interval '1 second', \
+                    (20 + n) * 1000, jsonb_build_object('deleted', n, 'failed', 0), \
+                    CASE WHEN n % 5 = 0 THEN 'Storage answered 503 three times (run ' || n || ')' END, \
+                    'schedule', {slot} - ((n - 1) * 15) * interval '1 hour', 'web-1:8080' \
+             FROM generate_series(1, 45) n",
+            slot = latest_slot("audio_cleanup")
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished("cost_update", "success", 0, 800, json!({"priced": 3}), None),
+    )
+    .await;
+    let server = Server::start("history", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open_dark("history", 1280, 1400).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    // Dark colours when the system prefers them.
+    assert_eq!(
+        browser
+            .eval(
+                "[matchMedia('(prefers-color-scheme: dark)').matches, \
+                  getComputedStyle(document.body).backgroundColor]"
+            )
+            .await,
+        json!([true, "rgb(15, 20, 27)"])
+    );
+    watch_csp(&browser).await;
+
+    browser
+        .click("article[data-job=cost_update] [data-action=history]")
+        .await;
+    browser
+        .wait_for(
+            "cost_update's history",
+            "document.querySelectorAll('#history-rows tr').length === 1",
+        )
+        .await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=history]")
+        .await;
+    browser
+        .wait_for(
+            "the first page",
+            "document.querySelectorAll('#history-rows tr').length === 20",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("[document.getElementById('history-job').value, document.activeElement.id]")
+            .await,
+        json!(["audio_cleanup", "history-title"])
+    );
+    let first = browser
+        .eval(
+            "Array.from(document.querySelectorAll('#history-rows tr')).map(r => \
+             r.querySelector('time').getAttribute('datetime'))",
+        )
+        .await;
+    let first: Vec<String> = serde_json::from_value(first).unwrap();
+    let mut sorted = first.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(first, sorted, "not newest first");
+    assert_eq!(
+        browser.text("#history-count").await,
+        "Showing 20 runs · more available"
+    );
+
+    // The chart: one bar per run of the 30 days, coloured by outcome, with a text legend.
+    assert_eq!(
+        browser
+            .eval(
+                "[document.querySelectorAll('#chart rect.bar').length, \
+                  document.querySelectorAll('#chart rect.bar-failed').length, \
+                  document.querySelectorAll('#chart rect.bar-success').length, \
+                  Array.from(document.querySelectorAll('#chart-legend li')).map(l => l.textContent)]"
+            )
+            .await,
+        json!([45, 9, 36, ["Success 36", "Failed 9", "Running 0"]])
+    );
+    assert!(browser
+        .eval("document.getElementById('chart-desc').textContent")
+        .await
+        .as_str()
+        .is_some_and(|d| d.starts_with("45 runs in the last 30 days: 36 succeeded, 9 failed")));
+    browser.screenshot("1-history").await;
+
+    // Paging with the cursor.
+    browser.click("#load-more").await;
+    browser
+        .wait_for(
+            "the second page",
+            "document.querySelectorAll('#history-rows tr').length === 40",
+        )
+        .await;
+    browser.click("#load-more").await;
+    browser
+        .wait_for(
+            "the last page",
+            "document.querySelectorAll('#history-rows tr').length === 45 \
+             && document.getElementById('load-more').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("new Set(Array.from(document.querySelectorAll('#history-rows tr')).map(r => r.dataset.id)).size")
+            .await,
+        json!(45)
+    );
+    assert_eq!(browser.text("#history-count").await, "Showing 45 runs");
+
+    // The status filter.
+    let select = browser
+        .client
+        .find(fantoccini::Locator::Css("#history-status"))
+        .await
+        .unwrap();
+    select.select_by_value("failed").await.unwrap();
+    browser
+        .wait_for(
+            "only failed runs",
+            "document.querySelectorAll('#history-rows tr').length === 9 && \
+             Array.from(document.querySelectorAll('#history-rows tr')).every(r => r.dataset.status === 'failed')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#history-rows tr .details-error').textContent")
+            .await,
+        json!("Storage answered 503 three times (run 5)")
+    );
+    assert_eq!(
+        browser.text("#history-count").await,
+        "Showing 9 failed runs"
+    );
+    // The chart still shows every run.
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#chart rect.bar').length")
+            .await,
+        json!(45)
+    );
+    browser.screenshot("2-failed-only").await;
+
+    select.select_by_value("running").await.unwrap();
+    browser
+        .wait_for(
+            "no running runs",
+            "document.querySelectorAll('#history-rows tr').length === 0 && \
+             document.getElementById('history-empty').textContent === \
+             'No run of Audio Cleanup is in progress.'",
+        )
+        .await;
+    select.select_by_value("success").await.unwrap();
+    browser
+        .wait_for(
+            "successful runs, first page",
+            "document.querySelectorAll('#history-rows tr').length === 20 && \
+             !document.getElementById('load-more').hidden && \
+             Array.from(document.querySelectorAll('#history-rows tr')).every(r => r.dataset.status === 'success')",
+        )
+        .await;
+    assert_eq!(violations(&browser).await, json!([]));
+    browser.close().await;
+}

@@ -220,6 +220,9 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
 
 async fn serve(config: Config) -> Result<ExitCode, Exit> {
     config.check_bind_security()?;
+    if config.admin_token_is_weak() {
+        log::warn!("ADMIN_TOKEN is shorter than 16 characters; use a long random token (e.g. openssl rand -hex 24)");
+    }
     let services = Services::prepare(config)?;
     services
         .migrate()

@@ -3,6 +3,8 @@
 #   promtool   (Debian package prometheus)   checks the /metrics text
 #   chromium + chromedriver (Debian)         drive the dashboard's browser tests
 #   schemathesis (PyPI)                      fuzzes the API from its OpenAPI description
+#   wrk (Debian)                             HTTP load for the API benchmark (bench falls
+#                                            back to a built-in load loop without it)
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -10,6 +12,7 @@ need_apt=()
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v wrk >/dev/null || need_apt+=(wrk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   SUDO=""

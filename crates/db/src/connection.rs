@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -160,6 +162,10 @@ impl ConnectTarget {
             }
             .boxed()
         });
+        // No `SELECT 1` on every checkout: it doubled the round trips of each API request
+        // (BENCHMARKS.md). A connection that died with its server is still found: its
+        // driver reports the broken socket, and a query that fails on it drops it.
+        manager_config.recycling_method = RecyclingMethod::Fast;
         // The URL is unused: custom_setup connects from the parsed target.
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config("", manager_config);

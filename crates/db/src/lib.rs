@@ -8,6 +8,7 @@ pub mod executions;
 mod migrate;
 pub mod models;
 pub mod notifications;
+mod prepared;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -17,6 +18,7 @@ pub use execution_log::PgExecutionLog;
 pub use migrate::{
     embedded_versions, ensure_database, revert_last_migration, run_migrations, MIGRATIONS,
 };
+pub use prepared::Prepared;
 
 /// Why a database operation failed. Messages never contain the password.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS public.idx_job_executions_job_name_started_at_id;

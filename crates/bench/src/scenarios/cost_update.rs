@@ -13,7 +13,8 @@ use crate::naive;
 use crate::report::{self, Figure};
 use crate::sampler::Sampler;
 use crate::scenarios::{
-    job_fields, latest_execution, phase_details, run_job, seed, with_database, JobRun, POLL,
+    job_fields, latest_execution, naive_details, phase_details, run_job, seed, with_database,
+    JobRun, POLL,
 };
 use crate::Ctx;
 
@@ -275,21 +276,6 @@ async fn naive_figure(
         "one row at a time: SELECT … LIMIT 1, GET the record, UPDATE; gain = cost_update c={} rate ÷ this rate",
         ctx.concurrency
     ));
-    let answer = Duration::from_nanos(
-        MockStats::get(&mock.stats().busy_ns) / MockStats::get(&mock.stats().requests).max(1),
-    );
-    figure.detail(format!(
-        "per row: {} in all, of which the mock's answer {}; the rest is the two SQL round trips \
-         and the client",
-        report::millis(run.wall / u32::try_from(run.rows.max(1)).unwrap_or(u32::MAX)),
-        report::millis(answer)
-    ));
-    report::profile_details(
-        &mut figure,
-        run.wall,
-        &crate::process::Watched::default(),
-        &profile,
-        ctx.ticks_per_sec,
-    );
+    naive_details(&mut figure, &run, mock, &profile, ctx);
     Ok(figure)
 }

@@ -195,6 +195,32 @@ pub fn phase_details(figure: &mut Figure, run: &JobRun, mock: &Mock, items: u64,
 }
 
 /// The common fields of a job figure.
+/// The per-row breakdown and CPU profile shared by both naive baselines.
+pub fn naive_details(
+    figure: &mut Figure,
+    run: &crate::naive::NaiveRun,
+    mock: &Mock,
+    profile: &Profile,
+    ctx: &Ctx,
+) {
+    let answer = Duration::from_nanos(
+        MockStats::get(&mock.stats().busy_ns) / MockStats::get(&mock.stats().requests).max(1),
+    );
+    figure.detail(format!(
+        "per row: {} in all, of which the mock's answer {}; the rest is the two SQL round trips \
+         and the client",
+        report::millis(run.wall / u32::try_from(run.rows.max(1)).unwrap_or(u32::MAX)),
+        report::millis(answer)
+    ));
+    report::profile_details(
+        figure,
+        run.wall,
+        &Watched::default(),
+        profile,
+        ctx.ticks_per_sec,
+    );
+}
+
 pub fn job_fields(figure: &mut Figure, rows: u64, run: &JobRun, ceiling: f64) -> f64 {
     let rate = rows as f64 / run.wall.as_secs_f64().max(1e-9);
     let ratio = rate / ceiling;

@@ -26,6 +26,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_notification_state (job_name) {
+        #[max_length = 100]
+        job_name -> Varchar,
+        #[max_length = 20]
+        state -> Varchar,
+        since -> Timestamptz,
+        watch_from -> Timestamptz,
+        last_success_at -> Nullable<Timestamptz>,
+        last_failure_at -> Nullable<Timestamptz>,
+        failures -> Int4,
+        last_execution_id -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        last_notified_at -> Nullable<Timestamptz>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     transcriptions (id) {
         id -> Uuid,
         created_at -> Timestamptz,
@@ -41,4 +61,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(job_executions, transcriptions,);
+diesel::allow_tables_to_appear_in_same_query!(job_executions, job_notification_state, transcriptions,);

@@ -61,4 +61,8 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(job_executions, job_notification_state, transcriptions,);
+diesel::allow_tables_to_appear_in_same_query!(
+    job_executions,
+    job_notification_state,
+    transcriptions,
+);

@@ -279,16 +279,3 @@ pub async fn find(
     .optional()?;
     Ok(row.map(Into::into))
 }
-
-/// The database's clock, so callers compare against the same time the log writes.
-pub async fn db_now(conn: &mut PooledConnection) -> Result<DateTime<Utc>, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Now {
-        #[diesel(sql_type = Timestamptz)]
-        now: DateTime<Utc>,
-    }
-    let now: Now = diesel::sql_query("SELECT now() AS now")
-        .get_result(conn)
-        .await?;
-    Ok(now.now)
-}

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use db::{ConnectTarget, PgExecutionLog};
+use job_notify::Notifier;
 use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
-use crate::notify::Notifier;
 
 /// What every command builds from the configuration, before touching the database.
 pub struct Services {
@@ -52,6 +52,16 @@ impl Services {
     /// metrics.
     pub fn runner(&self, worker_id: String) -> Arc<Runner> {
         self.runner_with(worker_id, None)
+    }
+
+    /// The failure notifier of this configuration; `None` when no channel is configured
+    /// (neither `SMTP_URL` & co. nor `ALERT_WEBHOOK_URL`).
+    pub fn notifier(&self) -> Option<Arc<Notifier>> {
+        Notifier::new(
+            &self.config.notify,
+            self.config.public_url.as_ref(),
+            self.pool.clone(),
+        )
     }
 
     /// The same, also telling `notifier` about every execution that ends.

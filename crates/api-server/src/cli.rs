@@ -12,7 +12,6 @@ use log::{error, info};
 use crate::app::Services;
 use crate::config::{Config, ConfigError};
 use crate::http::{build_app, AppState};
-use crate::notify::Notifier;
 
 /// Background jobs for the speech-to-text product: nightly audio clean-up and cost
 /// update, recorded in PostgreSQL and watched over HTTP.
@@ -196,7 +195,7 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
-    let notifier = Notifier::from_config(&services.config, services.pool.clone());
+    let notifier = services.notifier();
     let runner = services.runner_with(worker, notifier.clone());
     let report = match runner.run(job, RunRequest::manual(dry_run)).await {
         Ok(report) => report,
@@ -229,7 +228,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         .await
         .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
     let config = Arc::clone(&services.config);
-    let notifier = Notifier::from_config(&config, services.pool.clone());
+    let notifier = services.notifier();
     let runner = services.runner_with(config.worker_id.clone(), notifier.clone());
     let log = Arc::new(db::PgExecutionLog::new(services.pool.clone()));
     let scheduler = Scheduler::new(

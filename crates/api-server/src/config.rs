@@ -29,16 +29,18 @@
 //!
 //! Job-specific tunables (`AUDIO_CLEANUP_*`, `SUPABASE_*` client settings, `COST_UPDATE_*`,
 //! `DEEPGRAM_*` client settings) are read by each job's settings type from the same
-//! [`Vars`]; see `jobs/audio_cleanup.rs` and `jobs/cost_update.rs`.
+//! [`Vars`]; see `jobs/audio_cleanup.rs` and `jobs/cost_update.rs`. The notification
+//! variables are read in `config/notify.rs`.
+
+mod notify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use job_notify::NotifySettings;
 use jobs_core::{Schedule, Tz};
-
-use crate::notify::NotifySettings;
 
 /// Default database, created on first start when missing.
 pub const DEFAULT_DATABASE_URL: &str =
@@ -431,7 +433,7 @@ impl Config {
             deepgram,
             supabase,
             scheduling,
-            notify: NotifySettings::from_vars(&vars)?,
+            notify: notify::settings(&vars)?,
             vars,
         })
     }

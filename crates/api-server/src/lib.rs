@@ -5,4 +5,3 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
-pub mod notify;

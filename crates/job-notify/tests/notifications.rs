@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_server::config::{Config, Vars};
-use api_server::notify::Notifier;
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use db::testing::TestDatabase;
+use job_notify::{EmailSettings, Notifier, NotifySettings, WebhookTarget};
 use jobs_core::{
     Job, JobContext, JobError, RegisteredJob, Registry, RunObserver, RunPolicy, RunReport,
     RunRequest, Runner, RunnerSettings, Schedule, Stats, Status, Trigger,
@@ -76,14 +75,39 @@ struct Harness {
     plan: Arc<AtomicI64>,
 }
 
-fn config(db: &TestDatabase, extra: &[(&str, &str)]) -> Config {
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", db.url()),
-        ("PUBLIC_URL", DASHBOARD),
-        ("ALERT_RETRY_DELAY_MS", "10"),
-    ];
-    pairs.extend_from_slice(extra);
-    Config::from_vars(Vars::from_pairs(pairs)).expect("test configuration")
+/// The settings the server reads from these variables (a short retry delay unless told).
+fn settings(vars: &[(&str, &str)]) -> NotifySettings {
+    let var = |name: &str| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let number = |name: &str| var(name).map(|v| v.parse::<u64>().expect(name));
+    let mut settings = NotifySettings {
+        retry_delay: Duration::from_millis(number("ALERT_RETRY_DELAY_MS").unwrap_or(10)),
+        ..NotifySettings::default()
+    };
+    if let Some(smtp) = var("SMTP_URL") {
+        let (from, to) = (var("ALERT_EMAIL_FROM"), var("ALERT_EMAIL_TO"));
+        settings.email = Some(
+            EmailSettings::parse(smtp, from.unwrap_or_default(), to.unwrap_or_default())
+                .expect("e-mail settings"),
+        );
+    }
+    settings.webhook =
+        var("ALERT_WEBHOOK_URL").map(|url| WebhookTarget(url.parse().expect("ALERT_WEBHOOK_URL")));
+    if let Some(attempts) = number("ALERT_SEND_ATTEMPTS") {
+        settings.send_attempts = u32::try_from(attempts).expect("ALERT_SEND_ATTEMPTS");
+    }
+    if let Some(secs) = number("ALERT_SEND_TIMEOUT_SECS") {
+        settings.send_timeout = Duration::from_secs(secs);
+    }
+    if let Some(factor) = var("ALERT_OVERDUE_FACTOR") {
+        settings.overdue_factor = factor.parse().expect("ALERT_OVERDUE_FACTOR");
+    }
+    settings
+}
+
+/// A notifier with these settings on this database, linking to [`DASHBOARD`].
+fn notifier(db: &TestDatabase, settings: &NotifySettings) -> Arc<Notifier> {
+    let dashboard = DASHBOARD.parse().expect("dashboard URL");
+    Notifier::new(settings, Some(&dashboard), db.pool()).expect("a channel is configured")
 }
 
 fn job(name: &str, error: &str, schedule: &str) -> (RegisteredJob, Arc<AtomicI64>) {
@@ -126,8 +150,7 @@ impl Harness {
     ) -> Self {
         capture::install();
         let db = TestDatabase::new().await;
-        let config = config(&db, extra);
-        let notifier = Notifier::from_config(&config, db.pool()).expect("a channel is configured");
+        let notifier = notifier(&db, &settings(extra));
         let runner = runner(&db.pool(), Some(Arc::clone(&notifier)));
         let (job, plan) = job(job_name, error, "0 3 * * *");
         Self {
@@ -722,16 +745,13 @@ async fn two_replicas_observing_the_same_transitions_send_one_notice_each_time()
     let sink = SmtpSink::start().await;
     let url = sink.url();
     let db = TestDatabase::new().await;
-    let config = config(
-        &db,
-        &[
-            ("SMTP_URL", &url),
-            ("ALERT_EMAIL_FROM", "jobs@example.com"),
-            ("ALERT_EMAIL_TO", "ops@example.com"),
-        ],
-    );
-    let replica_a = Notifier::from_config(&config, db.pool()).expect("notifier");
-    let replica_b = Notifier::from_config(&config, db.pool()).expect("notifier");
+    let settings = settings(&[
+        ("SMTP_URL", &url),
+        ("ALERT_EMAIL_FROM", "jobs@example.com"),
+        ("ALERT_EMAIL_TO", "ops@example.com"),
+    ]);
+    let replica_a = notifier(&db, &settings);
+    let replica_b = notifier(&db, &settings);
     let runner = runner(&db.pool(), None);
     let (job, plan) = job("replicated_job", "quota exceeded", "0 3 * * *");
     let job = Arc::new(job);
@@ -751,7 +771,7 @@ async fn two_replicas_observing_the_same_transitions_send_one_notice_each_time()
     }
 
     // A restarted server reads the state from the database: still failing, no new notice.
-    let restarted = Notifier::from_config(&config, db.pool()).expect("notifier");
+    let restarted = notifier(&db, &settings);
     plan.store(-1, Ordering::SeqCst);
     let report = runner
         .run(Arc::clone(&job), RunRequest::manual(false))
@@ -777,4 +797,39 @@ async fn two_replicas_observing_the_same_transitions_send_one_notice_each_time()
         + replica_b.delivery_counts().email_sent
         + restarted.delivery_counts().email_sent;
     assert_eq!(sent, 3);
+}
+
+#[tokio::test]
+async fn a_password_sent_in_clear_to_another_host_is_warned_about_once_at_start() {
+    capture::install();
+    // Nothing connects: the warning comes from building the notifier.
+    let pool = db::ConnectTarget::parse("postgres://postgres@127.0.0.1:1/unused")
+        .and_then(|target| target.pool(1))
+        .expect("pool");
+    let start = |smtp_url: &str| {
+        let settings = settings(&[
+            ("SMTP_URL", smtp_url),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com"),
+        ]);
+        Notifier::new(&settings, None, pool.clone()).expect("notifier")
+    };
+
+    start("smtp://mailer:relay-pass-1@plain-relay.example.com:25");
+    let warnings = capture::logged(log::Level::Warn, "plain-relay.example.com");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("in clear text"), "{warnings:?}");
+    assert!(!warnings[0].contains("relay-pass-1"), "{warnings:?}");
+
+    // Encrypted, on this machine, or without a password: nothing to warn about.
+    for quiet in [
+        "smtps://mailer:relay-pass-2@tls-relay.example.com",
+        "smtp://mailer:relay-pass-3@starttls-relay.example.com?tls=required",
+        "smtp://mailer:relay-pass-4@127.0.0.1:2525",
+        "smtp://anonymous-relay.example.com",
+    ] {
+        start(quiet);
+    }
+    let warnings = capture::logged(log::Level::Warn, "in clear text");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
 }

@@ -1,4 +1,4 @@
-//! What the server logs and counts, captured in memory for assertions. Both the logger and
+//! What the notifier logs and counts, captured in memory for assertions. Both the logger and
 //! the `metrics` recorder are process-wide, so tests filter by something unique to them
 //! (a job name) or compare counters before and after.
 
@@ -29,7 +29,7 @@ struct Logger;
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("api_server")
+        metadata.target().starts_with("job_notify")
     }
 
     fn log(&self, record: &log::Record<'_>) {

@@ -78,7 +78,7 @@ impl EmailChannel {
     async fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, SendError> {
         self.transport
             .get_or_try_init(|| async {
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(self.target.url().expose())
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(self.target.url())
                     .map(|builder| {
                         builder
                             .timeout(Some(self.timeout))

@@ -1,26 +1,4 @@
-//! Failure notifications: e-mail and webhook, recovery and overdue notices.
-//!
-//! The [`Notifier`] is a [`RunObserver`] of the runner. When a run ends for good (it
-//! succeeded, or it failed and no retry follows) it records the outcome in the job's row of
-//! `job_notification_state` and, when the job's state changed, sends one notice to every
-//! configured channel:
-//!
-//! * **failure**: the job was fine (or overdue) and a run failed after its retries;
-//! * **recovery**: the first success after failures or an overdue spell;
-//! * **overdue**: the job has not succeeded for `ALERT_OVERDUE_FACTOR` times its interval
-//!   (found by [`Notifier::spawn_overdue_watch`]; disabled jobs are never overdue);
-//! * **reminder**: the job is still failing or overdue `ALERT_REMINDER_HOURS` after the
-//!   last notice.
-//!
-//! A job that keeps failing gets no further notice until a reminder is due. The state lives
-//! in the database and every change is a compare-and-set (see [`state`]), so the rule holds
-//! across restarts and however many servers share the database: the one whose write wins
-//! sends. Sending never delays or fails a run: [`RunObserver::finished`] only queues the
-//! outcome; one background worker records outcomes in the order they were observed, and
-//! each notice is delivered in a task of its own. Transient failures are retried with
-//! backoff; a notice that cannot be delivered is logged once and counted
-//! (`notifications_failed_total{channel}`), as are deliveries
-//! (`notifications_sent_total{channel,kind}`).
+#![doc = include_str!("../README.md")]
 
 mod email;
 mod message;
@@ -47,13 +25,13 @@ pub use self::email::EmailChannel;
 pub use self::message::{escape_html, Notice, NoticeKind, SUBJECT_PREFIX};
 pub use self::retry::{GaveUp, SendError};
 pub use self::settings::{
-    EmailSettings, NotifySettings, SmtpSecurity, SmtpTarget, WebhookTarget,
+    EmailSettings, EmailSettingsError, NotifySettings, SmtpSecurity, SmtpTarget, WebhookTarget,
     DEFAULT_OVERDUE_CHECK_SECS, DEFAULT_OVERDUE_FACTOR, DEFAULT_REMINDER_HOURS,
-    DEFAULT_RETRY_DELAY_MS, DEFAULT_SEND_ATTEMPTS, DEFAULT_SEND_TIMEOUT_SECS,
+    DEFAULT_RETRY_DELAY_MS, DEFAULT_SEND_ATTEMPTS, DEFAULT_SEND_TIMEOUT_SECS, MAX_OVERDUE_FACTOR,
+    MIN_OVERDUE_FACTOR,
 };
 use self::state::{Check, Decision};
 pub use self::webhook::WebhookChannel;
-use crate::config::Config;
 
 /// Compare-and-set rounds before giving up on a row that keeps changing under us.
 const MAX_CAS_ROUNDS: usize = 8;
@@ -93,9 +71,9 @@ struct Counters {
     webhook_failed: AtomicU64,
 }
 
-/// Sends failure, recovery, overdue and reminder notices; see the [module](self) docs.
+/// Sends failure, recovery, overdue and reminder notices; see the [crate](crate) docs.
 ///
-/// Build it with [`Notifier::from_config`], add it to the runner with
+/// Build it with [`Notifier::new`], add it to the runner with
 /// `Runner::with_observer`, start [`Notifier::spawn_overdue_watch`], and call
 /// [`Notifier::shutdown`] at the end so that notices in flight go out.
 pub struct Notifier {
@@ -133,12 +111,6 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// The notifier of this configuration; `None` when no channel is configured (neither
-    /// `SMTP_URL` & co. nor `ALERT_WEBHOOK_URL`).
-    pub fn from_config(config: &Config, pool: db::Pool) -> Option<Arc<Notifier>> {
-        Self::new(&config.notify, config.public_url.as_ref(), pool)
-    }
-
     /// A notifier with these settings; `public_url` is the base of the dashboard link.
     /// `None` when no channel is configured.
     pub fn new(
@@ -170,6 +142,20 @@ impl Notifier {
             channels.push(format!("webhook {}", w.target()));
         }
         info!("[Notify] failure notices go to: {}", channels.join("; "));
+        if let Some(target) = email.as_ref().map(EmailChannel::target) {
+            if target.sends_credentials_in_clear() {
+                let when = match target.security() {
+                    SmtpSecurity::Opportunistic => " whenever it offers no STARTTLS",
+                    _ => "",
+                };
+                warn!(
+                    "[Notify] SMTP_URL sends its user name and password to {} in clear \
+                     text{when}; use smtps:// or ?tls=required unless the relay is on a \
+                     network you trust",
+                    target.host()
+                );
+            }
+        }
         let dashboard_url = public_url.map(|url| {
             let mut s = url.as_str().to_owned();
             if !s.ends_with('/') {

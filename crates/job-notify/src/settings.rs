@@ -1,22 +1,11 @@
-//! The notification settings, read from the same [`Vars`] as the rest of the configuration.
-//!
-//! | variable | default |
-//! |---|---|
-//! | `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO` | unset (all three or none) |
-//! | `ALERT_WEBHOOK_URL` | unset |
-//! | `ALERT_OVERDUE_FACTOR` | `2` |
-//! | `ALERT_OVERDUE_CHECK_SECS` | `300` |
-//! | `ALERT_REMINDER_HOURS` | `24` (`0` = never) |
-//! | `ALERT_SEND_TIMEOUT_SECS` | `10` |
-//! | `ALERT_SEND_ATTEMPTS` | `3` |
-//! | `ALERT_RETRY_DELAY_MS` | `1000` |
+//! What the notifier is built from: the [`NotifySettings`] types, their defaults, and the
+//! checks of the values that only this crate understands (SMTP URLs, e-mail addresses).
+//! The server's config module reads the variables and fills these in.
 
 use std::time::Duration;
 
 use lettre::message::{Mailbox, Mailboxes};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-
-use crate::config::{ConfigError, Secret, Vars};
 
 /// Default multiple of a job's interval without a success after which it is overdue.
 pub const DEFAULT_OVERDUE_FACTOR: f64 = 2.0;
@@ -32,7 +21,9 @@ pub const DEFAULT_SEND_ATTEMPTS: u32 = 3;
 pub const DEFAULT_RETRY_DELAY_MS: u64 = 1_000;
 /// The smallest overdue factor: below it, a run that merely takes a little longer than the
 /// previous one would count as overdue.
-const MIN_OVERDUE_FACTOR: f64 = 1.5;
+pub const MIN_OVERDUE_FACTOR: f64 = 1.5;
+/// The largest overdue factor.
+pub const MAX_OVERDUE_FACTOR: f64 = 1_000.0;
 
 /// Everything the notifier reads from the environment.
 #[derive(Debug, Clone)]
@@ -74,59 +65,6 @@ impl Default for NotifySettings {
 }
 
 impl NotifySettings {
-    /// Reads and checks the notification variables; a bad value names its variable.
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let email = EmailSettings::from_vars(vars)?;
-        let webhook = vars.url("ALERT_WEBHOOK_URL")?.map(WebhookTarget);
-
-        let overdue_factor = match vars.get("ALERT_OVERDUE_FACTOR") {
-            None => DEFAULT_OVERDUE_FACTOR,
-            Some(raw) => {
-                let factor: f64 = raw.parse().map_err(|_| {
-                    ConfigError::new(
-                        "ALERT_OVERDUE_FACTOR",
-                        format!("must be a number such as 2 or 1.5, got {raw:?}"),
-                    )
-                })?;
-                if !(MIN_OVERDUE_FACTOR..=1_000.0).contains(&factor) {
-                    return Err(ConfigError::new(
-                        "ALERT_OVERDUE_FACTOR",
-                        format!("must be between {MIN_OVERDUE_FACTOR} and 1000, got {raw}"),
-                    ));
-                }
-                factor
-            }
-        };
-        let reminder_hours: u64 =
-            vars.int_in("ALERT_REMINDER_HOURS", DEFAULT_REMINDER_HOURS, 0, 24 * 366)?;
-        Ok(Self {
-            email,
-            webhook,
-            overdue_factor,
-            overdue_check_interval: vars.secs(
-                "ALERT_OVERDUE_CHECK_SECS",
-                DEFAULT_OVERDUE_CHECK_SECS,
-                1,
-                86_400,
-            )?,
-            reminder_interval: (reminder_hours > 0)
-                .then(|| Duration::from_secs(reminder_hours * 3_600)),
-            send_timeout: vars.secs(
-                "ALERT_SEND_TIMEOUT_SECS",
-                DEFAULT_SEND_TIMEOUT_SECS,
-                1,
-                300,
-            )?,
-            send_attempts: vars.int_in("ALERT_SEND_ATTEMPTS", DEFAULT_SEND_ATTEMPTS, 1, 10)?,
-            retry_delay: Duration::from_millis(vars.int_in(
-                "ALERT_RETRY_DELAY_MS",
-                DEFAULT_RETRY_DELAY_MS,
-                0,
-                600_000,
-            )?),
-        })
-    }
-
     /// True when at least one channel is configured.
     pub fn is_enabled(&self) -> bool {
         self.email.is_some() || self.webhook.is_some()
@@ -144,61 +82,62 @@ pub struct EmailSettings {
     pub to: Vec<Mailbox>,
 }
 
+/// Which of the three e-mail values is wrong, and why (never repeating a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmailSettingsError {
+    /// `SMTP_URL`.
+    #[error("{0}")]
+    SmtpUrl(String),
+    /// `ALERT_EMAIL_FROM`.
+    #[error("{0}")]
+    From(String),
+    /// `ALERT_EMAIL_TO`.
+    #[error("{0}")]
+    To(String),
+}
+
+impl EmailSettingsError {
+    /// The variable the wrong value came from.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            Self::SmtpUrl(_) => "SMTP_URL",
+            Self::From(_) => "ALERT_EMAIL_FROM",
+            Self::To(_) => "ALERT_EMAIL_TO",
+        }
+    }
+}
+
 impl EmailSettings {
-    const VARIABLES: [&'static str; 3] = ["SMTP_URL", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"];
-
-    /// `None` when none of the three variables is set; an error naming the first missing
-    /// one when only some are.
-    fn from_vars(vars: &Vars) -> Result<Option<Self>, ConfigError> {
-        let set: Vec<&str> = Self::VARIABLES
-            .into_iter()
-            .filter(|v| vars.get(v).is_some())
-            .collect();
-        if set.is_empty() {
-            return Ok(None);
-        }
-        if let Some(missing) = Self::VARIABLES.into_iter().find(|v| vars.get(v).is_none()) {
-            return Err(ConfigError::new(
-                missing,
-                format!(
-                    "must be set too: e-mail notices need SMTP_URL, ALERT_EMAIL_FROM and \
-                     ALERT_EMAIL_TO (only {} is set)",
-                    set.join(" and ")
-                ),
-            ));
-        }
-        let smtp = SmtpTarget::parse(vars.get("SMTP_URL").unwrap_or_default())
-            .map_err(|message| ConfigError::new("SMTP_URL", message))?;
-
-        let raw_from = vars.get("ALERT_EMAIL_FROM").unwrap_or_default();
-        let from: Mailbox = raw_from.parse().map_err(|e| {
-            ConfigError::new(
-                "ALERT_EMAIL_FROM",
-                format!("{raw_from:?} is not an e-mail address such as jobs@example.com ({e})"),
-            )
+    /// Checks the SMTP URL (see [`SmtpTarget::parse`]), the sender and the comma-separated
+    /// recipients (at least one).
+    pub fn parse(smtp_url: &str, from: &str, to: &str) -> Result<Self, EmailSettingsError> {
+        let smtp = SmtpTarget::parse(smtp_url).map_err(EmailSettingsError::SmtpUrl)?;
+        let sender: Mailbox = from.parse().map_err(|e| {
+            EmailSettingsError::From(format!(
+                "{from:?} is not an e-mail address such as jobs@example.com ({e})"
+            ))
         })?;
-
-        let raw_to = vars.get("ALERT_EMAIL_TO").unwrap_or_default();
-        let to: Vec<Mailbox> = raw_to
+        let recipients: Vec<Mailbox> = to
             .parse::<Mailboxes>()
             .map_err(|e| {
-                ConfigError::new(
-                    "ALERT_EMAIL_TO",
-                    format!(
-                        "{raw_to:?} is not a comma-separated list of e-mail addresses such as \
-                         ops@example.com, oncall@example.com ({e})"
-                    ),
-                )
+                EmailSettingsError::To(format!(
+                    "{to:?} is not a comma-separated list of e-mail addresses such as \
+                     ops@example.com, oncall@example.com ({e})"
+                ))
             })?
             .into_iter()
             .collect();
-        if to.is_empty() {
-            return Err(ConfigError::new(
-                "ALERT_EMAIL_TO",
-                "must name at least one address",
+        if recipients.is_empty() {
+            return Err(EmailSettingsError::To(
+                "must name at least one address".to_owned(),
             ));
         }
-        Ok(Some(Self { smtp, from, to }))
+        Ok(Self {
+            smtp,
+            from: sender,
+            to: recipients,
+        })
     }
 }
 
@@ -218,8 +157,11 @@ pub enum SmtpSecurity {
 /// A parsed `SMTP_URL`. `Debug` and `Display` hide the password.
 #[derive(Clone)]
 pub struct SmtpTarget {
-    url: Secret,
+    /// The whole URL, password included; only [`SmtpTarget::url`] hands it out.
+    url: String,
     host: String,
+    /// The host is this machine (`localhost`, `127.0.0.0/8`, `::1`).
+    loopback: bool,
     port: u16,
     security: SmtpSecurity,
     user: Option<String>,
@@ -250,6 +192,15 @@ impl SmtpTarget {
             ("smtps", _) => SmtpSecurity::Tls,
             (scheme, _) => return Err(format!("unknown scheme {scheme:?}: expected {FORMS}")),
         };
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -270,8 +221,9 @@ impl SmtpTarget {
         AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
             .map_err(|e| format!("cannot be used for SMTP: {e}"))?;
         Ok(Self {
-            url: Secret::new(raw),
+            url: raw.to_owned(),
             host,
+            loopback,
             port,
             security,
             user,
@@ -293,8 +245,22 @@ impl SmtpTarget {
         self.security
     }
 
+    /// True when a user name and password would cross the network without TLS: the
+    /// host is not this machine and the URL is plain `smtp://` (or
+    /// `?tls=opportunistic`, which falls back to plain text when the server offers no
+    /// STARTTLS). Still allowed, as relays inside a private network often have no TLS;
+    /// the notifier warns about it once when it starts.
+    pub fn sends_credentials_in_clear(&self) -> bool {
+        self.user.is_some()
+            && !self.loopback
+            && matches!(
+                self.security,
+                SmtpSecurity::None | SmtpSecurity::Opportunistic
+            )
+    }
+
     /// The URL with its password, for the one place that connects.
-    pub(crate) fn url(&self) -> &Secret {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 }
@@ -362,35 +328,17 @@ impl std::fmt::Debug for WebhookTarget {
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<NotifySettings, ConfigError> {
-        NotifySettings::from_vars(&Vars::from_pairs(pairs.iter().copied()))
-    }
-
-    const EMAIL: [(&str, &str); 3] = [
-        ("SMTP_URL", "smtp://127.0.0.1:2525"),
-        ("ALERT_EMAIL_FROM", "Jobs <jobs@example.com>"),
-        (
-            "ALERT_EMAIL_TO",
+    fn email(smtp_url: &str) -> Result<EmailSettings, EmailSettingsError> {
+        EmailSettings::parse(
+            smtp_url,
+            "Jobs <jobs@example.com>",
             "ops@example.com, Oncall <oncall@example.com>",
-        ),
-    ];
-
-    #[test]
-    fn nothing_configured_means_no_channel_and_default_tunables() {
-        let s = settings(&[]).unwrap();
-        assert!(!s.is_enabled());
-        assert_eq!(s.overdue_factor, 2.0);
-        assert_eq!(s.overdue_check_interval, Duration::from_secs(300));
-        assert_eq!(s.reminder_interval, Some(Duration::from_secs(24 * 3600)));
-        assert_eq!(s.send_timeout, Duration::from_secs(10));
-        assert_eq!(s.send_attempts, 3);
-        assert_eq!(s.retry_delay, Duration::from_secs(1));
+        )
     }
 
     #[test]
     fn email_settings_read_sender_and_every_recipient() {
-        let s = settings(&EMAIL).unwrap();
-        let email = s.email.expect("e-mail configured");
+        let email = email("smtp://127.0.0.1:2525").unwrap();
         assert_eq!(email.smtp.host(), "127.0.0.1");
         assert_eq!(email.smtp.port(), 2525);
         assert_eq!(email.smtp.security(), SmtpSecurity::None);
@@ -423,67 +371,57 @@ mod tests {
     }
 
     #[test]
-    fn partial_email_settings_name_the_missing_variable() {
-        let e = settings(&EMAIL[..1]).unwrap_err();
-        assert_eq!(e.variable, "ALERT_EMAIL_FROM", "{e}");
-        let e = settings(&[EMAIL[0], EMAIL[1]]).unwrap_err();
-        assert_eq!(e.variable, "ALERT_EMAIL_TO", "{e}");
-        let e = settings(&[EMAIL[2]]).unwrap_err();
-        assert_eq!(e.variable, "SMTP_URL", "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        let with = |name: &'static str, value: &'static str| {
-            let mut pairs = EMAIL.to_vec();
-            pairs.retain(|(k, _)| *k != name);
-            pairs.push((name, value));
-            settings(&pairs)
-        };
-        let cases = [
-            ("SMTP_URL", "not a url"),
-            ("SMTP_URL", "http://mail.example.com"),
-            ("SMTP_URL", "smtp://mail.example.com?tls=sometimes"),
-            ("SMTP_URL", "smtps://user@mail.example.com"),
-            ("ALERT_EMAIL_FROM", "jobs-at-example.com"),
-            ("ALERT_EMAIL_TO", "ops@example.com, nobody"),
-            ("ALERT_WEBHOOK_URL", "hooks.slack.com/services/x"),
-            ("ALERT_WEBHOOK_URL", "ftp://hooks.example.com/x"),
-            ("ALERT_OVERDUE_FACTOR", "twice"),
-            ("ALERT_OVERDUE_FACTOR", "1"),
-            ("ALERT_OVERDUE_CHECK_SECS", "0"),
-            ("ALERT_REMINDER_HOURS", "-1"),
-            ("ALERT_SEND_ATTEMPTS", "0"),
-            ("ALERT_SEND_TIMEOUT_SECS", "soon"),
-            ("ALERT_RETRY_DELAY_MS", "fast"),
-        ];
-        for (name, value) in cases {
-            let e = with(name, value).unwrap_err();
-            assert_eq!(e.variable, name, "{name}={value}: {e}");
+    fn each_bad_value_says_which_one_it_is() {
+        let smtp = |url| EmailSettings::parse(url, "jobs@example.com", "ops@example.com");
+        for url in [
+            "not a url",
+            "http://mail.example.com",
+            "smtp://mail.example.com?tls=sometimes",
+            "smtps://user@mail.example.com",
+        ] {
+            assert!(
+                matches!(smtp(url), Err(EmailSettingsError::SmtpUrl(_))),
+                "{url}"
+            );
+        }
+        let from = EmailSettings::parse("smtp://relay.local", "jobs-at-example.com", "ops@x.com");
+        assert!(matches!(from, Err(EmailSettingsError::From(_))), "{from:?}");
+        for to in ["ops@example.com, nobody", ","] {
+            let e = EmailSettings::parse("smtp://relay.local", "jobs@example.com", to);
+            assert!(matches!(e, Err(EmailSettingsError::To(_))), "{to}: {e:?}");
         }
     }
 
     #[test]
-    fn a_reminder_period_of_zero_means_never() {
-        let s = settings(&[("ALERT_REMINDER_HOURS", "0")]).unwrap();
-        assert_eq!(s.reminder_interval, None);
-        let s = settings(&[("ALERT_OVERDUE_FACTOR", "3.5")]).unwrap();
-        assert_eq!(s.overdue_factor, 3.5);
+    fn credentials_in_clear_to_another_host_are_flagged() {
+        let cases = [
+            ("smtp://u:p@mail.example.com", true),
+            ("smtp://u:p@10.0.0.5:25?tls=opportunistic", true),
+            ("smtp://mail.example.com", false),
+            ("smtp://u:p@mail.example.com?tls=required", false),
+            ("smtps://u:p@mail.example.com", false),
+            ("smtp://u:p@localhost:2525", false),
+            ("smtp://u:p@127.0.0.1:2525", false),
+            ("smtp://u:p@[::1]:2525", false),
+        ];
+        for (url, flagged) in cases {
+            let t = SmtpTarget::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(t.sends_credentials_in_clear(), flagged, "{url}");
+        }
     }
 
     #[test]
     fn passwords_and_webhook_paths_never_show() {
-        let s = settings(&[
-            ("SMTP_URL", "smtps://mailer:hunter2-smtp@mail.example.com"),
-            ("ALERT_EMAIL_FROM", "jobs@example.com"),
-            ("ALERT_EMAIL_TO", "ops@example.com"),
-            (
-                "ALERT_WEBHOOK_URL",
-                "https://hooks.slack.com/services/T000/B000/sekret-token",
-            ),
-        ])
+        let email = EmailSettings::parse(
+            "smtps://mailer:hunter2-smtp@mail.example.com",
+            "jobs@example.com",
+            "ops@example.com",
+        )
         .unwrap();
-        let debug = format!("{s:?}");
+        let webhook = WebhookTarget(
+            url::Url::parse("https://hooks.slack.com/services/T000/B000/sekret-token").unwrap(),
+        );
+        let debug = format!("{email:?} {webhook:?} {webhook}");
         assert!(!debug.contains("hunter2-smtp"), "{debug}");
         assert!(!debug.contains("sekret-token"), "{debug}");
         assert!(

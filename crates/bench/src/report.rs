@@ -105,7 +105,8 @@ impl Figure {
     }
 }
 
-/// `37.1s`, `850ms`.
+/// `37.1s`, `850ms`. Measured figures keep a decimal so that runs compare; the operators'
+/// formatter (`jobs_core::human_duration`, for logs and notices) rounds instead.
 pub fn secs(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{}ms", duration.as_millis())

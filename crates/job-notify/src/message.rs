@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::notifications::AlertState;
+use jobs_core::human_duration;
 use serde_json::json;
 
 /// Prefix of every e-mail subject.
@@ -168,7 +169,7 @@ impl Notice {
                     (None, None) => s.push_str("no successful run"),
                 }
                 if let Some(interval) = self.interval {
-                    let _ = write!(s, " (it normally runs every {})", span(interval));
+                    let _ = write!(s, " (it normally runs every {})", human_duration(interval));
                 }
                 s.push('.');
                 s
@@ -251,8 +252,8 @@ impl Notice {
                 "Overdue rule",
                 format!(
                     "runs every {}; alert after {} without success",
-                    span(interval),
-                    span(after)
+                    human_duration(interval),
+                    human_duration(after)
                 ),
             ));
         }
@@ -265,7 +266,10 @@ impl Notice {
 
     fn footer(&self) -> String {
         let reminders = match self.reminder_interval {
-            Some(every) => format!("a reminder every {} while it stays broken", span(every)),
+            Some(every) => format!(
+                "a reminder every {} while it stays broken",
+                human_duration(every)
+            ),
             None => "no reminders while it stays broken".to_owned(),
         };
         format!(
@@ -391,38 +395,9 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// `250ms`, `1.2s`, `90.4s`, `12m`, `2h 5m`.
+/// A run's length from its `duration_ms` (never negative).
 fn millis(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1_000 {
-        format!("{ms}ms")
-    } else if ms < 120_000 {
-        format!("{:.1}s", ms as f64 / 1_000.0)
-    } else {
-        jobs_core::human_duration(Duration::from_millis(ms.unsigned_abs()))
-    }
-}
-
-/// `1s`, `5m`, `2h`, `1d`, `2d 12h`: a period in its largest units.
-pub fn span(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (days, hours, minutes, seconds) = (
-        secs / 86_400,
-        (secs % 86_400) / 3_600,
-        (secs % 3_600) / 60,
-        secs % 60,
-    );
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .take(2)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if parts.is_empty() {
-        format!("{}ms", d.as_millis())
-    } else {
-        parts.join(" ")
-    }
+    human_duration(Duration::from_millis(ms.max(0).unsigned_abs()))
 }
 
 /// `deleted 45, failed 2`.
@@ -508,12 +483,12 @@ mod tests {
             "Started:",
             "2026-11-28 03:00:00 UTC",
             "Duration:",
-            " 1.2s\n",
+            " 1s\n",
             "#42 (schedule, attempt 3)",
             "<script>alert('x')</script> & more",
             "updated 0, failed 12",
             "https://jobs.example.com/",
-            "a reminder every 1d",
+            "a reminder every 24h",
         ] {
             assert!(text.contains(wanted), "{wanted:?} missing from:\n{text}");
         }
@@ -566,21 +541,18 @@ mod tests {
         assert_eq!(
             n.headline(),
             "Cost Update is overdue: no successful run since 2026-11-26 03:00:30 UTC \
-             (it normally runs every 1d)."
+             (it normally runs every 24h)."
         );
         assert!(n
             .plain_text()
-            .contains("runs every 1d; alert after 2d without success"));
+            .contains("runs every 24h; alert after 48h without success"));
         assert_eq!(n.webhook_json()["status"], serde_json::Value::Null);
     }
 
     #[test]
-    fn spans_read_in_their_largest_units() {
-        assert_eq!(span(Duration::from_secs(2 * 86_400)), "2d");
-        assert_eq!(span(Duration::from_secs(86_400 + 3 * 3_600 + 5)), "1d 3h");
-        assert_eq!(span(Duration::from_secs(90)), "1m 30s");
-        assert_eq!(span(Duration::from_millis(100)), "100ms");
+    fn run_lengths_read_as_everywhere_else() {
         assert_eq!(millis(250), "250ms");
-        assert_eq!(millis(90_400), "90.4s");
+        assert_eq!(millis(90_400), "90s");
+        assert_eq!(millis(-5), "0ms");
     }
 }

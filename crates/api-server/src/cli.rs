@@ -230,7 +230,6 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let config = Arc::clone(&services.config);
     let notifier = services.notifier();
     let runner = services.runner_with(config.worker_id.clone(), notifier.clone());
-    let log = Arc::new(db::PgExecutionLog::new(services.pool.clone()));
     let scheduler = Scheduler::new(
         Arc::clone(&runner),
         Arc::clone(&services.registry),
@@ -254,7 +253,6 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
 
     let state = web::Data::new(AppState {
         pool: services.pool.clone(),
-        log,
         registry: Arc::clone(&services.registry),
         runner: Arc::clone(&runner),
         admin_token: config.admin_token.clone(),

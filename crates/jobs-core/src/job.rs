@@ -141,11 +141,6 @@ impl JobContext {
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await;
     }
-
-    /// The token itself, to hand to lower layers.
-    pub fn cancellation_token(&self) -> CancellationToken {
-        self.cancel.clone()
-    }
 }
 
 /// Why a run failed: a message for `job_executions.error_message` and the log, and the

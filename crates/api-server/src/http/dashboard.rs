@@ -169,7 +169,6 @@ mod tests {
         let services = Services::prepare(config).expect("services");
         web::Data::new(AppState {
             pool: services.pool.clone(),
-            log: Arc::new(db::PgExecutionLog::new(services.pool.clone())),
             registry: Arc::clone(&services.registry),
             runner: services.runner("dashboard-test:0".into()),
             admin_token: services.config.admin_token.clone(),

@@ -25,8 +25,6 @@ pub use error::ApiError;
 pub struct AppState {
     /// Database pool.
     pub pool: db::Pool,
-    /// The execution log (same database).
-    pub log: Arc<db::PgExecutionLog>,
     /// The registered jobs.
     pub registry: Arc<Registry>,
     /// The runner, for run-now.

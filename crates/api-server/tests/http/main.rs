@@ -29,7 +29,6 @@ impl TestApp {
         let runner = services.runner("test-host:0".into());
         let state = web::Data::new(AppState {
             pool: services.pool.clone(),
-            log: Arc::new(db::PgExecutionLog::new(services.pool.clone())),
             registry: Arc::clone(&services.registry),
             runner,
             admin_token: services.config.admin_token.clone(),

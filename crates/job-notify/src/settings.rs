@@ -192,11 +192,16 @@ impl SmtpTarget {
             ("smtps", _) => SmtpSecurity::Tls,
             (scheme, _) => return Err(format!("unknown scheme {scheme:?}: expected {FORMS}")),
         };
+        // `smtp` is not a scheme the URL standard knows, so an IPv4 address arrives as a
+        // name.
         let loopback = match url.host() {
-            Some(url::Host::Domain(name)) => {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                name == "localhost" || name.ends_with(".localhost")
-            }
+            Some(url::Host::Domain(name)) => match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => {
+                    let name = name.trim_end_matches('.').to_ascii_lowercase();
+                    name == "localhost" || name.ends_with(".localhost")
+                }
+            },
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
@@ -402,6 +407,8 @@ mod tests {
             ("smtps://u:p@mail.example.com", false),
             ("smtp://u:p@localhost:2525", false),
             ("smtp://u:p@127.0.0.1:2525", false),
+            ("smtp://u:p@127.0.0.2:2525", false),
+            ("smtp://u:p@10.0.0.5:2525", true),
             ("smtp://u:p@[::1]:2525", false),
         ];
         for (url, flagged) in cases {

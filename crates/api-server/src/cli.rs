@@ -198,7 +198,10 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     );
     let notifier = Notifier::from_config(&services.config, services.pool.clone());
     let runner = services.runner_with(worker, notifier.clone());
-    let report = match runner.run(job, RunRequest::manual(dry_run)).await {
+    let report = match runner
+        .run(job, RunRequest::manual(dry_run).requested_by("cli"))
+        .await
+    {
         Ok(report) => report,
         Err(StartError::AlreadyRunning(_)) => {
             return Err(Exit::failure(format!(
@@ -258,7 +261,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         log,
         registry: Arc::clone(&services.registry),
         runner: Arc::clone(&runner),
-        admin_token: config.admin_token.clone(),
+        access: crate::http::Access::from_config(&config),
     });
     let server = HttpServer::new(move || build_app(state.clone()))
         .disable_signals()

@@ -172,7 +172,7 @@ mod tests {
             log: Arc::new(db::PgExecutionLog::new(services.pool.clone())),
             registry: Arc::clone(&services.registry),
             runner: services.runner("dashboard-test:0".into()),
-            admin_token: services.config.admin_token.clone(),
+            access: crate::http::Access::from_config(&services.config),
         })
     }
 

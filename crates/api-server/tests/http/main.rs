@@ -32,7 +32,7 @@ impl TestApp {
             log: Arc::new(db::PgExecutionLog::new(services.pool.clone())),
             registry: Arc::clone(&services.registry),
             runner,
-            admin_token: services.config.admin_token.clone(),
+            access: api_server::http::Access::from_config(&services.config),
         });
         Self { db, state }
     }

@@ -197,7 +197,10 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     );
     let notifier = services.notifier();
     let runner = services.runner_with(worker, notifier.clone());
-    let report = match runner.run(job, RunRequest::manual(dry_run)).await {
+    let report = match runner
+        .run(job, RunRequest::manual(dry_run).requested_by("cli"))
+        .await
+    {
         Ok(report) => report,
         Err(StartError::AlreadyRunning(_)) => {
             return Err(Exit::failure(format!(
@@ -255,7 +258,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         pool: services.pool.clone(),
         registry: Arc::clone(&services.registry),
         runner: Arc::clone(&runner),
-        admin_token: config.admin_token.clone(),
+        access: crate::http::Access::from_config(&config),
     });
     let server = HttpServer::new(move || build_app(state.clone()))
         .disable_signals()

@@ -8,6 +8,8 @@
 //! | `DATABASE_POOL_SIZE` | `10` |
 //! | `BIND_ADDR` | `127.0.0.1:8080`, or `0.0.0.0:$PORT` when only `PORT` is set |
 //! | `ADMIN_TOKEN` | unset (then only a loopback address may be bound) |
+//! | `VIEWER_TOKEN` | unset (read-only token; needs `ADMIN_TOKEN`) |
+//! | `METRICS_TOKEN` | unset (then `/metrics` is open) |
 //! | `PUBLIC_URL` | unset (link to the dashboard in notices) |
 //! | `DEEPGRAM_API_KEY`, `DEEPGRAM_API_URL`, `DEEPGRAM_PROJECT_ID` | unset, `https://api.deepgram.com`, unset |
 //! | `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY` | unset |
@@ -284,6 +286,10 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     /// `ADMIN_TOKEN`.
     pub admin_token: Option<Secret>,
+    /// `VIEWER_TOKEN`: reads every `GET` route, may start nothing.
+    pub viewer_token: Option<Secret>,
+    /// `METRICS_TOKEN`: when set, `/metrics` wants it (or the admin or viewer token).
+    pub metrics_token: Option<Secret>,
     /// `PUBLIC_URL`.
     pub public_url: Option<url::Url>,
     /// `WORKER_ID`.
@@ -329,6 +335,19 @@ impl Config {
             (None, None) => DEFAULT_BIND_ADDR.parse().expect("valid default address"),
         };
         let admin_token = vars.secret("ADMIN_TOKEN");
+        let viewer_token = vars.secret("VIEWER_TOKEN");
+        if viewer_token.is_some() && admin_token.is_none() {
+            return Err(ConfigError::new(
+                "VIEWER_TOKEN",
+                "needs ADMIN_TOKEN: without it every loopback client is already admin",
+            ));
+        }
+        if viewer_token.is_some() && viewer_token == admin_token {
+            return Err(ConfigError::new(
+                "VIEWER_TOKEN",
+                "must differ from ADMIN_TOKEN, or a viewer could do everything",
+            ));
+        }
 
         let deepgram = DeepgramConfig {
             api_key: vars.secret("DEEPGRAM_API_KEY"),
@@ -422,6 +441,8 @@ impl Config {
             pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
             bind_addr,
             admin_token,
+            viewer_token,
+            metrics_token: vars.secret("METRICS_TOKEN"),
             public_url: vars.url("PUBLIC_URL")?,
             worker_id,
             audio_retention_days: vars.int_in(
@@ -528,6 +549,14 @@ mod tests {
             (&[("DEEPGRAM_API_URL", "not a url")], "DEEPGRAM_API_URL"),
             (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
             (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
+            (&[("VIEWER_TOKEN", "viewer-0123456789abcdef")], "VIEWER_TOKEN"),
+            (
+                &[
+                    ("ADMIN_TOKEN", "same-0123456789abcdef"),
+                    ("VIEWER_TOKEN", "same-0123456789abcdef"),
+                ],
+                "VIEWER_TOKEN",
+            ),
             (
                 &[("JOB_LEASE_SECS", "10"), ("JOB_HEARTBEAT_SECS", "10")],
                 "JOB_HEARTBEAT_SECS",
@@ -607,6 +636,8 @@ mod tests {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:dbpass123@h/db"),
             ("ADMIN_TOKEN", "admintoken-0123456789"),
+            ("VIEWER_TOKEN", "viewertoken-0123456789"),
+            ("METRICS_TOKEN", "metricstoken-0123456789"),
             ("DEEPGRAM_API_KEY", "dg-secret-key"),
             ("SUPABASE_SERVICE_ROLE_KEY", "sb-secret-key"),
         ])
@@ -615,6 +646,8 @@ mod tests {
         for secret in [
             "dbpass123",
             "admintoken-0123456789",
+            "viewertoken-0123456789",
+            "metricstoken-0123456789",
             "dg-secret-key",
             "sb-secret-key",
         ] {

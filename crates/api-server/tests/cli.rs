@@ -96,6 +96,34 @@ fn invalid_settings_exit_2_naming_the_variable() {
 }
 
 #[test]
+fn a_bad_supabase_url_is_named_without_echoing_its_query() {
+    let (code, out, err) = run(api_server(&[
+        (
+            "SUPABASE_URL",
+            "https://abc.supabase.co/?apikey=leaked-key-0123456789",
+        ),
+        ("SUPABASE_SERVICE_ROLE_KEY", "service-key-0123456789"),
+    ])
+    .arg("jobs"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("SUPABASE_URL"), "{err}");
+    for secret in ["leaked-key", "service-key"] {
+        assert!(
+            !err.contains(secret) && !out.contains(secret),
+            "{secret} echoed: {out}{err}"
+        );
+    }
+}
+
+#[test]
+fn a_viewer_token_without_an_admin_token_exits_2() {
+    let (code, _, err) = run(api_server(&[("VIEWER_TOKEN", "viewer-0123456789abcdef")]).arg("jobs"));
+    assert_eq!(code, 2);
+    assert!(err.contains("VIEWER_TOKEN"), "{err}");
+    assert!(!err.contains("viewer-0123456789abcdef"), "{err}");
+}
+
+#[test]
 fn a_disabled_job_is_refused_with_its_reason() {
     let (code, _, err) = run(api_server(&[]).args(["run-job", "cost_update"]));
     assert_eq!(code, 2);
@@ -184,14 +212,18 @@ async fn run_job_exits_0_on_success_and_prints_the_completion_line() {
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]
         status: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        requested_by: Option<String>,
     }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT status::text FROM job_executions WHERE job_name = 'cost_update'")
-            .load(&mut conn)
-            .await
-            .unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT status::text, requested_by::text FROM job_executions WHERE job_name = 'cost_update'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "success");
+    assert_eq!(rows[0].requested_by.as_deref(), Some("cli"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,11 @@
-//! Connecting to PostgreSQL: plain for local servers, TLS with certificate verification
-//! (rustls) when the URL asks for `sslmode=require`, as hosted PostgreSQL does.
+//! Connecting to PostgreSQL, with TLS as libpq does it: `sslmode=prefer` (also the
+//! default when the URL says nothing) encrypts whenever the server offers TLS and falls
+//! back to plaintext only when it does not; `require`, `verify-ca` and `verify-full` insist
+//! on TLS and verify the certificate (rustls); `disable` and `allow` connect in plaintext.
+//! A plaintext connection to a host other than this machine is logged as a warning, once.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use diesel_async::pooled_connection::{
@@ -10,7 +14,8 @@ use diesel_async::pooled_connection::{
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use url::Url;
 
 use crate::DbError;
@@ -28,6 +33,8 @@ pub struct ConnectTarget {
     config: tokio_postgres::Config,
     tls: Option<Arc<rustls::ClientConfig>>,
     database: String,
+    /// Shared by clones, so that a plaintext connection is warned about once.
+    plaintext_warning: Arc<Once>,
 }
 
 impl std::fmt::Debug for ConnectTarget {
@@ -38,6 +45,7 @@ impl std::fmt::Debug for ConnectTarget {
             .field("ports", &self.config.get_ports())
             .field("database", &self.database)
             .field("tls", &self.tls.is_some())
+            .field("tls_required", &self.uses_tls())
             .finish()
     }
 }
@@ -45,7 +53,10 @@ impl std::fmt::Debug for ConnectTarget {
 impl ConnectTarget {
     /// Reads a `postgres://` URL. `sslmode=require`, `verify-ca` and `verify-full` connect
     /// over TLS and verify the server's certificate against the bundled web PKI roots plus
-    /// the PEM file named by `sslrootcert`, if any; other modes connect without TLS.
+    /// the PEM file named by `sslrootcert`, if any. `prefer` (the default) asks for TLS and
+    /// uses it when the server agrees, without verifying the certificate (as libpq does:
+    /// it protects against eavesdropping, not impersonation); `disable` and `allow` do not
+    /// ask.
     pub fn parse(database_url: &str) -> Result<Self, DbError> {
         let mut url = Url::parse(database_url)
             .map_err(|e| DbError::Config(format!("DATABASE_URL is not a valid URL: {e}")))?;
@@ -84,7 +95,11 @@ impl ConnectTarget {
                 config.ssl_mode(SslMode::Require);
                 Some(Arc::new(tls_config(root_cert.as_deref())?))
             }
-            "disable" | "allow" | "prefer" => {
+            "prefer" => {
+                config.ssl_mode(SslMode::Prefer);
+                Some(Arc::new(unverified_tls_config()?))
+            }
+            "disable" | "allow" => {
                 config.ssl_mode(SslMode::Disable);
                 None
             }
@@ -103,6 +118,7 @@ impl ConnectTarget {
             config,
             tls,
             database,
+            plaintext_warning: Arc::new(Once::new()),
         })
     }
 
@@ -111,9 +127,33 @@ impl ConnectTarget {
         &self.database
     }
 
-    /// True when connections use TLS.
+    /// True when connections must use TLS (`sslmode=require` or stricter); with `prefer`
+    /// the server decides.
     pub fn uses_tls(&self) -> bool {
-        self.tls.is_some()
+        self.config.get_ssl_mode() == SslMode::Require
+    }
+
+    /// True when every host is this machine (a loopback name or address, or a Unix
+    /// socket), where plaintext crosses no network.
+    pub fn is_loopback(&self) -> bool {
+        let hosts_local = self.config.get_hosts().iter().all(|host| match host {
+            Host::Tcp(name) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            #[cfg(unix)]
+            Host::Unix(_) => true,
+        });
+        hosts_local
+            && self
+                .config
+                .get_hostaddrs()
+                .iter()
+                .all(std::net::IpAddr::is_loopback)
     }
 
     /// The same server, another database.
@@ -126,9 +166,13 @@ impl ConnectTarget {
 
     /// Opens one connection.
     pub async fn connect(&self) -> Result<AsyncPgConnection, DbError> {
+        let encrypted = Arc::new(AtomicBool::new(false));
         let result = match &self.tls {
             Some(tls) => {
-                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                let connector = NoteHandshake {
+                    inner: tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone()),
+                    done: Arc::clone(&encrypted),
+                };
                 let (client, connection) = self
                     .config
                     .connect(connector)
@@ -145,7 +189,37 @@ impl ConnectTarget {
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         };
-        result.map_err(|e| DbError::Connect(e.to_string()))
+        let connection = result.map_err(|e| DbError::Connect(e.to_string()))?;
+        if !encrypted.load(Ordering::Relaxed) && !self.is_loopback() {
+            self.plaintext_warning.call_once(|| {
+                log::warn!(
+                    "the connection to database {} on {} is not encrypted ({}); \
+                     use sslmode=require (or verify-full) if the server supports TLS",
+                    self.database,
+                    self.hosts(),
+                    if self.tls.is_some() {
+                        "the server does not offer TLS"
+                    } else {
+                        "sslmode=disable or allow"
+                    }
+                )
+            });
+        }
+        Ok(connection)
+    }
+
+    fn hosts(&self) -> String {
+        let names: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        names.join(",")
     }
 
     /// A pool of at most `max_size` connections to this target.
@@ -213,6 +287,114 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, DbError> 
     Ok(config)
 }
 
+/// TLS that encrypts but takes any certificate: `sslmode=prefer`, as libpq does it.
+fn unverified_tls_config() -> Result<rustls::ClientConfig, DbError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Config(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Accepts any server certificate, while still checking that the server holds its key
+/// (the handshake signatures): `sslmode=prefer` promises encryption, not identity.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connector that notes whether the handshake happened: with `sslmode=prefer` the
+/// server's answer decides, and tokio-postgres does not say which way it went.
+struct NoteHandshake<T> {
+    inner: T,
+    done: Arc<AtomicBool>,
+}
+
+impl<S, T> MakeTlsConnect<S> for NoteHandshake<T>
+where
+    T: MakeTlsConnect<S>,
+    T::TlsConnect: TlsConnect<S>,
+    <T::TlsConnect as TlsConnect<S>>::Future: Send + 'static,
+{
+    type Stream = T::Stream;
+    type TlsConnect = NoteHandshake<T::TlsConnect>;
+    type Error = T::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        Ok(NoteHandshake {
+            inner: self.inner.make_tls_connect(domain)?,
+            done: Arc::clone(&self.done),
+        })
+    }
+}
+
+impl<S, T> TlsConnect<S> for NoteHandshake<T>
+where
+    T: TlsConnect<S>,
+    T::Future: Send + 'static,
+{
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = BoxFuture<'static, Result<T::Stream, T::Error>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let handshake = self.inner.connect(stream);
+        let done = self.done;
+        async move {
+            let stream = handshake.await?;
+            done.store(true, Ordering::Relaxed);
+            Ok(stream)
+        }
+        .boxed()
+    }
+}
+
 /// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),
 /// which tokio-postgres' own Display leaves out.
 fn describe_pg_error(e: &tokio_postgres::Error) -> String {
@@ -234,10 +416,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_urls_connect_without_tls() {
+    fn urls_without_sslmode_prefer_tls_without_requiring_it() {
         let t = ConnectTarget::parse("postgres://postgres@127.0.0.1:5432/background_jobs").unwrap();
-        assert!(!t.uses_tls());
+        assert!(t.tls.is_some() && !t.uses_tls());
         assert_eq!(t.database(), "background_jobs");
+        let t = ConnectTarget::parse("postgres://postgres@127.0.0.1/db?sslmode=disable").unwrap();
+        assert!(t.tls.is_none());
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart_from_remote_ones() {
+        for url in [
+            "postgres://u@127.0.0.1/db",
+            "postgres://u@localhost:5433/db",
+            "postgres://u@[::1]/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+        ] {
+            assert!(ConnectTarget::parse(url).unwrap().is_loopback(), "{url}");
+        }
+        for url in [
+            "postgres://u@db.example.com/db",
+            "postgres://u@10.0.0.5/db",
+            "postgres://u@localhost/db?hostaddr=10.0.0.5",
+        ] {
+            assert!(!ConnectTarget::parse(url).unwrap().is_loopback(), "{url}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::{DbError, Pool, PooledConnection};
 
 /// Columns read back as an [`ExecutionRow`].
 pub(crate) const COLUMNS: &str = "id, job_name, status, started_at, completed_at, duration_ms, \
-    stats, error_message, scheduled_for, triggered_by, attempt, dry_run, worker_id";
+    stats, error_message, scheduled_for, triggered_by, attempt, dry_run, worker_id, requested_by";
 
 /// `completed_at - started_at` in whole milliseconds, by the database's clock.
 const DURATION_SQL: &str =
@@ -78,8 +78,8 @@ impl ExecutionLog for PgExecutionLog {
         let inserted: Option<ExecutionRow> = diesel::sql_query(format!(
             "INSERT INTO job_executions \
                (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
-                heartbeat_at, lease_expires_at) \
-             VALUES ($1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)) \
+                heartbeat_at, lease_expires_at, requested_by) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8) \
              ON CONFLICT DO NOTHING \
              RETURNING {COLUMNS}"
         ))
@@ -90,6 +90,7 @@ impl ExecutionLog for PgExecutionLog {
         .bind::<Bool, _>(new.dry_run)
         .bind::<Text, _>(&new.worker_id)
         .bind::<Double, _>(new.lease.as_secs_f64())
+        .bind::<Nullable<Text>, _>(new.requested_by.as_deref())
         .get_result(&mut conn)
         .await
         .optional()

@@ -24,6 +24,7 @@ pub struct ExecutionRow {
     pub attempt: i32,
     pub dry_run: bool,
     pub worker_id: Option<String>,
+    pub requested_by: Option<String>,
 }
 
 impl From<ExecutionRow> for ExecutionRecord {
@@ -43,6 +44,7 @@ impl From<ExecutionRow> for ExecutionRecord {
             attempt: row.attempt,
             worker_id: row.worker_id,
             dry_run: row.dry_run,
+            requested_by: row.requested_by,
         }
     }
 }

@@ -22,6 +22,8 @@ diesel::table! {
         worker_id -> Nullable<Varchar>,
         heartbeat_at -> Nullable<Timestamptz>,
         lease_expires_at -> Nullable<Timestamptz>,
+        #[max_length = 20]
+        requested_by -> Nullable<Varchar>,
     }
 }
 

@@ -25,6 +25,7 @@ fn new_execution(job: &str, slot: Option<chrono::DateTime<Utc>>) -> NewExecution
         dry_run: false,
         worker_id: "host-a:8080".into(),
         lease: Duration::from_secs(60),
+        requested_by: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `sslmode=require` connects over TLS and verifies the certificate, for the pool and for
-//! migrations, against a PostgreSQL server of the test's own with a self-signed
+//! migrations, and `sslmode=prefer` (the default) encrypts whenever the server offers TLS,
+//! against PostgreSQL servers of the test's own with and without a self-signed
 //! certificate.
 
 use db::testing::TempCluster;
@@ -78,15 +79,41 @@ async fn an_untrusted_certificate_is_refused() {
     let _ = std::fs::remove_file(ca);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_urls_keep_working_without_tls() {
-    let (cluster, ca) = tls_cluster();
-    let target = ConnectTarget::parse(&cluster.url("postgres")).unwrap();
+async fn is_encrypted(target: &ConnectTarget) -> bool {
     let mut conn = target.connect().await.unwrap();
     let ssl: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         .get_result(&mut conn)
         .await
         .unwrap();
-    assert!(!ssl.ssl);
+    ssl.ssl
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_without_sslmode_and_sslmode_prefer_use_tls_when_the_server_offers_it() {
+    let (cluster, ca) = tls_cluster();
+    for url in [
+        cluster.url("postgres"),
+        format!("{}?sslmode=prefer", cluster.url("postgres")),
+    ] {
+        let target = ConnectTarget::parse(&url).unwrap();
+        // The certificate is self-signed: prefer encrypts without verifying, as libpq.
+        assert!(is_encrypted(&target).await, "{url} connected in plaintext");
+    }
+    let disabled = format!("{}?sslmode=disable", cluster.url("postgres"));
+    assert!(!is_encrypted(&ConnectTarget::parse(&disabled).unwrap()).await);
     let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_prefer_falls_back_to_plaintext_when_the_server_has_no_tls() {
+    let cluster = TempCluster::start(&["ssl = off"], &[]);
+    let target = ConnectTarget::parse(&cluster.url("postgres")).unwrap();
+    assert!(!is_encrypted(&target).await);
+    // require does not fall back.
+    let required = format!("{}?sslmode=require", cluster.url("postgres"));
+    assert!(ConnectTarget::parse(&required)
+        .unwrap()
+        .connect()
+        .await
+        .is_err());
 }

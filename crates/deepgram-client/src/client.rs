@@ -431,18 +431,22 @@ fn check_ids(ids: &[(&str, &str)]) -> Result<(), Error> {
     Ok(())
 }
 
+/// No message repeats the value: its query or user info may hold a key.
 fn parse_base_url(base_url: &str) -> Result<Url, Error> {
     let url = Url::parse(base_url.trim()).map_err(|e| Error::Config {
-        message: format!("invalid base URL {base_url:?}: {e}"),
+        message: format!("invalid base URL ({e}): must be http(s)://host[/path]"),
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
         return Err(Error::Config {
-            message: format!("invalid base URL {base_url:?}: must be http(s)://host[/path]"),
+            message: format!(
+                "invalid base URL: must be http(s)://host[/path], not {}:…",
+                url.scheme()
+            ),
         });
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::Config {
-            message: format!("invalid base URL {base_url:?}: must not have a query or fragment"),
+            message: "invalid base URL: must not have a query or fragment".to_owned(),
         });
     }
     Ok(url)

@@ -60,6 +60,8 @@ pub struct NewExecution {
     pub worker_id: String,
     /// How long the execution stays claimed without a heartbeat.
     pub lease: Duration,
+    /// Who asked for a manual run; `None` for scheduled runs.
+    pub requested_by: Option<String>,
 }
 
 /// The answer to a claim.
@@ -118,6 +120,9 @@ pub struct ExecutionRecord {
     pub worker_id: Option<String>,
     /// Whether it was a dry run.
     pub dry_run: bool,
+    /// Who asked for a manual run (`admin`, `local`, `cli`); `None` for scheduled runs
+    /// and for rows written before this was recorded.
+    pub requested_by: Option<String>,
 }
 
 /// A failure of the log itself (the database is down, …).
@@ -252,6 +257,7 @@ impl ExecutionLog for MemoryExecutionLog {
                 attempt: new.attempt as i32,
                 worker_id: Some(new.worker_id.clone()),
                 dry_run: new.dry_run,
+                requested_by: new.requested_by.clone(),
             },
             now + chrono_duration(new.lease),
         ));
@@ -378,6 +384,7 @@ impl ExecutionLog for MemoryExecutionLog {
                 attempt: 1,
                 worker_id: Some(worker_id.to_owned()),
                 dry_run: false,
+                requested_by: None,
             },
             now,
         ));

@@ -53,6 +53,8 @@ pub struct RunRequest {
     pub scheduled_for: Option<DateTime<Utc>>,
     /// Report only, change nothing.
     pub dry_run: bool,
+    /// Who asked for a manual run (`admin`, `local`, `cli`); `None` for scheduled runs.
+    pub requested_by: Option<String>,
 }
 
 impl RunRequest {
@@ -62,7 +64,14 @@ impl RunRequest {
             trigger: Trigger::Manual,
             scheduled_for: None,
             dry_run,
+            requested_by: None,
         }
+    }
+
+    /// The same, recording who asked for it.
+    pub fn requested_by(mut self, actor: impl Into<String>) -> Self {
+        self.requested_by = Some(actor.into());
+        self
     }
 
     /// A run for a cron slot.
@@ -71,6 +80,7 @@ impl RunRequest {
             trigger,
             scheduled_for: Some(slot),
             dry_run: false,
+            requested_by: None,
         }
     }
 }
@@ -312,6 +322,7 @@ impl Runner {
             dry_run: request.dry_run,
             worker_id: self.settings.worker_id.clone(),
             lease: self.settings.lease,
+            requested_by: request.requested_by.clone(),
         };
         match self.log.claim(&new).await? {
             Claim::Started { id, started_at } => Ok((id, started_at)),

@@ -403,6 +403,7 @@ async fn expired_leases_are_closed_but_live_ones_are_not() {
         dry_run: false,
         worker_id: "gone-host:8080".into(),
         lease: Duration::from_millis(1),
+        requested_by: None,
     };
     log.claim(&base).await.unwrap();
     let live = jobs_core::NewExecution {
@@ -492,6 +493,7 @@ async fn on_start_the_latest_missed_slot_is_caught_up_and_older_misses_are_recor
             dry_run: false,
             worker_id: "old:1".into(),
             lease: Duration::from_secs(60),
+            requested_by: None,
         })
         .await
         .unwrap()

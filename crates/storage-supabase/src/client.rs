@@ -589,12 +589,18 @@ fn env_var(name: &str) -> Result<String, Error> {
     }
 }
 
+/// Reads `SUPABASE_URL`. No message repeats the value: its query or user info may hold a
+/// key (`?apikey=…`), and these errors reach logs and the console.
 fn parse_project_url(raw: &str) -> Result<Url, Error> {
-    let url = Url::parse(raw.trim())
-        .map_err(|e| Error::config(format!("invalid Supabase project URL {raw:?}: {e}")))?;
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        Error::config(format!(
+            "the Supabase project URL is not a valid URL ({e}); expected https://<project>.supabase.co"
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(Error::config(format!(
-            "the Supabase project URL must be http(s)://host, got {raw:?}"
+            "the Supabase project URL must be http(s)://host, not {}:…",
+            url.scheme()
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -603,9 +609,9 @@ fn parse_project_url(raw: &str) -> Result<Url, Error> {
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::config(format!(
-            "the Supabase project URL must not have a query or fragment, got {raw:?}"
-        )));
+        return Err(Error::config(
+            "the Supabase project URL must not have a query or fragment; the key goes in SUPABASE_SERVICE_ROLE_KEY",
+        ));
     }
     Ok(url)
 }
@@ -735,5 +741,21 @@ mod tests {
         assert!(Client::new("https://abc.supabase.co", " ").is_err());
         let err = Client::new("https://abc.supabase.co", "secret\nkey").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_project_url_is_refused_without_echoing_it() {
+        for url in [
+            "https://abc.supabase.co/?apikey=sekrit-123",
+            "https://abc.supabase.co/#sekrit-123",
+            "https://user:sekrit-123@abc.supabase.co",
+            "ftp://abc.supabase.co/?apikey=sekrit-123",
+            "https://[sekrit-123/",
+            "sekrit-123",
+        ] {
+            let err = Client::new(url, "k").unwrap_err().to_string();
+            assert!(!err.contains("sekrit"), "{url}: {err}");
+            assert!(err.contains("Supabase project URL"), "{url}: {err}");
+        }
     }
 }

@@ -171,7 +171,7 @@ mod tests {
             pool: services.pool.clone(),
             registry: Arc::clone(&services.registry),
             runner: services.runner("dashboard-test:0".into()),
-            admin_token: services.config.admin_token.clone(),
+            access: crate::http::Access::from_config(&services.config),
         })
     }
 

@@ -13,6 +13,10 @@ use super::{ApiError, AppState};
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_WINDOW_DAYS: i64 = 30;
+/// The oldest time PostgreSQL's `timestamptz` holds (4714-11-24 BC), in Unix microseconds:
+/// an older cursor could only fail in the database. (Its newest, 294276 AD, is beyond
+/// what chrono holds, so chrono's own limit applies there.)
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
 
 /// History filters. Every value is checked and a bad one is named in a 400.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -210,7 +214,7 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
     }
     let micros: i64 = parts.next()?.parse().ok()?;
     let id: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || id < 0 {
+    if parts.next().is_some() || id < 0 || micros < PG_MIN_MICROS {
         return None;
     }
     Some((DateTime::from_timestamp_micros(micros)?, id))
@@ -237,5 +241,15 @@ mod tests {
         ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
+        // A time PostgreSQL cannot hold, though chrono can, and one beyond chrono.
+        let ancient = DateTime::from_timestamp_micros(PG_MIN_MICROS - 1).unwrap();
+        assert_eq!(decode_cursor(&encode_cursor(ancient, 1)), None);
+        let oldest = DateTime::from_timestamp_micros(PG_MIN_MICROS).unwrap();
+        assert_eq!(decode_cursor(&encode_cursor(oldest, 1)), Some((oldest, 1)));
+        let beyond: String = format!("v1:{}:1", i64::MAX)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(decode_cursor(&beyond), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The registered jobs, and starting one now.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use jobs_core::{RunRequest, StartError};
 use serde::Deserialize;
@@ -58,12 +58,14 @@ pub struct RunParams {
         (status = 202, description = "Started", body = Data<RunStarted>),
         (status = 400, description = "Bad parameter, or dry run not supported", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The viewer token may not start runs; or, without ADMIN_TOKEN, a cross-origin request", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
         (status = 409, description = "Already running", body = ErrorBody),
         (status = 503, description = "Job disabled, server shutting down, or database unavailable", body = ErrorBody),
     )
 )]
 pub async fn run_job(
+    req: HttpRequest,
     state: web::Data<AppState>,
     job_name: web::Path<String>,
     params: web::Query<RunParams>,
@@ -89,7 +91,8 @@ pub async fn run_job(
             ),
         ));
     };
-    match state.runner.start(job, RunRequest::manual(dry_run)).await {
+    let request = RunRequest::manual(dry_run).requested_by(super::auth::actor(&req));
+    match state.runner.start(job, request).await {
         Ok(started) => Ok(HttpResponse::Accepted().json(Data {
             data: RunStarted {
                 execution_id: started.execution_id,

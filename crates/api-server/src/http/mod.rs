@@ -1,6 +1,6 @@
 //! The HTTP API (contract §6): routes, JSON errors and bearer auth.
 
-mod auth;
+pub mod auth;
 pub mod dashboard;
 mod error;
 mod executions;
@@ -17,8 +17,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 use jobs_core::{Registry, Runner};
 
-use crate::config::Secret;
-
+pub use auth::Access;
 pub use error::ApiError;
 
 /// What every handler may use.
@@ -29,8 +28,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The runner, for run-now.
     pub runner: Arc<Runner>,
-    /// `ADMIN_TOKEN`.
-    pub admin_token: Option<Secret>,
+    /// The accepted tokens (`ADMIN_TOKEN`, `VIEWER_TOKEN`, `METRICS_TOKEN`).
+    pub access: Access,
 }
 
 /// Largest JSON body accepted.
@@ -57,36 +56,42 @@ pub fn build_app(
                 .error_handler(error::json_error),
         )
         .app_data(web::PathConfig::default().error_handler(error::path_error))
-        .wrap(middleware::from_fn(auth::require_token))
+        .wrap(middleware::from_fn(auth::loopback_only))
         .wrap(middleware::from_fn(metrics::track_requests))
         .wrap(middleware::NormalizePath::trim())
         .service(get("/", web::get().to(dashboard::index)))
         .service(get("/assets/{name}", web::get().to(dashboard::asset)))
         .service(get("/healthz", web::get().to(status::healthz)))
         .service(get("/readyz", web::get().to(status::readyz)))
-        .service(get("/metrics", web::get().to(metrics::metrics)))
+        .service(
+            get("/metrics", web::get().to(metrics::metrics))
+                .wrap(middleware::from_fn(auth::require_metrics_reader)),
+        )
+        .service(internal())
+        .default_service(web::to(error::not_found))
+}
+
+/// Everything under `/internal`. The scope, not each route, carries the token check, so
+/// the check applies to whatever the router matched (however the path was spelled) and a
+/// route registered in [`internal_api_v1`] cannot be reached without it.
+fn internal() -> impl actix_web::dev::HttpServiceFactory {
+    web::scope("/internal")
+        .wrap(middleware::from_fn(auth::require_role))
+        .service(web::scope("/api/v1").configure(internal_api_v1))
+}
+
+/// The routes of `/internal/api/v1` (paths relative to it). Register every new internal
+/// route here; handlers learn who asked from [`auth::actor`].
+fn internal_api_v1(cfg: &mut web::ServiceConfig) {
+    cfg.service(get("/jobs/status", web::get().to(status::jobs_status)))
+        .service(get("/jobs", web::get().to(jobs::list_jobs)))
+        .service(get("/jobs/executions", web::get().to(executions::history)))
         .service(get(
-            "/internal/api/v1/jobs/status",
-            web::get().to(status::jobs_status),
-        ))
-        .service(get("/internal/api/v1/jobs", web::get().to(jobs::list_jobs)))
-        .service(get(
-            "/internal/api/v1/jobs/executions",
-            web::get().to(executions::history),
-        ))
-        .service(get(
-            "/internal/api/v1/jobs/executions/{id}",
+            "/jobs/executions/{id}",
             web::get().to(executions::execution),
         ))
-        .service(post(
-            "/internal/api/v1/jobs/{job_name}/run",
-            web::post().to(jobs::run_job),
-        ))
-        .service(get(
-            "/internal/api/v1/openapi.json",
-            web::get().to(openapi::openapi_json),
-        ))
-        .default_service(web::to(error::not_found))
+        .service(post("/jobs/{job_name}/run", web::post().to(jobs::run_job)))
+        .service(get("/openapi.json", web::get().to(openapi::openapi_json)));
 }
 
 /// A GET route; other methods answer 405 with `Allow` and the JSON error body.

@@ -107,6 +107,9 @@ pub struct ExecutionView {
     pub dry_run: bool,
     /// The server that ran it.
     pub worker_id: Option<String>,
+    /// Who asked for a manual run: `admin` or `local` (over HTTP, by role) or `cli`
+    /// (`api-server run-job`); `null` for scheduled runs.
+    pub actor: Option<String>,
 }
 
 impl From<&ExecutionRecord> for ExecutionView {
@@ -123,6 +126,7 @@ impl From<&ExecutionRecord> for ExecutionView {
             attempt: r.attempt,
             dry_run: r.dry_run,
             worker_id: r.worker_id.clone(),
+            actor: r.requested_by.clone(),
         }
     }
 }

@@ -31,7 +31,7 @@ impl TestApp {
             pool: services.pool.clone(),
             registry: Arc::clone(&services.registry),
             runner,
-            admin_token: services.config.admin_token.clone(),
+            access: api_server::http::Access::from_config(&services.config),
         });
         Self { db, state }
     }

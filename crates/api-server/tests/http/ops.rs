@@ -156,6 +156,20 @@ async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
         ("cursor=not-a-cursor", "cursor"),
         ("cursor=76313a", "cursor"),
         ("job_name=a%00b", "job_name"),
+        // Values PostgreSQL or i64 cannot hold must be a 400, not a database error.
+        // "v1:-300000000000000000:1": 7477 BC, which chrono holds and PostgreSQL does not.
+        ("cursor=76313a2d3330303030303030303030303030303030303a31", "cursor"),
+        // "v1:9223372036854775807:1": the largest i64 in microseconds.
+        ("cursor=76313a393232333337323033363835343737353830373a31", "cursor"),
+        ("cursor=76313a30003a31", "cursor"),
+        ("cursor=a%00", "cursor"),
+        ("limit=99999999999999999999999", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1e3", "limit"),
+        ("since=0000-01-01T00:00:00-23:59&until=0000-01-01T00:00:00Z", "since"),
+        ("since=%00", "since"),
+        ("status=success%00", "status"),
+        ("job_name=audio_cleanup%00", "job_name"),
     ] {
         let (status, _, body) = app
             .call(TestRequest::get().uri(&format!("/internal/api/v1/jobs/executions?{query}")))
@@ -178,6 +192,25 @@ async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
         .as_str()
         .unwrap()
         .contains("colour"));
+    let long = "a".repeat(5_000);
+    for query in [
+        format!("job_name={long}"),
+        format!("cursor={long}"),
+        format!("limit={long}"),
+        "since=0000-01-01T00:00:00Z".to_owned(),
+        "until=9999-12-31T23:59:59.999999999-23:59".to_owned(),
+    ] {
+        let (status, _, body) = app
+            .call(TestRequest::get().uri(&format!("/internal/api/v1/jobs/executions?{query}")))
+            .await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{status} {body}"
+        );
+        if status == StatusCode::BAD_REQUEST {
+            assert!(body["error"]["code"].is_string(), "{body}");
+        }
+    }
 }
 
 #[actix_web::test]
@@ -202,6 +235,20 @@ async fn an_execution_is_readable_by_id_and_bad_ids_are_4xx() {
         .call(TestRequest::get().uri("/internal/api/v1/jobs/executions/abc"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Beyond the column's range, negative, beyond i64, NUL: never a database error.
+    for (id, expected) in [
+        ("99999999999", StatusCode::NOT_FOUND),
+        ("-1", StatusCode::NOT_FOUND),
+        ("-9223372036854775808", StatusCode::NOT_FOUND),
+        ("99999999999999999999999", StatusCode::BAD_REQUEST),
+        ("1%00", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _, body) = app
+            .call(TestRequest::get().uri(&format!("/internal/api/v1/jobs/executions/{id}")))
+            .await;
+        assert_eq!(status, expected, "{id}: {body}");
+        assert!(body["error"]["code"].is_string(), "{id}: {body}");
+    }
 }
 
 #[actix_web::test]

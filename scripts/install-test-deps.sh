@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Rust and PostgreSQL, when it is missing:
-#   promtool   (Debian package prometheus)   checks the /metrics text
+#   promtool   (Debian package prometheus)   checks the /metrics text and the alert rules
 #   chromium + chromedriver (Debian)         drive the dashboard's browser tests
 #   schemathesis (PyPI)                      fuzzes the API from its OpenAPI description
+#   kubernetes-validate (PyPI)               checks deploy/kubernetes against the bundled
+#                                            Kubernetes schemas (offline)
 #   wrk (Debian)                             HTTP load for the API benchmark (bench falls
 #                                            back to a built-in load loop without it)
 # Idempotent: does nothing when everything is present.
@@ -24,5 +26,11 @@ fi
 if ! command -v schemathesis >/dev/null; then
   echo "installing schemathesis"
   python3 -m pip install -q --disable-pip-version-check schemathesis
+  hash -r
+fi
+
+if ! command -v kubernetes-validate >/dev/null; then
+  echo "installing kubernetes-validate"
+  python3 -m pip install -q --disable-pip-version-check kubernetes-validate
   hash -r
 fi

@@ -72,7 +72,10 @@ impl From<ConfigError> for Exit {
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if let Err(e) = init_logging() {
+        eprintln!("error: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,10 +95,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stdout)
-        .init();
+/// Installs the logger in the `LOG_FORMAT` chosen (the environment or `.env`).
+fn init_logging() -> Result<(), ConfigError> {
+    let _ = dotenvy::dotenv();
+    let value = std::env::var(crate::logging::LOG_FORMAT_VAR).ok();
+    crate::logging::init(crate::logging::LogFormat::parse(value.as_deref())?);
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Exit> {
@@ -286,6 +291,11 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
             interval,
         );
     }
+    tokio::spawn(crate::backlog::refresh_loop(
+        Arc::clone(&services.registry),
+        config.backlog_refresh,
+        stop_watch.clone(),
+    ));
     if let Some(days) = config.scheduling.execution_retention_days {
         tokio::spawn(prune_history(
             services.pool.clone(),

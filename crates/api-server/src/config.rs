@@ -24,6 +24,8 @@
 //! | `SHUTDOWN_GRACE_SECS` | `30` |
 //! | `EXECUTION_RETENTION_DAYS` | `90` (0 keeps the history forever) |
 //! | `WORKER_ID` | `<hostname>:<port>` |
+//! | `BACKLOG_REFRESH_SECS` | `60` |
+//! | `LOG_FORMAT` | `text` (read by [`crate::logging`] before everything else) |
 //! | `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO` | unset (failure e-mails) |
 //! | `ALERT_WEBHOOK_URL` | unset (failure webhook) |
 //! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
@@ -294,6 +296,8 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// `WORKER_ID`.
     pub worker_id: String,
+    /// `BACKLOG_REFRESH_SECS`: how often each job's backlog is measured.
+    pub backlog_refresh: Duration,
     /// `AUDIO_RETENTION_DAYS`.
     pub audio_retention_days: i64,
     /// Deepgram.
@@ -445,6 +449,12 @@ impl Config {
             metrics_token: vars.secret("METRICS_TOKEN"),
             public_url: vars.url("PUBLIC_URL")?,
             worker_id,
+            backlog_refresh: vars.secs(
+                "BACKLOG_REFRESH_SECS",
+                crate::backlog::DEFAULT_REFRESH_SECS,
+                1,
+                86_400,
+            )?,
             audio_retention_days: vars.int_in(
                 "AUDIO_RETENTION_DAYS",
                 DEFAULT_AUDIO_RETENTION_DAYS,

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod app;
+pub mod backlog;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod logging;

@@ -7,6 +7,7 @@ pub mod execution_log;
 pub mod executions;
 mod migrate;
 pub mod models;
+pub mod monitoring;
 pub mod notifications;
 mod prepared;
 pub mod schema;

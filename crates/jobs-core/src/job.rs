@@ -44,6 +44,33 @@ pub trait Job: Send + Sync + 'static {
     /// Does the work. Long jobs call [`JobContext::report_progress`] as batches complete
     /// and stop early when [`JobContext::is_cancelled`].
     async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError>;
+
+    /// How much work waits for the job now (rows a run would pick up), if the job can
+    /// tell. Called on a timer, never per request, so it may read the database; it must
+    /// stay cheap however large the tables grow (count up to a cap, or estimate).
+    async fn backlog(&self) -> Result<Option<Backlog>, JobError> {
+        Ok(None)
+    }
+}
+
+/// Work waiting for a job, as [`Job::backlog`] measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Backlog {
+    /// Items waiting, up to the job's counting cap.
+    pub count: u64,
+    /// True when counting stopped at the cap: at least `count` items wait.
+    pub capped: bool,
+}
+
+impl Backlog {
+    /// A count of `seen` items made with `LIMIT cap + 1`: more than `cap` reads as
+    /// "`cap` or more".
+    pub fn bounded(seen: u64, cap: u64) -> Self {
+        Self {
+            count: seen.min(cap),
+            capped: seen > cap,
+        }
+    }
 }
 
 /// How a run was started.

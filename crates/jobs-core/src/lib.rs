@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod current;
 mod job;
 pub mod log;
 mod registry;
@@ -8,12 +9,12 @@ mod schedule;
 mod scheduler;
 mod stats;
 
-pub use job::{Job, JobContext, JobError, Trigger};
+pub use job::{Backlog, Job, JobContext, JobError, Trigger};
 pub use log::{
     Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
     Status,
 };
-pub use registry::{RegisteredJob, Registry, RunPolicy};
+pub use registry::{BacklogReading, RegisteredJob, Registry, RunPolicy};
 pub use runner::{
     human_duration, retry_delay, RunObserver, RunReport, RunRequest, Runner, RunnerSettings,
     StartError, StartedRun,

@@ -1,9 +1,11 @@
 //! The set of jobs a server knows, each with its schedule and run policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::{Job, Schedule};
+use chrono::{DateTime, Utc};
+
+use crate::{Backlog, Job, JobError, Schedule};
 
 /// How runs of a job are bounded and retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,17 @@ pub struct RegisteredJob {
     pub policy: RunPolicy,
     /// Set when the configuration switched the job off.
     pub paused: Option<String>,
+    /// The latest [`Job::backlog`] reading, kept so that requests never measure it.
+    backlog: RwLock<Option<BacklogReading>>,
+}
+
+/// A job's backlog and when it was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogReading {
+    /// What the job reported.
+    pub backlog: Backlog,
+    /// When.
+    pub measured_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for RegisteredJob {
@@ -57,6 +70,7 @@ impl RegisteredJob {
             schedule,
             policy: RunPolicy::default(),
             paused: None,
+            backlog: RwLock::new(None),
         }
     }
 
@@ -85,6 +99,25 @@ impl RegisteredJob {
     /// True when the job runs on its schedule and on request.
     pub fn is_enabled(&self) -> bool {
         self.disabled_reason().is_none()
+    }
+
+    /// The latest backlog reading, if the job reports one and it was measured.
+    pub fn backlog(&self) -> Option<BacklogReading> {
+        *self.backlog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Measures the backlog now and keeps the reading. On an error the previous reading
+    /// stays (its `measured_at` shows its age).
+    pub async fn refresh_backlog(&self) -> Result<Option<BacklogReading>, JobError> {
+        let Some(backlog) = self.job.backlog().await? else {
+            return Ok(None);
+        };
+        let reading = BacklogReading {
+            backlog,
+            measured_at: Utc::now(),
+        };
+        *self.backlog.write().unwrap_or_else(PoisonError::into_inner) = Some(reading);
+        Ok(Some(reading))
     }
 }
 

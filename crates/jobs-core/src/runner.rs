@@ -346,7 +346,11 @@ impl Runner {
         let mut attempt = 1;
         let mut id = first_id;
         loop {
-            let report = self.execute(&job, &request, id, attempt).await;
+            let report = crate::current::scope(
+                crate::current::CurrentExecution::new(job.name(), id),
+                self.execute(&job, &request, id, attempt),
+            )
+            .await;
             if !report.will_retry {
                 return report;
             }

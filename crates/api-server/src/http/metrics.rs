@@ -81,6 +81,30 @@ fn describe() {
         "1 when the job runs on its schedule, 0 when disabled"
     );
     describe_gauge!(
+        "job_backlog",
+        "Items waiting for each job, as last measured (capped: see the README)"
+    );
+    describe_gauge!(
+        "job_running_seconds",
+        Unit::Seconds,
+        "Age of each job's oldest running execution, on any server; 0 when none runs"
+    );
+    describe_gauge!(
+        "job_last_failure_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of each job's latest failed execution"
+    );
+    describe_gauge!(
+        "job_schedule_interval_seconds",
+        Unit::Seconds,
+        "Longest gap between each job's next cron slots"
+    );
+    describe_gauge!(
+        "job_timeout_seconds",
+        Unit::Seconds,
+        "Run time after which an execution of each job is cancelled"
+    );
+    describe_gauge!(
         "scheduler_lag_seconds",
         Unit::Seconds,
         "Delay between a cron slot and the start of its execution"
@@ -167,6 +191,13 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         let running = db::executions::running_counts(&mut conn)
             .await
             .unwrap_or_default();
+        let running_for = db::monitoring::running_seconds(&mut conn)
+            .await
+            .unwrap_or_default();
+        let failures = db::monitoring::last_failures(&mut conn)
+            .await
+            .unwrap_or_default();
+        let now = chrono::Utc::now();
         for job in state.registry.iter() {
             let name = job.name().to_owned();
             metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() {
@@ -179,6 +210,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
                 .find(|(j, _)| *j == name)
                 .map_or(0, |(_, n)| *n);
             metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
+            job_gauges(job, &name, &running_for, &failures, now);
             if let Some(last) = latest
                 .iter()
                 .find(|r| r.job_name == name && r.completed_at.is_some())
@@ -207,4 +239,35 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render()))
+}
+
+/// The gauges of one job for alerting: backlog (the kept reading, never measured here),
+/// age of its running execution, latest failure, schedule interval and timeout.
+fn job_gauges(
+    job: &RegisteredJob,
+    name: &str,
+    running_for: &[(String, f64)],
+    failures: &[(String, chrono::DateTime<chrono::Utc>)],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let label = name.to_owned();
+    if let Some(reading) = job.backlog() {
+        metrics::gauge!("job_backlog", "job" => label.clone()).set(reading.backlog.count as f64);
+    }
+    let seconds = running_for
+        .iter()
+        .find(|(j, _)| j == name)
+        .map_or(0.0, |(_, s)| *s);
+    metrics::gauge!("job_running_seconds", "job" => label.clone()).set(seconds);
+    if let Some((_, at)) = failures.iter().find(|(j, _)| j == name) {
+        metrics::gauge!("job_last_failure_timestamp_seconds", "job" => label.clone())
+            .set(at.timestamp_millis() as f64 / 1000.0);
+    }
+    if let Some(interval) = job.schedule.typical_interval(now) {
+        metrics::gauge!("job_schedule_interval_seconds", "job" => label.clone())
+            .set(interval.num_milliseconds() as f64 / 1000.0);
+    }
+    if let Some(timeout) = job.policy.timeout {
+        metrics::gauge!("job_timeout_seconds", "job" => label).set(timeout.as_secs_f64());
+    }
 }

@@ -159,12 +159,22 @@ pub struct JobView {
     pub max_attempts: u32,
     /// The latest execution, if any.
     pub latest_execution: Option<ExecutionView>,
+    /// Items waiting for the job (old audio not yet deleted, transcriptions not yet
+    /// priced), as last measured; `null` when the job does not tell or it was not
+    /// measured yet.
+    pub backlog: Option<u64>,
+    /// True when the count stopped at the job's cap: at least `backlog` items wait.
+    pub backlog_capped: bool,
+    /// When `backlog` was measured (every `BACKLOG_REFRESH_SECS`), RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub backlog_measured_at: Option<String>,
 }
 
 impl JobView {
     /// A job with its latest execution.
     pub fn new(job: &RegisteredJob, latest: Option<&ExecutionRecord>, now: DateTime<Utc>) -> Self {
         let reason = job.disabled_reason();
+        let backlog = job.backlog();
         Self {
             job_name: job.name().to_owned(),
             display_name: job.job.display_name().to_owned(),
@@ -178,6 +188,9 @@ impl JobView {
             timeout_secs: job.policy.timeout.map(|t| t.as_secs()),
             max_attempts: job.policy.max_attempts,
             latest_execution: latest.map(ExecutionView::from),
+            backlog: backlog.map(|b| b.backlog.count),
+            backlog_capped: backlog.is_some_and(|b| b.backlog.capped),
+            backlog_measured_at: backlog.map(|b| rfc3339(b.measured_at)),
         }
     }
 }

@@ -301,6 +301,10 @@ impl Job for AudioCleanupJob {
         true
     }
 
+    async fn backlog(&self) -> Result<Option<jobs_core::Backlog>, JobError> {
+        self.measure_backlog().await.map(Some)
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError> {
         let Some(storage) = &self.storage else {
             let reason = self
@@ -903,6 +907,24 @@ impl Run<'_> {
             cutoff.to_rfc3339(),
             stats.summary(&[])
         );
+    }
+}
+
+/// Rows counted at most by [`Job::backlog`]: past it the backlog reads as "100 000 or
+/// more", which keeps the count an index-only scan of at most this many entries.
+pub const BACKLOG_CAP: u64 = 100_000;
+
+impl AudioCleanupJob {
+    /// Audio past its retention that is not deleted yet: the rows its next run would pick up, counted up to [`BACKLOG_CAP`].
+    async fn measure_backlog(&self) -> Result<jobs_core::Backlog, JobError> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| JobError::new(format!("measuring the backlog: {e}")))?;
+        db::monitoring::audio_cleanup_backlog(&mut conn, self.retention_days, BACKLOG_CAP)
+            .await
+            .map_err(|e| JobError::new(format!("measuring the backlog: {e}")))
     }
 }
 

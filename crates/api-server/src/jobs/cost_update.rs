@@ -286,6 +286,10 @@ impl Job for CostUpdateJob {
         true
     }
 
+    async fn backlog(&self) -> Result<Option<jobs_core::Backlog>, JobError> {
+        self.measure_backlog().await.map(Some)
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError> {
         let Some(client) = &self.client else {
             return Err(JobError::new(
@@ -1002,6 +1006,24 @@ fn shorten(text: &str, max: usize) -> String {
 /// A piece of stored data quoted for a message: escaped, and cut when long.
 fn quote(text: &str) -> String {
     format!("{:?}", shorten(text, MAX_QUOTED_ID_CHARS))
+}
+
+/// Rows counted at most by [`Job::backlog`]: past it the backlog reads as "100 000 or
+/// more", which keeps the count an index-only scan of at most this many entries.
+pub const BACKLOG_CAP: u64 = 100_000;
+
+impl CostUpdateJob {
+    /// Transcriptions with a request id and no cost that are not given up on: the rows its next run would pick up, counted up to [`BACKLOG_CAP`].
+    async fn measure_backlog(&self) -> Result<jobs_core::Backlog, JobError> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| JobError::new(format!("measuring the backlog: {e}")))?;
+        db::monitoring::cost_update_backlog(&mut conn, BACKLOG_CAP)
+            .await
+            .map_err(|e| JobError::new(format!("measuring the backlog: {e}")))
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ pub async fn require_token(
         .map(ServiceResponse::map_into_left_body)
 }
 
+/// Who made a request, as recorded with what it changed (`paused_by`): `admin`, `viewer`
+/// or `local` (no token configured). Every request is `local` until roles exist.
+pub fn actor(_req: &actix_web::HttpRequest) -> &'static str {
+    "local"
+}
+
 /// Compares without stopping at the first difference, so timing does not reveal how much
 /// of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

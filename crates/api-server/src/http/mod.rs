@@ -1,6 +1,7 @@
 //! The HTTP API (contract §6): routes, JSON errors and bearer auth.
 
 mod auth;
+mod console;
 pub mod dashboard;
 mod error;
 mod executions;
@@ -83,6 +84,26 @@ pub fn build_app(
         .service(post(
             "/internal/api/v1/jobs/{job_name}/run",
             web::post().to(jobs::run_job),
+        ))
+        .service(post(
+            "/internal/api/v1/jobs/{job_name}/pause",
+            web::post().to(console::pause),
+        ))
+        .service(post(
+            "/internal/api/v1/jobs/{job_name}/resume",
+            web::post().to(console::resume),
+        ))
+        .service(get(
+            "/internal/api/v1/jobs/{job_name}/trends",
+            web::get().to(console::trends),
+        ))
+        .service(get(
+            "/internal/api/v1/jobs/executions/{id}/events",
+            web::get().to(console::events),
+        ))
+        .service(get(
+            "/internal/api/v1/workers",
+            web::get().to(console::workers),
         ))
         .service(get(
             "/internal/api/v1/openapi.json",

@@ -1381,7 +1381,7 @@
       rate.append(titled(svg('rect', { x, y: (H - okHeight).toFixed(2), width: width.toFixed(2), height: okHeight.toFixed(2), class: 'bar bar-success', 'data-day': day.day, 'data-rate': pct }), text));
       if (day.failed) {
         const failHeight = (H - 4) - okHeight;
-        rate.append(titled(svg('rect', { x, y: 4, width: width.toFixed(2), height: failHeight.toFixed(2), class: 'bar bar-failed', 'data-day': day.day }), text));
+        rate.append(titled(svg('rect', { x, y: 4, width: width.toFixed(2), height: failHeight.toFixed(2), class: 'bar trend-failed', 'data-day': day.day }), text));
       }
     });
 

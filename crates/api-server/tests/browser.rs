@@ -1334,6 +1334,7 @@ async fn pause_and_resume_from_the_card_persist_and_a_disabled_job_offers_neithe
     // Stored, not just shown: a reload shows it again.
     browser.goto(&server.base).await;
     cards_shown(&browser, 2).await;
+    watch_csp(&browser).await;
     browser
         .wait_for(
             "still paused after a reload",
@@ -1520,12 +1521,12 @@ async fn a_runs_details_open_from_the_history_with_its_log_and_offer_run_again()
             ["error", "Storage answered 503 <b>three</b> times"]
         ])
     );
-    // The job's own keys first, then the rest in their order.
+    // The job's own keys first, then the rest (in the order the API lists them).
     assert_eq!(
         browser
             .eval("Array.from(document.querySelectorAll('#run-stats .stat dt')).map(d => d.textContent)")
             .await,
-        json!(["Deleted", "Failed", "Considered", "Already absent"])
+        json!(["Deleted", "Failed", "Already absent", "Considered"])
     );
     let facts = browser
         .eval(
@@ -1565,6 +1566,7 @@ async fn a_runs_details_open_from_the_history_with_its_log_and_offer_run_again()
              document.querySelectorAll('#run-events li').length === 2",
         )
         .await;
+    watch_csp(&browser).await;
     // Back to the dashboard.
     browser.click("#run-detail a.back-link").await;
     browser
@@ -1780,7 +1782,7 @@ async fn trends_draw_success_rate_duration_and_counters_per_day() {
         browser
             .eval(
                 "[document.querySelectorAll('[data-chart=success] rect.bar-success').length, \
-                  document.querySelectorAll('[data-chart=success] rect.bar-failed').length, \
+                  document.querySelectorAll('[data-chart=success] rect.trend-failed').length, \
                   document.querySelectorAll('[data-chart=duration] polyline').length > 0, \
                   Array.from(document.querySelectorAll('[data-chart=counters] .legend li')).map(l => l.textContent)]"
             )

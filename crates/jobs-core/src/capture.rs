@@ -131,7 +131,8 @@ pub fn install<L: Log + 'static>(
     inner: L,
     inner_max: LevelFilter,
 ) -> Result<(), log::SetLoggerError> {
-    log::set_boxed_logger(Box::new(CapturingLogger::new(inner)))?;
+    // Leaked on purpose: the process logger lives as long as the process.
+    log::set_logger(Box::leak(Box::new(CapturingLogger::new(inner))))?;
     log::set_max_level(inner_max.max(LevelFilter::Info));
     Ok(())
 }

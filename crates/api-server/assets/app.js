@@ -18,6 +18,9 @@
   const STATUS_LABEL = { success: 'Success', failed: 'Failed', running: 'Running' };
   const FILTER_WORD = { success: 'successful', failed: 'failed', running: 'running' };
   const TRIGGER_LABEL = { schedule: 'Scheduled', catch_up: 'Catch-up', manual: 'Manual' };
+  // The stats keys the jobs report first (audio clean-up, cost update); others follow.
+  const STATS_FIRST = ['deleted', 'updated', 'unchanged', 'skipped', 'failed'];
+  const LEVEL_LABEL = { error: 'Error', warn: 'Warning', info: 'Info' };
   const WORDS = { usd: 'USD', id: 'ID', ids: 'IDs', api: 'API', url: 'URL', ms: 'ms', http: 'HTTP' };
 
   const state = {
@@ -32,7 +35,15 @@
     statuses: new Map(),
     messages: new Map(),
     starting: new Set(),
-    history: { job: '', status: '', cursor: null, rows: 0, seq: 0, signature: '' },
+    history: { job: '', status: '', trigger: '', from: '', to: '', cursor: null, rows: 0, seq: 0, signature: '' },
+    // Operator controls on the cards: the open pause forms (job -> draft reason) and the
+    // jobs with a control request in flight.
+    pauseDrafts: new Map(),
+    busy: new Set(),
+    workers: [],
+    route: { kind: 'dashboard' },
+    detail: { id: null, seq: 0, timer: 0, run: null, last: null },
+    trends: { seq: 0 },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -234,11 +245,17 @@
     const headers = { Accept: 'application/json' };
     const bearer = token();
     if (bearer) headers.Authorization = 'Bearer ' + bearer;
+    let body;
+    if (options.json !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    }
     let response;
     try {
       response = await fetch(API + path, {
         method: options.method || 'GET',
         headers,
+        body,
         cache: 'no-store',
         credentials: 'same-origin',
         redirect: 'error',
@@ -246,23 +263,23 @@
     } catch (_) {
       throw new ApiError(0, 'unreachable', 'The server did not answer. Check that api-server is running and reachable.');
     }
-    let body = null;
+    let answer = null;
     try {
-      body = await response.json();
+      answer = await response.json();
     } catch (_) {
-      body = null;
+      answer = null;
     }
     if (!response.ok) {
-      const error = body && typeof body === 'object' && body.error ? body.error : {};
+      const error = answer && typeof answer === 'object' && answer.error ? answer.error : {};
       const message = typeof error.message === 'string' && error.message
         ? error.message
         : `The server answered HTTP ${response.status}${response.statusText ? ' ' + response.statusText : ''}.`;
       throw new ApiError(response.status, typeof error.code === 'string' ? error.code : 'http_' + response.status, message);
     }
-    if (body === null || typeof body !== 'object') {
+    if (answer === null || typeof answer !== 'object') {
       throw new ApiError(response.status, 'bad_answer', 'The server sent an answer that is not JSON.');
     }
-    return body;
+    return answer;
   }
 
   // ---- auth ------------------------------------------------------------------------
@@ -271,8 +288,7 @@
     state.needsAuth = true;
     clearTimeout(state.timer);
     show($('auth'), true);
-    show($('jobs-section'), false);
-    show($('history'), false);
+    for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends']) show($(id), false);
     show($('updated'), false);
     show($('refresh'), false);
     show($('sign-out'), false);
@@ -314,7 +330,7 @@
     state.authAttempted = false;
     $('token-input').value = '';
     show($('auth'), false);
-    show($('jobs-section'), true);
+    applyRoute();
     show($('refresh'), true);
     $('main').focus({ preventScroll: true });
   }
@@ -356,6 +372,9 @@
       noticeChanges();
       if (token()) show($('sign-out'), true);
       syncHistory();
+      loadWorkers();
+      // The job's name and whether it may run again come from the jobs list.
+      if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {
         needAuth();
@@ -437,6 +456,7 @@
     const latest = job.latest_execution;
     if (latest && latest.status === 'running') return 'running';
     if (!job.enabled) return 'disabled';
+    if (job.paused) return 'paused';
     if (!latest) return 'never';
     return latest.status === 'failed' ? 'failed' : 'success';
   }
@@ -461,6 +481,7 @@
     else if (running) badges.append(badge('running', 'Running'));
     else badges.append(badge('never', 'Never run'));
     if (!job.enabled) badges.append(badge('disabled', 'Disabled'));
+    else if (job.paused) badges.append(badge('paused', 'Paused'));
 
     const subParts = [job.job_name];
     if (latest) {
@@ -486,7 +507,9 @@
       facts.append(fact('Last run', timeBlock(latest.started_at, now)));
       facts.append(fact('Duration', duration(latest.duration_ms)));
     }
-    if (job.enabled) {
+    if (job.enabled && job.paused) {
+      facts.append(fact('Next run', 'Not scheduled while paused'));
+    } else if (job.enabled) {
       facts.append(fact('Next run', job.next_run_at ? timeBlock(job.next_run_at, now) : 'Not scheduled'));
     } else {
       facts.append(fact('Next run', 'Not scheduled while disabled'));
@@ -494,6 +517,9 @@
     const schedule = h('span', {}, job.schedule_description || job.schedule || '—');
     const cron = job.schedule ? h('code', { class: 'exact' }, `${job.schedule}${job.timezone ? ' · ' + job.timezone : ''}`) : null;
     facts.append(fact('Schedule', [schedule, cron]));
+    if (job.backlog !== undefined && job.backlog !== null) {
+      facts.append(h('div', { class: 'fact', 'data-role': 'backlog' }, h('dt', {}, 'Backlog'), h('dd', {}, formatValue(job.backlog))));
+    }
 
     const card = h('article', {
       class: 'card',
@@ -511,6 +537,8 @@
           h('p', { class: 'note-title' }, 'Disabled'),
           h('p', {}, job.disabled_reason || 'This job is switched off.'))));
     }
+
+    if (job.enabled && job.paused) card.append(pausedNote(job, now));
 
     if (latest && latest.status === 'failed') {
       card.append(h('div', { class: 'note note-error', 'data-role': 'error' },
@@ -554,7 +582,8 @@
       'aria-controls': 'history',
       onclick: () => openHistory(job.job_name),
     }, icon('history'), 'History');
-    const actions = h('div', { class: 'card-actions' }, runButton, historyButton);
+    const actions = h('div', { class: 'card-actions' }, runButton, historyButton, ...controlButtons(job, latest));
+    if (state.pauseDrafts.has(job.job_name)) actions.append(pauseForm(job));
     if (!job.enabled) {
       actions.append(h('span', { id: reasonId, class: 'visually-hidden' }, `Run now is unavailable: the job is disabled (${job.disabled_reason || 'switched off'}).`));
     }
@@ -579,6 +608,7 @@
     const activeCard = active && active.closest ? active.closest('[data-job]') : null;
     const focusJob = activeCard ? activeCard.getAttribute('data-job') : null;
     const focusAction = active && active.getAttribute ? active.getAttribute('data-action') : null;
+    const caret = focusAction === 'pause-reason' ? [active.selectionStart, active.selectionEnd] : null;
 
     grid.replaceChildren(...jobs.map((job) => renderCard(job, now)));
     grid.setAttribute('aria-busy', 'false');
@@ -587,8 +617,12 @@
       const card = Array.from(grid.children).find((c) => c.getAttribute('data-job') === focusJob);
       if (card) {
         const target = focusAction ? card.querySelector(`[data-action="${focusAction}"]`) : null;
-        if (target && !target.disabled) target.focus({ preventScroll: true });
-        else card.focus({ preventScroll: true });
+        if (target && !target.disabled) {
+          target.focus({ preventScroll: true });
+          if (focusAction === 'pause-reason' && caret) target.setSelectionRange(caret[0], caret[1]);
+        } else {
+          card.focus({ preventScroll: true });
+        }
       }
     }
 
@@ -676,8 +710,10 @@
   // ---- history ---------------------------------------------------------------------
 
   function openHistory(jobName) {
+    if (state.route.kind !== 'dashboard') location.hash = '#/';
     $('history-job').value = jobName;
     state.history.job = jobName;
+    writeFiltersToUrl();
     loadHistory(true);
     const section = $('history');
     section.scrollIntoView({ block: 'start', behavior: 'auto' });
@@ -693,17 +729,17 @@
       show($('history'), false);
       return;
     }
-    const names = jobs.map((j) => j.job_name);
+    const names = [''].concat(jobs.map((j) => j.job_name));
     const current = Array.from(select.options).map((o) => o.value);
     if (names.join('\n') !== current.join('\n')) {
-      select.replaceChildren(...jobs.map((j) => h('option', { value: j.job_name }, j.display_name || j.job_name)));
+      select.replaceChildren(h('option', { value: '' }, 'All jobs'),
+        ...jobs.map((j) => h('option', { value: j.job_name }, j.display_name || j.job_name)));
     }
-    if (!names.includes(state.history.job)) state.history.job = names[0];
+    if (!names.includes(state.history.job)) state.history.job = '';
     select.value = state.history.job;
-    show($('history'), true);
-    const job = jobs.find((j) => j.job_name === state.history.job);
-    const latest = job && job.latest_execution;
-    const signature = latest ? `${latest.id}:${latest.status}` : 'none';
+    show($('history'), state.route.kind === 'dashboard');
+    const shown = jobs.filter((j) => !state.history.job || j.job_name === state.history.job);
+    const signature = shown.map((j) => (j.latest_execution ? `${j.latest_execution.id}:${j.latest_execution.status}` : 'none')).join(',');
     if (signature !== state.history.signature) {
       state.history.signature = signature;
       loadHistory(true);
@@ -711,7 +747,13 @@
   }
 
   function historyQuery(extra) {
-    const params = new URLSearchParams({ job_name: state.history.job });
+    const params = new URLSearchParams();
+    if (state.history.job) params.set('job_name', state.history.job);
+    if (state.history.trigger) params.set('trigger', state.history.trigger);
+    const since = dayStart(state.history.from, 0);
+    const until = dayStart(state.history.to, 1);
+    if (since) params.set('since', since.toISOString());
+    if (until) params.set('until', until.toISOString());
     for (const [key, value] of Object.entries(extra)) if (value) params.set(key, value);
     return '/jobs/executions?' + params.toString();
   }
@@ -762,15 +804,17 @@
     show($('load-more'), Boolean(state.history.cursor));
 
     const job = (state.jobs || []).find((j) => j.job_name === state.history.job);
-    const name = job ? job.display_name : state.history.job;
+    const name = !state.history.job ? 'any job' : job ? job.display_name : state.history.job;
     const status = state.history.status;
     const filter = status ? ` ${FILTER_WORD[status] || status}` : '';
-    $('history-caption').textContent = `Runs of ${name} in the last 30 days${filter ? ', only' + filter + ' ones' : ''}`;
+    const range = windowText();
+    $('history-window').textContent = `${range.charAt(0).toUpperCase()}${range.slice(1)}, newest first`;
+    $('history-caption').textContent = `Runs of ${name} ${range}${filter ? ', only' + filter + ' ones' : ''}`;
     const empty = $('history-empty');
     if (state.history.rows === 0) {
       if (status === 'running') empty.textContent = `No run of ${name} is in progress.`;
-      else if (filter) empty.textContent = `No${filter} runs of ${name} in the last 30 days.`;
-      else empty.textContent = `${name} has not run in the last 30 days.`;
+      else if (filter || state.history.trigger) empty.textContent = `No${filter} runs of ${name} ${range} match the filters.`;
+      else empty.textContent = `${state.history.job ? name : 'No job'} has not run ${range}.`;
       show(empty, true);
       $('history-count').textContent = '';
     } else {
@@ -791,7 +835,10 @@
     } else {
       details = h('span', { class: 'details-stats' }, statsSummary(run.stats) || (run.status === 'running' ? 'In progress' : 'Nothing to do'));
     }
-    return h('tr', { 'data-id': run.id, 'data-status': run.status },
+    const job = (state.jobs || []).find((j) => j.job_name === run.job_name);
+    return h('tr', { 'data-id': run.id, 'data-status': run.status, 'data-trigger': run.trigger, 'data-job': run.job_name },
+      h('td', { class: 'nowrap' }, h('a', { href: `#/executions/${run.id}`, 'data-role': 'open-run', title: 'Open the details of this run' }, `#${run.id}`)),
+      h('td', {}, job ? job.display_name : run.job_name),
       h('td', { class: 'nowrap' }, timeBlock(run.started_at, now)),
       h('td', {}, badge(status, STATUS_LABEL[run.status] || String(run.status))),
       h('td', { class: 'nowrap' }, run.status === 'running' ? `${duration(elapsedMs(run, now))} so far` : duration(run.duration_ms)),
@@ -854,6 +901,542 @@
     $('chart-to').textContent = ordered.length ? 'now' : '';
   }
 
+  // ---- operator controls on a card -------------------------------------------------
+
+  function pausedNote(job, now) {
+    const at = parseTime(job.paused_at);
+    const who = job.paused_by ? `by ${job.paused_by}` : '';
+    const when = at ? relative(at, now) : '';
+    return h('div', { class: 'note note-paused', 'data-role': 'paused' },
+      icon('paused'),
+      h('div', { class: 'note-body' },
+        h('p', { class: 'note-title' }, 'Paused'),
+        h('p', {}, ['Scheduled runs are paused', who && ` ${who}`, when && ` ${when}`, '. Run now still works.'].filter(Boolean).join('')),
+        job.pause_reason ? h('p', { class: 'pause-reason', 'data-role': 'pause-reason-text' }, `Reason: ${job.pause_reason}`) : null));
+  }
+
+  function controlButtons(job, latest) {
+    const name = job.job_name;
+    const busy = state.busy.has(name);
+    const buttons = [];
+    if (job.enabled && job.supports_dry_run) {
+      buttons.push(h('button', {
+        type: 'button', class: 'btn', 'data-action': 'dry-run', disabled: busy || (latest && latest.status === 'running'),
+        title: 'Runs the job without changing anything and shows what it would do',
+        onclick: () => dryRun(job),
+      }, 'Dry run'));
+    }
+    // DISABLED_JOBS is configuration: a disabled job is neither paused nor resumed here.
+    if (job.enabled && job.paused) {
+      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'resume', disabled: busy, onclick: () => resumeJob(job) }, icon('play'), 'Resume'));
+    } else if (job.enabled && !state.pauseDrafts.has(name)) {
+      buttons.push(h('button', {
+        type: 'button', class: 'btn', 'data-action': 'pause', disabled: busy,
+        onclick: () => {
+          state.pauseDrafts.set(name, '');
+          renderJobs();
+          const input = document.querySelector(`article[data-job="${CSS.escape(name)}"] [data-action=pause-reason]`);
+          if (input) input.focus();
+        },
+      }, icon('paused'), 'Pause'));
+    }
+    if (latest && latest.status === 'running') {
+      buttons.push(h('button', {
+        type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy,
+        onclick: () => cancelRun(latest.id, (text, kind) => {
+          state.messages.set(name, { kind, text, at: new Date() });
+          renderJobs();
+        }),
+      }, 'Cancel run'));
+    }
+    buttons.push(h('a', { class: 'btn btn-quiet', 'data-action': 'trends', href: `#/jobs/${encodeURIComponent(name)}/trends` }, 'Trends'));
+    return buttons;
+  }
+
+  function pauseForm(job) {
+    const name = job.job_name;
+    const inputId = 'pause-reason-' + String(name).replace(/[^A-Za-z0-9_-]/g, '_');
+    const input = h('input', {
+      id: inputId, type: 'text', maxlength: '500', 'data-action': 'pause-reason',
+      placeholder: 'e.g. storage migration tonight',
+      oninput: (event) => state.pauseDrafts.set(name, event.target.value),
+      onkeydown: (event) => {
+        if (event.key === 'Enter') pauseJob(job, state.pauseDrafts.get(name) || '');
+        if (event.key === 'Escape') {
+          state.pauseDrafts.delete(name);
+          renderJobs();
+        }
+      },
+    });
+    input.value = state.pauseDrafts.get(name) || '';
+    return h('div', { class: 'pause-form', 'data-role': 'pause-form' },
+      h('label', { for: inputId }, 'Why pause its schedule? (optional)'),
+      h('div', { class: 'auth-row' }, input,
+        h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'pause-confirm', onclick: () => pauseJob(job, state.pauseDrafts.get(name) || '') }, 'Pause schedule'),
+        h('button', { type: 'button', class: 'btn btn-quiet', 'data-action': 'pause-cancel', onclick: () => { state.pauseDrafts.delete(name); renderJobs(); } }, 'Keep running')));
+  }
+
+  // Runs a control request for a job, then reports on its card and refreshes.
+  async function control(job, request, okText) {
+    const name = job.job_name;
+    if (state.busy.has(name)) return;
+    state.busy.add(name);
+    renderJobs();
+    let message;
+    try {
+      await request();
+      message = { kind: 'ok', text: okText };
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        state.busy.delete(name);
+        needAuth();
+        return;
+      }
+      message = { kind: 'error', text: `${job.display_name || name}: ${error instanceof ApiError ? error.message : 'the request failed'}` };
+    }
+    state.busy.delete(name);
+    state.messages.set(name, { ...message, at: new Date() });
+    announce(message.text);
+    await refresh();
+  }
+
+  function pauseJob(job, reason) {
+    const trimmed = String(reason || '').trim();
+    state.pauseDrafts.delete(job.job_name);
+    return control(job,
+      () => api(`/jobs/${encodeURIComponent(job.job_name)}/pause`, { method: 'POST', json: trimmed ? { reason: trimmed } : {} }),
+      `${job.display_name} is paused: its scheduled runs stop on every server.`);
+  }
+
+  function resumeJob(job) {
+    return control(job,
+      () => api(`/jobs/${encodeURIComponent(job.job_name)}/resume`, { method: 'POST' }),
+      `${job.display_name} is resumed: it runs again from its next scheduled time.`);
+  }
+
+  // A dry run changes nothing; its details page shows what it would do.
+  async function dryRun(job) {
+    const name = job.job_name;
+    try {
+      const body = await api(`/jobs/${encodeURIComponent(name)}/run?dry_run=true`, { method: 'POST' });
+      const started = body.data || {};
+      location.hash = `#/executions/${started.execution_id}`;
+      refresh();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      state.messages.set(name, { kind: 'error', text: `Dry run: ${runErrorText(job, error)}`, at: new Date() });
+      renderJobs();
+    }
+  }
+
+  // Asks the server that runs an execution to stop it; `report(text, kind)` tells the user.
+  async function cancelRun(id, report) {
+    try {
+      await api(`/jobs/executions/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+      report(`Cancellation of run #${id} requested; it stops at its next checkpoint.`, 'ok');
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      if (error instanceof ApiError && error.status === 409) report(`Run #${id} is not running any more.`, 'error');
+      else if (error instanceof ApiError && error.status === 404) report(`There is no run #${id}.`, 'error');
+      else report(`Could not cancel run #${id}: ${error instanceof ApiError ? error.message : 'the request failed'}`, 'error');
+    }
+    refresh();
+    if (state.route.kind === 'detail') loadDetail(state.route.id, false);
+  }
+
+  // ---- history filters in the URL ------------------------------------------------
+
+  const FILTER_PARAMS = { job: 'job', status: 'status', trigger: 'trigger', from: 'from', to: 'to' };
+  const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
+
+  function readFiltersFromUrl() {
+    const params = new URLSearchParams(location.search);
+    for (const [key, param] of Object.entries(FILTER_PARAMS)) {
+      let value = params.get(param) || '';
+      if ((key === 'from' || key === 'to') && !DATE_RE.test(value)) value = '';
+      if (key === 'status' && !STATUS_LABEL[value]) value = '';
+      if (key === 'trigger' && !TRIGGER_LABEL[value]) value = '';
+      state.history[key] = value;
+    }
+    showFilters();
+  }
+
+  function showFilters() {
+    $('history-status').value = state.history.status;
+    $('history-trigger').value = state.history.trigger;
+    $('history-from').value = state.history.from;
+    $('history-to').value = state.history.to;
+    if (Array.from($('history-job').options).some((o) => o.value === state.history.job)) $('history-job').value = state.history.job;
+  }
+
+  function writeFiltersToUrl() {
+    const params = new URLSearchParams();
+    for (const [key, param] of Object.entries(FILTER_PARAMS)) if (state.history[key]) params.set(param, state.history[key]);
+    const query = params.toString();
+    history.replaceState(null, '', `${location.pathname}${query ? '?' + query : ''}${location.hash}`);
+  }
+
+  // Local midnight of a `YYYY-MM-DD` day, plus `add` days.
+  function dayStart(day, add) {
+    if (!DATE_RE.test(day || '')) return null;
+    const [y, m, d] = day.split('-').map(Number);
+    const date = new Date(y, m - 1, d + add);
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  function windowText() {
+    const { from, to } = state.history;
+    if (from && to) return `from ${from} to ${to}`;
+    if (from) return `since ${from}`;
+    if (to) return `in the 30 days up to ${to}`;
+    return 'in the last 30 days';
+  }
+
+  // ---- routes: dashboard, run details, trends ------------------------------------
+
+  function applyRoute(focus) {
+    const hash = location.hash || '';
+    let match;
+    if ((match = hash.match(/^#\/executions\/(\d+)$/))) {
+      state.route = { kind: 'detail', id: Number(match[1]) };
+    } else if ((match = hash.match(/^#\/jobs\/([^/]+)\/trends$/))) {
+      let job = match[1];
+      try {
+        job = decodeURIComponent(job);
+      } catch (_) {
+        /* keep it as written */
+      }
+      state.route = { kind: 'trends', job };
+    } else {
+      state.route = { kind: 'dashboard' };
+    }
+    clearTimeout(state.detail.timer);
+    if (state.needsAuth) return;
+    const dashboard = state.route.kind === 'dashboard';
+    show($('jobs-section'), dashboard);
+    show($('workers'), dashboard && state.workers.length > 0);
+    show($('history'), dashboard && Array.isArray(state.jobs) && state.jobs.length > 0);
+    show($('run-detail'), state.route.kind === 'detail');
+    show($('trends'), state.route.kind === 'trends');
+    if (state.route.kind === 'detail') loadDetail(state.route.id, focus);
+    else if (state.route.kind === 'trends') loadTrends(state.route.job, focus);
+  }
+
+  // ---- run details ---------------------------------------------------------------
+
+  // Stats with the jobs' main keys first, then the rest in their own order.
+  function orderedStats(stats) {
+    if (!stats || typeof stats !== 'object' || Array.isArray(stats)) return {};
+    const out = {};
+    for (const key of STATS_FIRST) if (key in stats) out[key] = stats[key];
+    for (const [key, value] of Object.entries(stats)) if (!(key in out)) out[key] = value;
+    return out;
+  }
+
+  function detailMessage(text, kind) {
+    const el = $('run-msg');
+    el.textContent = text;
+    el.className = `run-msg ${kind === 'ok' ? 'msg-ok' : 'msg-error'}`;
+  }
+
+  async function loadDetail(id, focus) {
+    const seq = ++state.detail.seq;
+    clearTimeout(state.detail.timer);
+    if (state.detail.id !== id) {
+      state.detail.id = id;
+      state.detail.run = null;
+      state.detail.last = null;
+      $('run-msg').textContent = '';
+      $('run-title').textContent = `Run #${id}`;
+      $('run-facts').replaceChildren();
+      $('run-stats').replaceChildren();
+      $('run-events').replaceChildren();
+      $('run-badges').replaceChildren();
+    }
+    if (focus) $('run-title').focus({ preventScroll: true });
+    try {
+      const [run, events] = await Promise.all([
+        api(`/jobs/executions/${id}`),
+        api(`/jobs/executions/${id}/events`),
+      ]);
+      if (seq !== state.detail.seq) return;
+      const data = run.data || {};
+      const chain = await attemptChain(data);
+      if (seq !== state.detail.seq) return;
+      show($('run-error-load'), false);
+      state.detail.run = data;
+      state.detail.last = [data, Array.isArray(events.data) ? events.data : [], chain];
+      renderDetail(...state.detail.last);
+      if (data.status === 'running' && state.route.kind === 'detail' && state.route.id === id) {
+        state.detail.timer = setTimeout(() => loadDetail(id, false), FAST_POLL_MS);
+      }
+    } catch (error) {
+      if (seq !== state.detail.seq) return;
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      const el = $('run-error-load');
+      el.textContent = error instanceof ApiError && error.status === 404
+        ? `There is no run #${id}: it never existed or was pruned with the old history.`
+        : `Could not load run #${id}: ${error instanceof ApiError ? error.message : 'unexpected error'}`;
+      show(el, true);
+    }
+  }
+
+  // The other attempts of the same cron slot, oldest first (a manual run has none).
+  async function attemptChain(run) {
+    const slot = parseTime(run.scheduled_for);
+    if (!slot) return [run];
+    const params = new URLSearchParams({
+      job_name: run.job_name,
+      trigger: run.trigger,
+      since: slot.toISOString(),
+      until: new Date(slot.getTime() + 2 * 86400000).toISOString(),
+      limit: '50',
+    });
+    try {
+      const page = await api('/jobs/executions?' + params.toString());
+      const rows = (Array.isArray(page.data) ? page.data : []).filter((r) => r.scheduled_for === run.scheduled_for);
+      if (!rows.some((r) => r.id === run.id)) rows.push(run);
+      return rows.sort((a, b) => a.attempt - b.attempt || a.id - b.id);
+    } catch (_) {
+      return [run];
+    }
+  }
+
+  function renderDetail(run, events, chain) {
+    const now = new Date();
+    const job = (state.jobs || []).find((j) => j.job_name === run.job_name);
+    const jobName = job ? job.display_name : run.job_name;
+    $('run-title').textContent = `Run #${run.id} · ${jobName}`;
+    const status = STATUS_LABEL[run.status] ? run.status : 'never';
+    const badges = [badge(status, STATUS_LABEL[run.status] || String(run.status))];
+    if (run.dry_run) badges.push(badge('dry', 'Dry run'));
+    $('run-badges').replaceChildren(...badges);
+    show($('run-dry'), Boolean(run.dry_run));
+
+    const trigger = TRIGGER_LABEL[run.trigger] || run.trigger;
+    const chainEl = h('span', { 'data-role': 'attempts' });
+    chain.forEach((r, i) => {
+      if (i) chainEl.append(' → ');
+      const label = `#${r.id} attempt ${r.attempt} (${STATUS_LABEL[r.status] || r.status})`;
+      chainEl.append(r.id === run.id ? h('strong', {}, label) : h('a', { href: `#/executions/${r.id}` }, label));
+    });
+    const facts = [
+      fact('Job', jobName),
+      fact('Status', STATUS_LABEL[run.status] || String(run.status)),
+      fact('Started', timeBlock(run.started_at, now)),
+      fact('Completed', run.completed_at ? timeBlock(run.completed_at, now) : 'Still running'),
+      fact('Duration', run.status === 'running' ? `${duration(elapsedMs(run, now))} so far` : duration(run.duration_ms)),
+      fact('Trigger', trigger + (run.dry_run ? ' · dry run' : '')),
+      fact('Scheduled for', run.scheduled_for ? timeBlock(run.scheduled_for, now) : 'Not a scheduled run'),
+      fact('Worker', run.worker_id || '—'),
+      fact('Attempts', chainEl, true),
+    ];
+    $('run-facts').replaceChildren(...facts);
+
+    const error = run.status === 'failed' ? (run.error_message || 'Failed without a message.') : '';
+    $('run-error-text').textContent = error;
+    show($('run-error'), Boolean(error));
+
+    const rows = flattenStats(orderedStats(run.stats));
+    $('run-stats').replaceChildren(...(rows.length
+      ? rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, label), h('dd', {}, value)))
+      : [h('p', { class: 'no-stats' }, run.status === 'running' ? 'No progress reported yet.' : 'No stats were recorded.')]));
+
+    $('run-events').replaceChildren(...events.map((e) => {
+      const at = parseTime(e.at);
+      const level = LEVEL_LABEL[e.level] ? e.level : 'info';
+      return h('li', { class: `event event-${level}`, 'data-level': level },
+        h('time', { datetime: e.at, title: at ? 'UTC: ' + utcText(at) : null, class: 'event-time' }, at ? clockFormat.format(at) : '—'),
+        h('span', { class: 'event-level' }, LEVEL_LABEL[level]),
+        h('span', { class: 'event-message' }, String(e.message)));
+    }));
+    show($('run-events-empty'), events.length === 0);
+
+    show($('run-again'), run.status === 'failed' && Boolean(job && job.enabled));
+    show($('run-cancel'), run.status === 'running');
+  }
+
+  async function runAgain() {
+    const run = state.detail.run;
+    if (!run) return;
+    const button = $('run-again');
+    button.disabled = true;
+    try {
+      const body = await api(`/jobs/${encodeURIComponent(run.job_name)}/run`, { method: 'POST' });
+      const started = body.data || {};
+      location.hash = `#/executions/${started.execution_id}`;
+      refresh();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      const job = (state.jobs || []).find((j) => j.job_name === run.job_name) || { job_name: run.job_name, display_name: run.job_name };
+      detailMessage(runErrorText(job, error), 'error');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- trends --------------------------------------------------------------------
+
+  async function loadTrends(jobName, focus) {
+    const seq = ++state.trends.seq;
+    const job = (state.jobs || []).find((j) => j.job_name === jobName);
+    $('trends-title').textContent = `Trends · ${job ? job.display_name : jobName}`;
+    if (focus) $('trends-title').focus({ preventScroll: true });
+    const days = $('trends-days').value || '30';
+    try {
+      const body = await api(`/jobs/${encodeURIComponent(jobName)}/trends?days=${encodeURIComponent(days)}`);
+      if (seq !== state.trends.seq) return;
+      show($('trends-error'), false);
+      renderTrends(Array.isArray(body.data) ? body.data : []);
+    } catch (error) {
+      if (seq !== state.trends.seq) return;
+      if (error instanceof ApiError && error.status === 401) {
+        needAuth();
+        return;
+      }
+      $('trends-error').textContent = `Could not load the trends: ${error instanceof ApiError ? error.message : 'unexpected error'}`;
+      show($('trends-error'), true);
+      $('trends-charts').replaceChildren();
+    }
+  }
+
+  function chartFigure(key, title, legend, svgEl, days) {
+    const legendEl = h('ul', { class: 'legend' }, legend.map(([cls, text]) =>
+      h('li', {}, h('span', { class: `swatch ${cls}`, 'aria-hidden': 'true' }), text)));
+    return h('figure', { class: 'chart trend-chart', 'data-chart': key },
+      h('figcaption', { class: 'chart-head' }, h('span', { class: 'chart-title' }, title), legendEl),
+      h('div', { class: 'chart-frame' }, svgEl),
+      h('div', { class: 'chart-axis', 'aria-hidden': 'true' }, h('span', {}, days.length ? days[0].day : ''), h('span', {}, days.length ? days[days.length - 1].day : '')));
+  }
+
+  function trendSvg(description) {
+    const el = svg('svg', { class: 'chart-svg', viewBox: '0 0 600 120', preserveAspectRatio: 'none', role: 'img' });
+    const desc = svg('desc');
+    desc.textContent = description;
+    el.append(desc, svg('line', { x1: 0, y1: 1, x2: 600, y2: 1, class: 'grid-line' }), svg('line', { x1: 0, y1: 60, x2: 600, y2: 60, class: 'grid-line' }));
+    return el;
+  }
+
+  function titled(el, text) {
+    const title = svg('title');
+    title.textContent = text;
+    el.append(title);
+    return el;
+  }
+
+  // One polyline per series over the days; gaps where a day has no value.
+  function drawLines(el, days, series, max) {
+    const W = 600;
+    const H = 120;
+    const step = days.length > 1 ? W / (days.length - 1) : 0;
+    series.forEach(([cls, pick, label]) => {
+      let points = [];
+      const flush = () => {
+        if (points.length > 1) el.append(svg('polyline', { points: points.join(' '), class: `trend-line ${cls}` }));
+        points = [];
+      };
+      days.forEach((day, i) => {
+        const value = pick(day);
+        if (typeof value !== 'number') {
+          flush();
+          return;
+        }
+        const x = days.length > 1 ? i * step : W / 2;
+        const y = H - 2 - (value / max) * (H - 6);
+        points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+        el.append(titled(svg('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5, class: `trend-dot ${cls}`, 'data-day': day.day }), `${day.day} · ${label}: ${formatValue(value)}`));
+      });
+      flush();
+    });
+  }
+
+  function renderTrends(days) {
+    const W = 600;
+    const H = 120;
+    const runs = days.reduce((n, d) => n + d.runs, 0);
+    const ok = days.reduce((n, d) => n + d.succeeded, 0);
+
+    // Success rate: per day, the share that succeeded (solid) over the share that failed.
+    const rate = trendSvg(runs ? `${runs} runs over ${days.length} days, ${Math.round((ok / runs) * 100)}% succeeded.` : `No runs in ${days.length} days.`);
+    const slot = W / Math.max(1, days.length);
+    const width = Math.max(1, slot * 0.7);
+    days.forEach((day, i) => {
+      if (!day.runs) return;
+      const x = (i * slot + (slot - width) / 2).toFixed(2);
+      const okHeight = (day.succeeded / day.runs) * (H - 4);
+      const pct = Math.round((day.succeeded / day.runs) * 100);
+      const text = `${day.day} · ${pct}% of ${day.runs} run${day.runs === 1 ? '' : 's'} succeeded`;
+      rate.append(titled(svg('rect', { x, y: (H - okHeight).toFixed(2), width: width.toFixed(2), height: okHeight.toFixed(2), class: 'bar bar-success', 'data-day': day.day, 'data-rate': pct }), text));
+      if (day.failed) {
+        const failHeight = (H - 4) - okHeight;
+        rate.append(titled(svg('rect', { x, y: 4, width: width.toFixed(2), height: failHeight.toFixed(2), class: 'bar trend-failed', 'data-day': day.day }), text));
+      }
+    });
+
+    // Duration: median and 95th percentile.
+    const maxDuration = Math.max(1, ...days.map((d) => d.p95_ms || d.p50_ms || 0));
+    const dur = trendSvg(`Median and 95th percentile duration per day; longest ${duration(maxDuration)}.`);
+    drawLines(dur, days, [['series-0', (d) => d.p50_ms, 'median'], ['series-1', (d) => d.p95_ms, '95th percentile']], maxDuration);
+
+    // Main counters: the jobs' own keys first, at most four.
+    const totals = new Map();
+    for (const day of days) {
+      for (const [key, value] of Object.entries(day.stats || {})) {
+        if (typeof value === 'number') totals.set(key, (totals.get(key) || 0) + value);
+      }
+    }
+    const keys = Object.keys(orderedStats(Object.fromEntries(totals))).filter((k) => totals.get(k) > 0 || STATS_FIRST.includes(k)).slice(0, 4);
+    const maxCount = Math.max(1, ...days.flatMap((d) => keys.map((k) => (d.stats && typeof d.stats[k] === 'number' ? d.stats[k] : 0))));
+    const counters = trendSvg(keys.length ? `Daily totals of ${keys.map(humanize).join(', ')}.` : 'No counters were reported.');
+    drawLines(counters, days, keys.map((k, i) => [`series-${i}`, (d) => (d.runs ? (d.stats && typeof d.stats[k] === 'number' ? d.stats[k] : 0) : null), humanize(k)]), maxCount);
+
+    $('trends-charts').replaceChildren(
+      chartFigure('success', 'Success rate per day', [['swatch-success', `Succeeded ${ok}`], ['swatch-failed', `Failed ${runs - ok}`]], rate, days),
+      chartFigure('duration', `Duration per day (up to ${duration(maxDuration)})`, [['swatch-series-0', 'Median'], ['swatch-series-1', '95th percentile']], dur, days),
+      chartFigure('counters', `Counters per day (up to ${formatValue(maxCount)})`, keys.map((k, i) => [`swatch-series-${i}`, `${humanize(k)} ${formatValue(totals.get(k))}`]), counters, days));
+  }
+
+  // ---- servers -------------------------------------------------------------------
+
+  async function loadWorkers() {
+    try {
+      const body = await api('/workers');
+      state.workers = Array.isArray(body.data) ? body.data : [];
+    } catch (_) {
+      // The list is secondary: the jobs' own error display covers an unreachable API.
+      return;
+    }
+    renderWorkers();
+  }
+
+  function renderWorkers() {
+    const now = new Date();
+    const rows = state.workers.map((w) => h('tr', { 'data-worker': w.worker_id },
+      h('td', {}, h('code', {}, w.worker_id)),
+      h('td', {}, w.version),
+      h('td', { class: 'nowrap' }, timeBlock(w.started_at, now)),
+      h('td', { class: 'nowrap' }, timeBlock(w.last_seen_at, now, { exact: false })),
+      h('td', {}, Array.isArray(w.running) && w.running.length
+        ? w.running.flatMap((id, i) => [i ? ', ' : null, h('a', { href: `#/executions/${id}` }, `#${id}`)])
+        : 'Idle')));
+    $('workers-rows').replaceChildren(...rows);
+    const busy = state.workers.filter((w) => Array.isArray(w.running) && w.running.length).length;
+    $('workers-summary').textContent = `${state.workers.length} live ${state.workers.length === 1 ? 'server' : 'servers'} · ${busy} running a job`;
+    show($('workers'), state.route.kind === 'dashboard' && state.workers.length > 0 && !state.needsAuth);
+  }
+
   // ---- start -----------------------------------------------------------------------
 
   function start() {
@@ -870,14 +1453,29 @@
       state.authAttempted = false;
       needAuth();
     });
-    $('history-job').addEventListener('change', (event) => {
-      state.history.job = event.target.value;
+    readFiltersFromUrl();
+    for (const [id, key] of [['history-job', 'job'], ['history-status', 'status'], ['history-trigger', 'trigger'], ['history-from', 'from'], ['history-to', 'to']]) {
+      $(id).addEventListener('change', (event) => {
+        state.history[key] = event.target.value;
+        writeFiltersToUrl();
+        loadHistory(true);
+      });
+    }
+    $('history-clear').addEventListener('click', () => {
+      Object.assign(state.history, { job: '', status: '', trigger: '', from: '', to: '' });
+      showFilters();
+      writeFiltersToUrl();
       loadHistory(true);
     });
-    $('history-status').addEventListener('change', (event) => {
-      state.history.status = event.target.value;
-      loadHistory(true);
+    $('run-again').addEventListener('click', () => runAgain());
+    $('run-cancel').addEventListener('click', () => {
+      if (state.detail.run) cancelRun(state.detail.run.id, (text, kind) => detailMessage(text, kind));
     });
+    $('trends-days').addEventListener('change', () => {
+      if (state.route.kind === 'trends') loadTrends(state.route.job);
+    });
+    window.addEventListener('hashchange', () => applyRoute(true));
+    applyRoute(false);
     $('load-more').addEventListener('click', () => {
       if (state.history.cursor) loadHistory(false);
     });

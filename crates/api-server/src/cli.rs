@@ -296,6 +296,12 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         config.backlog_refresh,
         stop_watch.clone(),
     ));
+    let presence = tokio::spawn(announce_worker(
+        services.pool.clone(),
+        config.worker_id.clone(),
+        config.scheduling.heartbeat,
+        stop_watch.clone(),
+    ));
     if let Some(days) = config.scheduling.execution_retention_days {
         tokio::spawn(prune_history(
             services.pool.clone(),
@@ -318,6 +324,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         info!("running jobs were interrupted and recorded as failed");
     }
     stop_watch.cancel();
+    let _ = presence.await;
     http.stop(true).await;
     if let Some(notifier) = &notifier {
         notifier.shutdown(std::time::Duration::from_secs(10)).await;
@@ -328,6 +335,51 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps this server's row in `job_workers` fresh every heartbeat, so that
+/// `GET /internal/api/v1/workers` lists it, and removes it on a clean stop.
+async fn announce_worker(
+    pool: db::Pool,
+    worker_id: String,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let started_at = Utc::now();
+    let version = env!("CARGO_PKG_VERSION");
+    let secs = i32::try_from(every.as_secs().max(1)).unwrap_or(i32::MAX);
+    let mut failing = false;
+    loop {
+        let result = match pool.get().await {
+            Ok(mut conn) => {
+                db::workers::heartbeat(&mut conn, &worker_id, version, started_at, secs).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(()) if failing => {
+                info!("worker heartbeat works again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                log::warn!(
+                    "worker heartbeat failed: {e}; this server may drop off the servers list"
+                );
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    if let Ok(mut conn) = pool.get().await {
+        if let Err(e) = db::workers::remove(&mut conn, &worker_id).await {
+            log::warn!("could not remove this server from the servers list: {e}");
+        }
+    }
 }
 
 /// Deletes executions older than the retention, 30 s after start and then daily.

@@ -91,7 +91,12 @@ pub fn init(format: LogFormat) {
     if format == LogFormat::Json {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }
-    builder.init();
+    // Each run's own lines are also kept with its execution (see `jobs_core::capture`).
+    let logger = builder.build();
+    let max = logger.filter();
+    if jobs_core::capture::install(logger, max).is_err() {
+        eprintln!("warning: a logger was already installed; run log lines are not kept");
+    }
 }
 
 #[cfg(test)]

@@ -1205,3 +1205,634 @@ async fn history_table_with_status_filter_paging_and_chart_in_dark_mode() {
     assert_eq!(violations(&browser).await, json!([]));
     browser.close().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The operator console: pause and resume, dry run, cancel, run details, filters, trends.
+
+/// Copies a screenshot to `docs/<name>` when `UPDATE_DASHBOARD_SCREENSHOT=1`.
+fn publish(shot: &Path, name: &str) {
+    if std::env::var("UPDATE_DASHBOARD_SCREENSHOT").is_ok_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(name);
+        std::fs::copy(shot, &docs).unwrap_or_else(|e| panic!("copy to {}: {e}", docs.display()));
+    }
+}
+
+/// A Storage mock with bucket `audio` that must receive no delete.
+async fn storage_without_deletes() -> MockServer {
+    let storage = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z"
+        })))
+        .mount(&storage)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&storage)
+        .await;
+    storage
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_from_the_card_persist_and_a_disabled_job_offers_neither() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1200,
+            json!({"deleted": 2, "failed": 0}),
+            None,
+        ),
+    )
+    .await;
+    // cost_update stays disabled (no Deepgram key).
+    let server = Server::start(
+        "pause",
+        db.url(),
+        &[
+            ("SUPABASE_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+        ],
+    )
+    .await;
+    let browser = Browser::open("pause", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    watch_csp(&browser).await;
+    // A disabled job: config-level, no pause or resume control.
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[{c}.querySelector('[data-action=pause]'), {c}.querySelector('[data-action=resume]')]",
+                c = card("cost_update")
+            ))
+            .await,
+        json!([null, null])
+    );
+
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=pause]")
+        .await;
+    browser
+        .wait_for(
+            "the pause form",
+            "document.querySelector('article[data-job=audio_cleanup] [data-action=pause-reason]')",
+        )
+        .await;
+    browser
+        .type_into(
+            "article[data-job=audio_cleanup] [data-action=pause-reason]",
+            "storage migration tonight",
+        )
+        .await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=pause-confirm]")
+        .await;
+    browser
+        .wait_for(
+            "the card shown as paused",
+            &format!("{}.dataset.state === 'paused'", card("audio_cleanup")),
+        )
+        .await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["success:Success:icon", "paused:Paused:icon"]
+    );
+    let note = browser
+        .text("article[data-job=audio_cleanup] [data-role=paused]")
+        .await;
+    assert!(
+        note.contains("Scheduled runs are paused by local"),
+        "{note}"
+    );
+    assert!(note.contains("Reason: storage migration tonight"), "{note}");
+    assert_eq!(
+        facts(&browser, "audio_cleanup").await["Next run"],
+        "Not scheduled while paused"
+    );
+    // Run now stays available for a paused job.
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{}.querySelector('[data-action=run]').disabled",
+                card("audio_cleanup")
+            ))
+            .await,
+        json!(false)
+    );
+    let shot = browser.screenshot("1-paused").await;
+    publish(&shot, "console-card.png");
+
+    // Stored, not just shown: a reload shows it again.
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    watch_csp(&browser).await;
+    browser
+        .wait_for(
+            "still paused after a reload",
+            &format!("{}.dataset.state === 'paused'", card("audio_cleanup")),
+        )
+        .await;
+
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=resume]")
+        .await;
+    browser
+        .wait_for(
+            "the card resumed",
+            &format!(
+                "{c}.dataset.state === 'success' && !{c}.querySelector('[data-role=paused]') \
+                 && {c}.querySelector('[data-action=pause]')",
+                c = card("audio_cleanup")
+            ),
+        )
+        .await;
+    let message = browser
+        .text("article[data-job=audio_cleanup] [data-role=run-message]")
+        .await;
+    assert!(message.contains("is resumed"), "{message}");
+    assert_eq!(violations(&browser).await, json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_from_the_card_shows_what_it_would_do_and_changes_nothing() {
+    let storage = storage_without_deletes().await;
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        "INSERT INTO transcriptions (created_at, audio_file_path) VALUES \
+         (now() - interval '40 days', 'audio/a.webm'), (now() - interval '41 days', 'audio/b.webm')",
+    )
+    .await;
+    let server = Server::start(
+        "dry-run",
+        db.url(),
+        &[
+            ("SUPABASE_URL", &storage.uri()),
+            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+        ],
+    )
+    .await;
+    let browser = Browser::open("dry-run", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    // Only a job that supports it offers a dry run.
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{}.querySelector('[data-action=dry-run]').textContent",
+                card("audio_cleanup")
+            ))
+            .await,
+        json!("Dry run")
+    );
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=dry-run]")
+        .await;
+    browser
+        .wait_for(
+            "the dry run's details, finished",
+            "/^#\\/executions\\/\\d+$/.test(location.hash) && \
+             !document.getElementById('run-detail').hidden && \
+             document.querySelector('#run-badges [data-badge=success]')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "[document.getElementById('run-dry').hidden, \
+                  document.querySelector('#run-badges [data-badge=dry]').textContent.trim(), \
+                  document.getElementById('jobs-section').hidden]"
+            )
+            .await,
+        json!([false, "Dry run", true])
+    );
+    let stats = browser
+        .eval(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#run-stats .stat'))\
+             .map(s => [s.querySelector('dt').textContent, s.querySelector('dd').textContent]))",
+        )
+        .await;
+    assert_eq!(stats["Would delete"], "2", "{stats}");
+    let log = browser.text("#run-events").await;
+    assert!(log.contains("(dry run, nothing changed)"), "{log}");
+    browser.screenshot("1-dry-run").await;
+    browser.close().await;
+    storage.verify().await;
+    // Nothing was marked deleted.
+    let mut conn = db.connect().await;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let marked: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM transcriptions WHERE audio_deleted_at IS NOT NULL",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(marked.n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_details_open_from_the_history_with_its_log_and_offer_run_again() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "failed",
+            0,
+            42_000,
+            json!({"considered": 10, "already_absent": 1, "failed": 4, "deleted": 5}),
+            Some("Storage answered 503 three times"),
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        "INSERT INTO job_execution_events (execution_id, at, level, message) \
+         SELECT id, started_at + interval '1 second', 'info', '[Job] audio_cleanup: batch 1 of 2' \
+         FROM job_executions UNION ALL \
+         SELECT id, started_at + interval '2 seconds', 'error', 'Storage answered 503 <b>three</b> times' \
+         FROM job_executions",
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "success",
+            0,
+            800,
+            json!({"updated": 3}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("run-details", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("run-details", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    watch_csp(&browser).await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=history]")
+        .await;
+    browser
+        .wait_for(
+            "the failed run in the history",
+            "document.querySelector('#history-rows tr[data-status=failed] a[data-role=open-run]')",
+        )
+        .await;
+    browser
+        .click("#history-rows tr[data-status=failed] a[data-role=open-run]")
+        .await;
+    browser
+        .wait_for(
+            "the run's details with its log",
+            "!document.getElementById('run-detail').hidden && \
+             document.querySelectorAll('#run-events li').length === 2",
+        )
+        .await;
+    let hash = browser.eval("location.hash").await;
+    assert!(
+        hash.as_str().unwrap().starts_with("#/executions/"),
+        "{hash}"
+    );
+    assert_eq!(
+        browser
+            .eval(
+                "Array.from(document.querySelectorAll('#run-events li')).map(l => \
+                 [l.dataset.level, l.querySelector('.event-message').textContent])"
+            )
+            .await,
+        json!([
+            ["info", "[Job] audio_cleanup: batch 1 of 2"],
+            ["error", "Storage answered 503 <b>three</b> times"]
+        ])
+    );
+    // The job's own keys first, then the rest (in the order the API lists them).
+    assert_eq!(
+        browser
+            .eval("Array.from(document.querySelectorAll('#run-stats .stat dt')).map(d => d.textContent)")
+            .await,
+        json!(["Deleted", "Failed", "Already absent", "Considered"])
+    );
+    let facts = browser
+        .eval(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#run-facts .fact'))\
+             .map(f => [f.querySelector('dt').textContent, f.querySelector('dd').innerText]))",
+        )
+        .await;
+    assert_eq!(facts["Trigger"], "Scheduled", "{facts}");
+    assert_eq!(facts["Worker"], "web-1:8080", "{facts}");
+    assert_eq!(facts["Duration"], "42 s", "{facts}");
+    assert!(
+        facts["Attempts"]
+            .as_str()
+            .unwrap()
+            .contains("attempt 1 (Failed)"),
+        "{facts}"
+    );
+    assert_eq!(
+        browser.text("#run-error-text").await,
+        "Storage answered 503 three times"
+    );
+    assert_eq!(
+        browser
+            .eval("[document.getElementById('run-again').hidden, document.getElementById('run-cancel').hidden]")
+            .await,
+        json!([false, true])
+    );
+    let shot = browser.screenshot("1-details").await;
+    publish(&shot, "run-details.png");
+
+    // Addressable: a reload opens the same view.
+    browser.client.refresh().await.unwrap();
+    browser
+        .wait_for(
+            "the details after a reload",
+            "!document.getElementById('run-detail').hidden && \
+             document.querySelectorAll('#run-events li').length === 2",
+        )
+        .await;
+    watch_csp(&browser).await;
+    // Back to the dashboard.
+    browser.click("#run-detail a.back-link").await;
+    browser
+        .wait_for(
+            "the dashboard again",
+            "document.getElementById('run-detail').hidden && !document.getElementById('jobs-section').hidden",
+        )
+        .await;
+    assert_eq!(violations(&browser).await, json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_filters_are_kept_in_the_url_and_restored_on_reload() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &format!(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+             stats, error_message, triggered_by, scheduled_for, worker_id) \
+             SELECT 'audio_cleanup', CASE WHEN n % 2 = 0 THEN 'failed' ELSE 'success' END, \
+                    {slot} - n * interval '1 day' + interval '1 hour', \
+                    {slot} - n * interval '1 day' + interval '1 hour' + interval '5 seconds', 5000, \
+                    '{{}}', CASE WHEN n % 2 = 0 THEN 'boom' END, \
+                    CASE WHEN n % 3 = 0 THEN 'manual' ELSE 'schedule' END, \
+                    CASE WHEN n % 3 = 0 THEN NULL ELSE {slot} - n * interval '1 day' END, 'web-1:8080' \
+             FROM generate_series(1, 12) n",
+            slot = latest_slot("audio_cleanup")
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            800,
+            json!({"deleted": 1}),
+            None,
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "success",
+            0,
+            800,
+            json!({"updated": 3}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("filters", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("filters", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    // All jobs by default.
+    browser
+        .wait_for(
+            "every job's runs",
+            "document.querySelectorAll('#history-rows tr').length === 14",
+        )
+        .await;
+    let select = |id: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            client
+                .find(fantoccini::Locator::Css(id))
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"))
+        }
+    };
+    select("#history-job")
+        .await
+        .select_by_value("audio_cleanup")
+        .await
+        .unwrap();
+    select("#history-status")
+        .await
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    select("#history-trigger")
+        .await
+        .select_by_value("manual")
+        .await
+        .unwrap();
+    // Runs 6 and 12 are manual and failed; run 12 started 12 days before the latest slot.
+    let from = browser
+        .eval(
+            "(() => { const d = new Date(Date.now() - 9 * 86400000); \
+             return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + \
+             String(d.getDate()).padStart(2, '0'); })()",
+        )
+        .await;
+    let from = from.as_str().unwrap().to_owned();
+    browser
+        .eval(&format!(
+            "(() => {{ const el = document.getElementById('history-from'); el.value = {}; \
+             el.dispatchEvent(new Event('change')); return true; }})()",
+            js_str(&from)
+        ))
+        .await;
+    let expect_rows = "Array.from(document.querySelectorAll('#history-rows tr')).map(r => \
+         [r.dataset.job, r.dataset.status, r.dataset.trigger])";
+    browser
+        .wait_for(
+            "only the manual failed run since the date",
+            "document.querySelectorAll('#history-rows tr').length === 1",
+        )
+        .await;
+    assert_eq!(
+        browser.eval(expect_rows).await,
+        json!([["audio_cleanup", "failed", "manual"]])
+    );
+    let search = browser.eval("location.search").await;
+    let search = search.as_str().unwrap().to_owned();
+    for part in [
+        "job=audio_cleanup",
+        "status=failed",
+        "trigger=manual",
+        &format!("from={from}"),
+    ] {
+        assert!(search.contains(part), "{search} lacks {part}");
+    }
+
+    // A reload keeps every filter.
+    browser.client.refresh().await.unwrap();
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the same filtered history after a reload",
+            "document.querySelectorAll('#history-rows tr').length === 1",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "['history-job', 'history-status', 'history-trigger', 'history-from', 'history-to']\
+                 .map(id => document.getElementById(id).value)"
+            )
+            .await,
+        json!(["audio_cleanup", "failed", "manual", from, ""])
+    );
+    assert_eq!(
+        browser.eval(expect_rows).await,
+        json!([["audio_cleanup", "failed", "manual"]])
+    );
+    browser.screenshot("1-filtered").await;
+
+    browser.click("#history-clear").await;
+    browser
+        .wait_for(
+            "every run again",
+            "document.querySelectorAll('#history-rows tr').length === 14 && location.search === ''",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trends_draw_success_rate_duration_and_counters_per_day() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &format!(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+             stats, error_message, triggered_by, scheduled_for, worker_id) \
+             SELECT 'audio_cleanup', CASE WHEN n % 4 = 0 THEN 'failed' ELSE 'success' END, \
+                    {slot} - n * interval '1 day', {slot} - n * interval '1 day' + (20 + n) * interval '1 second', \
+                    (20 + n) * 1000, jsonb_build_object('deleted', 100 + n * 3, 'failed', n % 4, 'considered', 120 + n * 3), \
+                    CASE WHEN n % 4 = 0 THEN 'boom' END, 'schedule', {slot} - n * interval '1 day', 'web-1:8080' \
+             FROM generate_series(0, 20) n",
+            slot = latest_slot("audio_cleanup")
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "success",
+            0,
+            800,
+            json!({"updated": 3}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("trends", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("trends", 1280, 1100).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    watch_csp(&browser).await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=trends]")
+        .await;
+    browser
+        .wait_for(
+            "three trend charts",
+            "!document.getElementById('trends').hidden && \
+             document.querySelectorAll('#trends-charts figure').length === 3",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("location.hash").await,
+        json!("#/jobs/audio_cleanup/trends")
+    );
+    assert_eq!(
+        browser
+            .eval(
+                "[document.querySelectorAll('[data-chart=success] rect.bar-success').length, \
+                  document.querySelectorAll('[data-chart=success] rect.trend-failed').length, \
+                  document.querySelectorAll('[data-chart=duration] polyline').length > 0, \
+                  Array.from(document.querySelectorAll('[data-chart=counters] .legend li')).map(l => l.textContent)]"
+            )
+            .await,
+        json!([21, 6, true, ["Deleted 2,730", "Failed 30", "Considered 3,150"]])
+    );
+    let shot = browser.screenshot("1-trends").await;
+    publish(&shot, "trends.png");
+    let select = browser
+        .client
+        .find(fantoccini::Locator::Css("#trends-days"))
+        .await
+        .unwrap();
+    select.select_by_value("7").await.unwrap();
+    browser
+        .wait_for(
+            "seven days",
+            "document.querySelector('[data-chart=success] .chart-axis span').textContent !== '' && \
+             [6, 7].includes(document.querySelectorAll('[data-chart=success] rect.bar-success').length)",
+        )
+        .await;
+    assert_eq!(violations(&browser).await, json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cancel endpoint"]
+async fn cancel_on_a_running_card_asks_its_server_to_stop() {
+    let db = TestDatabase::new().await;
+    sql(&db, &running("audio_cleanup", 20, json!({"deleted": 3}))).await;
+    let server = Server::start("cancel", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("cancel", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "running").await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=cancel]")
+        .await;
+    let message = browser
+        .wait_for(
+            "the cancel answer",
+            "document.querySelector('article[data-job=audio_cleanup] [data-role=run-message]').textContent",
+        )
+        .await;
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .starts_with("Cancellation of run #"),
+        "{message}"
+    );
+    browser.close().await;
+}

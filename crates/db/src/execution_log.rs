@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::OptionalExtension;
 use diesel_async::RunQueryDsl;
+use jobs_core::capture::RunEvent;
 use jobs_core::{Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Stats};
 
 use crate::models::ExecutionRow;
@@ -79,7 +80,9 @@ impl ExecutionLog for PgExecutionLog {
             "INSERT INTO job_executions \
                (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
                 heartbeat_at, lease_expires_at, requested_by) \
-             VALUES ($1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8) \
+             SELECT $1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8 \
+             WHERE $2::timestamptz IS NULL OR NOT EXISTS \
+               (SELECT 1 FROM job_controls c WHERE c.job_name = $1 AND c.paused) \
              ON CONFLICT DO NOTHING \
              RETURNING {COLUMNS}"
         ))
@@ -101,16 +104,19 @@ impl ExecutionLog for PgExecutionLog {
                 started_at: row.started_at,
             });
         }
-        // The insert hit one of the two unique indexes; say which.
+        // The insert hit one of the two unique indexes, or the job is paused; say which.
         if let Some(slot) = new.scheduled_for {
             #[derive(diesel::QueryableByName)]
             struct Taken {
                 #[diesel(sql_type = Bool)]
                 taken: bool,
+                #[diesel(sql_type = Bool)]
+                paused: bool,
             }
             let taken: Taken = diesel::sql_query(
                 "SELECT EXISTS (SELECT 1 FROM job_executions \
-                 WHERE job_name = $1 AND scheduled_for = $2 AND attempt = $3) AS taken",
+                 WHERE job_name = $1 AND scheduled_for = $2 AND attempt = $3) AS taken, \
+                 EXISTS (SELECT 1 FROM job_controls WHERE job_name = $1 AND paused) AS paused",
             )
             .bind::<Text, _>(&new.job_name)
             .bind::<Timestamptz, _>(slot)
@@ -120,6 +126,9 @@ impl ExecutionLog for PgExecutionLog {
             .map_err(log_err)?;
             if taken.taken {
                 return Ok(Claim::SlotTaken);
+            }
+            if taken.paused {
+                return Ok(Claim::Paused);
             }
         }
         Ok(Claim::AlreadyRunning)
@@ -252,6 +261,18 @@ impl ExecutionLog for PgExecutionLog {
         .await
         .map_err(log_err)?;
         Ok(inserted == 1)
+    }
+
+    async fn record_events(
+        &self,
+        id: i64,
+        events: &[RunEvent],
+        dropped: u64,
+    ) -> Result<(), LogError> {
+        let mut conn = self.conn().await?;
+        crate::events::insert(&mut conn, id, events, dropped)
+            .await
+            .map_err(|e| LogError(e.to_string()))
     }
 
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError> {

@@ -46,6 +46,8 @@ pub struct HistoryQuery {
     pub job_name: Option<String>,
     /// Only this status.
     pub status: Option<jobs_core::Status>,
+    /// Only runs started this way (`schedule`, `catch_up`, `manual`).
+    pub trigger: Option<jobs_core::Trigger>,
     /// `started_at >= since`.
     pub since: chrono::DateTime<chrono::Utc>,
     /// `started_at < until`.
@@ -79,6 +81,9 @@ pub async fn history(
     if query.status.is_some() {
         sql.push_str(&format!(" AND status = ${}", next()));
     }
+    if query.trigger.is_some() {
+        sql.push_str(&format!(" AND triggered_by = ${}", next()));
+    }
     if query.before.is_some() {
         let (a, b) = (next(), next());
         sql.push_str(&format!(" AND (started_at, id) < (${a}, ${b})"));
@@ -97,6 +102,9 @@ pub async fn history(
     }
     if let Some(status) = query.status {
         boxed = boxed.bind::<Text, _>(status.as_str());
+    }
+    if let Some(trigger) = query.trigger {
+        boxed = boxed.bind::<Text, _>(trigger.as_str());
     }
     if let Some((started_at, id)) = query.before {
         boxed = boxed

@@ -2,7 +2,9 @@
 
 pub mod cleanup;
 mod connection;
+pub mod controls;
 pub mod cost;
+pub mod events;
 pub mod execution_log;
 pub mod executions;
 mod migrate;
@@ -13,6 +15,8 @@ mod prepared;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trends;
+pub mod workers;
 
 pub use connection::{ConnectTarget, Pool, PooledConnection};
 pub use execution_log::PgExecutionLog;

@@ -1,6 +1,30 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    job_controls (job_name) {
+        #[max_length = 100]
+        job_name -> Varchar,
+        paused -> Bool,
+        paused_at -> Nullable<Timestamptz>,
+        #[max_length = 100]
+        paused_by -> Nullable<Varchar>,
+        pause_reason -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    job_execution_events (id) {
+        id -> Int8,
+        execution_id -> Int4,
+        at -> Timestamptz,
+        #[max_length = 10]
+        level -> Varchar,
+        message -> Text,
+    }
+}
+
+diesel::table! {
     job_executions (id) {
         id -> Int4,
         #[max_length = 100]
@@ -48,6 +72,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_workers (worker_id) {
+        #[max_length = 255]
+        worker_id -> Varchar,
+        #[max_length = 50]
+        version -> Varchar,
+        started_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        heartbeat_secs -> Int4,
+    }
+}
+
+diesel::table! {
     transcriptions (id) {
         id -> Uuid,
         created_at -> Timestamptz,
@@ -63,8 +99,13 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(job_execution_events -> job_executions (execution_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    job_controls,
+    job_execution_events,
     job_executions,
     job_notification_state,
+    job_workers,
     transcriptions,
 );

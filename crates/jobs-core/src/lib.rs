@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod capture;
 pub mod current;
 mod job;
 pub mod log;

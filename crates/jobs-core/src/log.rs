@@ -78,6 +78,8 @@ pub enum Claim {
     SlotTaken,
     /// Another execution of the same job is still running.
     AlreadyRunning,
+    /// An operator paused the job: its scheduled slots are not claimed (manual runs are).
+    Paused,
 }
 
 /// How an execution ended.
@@ -184,6 +186,17 @@ pub trait ExecutionLog: Send + Sync + 'static {
         worker_id: &str,
         reason: &str,
     ) -> Result<bool, LogError>;
+
+    /// Stores a run's captured log lines, and how many were dropped; kept with the
+    /// execution and deleted with it. The default keeps nothing.
+    async fn record_events(
+        &self,
+        _id: i64,
+        _events: &[crate::capture::RunEvent],
+        _dropped: u64,
+    ) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 /// An [`ExecutionLog`] in memory, with the same claim and compare-and-set rules as the

@@ -107,6 +107,9 @@ pub enum StartError {
         /// The slot.
         slot: String,
     },
+    /// An operator paused the job; only manual runs start.
+    #[error("job {0} is paused")]
+    Paused(String),
     /// The job cannot do a dry run.
     #[error("job {0} does not support dry runs")]
     DryRunUnsupported(String),
@@ -327,6 +330,7 @@ impl Runner {
         match self.log.claim(&new).await? {
             Claim::Started { id, started_at } => Ok((id, started_at)),
             Claim::AlreadyRunning => Err(StartError::AlreadyRunning(job.name().to_owned())),
+            Claim::Paused => Err(StartError::Paused(job.name().to_owned())),
             Claim::SlotTaken => Err(StartError::SlotTaken {
                 job: job.name().to_owned(),
                 slot: request
@@ -412,7 +416,9 @@ impl Runner {
         ));
 
         let timeout = job.policy.timeout;
-        let work = AssertUnwindSafe(job.job.run(&ctx)).catch_unwind();
+        let events = crate::capture::RunEvents::new();
+        let work = AssertUnwindSafe(crate::capture::scope(events.clone(), job.job.run(&ctx)))
+            .catch_unwind();
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -460,6 +466,16 @@ impl Runner {
             stats: stats.clone(),
             error_message: error_message.clone(),
         };
+        // Before the completion, so that a finished execution has all its lines.
+        let (lines, dropped) = events.take();
+        if !lines.is_empty() || dropped > 0 {
+            if let Err(e) = self.log.record_events(id, &lines, dropped).await {
+                warn!(
+                    "[Job] the log lines of {} execution {id} were not stored: {e}",
+                    job.name()
+                );
+            }
+        }
         let record = self.complete(job.name(), id, &completion).await;
 
         let secs = elapsed.as_secs_f64();

@@ -225,6 +225,13 @@ impl Scheduler {
                 .await;
                 Offer::Done
             }
+            Err(StartError::Paused(_)) => {
+                debug!("[Job] {name}: slot {slot} not run, the job is paused");
+                // Recorded so that the slot counts as taken: a restart after the resume
+                // does not catch it up.
+                self.record(job, slot, "skipped: the job was paused").await;
+                Offer::Done
+            }
             Err(StartError::Log(e)) => Offer::Retry(e.to_string()),
             Err(e) => {
                 debug!("[Job] {name}: slot {slot} not started: {e}");

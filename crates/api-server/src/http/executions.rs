@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use db::executions::HistoryQuery;
-use jobs_core::Status;
+use jobs_core::{Status, Trigger};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -29,6 +29,9 @@ pub struct HistoryParams {
     /// Only this status: `running`, `success` or `failed`.
     #[param(value_type = Option<String>, pattern = "^(running|success|failed)$")]
     status: Option<String>,
+    /// Only runs started this way: `schedule`, `catch_up` or `manual`.
+    #[param(value_type = Option<String>, pattern = "^(schedule|catch_up|manual)$")]
+    trigger: Option<String>,
     /// Oldest start time, RFC 3339 (default: 30 days before `until`).
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
@@ -144,6 +147,16 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
             })
         })
         .transpose()?;
+    let trigger = given(&params.trigger)
+        .map(|t| {
+            Trigger::parse(t).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "trigger",
+                    format!("must be schedule, catch_up or manual, got {t:?}"),
+                )
+            })
+        })
+        .transpose()?;
     let limit = match given(&params.limit) {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<i64>() {
@@ -182,6 +195,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
     Ok(HistoryQuery {
         job_name,
         status,
+        trigger,
         since,
         until,
         before,

@@ -25,13 +25,15 @@ use super::{ApiError, AppState};
 pub async fn list_jobs(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
     let latest = db::executions::latest_per_job(&mut conn).await?;
+    let controls = db::controls::all(&mut conn).await?;
     let now = Utc::now();
     let jobs: Vec<JobView> = state
         .registry
         .iter()
         .map(|job| {
             let last = latest.iter().find(|r| r.job_name == job.name());
-            JobView::new(job, last, now)
+            let control = controls.iter().find(|c| c.job_name == job.name());
+            JobView::new(job, last, now).with_control(control)
         })
         .collect();
     Ok(HttpResponse::Ok().json(Data { data: jobs }))
@@ -91,18 +93,54 @@ pub async fn run_job(
             ),
         ));
     };
-    let request = RunRequest::manual(dry_run).requested_by(super::auth::actor(&req));
-    match state.runner.start(job, request).await {
-        Ok(started) => Ok(HttpResponse::Accepted().json(Data {
-            data: RunStarted {
-                execution_id: started.execution_id,
-                job_name: job_name.into_inner(),
-                status: StatusView::Running,
-                dry_run,
-            },
-        })),
+    let control = {
+        let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+        db::controls::get(&mut conn, &job_name).await?
+    };
+    let paused = control.as_ref().is_some_and(|c| c.paused);
+    match state.runner.start(job, RunRequest::manual(dry_run).requested_by(super::auth::actor(&req))).await {
+        Ok(started) => {
+            let note = paused.then(|| paused_run_note(control.as_ref()));
+            if let Some(note) = &note {
+                // The run's own record says so too, as its first line.
+                let written = match state.pool.get().await {
+                    Ok(mut conn) => {
+                        db::events::note(&mut conn, started.execution_id, log::Level::Warn, note)
+                            .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = written {
+                    log::warn!(
+                        "execution {}: the paused-job note was not stored: {e}",
+                        started.execution_id
+                    );
+                }
+            }
+            Ok(HttpResponse::Accepted().json(Data {
+                data: RunStarted {
+                    execution_id: started.execution_id,
+                    job_name: job_name.into_inner(),
+                    status: StatusView::Running,
+                    dry_run,
+                    paused,
+                    note,
+                },
+            }))
+        }
         Err(e) => Err(start_error(e)),
     }
+}
+
+fn paused_run_note(control: Option<&db::controls::JobControl>) -> String {
+    let by = control
+        .and_then(|c| c.paused_by.as_deref())
+        .unwrap_or("an operator");
+    let reason = control
+        .and_then(|c| c.pause_reason.as_deref())
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!("manual run of a paused job: paused by {by}{reason}; its schedule stays paused")
 }
 
 fn start_error(e: StartError) -> ApiError {
@@ -116,6 +154,11 @@ fn start_error(e: StartError) -> ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "job_disabled",
             format!("job {job} is disabled: {reason}"),
+        ),
+        StartError::Paused(job) => ApiError::new(
+            StatusCode::CONFLICT,
+            "job_paused",
+            format!("job {job} is paused"),
         ),
         StartError::DryRunUnsupported(job) => ApiError::new(
             StatusCode::BAD_REQUEST,

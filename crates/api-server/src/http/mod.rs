@@ -1,6 +1,7 @@
 //! The HTTP API (contract §6): routes, JSON errors and bearer auth.
 
 pub mod auth;
+mod console;
 pub mod dashboard;
 mod error;
 mod executions;
@@ -91,6 +92,14 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
             web::get().to(executions::execution),
         ))
         .service(post("/jobs/{job_name}/run", web::post().to(jobs::run_job)))
+        .service(post("/jobs/{job_name}/pause", web::post().to(console::pause)))
+        .service(post("/jobs/{job_name}/resume", web::post().to(console::resume)))
+        .service(get("/jobs/{job_name}/trends", web::get().to(console::trends)))
+        .service(get(
+            "/jobs/executions/{id}/events",
+            web::get().to(console::events),
+        ))
+        .service(get("/workers", web::get().to(console::workers)))
         .service(get("/openapi.json", web::get().to(openapi::openapi_json)));
 }
 

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{executions, jobs, metrics, status, views};
+use super::{console, executions, jobs, metrics, status, views};
 
 /// The API description served at `/internal/api/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -22,6 +22,11 @@ use super::{executions, jobs, metrics, status, views};
         executions::history,
         executions::execution,
         metrics::metrics,
+        console::pause,
+        console::resume,
+        console::events,
+        console::trends,
+        console::workers,
     ),
     components(schemas(
         views::ExecutionStatus,
@@ -35,6 +40,11 @@ use super::{executions, jobs, metrics, status, views};
         views::TriggerView,
         views::Health,
         views::Ready,
+        views::JobControlView,
+        views::EventView,
+        views::TrendDay,
+        views::WorkerView,
+        console::PauseBody,
     )),
     modifiers(&BearerAuth)
 )]

@@ -168,6 +168,16 @@ pub struct JobView {
     /// When `backlog` was measured (every `BACKLOG_REFRESH_SECS`), RFC 3339 UTC.
     #[schema(format = DateTime)]
     pub backlog_measured_at: Option<String>,
+    /// Paused by an operator: scheduled slots are not run (manual runs are). Unlike
+    /// `enabled`, which `DISABLED_JOBS` sets, this is resumed from the API or dashboard.
+    pub paused: bool,
+    /// When it was paused, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub paused_at: Option<String>,
+    /// Who paused it (`admin`, `viewer`, `local`).
+    pub paused_by: Option<String>,
+    /// Why, as the operator wrote it.
+    pub pause_reason: Option<String>,
 }
 
 impl JobView {
@@ -191,7 +201,22 @@ impl JobView {
             backlog: backlog.map(|b| b.backlog.count),
             backlog_capped: backlog.is_some_and(|b| b.backlog.capped),
             backlog_measured_at: backlog.map(|b| rfc3339(b.measured_at)),
+            paused: false,
+            paused_at: None,
+            paused_by: None,
+            pause_reason: None,
         }
+    }
+
+    /// Adds the job's run-time switches.
+    pub fn with_control(mut self, control: Option<&db::controls::JobControl>) -> Self {
+        if let Some(c) = control.filter(|c| c.paused) {
+            self.paused = true;
+            self.paused_at = c.paused_at.map(rfc3339);
+            self.paused_by = c.paused_by.clone();
+            self.pause_reason = c.pause_reason.clone();
+        }
+        self
     }
 }
 
@@ -221,6 +246,88 @@ pub struct RunStarted {
     pub status: StatusView,
     /// Whether it is a dry run.
     pub dry_run: bool,
+    /// The job is paused: this manual run goes ahead anyway, its schedule stays paused.
+    pub paused: bool,
+    /// Said when something about the run deserves a word (a paused job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A job's run-time switches, as pause and resume answer them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobControlView {
+    /// The job.
+    pub job_name: String,
+    /// Scheduled slots are not run.
+    pub paused: bool,
+    /// When it was paused, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub paused_at: Option<String>,
+    /// Who paused it.
+    pub paused_by: Option<String>,
+    /// Why.
+    pub pause_reason: Option<String>,
+}
+
+impl From<&db::controls::JobControl> for JobControlView {
+    fn from(c: &db::controls::JobControl) -> Self {
+        Self {
+            job_name: c.job_name.clone(),
+            paused: c.paused,
+            paused_at: c.paused_at.map(rfc3339),
+            paused_by: c.paused_by.clone(),
+            pause_reason: c.pause_reason.clone(),
+        }
+    }
+}
+
+/// One log line of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// When, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// `info`, `warn` or `error`.
+    pub level: String,
+    /// The line.
+    pub message: String,
+}
+
+/// One UTC day of a job's runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Finished runs (dry runs and skipped slots are not counted).
+    pub runs: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Of which failed.
+    pub failed: i64,
+    /// Median duration; `null` on a day without runs.
+    pub p50_ms: Option<i64>,
+    /// 95th percentile duration.
+    pub p95_ms: Option<i64>,
+    /// The sum of each numeric stats key over the day's runs.
+    #[schema(value_type = Object)]
+    pub stats: serde_json::Value,
+}
+
+/// A live server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    /// Its `WORKER_ID`.
+    pub worker_id: String,
+    /// When the process started, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// Its latest heartbeat, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub last_seen_at: String,
+    /// The binary's version.
+    pub version: String,
+    /// The executions it runs now.
+    pub running: Vec<i64>,
 }
 
 /// `{"error": {"code", "message"}}`.

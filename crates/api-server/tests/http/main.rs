@@ -1,6 +1,7 @@
 //! The HTTP API against a real PostgreSQL database, through the same application the
 //! server runs.
 
+mod console;
 mod ops;
 mod status;
 

@@ -1,0 +1,286 @@
+//! The operator console's routes (contract §7.3): pause and resume a job, a run's log
+//! lines, a job's daily trends and the live servers.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::views::{rfc3339, Data, ErrorBody, EventView, JobControlView, TrendDay, WorkerView};
+use super::{auth, ApiError, AppState};
+
+/// Longest pause reason accepted, in characters.
+const MAX_REASON_CHARS: usize = 500;
+/// Trends cover at most this many days.
+const MAX_TREND_DAYS: i32 = 365;
+const DEFAULT_TREND_DAYS: i32 = 30;
+
+/// The optional body of a pause.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    /// Why, shown on the dashboard (at most 500 characters).
+    reason: Option<String>,
+}
+
+fn known_job(state: &AppState, job_name: &str) -> Result<(), ApiError> {
+    if state.registry.get(job_name).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        format!(
+            "no job named {job_name:?}; known jobs: {}",
+            state.registry.names().join(", ")
+        ),
+    ))
+}
+
+fn parse_pause_body(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let parsed: PauseBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("expected {{\"reason\": \"…\"}} or no body: {e}"),
+        )
+    })?;
+    let reason = parsed
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if let Some(r) = &reason {
+        if r.chars().count() > MAX_REASON_CHARS {
+            return Err(ApiError::bad_parameter(
+                "reason",
+                format!("must be at most {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        if r.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::bad_parameter(
+                "reason",
+                "must not contain control characters",
+            ));
+        }
+    }
+    Ok(reason)
+}
+
+/// Pauses a job's schedule on every server; manual runs still start.
+#[utoipa::path(
+    post,
+    path = "/internal/api/v1/jobs/{job_name}/pause",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("job_name" = String, Path, description = "The job to pause")),
+    request_body(content = Option<PauseBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Paused", body = Data<JobControlView>),
+        (status = 400, description = "Bad body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    job_name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    known_job(&state, &job_name)?;
+    let reason = parse_pause_body(&body)?;
+    let actor = auth::actor(&req);
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let control = db::controls::pause(&mut conn, &job_name, actor, reason.as_deref()).await?;
+    log::info!(
+        "[Job] {} paused by {actor}{}",
+        job_name.as_str(),
+        reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    Ok(HttpResponse::Ok().json(Data {
+        data: JobControlView::from(&control),
+    }))
+}
+
+/// Resumes a job's schedule from its next slot; the slots missed while paused stay skipped.
+#[utoipa::path(
+    post,
+    path = "/internal/api/v1/jobs/{job_name}/resume",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("job_name" = String, Path, description = "The job to resume")),
+    responses(
+        (status = 200, description = "Resumed (or was not paused)", body = Data<JobControlView>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    job_name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    known_job(&state, &job_name)?;
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let control = db::controls::resume(&mut conn, &job_name).await?;
+    log::info!(
+        "[Job] {} resumed by {}",
+        job_name.as_str(),
+        auth::actor(&req)
+    );
+    Ok(HttpResponse::Ok().json(Data {
+        data: JobControlView::from(&control),
+    }))
+}
+
+/// A run's own log lines (`info` and above), oldest first.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs/executions/{id}/events",
+    tag = "executions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The lines", body = Data<Vec<EventView>>),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    if db::execution_log::find(&mut conn, *id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no execution {id}")));
+    }
+    let rows = db::events::for_execution(&mut conn, *id).await?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: rows
+            .into_iter()
+            .map(|r| EventView {
+                at: rfc3339(r.at),
+                level: r.level,
+                message: r.message,
+            })
+            .collect::<Vec<_>>(),
+    }))
+}
+
+/// Trend parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TrendParams {
+    /// Days back, today included: 1 to 365 (default 30).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 365)]
+    days: Option<String>,
+}
+
+/// A job's runs per UTC day: counts, duration percentiles and summed stats.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/jobs/{job_name}/trends",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("job_name" = String, Path, description = "The job"), TrendParams),
+    responses(
+        (status = 200, description = "One entry per day, oldest first", body = Data<Vec<TrendDay>>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn trends(
+    state: web::Data<AppState>,
+    job_name: web::Path<String>,
+    params: web::Query<TrendParams>,
+) -> Result<HttpResponse, ApiError> {
+    known_job(&state, &job_name)?;
+    let days = match params.days.as_deref().filter(|d| !d.is_empty()) {
+        None => DEFAULT_TREND_DAYS,
+        Some(raw) => match raw.parse::<i32>() {
+            Ok(n) if (1..=MAX_TREND_DAYS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "days",
+                    format!("must be a whole number from 1 to {MAX_TREND_DAYS}, got {raw:?}"),
+                ))
+            }
+        },
+    };
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let rows = db::trends::daily(&mut conn, &job_name, days).await?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: rows
+            .into_iter()
+            .map(|r| TrendDay {
+                day: r.day,
+                runs: r.runs,
+                succeeded: r.succeeded,
+                failed: r.failed,
+                p50_ms: r.p50_ms,
+                p95_ms: r.p95_ms,
+                stats: r.stats,
+            })
+            .collect::<Vec<_>>(),
+    }))
+}
+
+/// The live servers and what each runs.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/workers",
+    tag = "workers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Servers heard from within two heartbeats", body = Data<Vec<WorkerView>>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn workers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    let rows = db::workers::live(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: rows
+            .into_iter()
+            .map(|w| WorkerView {
+                worker_id: w.worker_id,
+                started_at: rfc3339(w.started_at),
+                last_seen_at: rfc3339(w.last_seen_at),
+                version: w.version,
+                running: w.running,
+            })
+            .collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_body_is_optional_and_checked() {
+        assert_eq!(parse_pause_body(b"").unwrap(), None);
+        assert_eq!(parse_pause_body(b"  ").unwrap(), None);
+        assert_eq!(parse_pause_body(b"{}").unwrap(), None);
+        assert_eq!(
+            parse_pause_body(br#"{"reason": " storage migration "}"#).unwrap(),
+            Some("storage migration".to_owned())
+        );
+        assert!(parse_pause_body(b"not json").is_err());
+        assert!(parse_pause_body(br#"{"why": "x"}"#).is_err());
+        assert!(parse_pause_body(br#"{"reason": 3}"#).is_err());
+        let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(501));
+        assert!(parse_pause_body(long.as_bytes()).is_err());
+    }
+}

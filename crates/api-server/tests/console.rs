@@ -1,0 +1,478 @@
+//! The operator console's API (contract §7.3) with two real servers on one database:
+//! pause and resume across servers and restarts, a run's log lines, and the live servers.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use db::testing::TestDatabase;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use server::{eventually, ServerProcess};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A mock Storage with bucket `audio`; deletes answer after `delete_delay`.
+async fn storage(delete_delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(delete_delay),
+        )
+        .mount(&mock)
+        .await;
+    mock
+}
+
+fn vars<'a>(db: &'a TestDatabase, mock: &'a str, schedule: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_POOL_SIZE", "3"),
+        ("SUPABASE_URL", mock),
+        ("SUPABASE_SERVICE_ROLE_KEY", "console-service-key"),
+        ("SUPABASE_MAX_ATTEMPTS", "1"),
+        ("SCHEDULER_TICK_MS", "200"),
+        ("JOB_LEASE_SECS", "5"),
+        ("JOB_HEARTBEAT_SECS", "1"),
+        ("AUDIO_CLEANUP_SCHEDULE", schedule),
+        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
+        ("MISFIRE_WINDOW_SECS", "0"),
+    ]
+}
+
+async fn get(server: &ServerProcess, route: &str) -> (u16, Value) {
+    let resp = reqwest::get(server.url(route)).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &ServerProcess, route: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(server.url(route));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn job(server: &ServerProcess, name: &str) -> Value {
+    let (status, body) = get(server, "/internal/api/v1/jobs").await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Run {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_message: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    scheduled_for: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    triggered_by: String,
+}
+
+impl Run {
+    fn skipped(&self) -> bool {
+        self.error_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("skipped:"))
+    }
+}
+
+async fn runs(db: &TestDatabase) -> Vec<Run> {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "SELECT status::text AS status, error_message, scheduled_for, \
+         started_at, triggered_by::text AS triggered_by \
+         FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap()
+}
+
+async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
+    #[derive(diesel::QueryableByName)]
+    struct At {
+        #[diesel(sql_type = Timestamptz)]
+        at: DateTime<Utc>,
+    }
+    let mut conn = db.connect().await;
+    let at: At = diesel::sql_query(
+        "SELECT updated_at AS at FROM job_controls WHERE job_name = 'audio_cleanup'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    at.at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_runs_no_backlog() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = vars(&db, &uri, "* * * * * *");
+    let a = ServerProcess::start(&vars).await;
+    let mut b = ServerProcess::start(&vars).await;
+    eventually(LONG, "scheduled runs", || async {
+        let done = runs(&db)
+            .await
+            .iter()
+            .filter(|r| r.status == "success")
+            .count();
+        (done >= 2).then_some(())
+    })
+    .await;
+
+    let (status, body) = post(
+        &a,
+        "/internal/api/v1/jobs/audio_cleanup/pause",
+        Some(json!({"reason": "storage migration"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["paused"], true);
+    assert_eq!(body["data"]["paused_by"], "local");
+    assert_eq!(body["data"]["pause_reason"], "storage migration");
+    let paused_at = control_time(&db).await;
+
+    // The other server shows it at once.
+    let seen = job(&b, "audio_cleanup").await;
+    assert_eq!(seen["paused"], true, "{seen}");
+    assert_eq!(seen["pause_reason"], "storage migration");
+    assert_eq!(seen["paused_by"], "local");
+    assert!(seen["paused_at"].is_string());
+    assert_eq!(seen["enabled"], true);
+    assert_eq!(job(&b, "cost_update").await["paused"], false);
+
+    // Slots come and go on both servers, and a restart of one, without a run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.kill9().await;
+    b = ServerProcess::start_on(b.port, &vars).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = runs(&db).await;
+    let ran: Vec<&Run> = during
+        .iter()
+        .filter(|r| r.started_at > paused_at && r.triggered_by != "manual" && !r.skipped())
+        .collect();
+    assert!(ran.is_empty(), "ran while paused: {ran:#?}");
+    assert!(
+        during
+            .iter()
+            .any(|r| r.error_message.as_deref() == Some("skipped: the job was paused")),
+        "the paused slots are not visible: {during:#?}"
+    );
+    assert_eq!(job(&b, "audio_cleanup").await["paused"], true);
+
+    // A manual run goes ahead and says so, in its answer and its log lines.
+    let (status, body) = post(&b, "/internal/api/v1/jobs/audio_cleanup/run", None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["paused"], true);
+    let note = body["data"]["note"].as_str().unwrap().to_owned();
+    assert!(
+        note.contains("paused by local (storage migration)"),
+        "{note}"
+    );
+    let id = body["data"]["execution_id"].as_i64().unwrap();
+    let events = eventually(LONG, "the manual run's lines", || async {
+        let (_, body) = get(&a, &format!("/internal/api/v1/jobs/executions/{id}/events")).await;
+        let lines = body["data"].as_array().cloned().unwrap_or_default();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
+    assert_eq!(events[0]["level"], "warn");
+    assert_eq!(events[0]["message"], note);
+
+    // Resume on the other server: the next slot runs, none of the paused ones does.
+    let (status, body) = post(&b, "/internal/api/v1/jobs/audio_cleanup/resume", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["paused"], false);
+    let resumed_at = control_time(&db).await;
+    assert_eq!(job(&a, "audio_cleanup").await["paused"], false);
+    let after = eventually(LONG, "a scheduled run after the resume", || async {
+        let all = runs(&db).await;
+        all.iter()
+            .any(|r| {
+                r.started_at > resumed_at && r.triggered_by == "schedule" && r.status == "success"
+            })
+            .then_some(all)
+    })
+    .await;
+    let backlog: Vec<&Run> = after
+        .iter()
+        .filter(|r| {
+            r.triggered_by != "manual"
+                && !r.skipped()
+                && r.scheduled_for.is_some_and(|s| {
+                    s > paused_at + chrono::Duration::seconds(1)
+                        && s < resumed_at - chrono::Duration::seconds(1)
+                })
+        })
+        .collect();
+    assert!(
+        backlog.is_empty(),
+        "paused slots ran after the resume: {backlog:#?}"
+    );
+    drop(a);
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let a = ServerProcess::start(&vars(&db, &uri, "0 0 1 1 *")).await;
+    let (status, body) = post(&a, "/internal/api/v1/jobs/nope/pause", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_job"))
+    );
+    let (status, body) = post(&a, "/internal/api/v1/jobs/nope/resume", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_job"))
+    );
+    let resp = reqwest::Client::new()
+        .post(a.url("/internal/api/v1/jobs/audio_cleanup/pause"))
+        .header("content-type", "application/json")
+        .body("{\"reason\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_body");
+    let (status, body) = post(
+        &a,
+        "/internal/api/v1/jobs/audio_cleanup/pause",
+        Some(json!({"reason": "x".repeat(501)})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
+    // Without a body, a pause has no reason.
+    let (status, body) = post(&a, "/internal/api/v1/jobs/audio_cleanup/pause", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["pause_reason"], Value::Null);
+    let (status, _) = get(&a, "/internal/api/v1/jobs/audio_cleanup/pause").await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
+    let db = TestDatabase::new().await;
+    {
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "INSERT INTO transcriptions (created_at, audio_file_path) \
+             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = vars(&db, &uri, "0 0 1 1 *");
+    let a = ServerProcess::start(&vars).await;
+    let b = ServerProcess::start(&vars).await;
+
+    let (status, body) = post(
+        &a,
+        "/internal/api/v1/jobs/audio_cleanup/run?dry_run=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["data"].get("note").is_none(), "{body}");
+    assert_eq!(body["data"]["paused"], false);
+    let id = body["data"]["execution_id"].as_i64().unwrap();
+    eventually(LONG, "the dry run to end", || async {
+        let (_, body) = get(&b, &format!("/internal/api/v1/jobs/executions/{id}")).await;
+        (body["data"]["status"] != "running").then_some(())
+    })
+    .await;
+    let (status, body) = get(&b, &format!("/internal/api/v1/jobs/executions/{id}/events")).await;
+    assert_eq!(status, 200, "{body}");
+    let lines = body["data"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l["level"] == "info"
+            && l["message"].as_str().unwrap().starts_with(
+                "[Job] audio_cleanup (dry run, nothing changed): rows created before"
+            )),
+        "{body}"
+    );
+    for line in lines {
+        assert!(line["at"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(["info", "warn", "error"].contains(&line["level"].as_str().unwrap()));
+    }
+    // The runner's own start/end lines belong to the server log, not to the run.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("[Job] Starting")),
+        "{body}"
+    );
+
+    // Another run's lines are its own.
+    let (_, other) = post(&a, "/internal/api/v1/jobs/cost_update/run", None).await;
+    if let Some(other) = other["data"]["execution_id"].as_i64() {
+        let (_, body) = get(
+            &a,
+            &format!("/internal/api/v1/jobs/executions/{other}/events"),
+        )
+        .await;
+        assert!(body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| !l["message"].as_str().unwrap().contains("audio_cleanup")));
+    }
+
+    let (status, body) = get(&a, "/internal/api/v1/jobs/executions/999999/events").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = get(&a, "/internal/api/v1/jobs/executions/abc/events").await;
+    assert_eq!(status, 400);
+
+    // Pruning the execution prunes its lines.
+    let mut conn = db.connect().await;
+    diesel::sql_query(format!("DELETE FROM job_executions WHERE id = {id}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let left: N = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM job_execution_events WHERE execution_id = {id}"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left.n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones() {
+    let db = TestDatabase::new().await;
+    {
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "INSERT INTO transcriptions (created_at, audio_file_path) \
+             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let mock = storage(Duration::from_secs(8)).await;
+    let uri = mock.uri();
+    let vars = vars(&db, &uri, "0 0 1 1 *");
+    let mut a = ServerProcess::start(&vars).await;
+    let mut b = ServerProcess::start(&vars).await;
+    let id_a = format!("{}:{}", gethostname(), a.port);
+    let id_b = format!("{}:{}", gethostname(), b.port);
+
+    let listed = eventually(LONG, "both servers listed", || async {
+        let (_, body) = get(&b, "/internal/api/v1/workers").await;
+        let workers = body["data"].as_array().cloned().unwrap_or_default();
+        (workers.len() == 2).then_some(workers)
+    })
+    .await;
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|w| w["worker_id"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![id_a.as_str(), id_b.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    for w in &listed {
+        assert_eq!(w["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(w["running"], json!([]));
+        assert!(w["started_at"].as_str().unwrap().ends_with('Z'));
+        assert!(w["last_seen_at"].as_str().unwrap().ends_with('Z'));
+    }
+
+    // A slow run on A shows under A on B's list.
+    let (status, body) = post(&a, "/internal/api/v1/jobs/audio_cleanup/run", None).await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["data"]["execution_id"].as_i64().unwrap();
+    let (_, body) = get(&b, "/internal/api/v1/workers").await;
+    let on_a = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == id_a.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(on_a["running"], json!([run]));
+
+    // B dies without a word: it drops off within two heartbeats (here 1 s each).
+    b.kill9().await;
+    eventually(LONG, "the dead server to drop off", || async {
+        let (_, body) = get(&a, "/internal/api/v1/workers").await;
+        let ids: Vec<String> = body["data"]
+            .as_array()?
+            .iter()
+            .map(|w| w["worker_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (ids == [id_a.clone()]).then_some(())
+    })
+    .await;
+
+    // A stops cleanly and removes itself.
+    let (status, _) = a.terminate(Duration::from_secs(30)).await;
+    assert!(status.success());
+    let mut conn = db.connect().await;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let left: N = diesel::sql_query("SELECT count(*) AS n FROM job_workers WHERE worker_id = $1")
+        .bind::<Text, _>(&id_a)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left.n, 0);
+}
+
+fn gethostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}

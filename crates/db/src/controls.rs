@@ -1,0 +1,94 @@
+//! Run-time switches an operator sets on a job: pause and resume.
+//!
+//! A paused job's scheduled slots are refused by the claim itself (`execution_log.rs`), so
+//! the pause holds on every server the moment it is written and survives restarts; manual
+//! runs still start. Every change fires the `job_events` notification (see the migration).
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Bool, Nullable, Text, Timestamptz};
+use diesel::OptionalExtension;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::DbError;
+
+/// A job's run-time switches.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct JobControl {
+    /// The job.
+    #[diesel(sql_type = Text)]
+    pub job_name: String,
+    /// Scheduled slots are not run.
+    #[diesel(sql_type = Bool)]
+    pub paused: bool,
+    /// When it was paused.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub paused_at: Option<DateTime<Utc>>,
+    /// Who paused it (`admin`, `viewer`, `local`).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub paused_by: Option<String>,
+    /// Why, as the operator wrote it.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pause_reason: Option<String>,
+}
+
+const COLUMNS: &str =
+    "job_name::text AS job_name, paused, paused_at, paused_by::text AS paused_by, pause_reason";
+
+/// Pauses a job (again: the time, actor and reason are replaced).
+pub async fn pause(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<JobControl, DbError> {
+    let row = diesel::sql_query(format!(
+        "INSERT INTO job_controls (job_name, paused, paused_at, paused_by, pause_reason, updated_at) \
+         VALUES ($1, true, now(), $2, $3, now()) \
+         ON CONFLICT (job_name) DO UPDATE SET paused = true, paused_at = now(), \
+           paused_by = EXCLUDED.paused_by, pause_reason = EXCLUDED.pause_reason, updated_at = now() \
+         RETURNING {COLUMNS}"
+    ))
+    .bind::<Text, _>(job_name)
+    .bind::<Text, _>(actor)
+    .bind::<Nullable<Text>, _>(reason)
+    .get_result(conn)
+    .await?;
+    Ok(row)
+}
+
+/// Resumes a job; its next slot runs, the ones it missed while paused do not.
+pub async fn resume(conn: &mut AsyncPgConnection, job_name: &str) -> Result<JobControl, DbError> {
+    let row = diesel::sql_query(format!(
+        "INSERT INTO job_controls (job_name, paused, updated_at) VALUES ($1, false, now()) \
+         ON CONFLICT (job_name) DO UPDATE SET paused = false, paused_at = NULL, \
+           paused_by = NULL, pause_reason = NULL, updated_at = now() \
+         RETURNING {COLUMNS}"
+    ))
+    .bind::<Text, _>(job_name)
+    .get_result(conn)
+    .await?;
+    Ok(row)
+}
+
+/// The switches of every job that has a row.
+pub async fn all(conn: &mut AsyncPgConnection) -> Result<Vec<JobControl>, DbError> {
+    Ok(diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM job_controls ORDER BY job_name"
+    ))
+    .load(conn)
+    .await?)
+}
+
+/// One job's switches, if it has a row.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+) -> Result<Option<JobControl>, DbError> {
+    Ok(diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM job_controls WHERE job_name = $1"
+    ))
+    .bind::<Text, _>(job_name)
+    .get_result(conn)
+    .await
+    .optional()?)
+}

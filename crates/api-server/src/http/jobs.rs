@@ -98,7 +98,14 @@ pub async fn run_job(
         db::controls::get(&mut conn, &job_name).await?
     };
     let paused = control.as_ref().is_some_and(|c| c.paused);
-    match state.runner.start(job, RunRequest::manual(dry_run).requested_by(super::auth::actor(&req))).await {
+    match state
+        .runner
+        .start(
+            job,
+            RunRequest::manual(dry_run).requested_by(super::auth::actor(&req)),
+        )
+        .await
+    {
         Ok(started) => {
             let note = paused.then(|| paused_run_note(control.as_ref()));
             if let Some(note) = &note {

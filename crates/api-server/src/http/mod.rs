@@ -92,9 +92,18 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
             web::get().to(executions::execution),
         ))
         .service(post("/jobs/{job_name}/run", web::post().to(jobs::run_job)))
-        .service(post("/jobs/{job_name}/pause", web::post().to(console::pause)))
-        .service(post("/jobs/{job_name}/resume", web::post().to(console::resume)))
-        .service(get("/jobs/{job_name}/trends", web::get().to(console::trends)))
+        .service(post(
+            "/jobs/{job_name}/pause",
+            web::post().to(console::pause),
+        ))
+        .service(post(
+            "/jobs/{job_name}/resume",
+            web::post().to(console::resume),
+        ))
+        .service(get(
+            "/jobs/{job_name}/trends",
+            web::get().to(console::trends),
+        ))
         .service(get(
             "/jobs/executions/{id}/events",
             web::get().to(console::events),

@@ -131,7 +131,7 @@ async fn the_jobs_list_shows_a_pause_and_a_paused_jobs_schedule_is_not_claimed()
     assert_eq!(body["data"][0]["paused_at"], Value::Null);
 
     // The claim refuses a slot of a paused job, and accepts a manual run.
-    use jobs_core::{Claim, ExecutionLog, NewExecution, Trigger};
+    use jobs_core::{Claim, NewExecution, Trigger};
     let slot = |scheduled_for| NewExecution {
         job_name: "cost_update".into(),
         trigger: Trigger::Schedule,
@@ -140,8 +140,9 @@ async fn the_jobs_list_shows_a_pause_and_a_paused_jobs_schedule_is_not_claimed()
         dry_run: false,
         worker_id: "w".into(),
         lease: std::time::Duration::from_secs(60),
+        requested_by: None,
     };
-    let log = &app.state.log;
+    let log = app.state.runner.log();
     assert_eq!(
         log.claim(&slot(Some(chrono::Utc::now()))).await.unwrap(),
         Claim::Paused

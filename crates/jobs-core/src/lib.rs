@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod clock;
 mod job;
 pub mod log;
 mod registry;
@@ -8,9 +9,10 @@ mod schedule;
 mod scheduler;
 mod stats;
 
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use job::{Job, JobContext, JobError, Trigger};
 pub use log::{
-    Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
+    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
     Status,
 };
 pub use registry::{RegisteredJob, Registry, RunPolicy};

@@ -22,6 +22,9 @@ diesel::table! {
         worker_id -> Nullable<Varchar>,
         heartbeat_at -> Nullable<Timestamptz>,
         lease_expires_at -> Nullable<Timestamptz>,
+        cancel_requested_at -> Nullable<Timestamptz>,
+        #[max_length = 100]
+        cancel_requested_by -> Nullable<Varchar>,
     }
 }
 

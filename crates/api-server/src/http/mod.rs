@@ -7,6 +7,7 @@ mod executions;
 mod jobs;
 pub mod metrics;
 pub mod openapi;
+mod probes;
 mod status;
 pub mod views;
 
@@ -52,6 +53,7 @@ pub fn build_app(
 > {
     App::new()
         .app_data(state)
+        .app_data(web::Data::new(probes::ProbeCache::default()))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(
             web::JsonConfig::default()
@@ -79,6 +81,10 @@ pub fn build_app(
         .service(get(
             "/internal/api/v1/jobs/executions/{id}",
             web::get().to(executions::execution),
+        ))
+        .service(post(
+            "/internal/api/v1/jobs/executions/{id}/cancel",
+            web::post().to(executions::cancel),
         ))
         .service(post(
             "/internal/api/v1/jobs/{job_name}/run",

@@ -21,6 +21,7 @@ use super::{executions, jobs, metrics, status, views};
         jobs::run_job,
         executions::history,
         executions::execution,
+        executions::cancel,
         metrics::metrics,
     ),
     components(schemas(
@@ -29,6 +30,7 @@ use super::{executions, jobs, metrics, status, views};
         views::JobView,
         views::ExecutionPage,
         views::RunStarted,
+        views::CancelRequested,
         views::ErrorBody,
         views::ErrorDetail,
         views::StatusView,

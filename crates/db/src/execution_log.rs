@@ -14,8 +14,8 @@ use diesel::OptionalExtension;
 use diesel_async::RunQueryDsl;
 use jobs_core::log::MAX_LEASE;
 use jobs_core::{
-    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError,
-    NewExecution, Stats,
+    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution,
+    Stats,
 };
 
 use crate::models::ExecutionRow;
@@ -337,12 +337,11 @@ pub async fn request_cancel(
     if updated == 1 {
         return Ok(CancelRequest::Requested);
     }
-    let found: Found = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM job_executions WHERE id = $1) AS found",
-    )
-    .bind::<Integer, _>(to_i32(id))
-    .get_result(conn)
-    .await?;
+    let found: Found =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM job_executions WHERE id = $1) AS found")
+            .bind::<Integer, _>(to_i32(id))
+            .get_result(conn)
+            .await?;
     Ok(if found.found {
         CancelRequest::NotRunning
     } else {

@@ -8,8 +8,9 @@ use db::testing::TestDatabase;
 use db::PgExecutionLog;
 use diesel_async::RunQueryDsl;
 use jobs_core::{
-    async_trait, Beat, CancelRequest, Claim, Completion, ExecutionLog, Job, JobContext, JobError, NewExecution,
-    RegisteredJob, RunPolicy, RunRequest, Runner, RunnerSettings, Schedule, Stats, Status, Trigger,
+    async_trait, Beat, CancelRequest, Claim, Completion, ExecutionLog, Job, JobContext, JobError,
+    NewExecution, RegisteredJob, RunPolicy, RunRequest, Runner, RunnerSettings, Schedule, Stats,
+    Status, Trigger,
 };
 
 fn new_execution(job: &str, slot: Option<chrono::DateTime<Utc>>) -> NewExecution {
@@ -459,7 +460,9 @@ async fn a_cancel_request_is_handed_to_the_running_execution_by_its_heartbeat() 
         panic!()
     };
     assert_eq!(
-        log.heartbeat(id, Duration::from_secs(60), None).await.unwrap(),
+        log.heartbeat(id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
         Beat::Renewed
     );
     assert_eq!(
@@ -472,7 +475,9 @@ async fn a_cancel_request_is_handed_to_the_running_execution_by_its_heartbeat() 
         CancelRequest::Requested
     );
     assert_eq!(
-        log.heartbeat(id, Duration::from_secs(60), None).await.unwrap(),
+        log.heartbeat(id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
         Beat::CancelRequested("admin".into())
     );
     log.complete(

@@ -12,8 +12,8 @@ mod stats;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use job::{Job, JobContext, JobError, Trigger};
 pub use log::{
-    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
-    Status,
+    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError,
+    MemoryExecutionLog, NewExecution, Status,
 };
 pub use registry::{RegisteredJob, Registry, RunPolicy};
 pub use runner::{

@@ -264,7 +264,12 @@ impl MemoryExecutionLog {
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, rows: &mut Vec<MemoryRow>, record: ExecutionRecord, expires: DateTime<Utc>) -> i64 {
+    fn push(
+        &self,
+        rows: &mut Vec<MemoryRow>,
+        record: ExecutionRecord,
+        expires: DateTime<Utc>,
+    ) -> i64 {
         let id = rows.len() as i64 + 1;
         rows.push(MemoryRow {
             record: ExecutionRecord { id, ..record },
@@ -276,11 +281,18 @@ impl MemoryExecutionLog {
 }
 
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    let lease = chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or(chrono::Duration::zero());
-    now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    let lease =
+        chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or(chrono::Duration::zero());
+    now.checked_add_signed(lease)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn close(record: &mut ExecutionRecord, now: DateTime<Utc>, status: Status, message: Option<String>) {
+fn close(
+    record: &mut ExecutionRecord,
+    now: DateTime<Utc>,
+    status: Status,
+    message: Option<String>,
+) {
     record.status = status;
     record.completed_at = Some(now);
     record.duration_ms = Some((now - record.started_at).num_milliseconds());
@@ -381,7 +393,12 @@ impl ExecutionLog for MemoryExecutionLog {
         {
             Some(row) => {
                 let record = &mut row.record;
-                close(record, now, completion.status, completion.error_message.clone());
+                close(
+                    record,
+                    now,
+                    completion.status,
+                    completion.error_message.clone(),
+                );
                 record.stats = completion.stats.to_json();
                 Ok(Some(record.clone()))
             }
@@ -422,7 +439,12 @@ impl ExecutionLog for MemoryExecutionLog {
             if row.record.status == Status::Running
                 && row.record.worker_id.as_deref() == Some(worker_id)
             {
-                close(&mut row.record, now, Status::Failed, Some(reason.to_owned()));
+                close(
+                    &mut row.record,
+                    now,
+                    Status::Failed,
+                    Some(reason.to_owned()),
+                );
                 closed.push(row.record.clone());
             }
         }

@@ -223,7 +223,10 @@ impl StopSignal {
     }
 
     fn reason(&self) -> Option<StopReason> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -393,7 +396,11 @@ impl Runner {
                 Ok((id, _)) => {
                     let _ = runner.attempts(job, request, id, attempt + 1).await;
                 }
-                Err(e) => debug!("[Job] {} retry {} not started: {e}", job.name(), attempt + 1),
+                Err(e) => debug!(
+                    "[Job] {} retry {} not started: {e}",
+                    job.name(),
+                    attempt + 1
+                ),
             }
         };
         match &self.handle {
@@ -717,7 +724,10 @@ impl Runner {
     ) -> Option<ExecutionRecord> {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
-            match self.timed("complete", self.log.complete(id, completion)).await {
+            match self
+                .timed("complete", self.log.complete(id, completion))
+                .await
+            {
                 Ok(Some(record)) => return Some(record),
                 Ok(None) => {
                     warn!("[Job] {job} execution {id} had already been closed by another server; its result is not recorded");
@@ -763,14 +773,17 @@ async fn heartbeat(
         } else {
             None
         };
-        let beat = tokio::time::timeout(call_limit, log.heartbeat(id, settings.lease, stats.as_ref()))
-            .await
-            .unwrap_or_else(|_| {
-                Err(LogError(format!(
-                    "no answer within {}",
-                    human_duration(call_limit)
-                )))
-            });
+        let beat = tokio::time::timeout(
+            call_limit,
+            log.heartbeat(id, settings.lease, stats.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(LogError(format!(
+                "no answer within {}",
+                human_duration(call_limit)
+            )))
+        });
         match beat {
             Ok(beat @ (Beat::Renewed | Beat::CancelRequested(_))) => {
                 last_renewed = Instant::now();

@@ -664,7 +664,10 @@ async fn a_slot_arriving_while_the_previous_run_goes_is_recorded_as_skipped() {
         .collect();
     assert!(!runs.is_empty(), "{rows:#?}");
     assert!(skipped.len() >= 2, "{rows:#?}");
-    assert!(skipped.iter().all(|r| r.status == Status::Skipped), "{rows:#?}");
+    assert!(
+        skipped.iter().all(|r| r.status == Status::Skipped),
+        "{rows:#?}"
+    );
     // Every slot is accounted for once: run or skipped.
     let mut slots: Vec<_> = rows.iter().filter_map(|r| r.scheduled_for).collect();
     let n = slots.len();
@@ -711,7 +714,11 @@ async fn a_run_that_ignores_the_cancellation_is_dropped_after_the_grace_period()
     let log = memory_log();
     let job = Arc::new(
         RegisteredJob::new(
-            TestJob::new("stubborn", "Stubborn", Behaviour::Sleep(Duration::from_secs(600))),
+            TestJob::new(
+                "stubborn",
+                "Stubborn",
+                Behaviour::Sleep(Duration::from_secs(600)),
+            ),
             Schedule::parse("0 2 * * *").unwrap(),
         )
         .with_policy(RunPolicy {
@@ -738,13 +745,19 @@ async fn shutdown_asks_running_jobs_to_stop_and_records_their_partial_stats() {
     let log = memory_log();
     let runner = runner(log.clone());
     let started = runner
-        .start(batches("batches", None, 3), RunRequest::slot(Trigger::Schedule, t0()))
+        .start(
+            batches("batches", None, 3),
+            RunRequest::slot(Trigger::Schedule, t0()),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert!(!runner.shutdown(Duration::from_millis(100)).await);
     let report = started.handle.await.unwrap();
-    assert_eq!(report.error_message.as_deref(), Some("interrupted by shutdown"));
+    assert_eq!(
+        report.error_message.as_deref(),
+        Some("interrupted by shutdown")
+    );
     assert!(!report.will_retry);
     let rows = log.all();
     assert_eq!(rows.len(), 1, "no retry after a shutdown: {rows:#?}");
@@ -757,7 +770,10 @@ async fn an_operator_cancel_stops_the_run_with_its_partial_stats_and_no_retry() 
     let log = memory_log();
     let runner = runner(log.clone());
     let started = runner
-        .start(batches("batches", None, 3), RunRequest::slot(Trigger::Schedule, t0()))
+        .start(
+            batches("batches", None, 3),
+            RunRequest::slot(Trigger::Schedule, t0()),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -783,7 +799,9 @@ async fn a_cancel_recorded_in_the_log_reaches_the_run_at_its_next_heartbeat() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // As another server's API would: only the row is told.
     assert_eq!(
-        log.request_cancel(started.execution_id, "viewer").await.unwrap(),
+        log.request_cancel(started.execution_id, "viewer")
+            .await
+            .unwrap(),
         CancelRequest::Requested
     );
     started.handle.await.unwrap();
@@ -857,7 +875,9 @@ impl ExecutionLog for FlakyLog {
         worker_id: &str,
         reason: &str,
     ) -> Result<bool, LogError> {
-        self.inner.record_skipped(job_name, slot, worker_id, reason).await
+        self.inner
+            .record_skipped(job_name, slot, worker_id, reason)
+            .await
     }
 }
 
@@ -900,7 +920,9 @@ async fn a_run_closed_by_another_server_stops_at_once_and_does_not_overwrite_the
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    log.close_orphans("test-host:1", "closed elsewhere").await.unwrap();
+    log.close_orphans("test-host:1", "closed elsewhere")
+        .await
+        .unwrap();
     let report = started.handle.await.unwrap();
     assert!(report.record.is_none());
     let row = &log.all()[0];
@@ -1039,4 +1061,19 @@ async fn leases_of_years_do_not_overflow() {
         Beat::Renewed
     );
     assert!(log.expire_leases().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_whose_caller_goes_away_still_runs_and_records_the_execution() {
+    let log = memory_log();
+    let runner = runner(log.clone());
+    let job = registered(TestJob::new("abandoned", "Abandoned", Behaviour::Succeed));
+    // The caller (an HTTP request whose client disconnected) stops waiting at once.
+    let gave_up =
+        tokio::time::timeout(Duration::ZERO, runner.start(job, RunRequest::manual(false))).await;
+    assert!(gave_up.is_err(), "the start was not abandoned");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rows = log.all();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].status, Status::Success);
 }

@@ -331,7 +331,7 @@ async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connectio
                 let url = &urls[(i + n) % urls.len()];
                 let mut req = client.get(url);
                 // Half of the history requests authenticated, the rest refused.
-                if url.contains("executions") && n % 2 == 0 {
+                if url.contains("executions") && n.is_multiple_of(2) {
                     req = req.bearer_auth(TOKEN);
                 }
                 let _ = req.send().await;

@@ -15,8 +15,8 @@
   const CHART_MIN_SLOTS = 30;
   const MESSAGE_TTL_MS = 60000;
 
-  const STATUS_LABEL = { success: 'Success', failed: 'Failed', running: 'Running' };
-  const FILTER_WORD = { success: 'successful', failed: 'failed', running: 'running' };
+  const STATUS_LABEL = { success: 'Success', failed: 'Failed', running: 'Running', skipped: 'Skipped' };
+  const FILTER_WORD = { success: 'successful', failed: 'failed', running: 'running', skipped: 'skipped' };
   const TRIGGER_LABEL = { schedule: 'Scheduled', catch_up: 'Catch-up', manual: 'Manual' };
   // The stats keys the jobs report first (audio clean-up, cost update); others follow.
   const STATS_FIRST = ['deleted', 'updated', 'unchanged', 'skipped', 'failed'];

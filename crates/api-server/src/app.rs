@@ -1,6 +1,7 @@
 //! Wiring: from a [`Config`] to a pool, a registry and a runner.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use db::{ConnectTarget, PgExecutionLog};
 use job_notify::Notifier;
@@ -9,14 +10,22 @@ use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
 use crate::config::{Config, ConfigError};
 use crate::jobs;
 
+/// Longest statement on the execution log's connections.
+const LOG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one execution-log call (a connection from its pool included).
+const LOG_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every command builds from the configuration, before touching the database.
 pub struct Services {
     /// The configuration.
     pub config: Arc<Config>,
     /// Where the database is.
     pub target: ConnectTarget,
-    /// A pool on it (connections open lazily).
+    /// A pool on it (connections open lazily), for the API and the jobs.
     pub pool: db::Pool,
+    /// A small pool of its own for the execution log (claims, heartbeats, completions),
+    /// so that no load on the API can delay a run's lease renewal.
+    pub log_pool: db::Pool,
     /// The jobs.
     pub registry: Arc<Registry>,
 }
@@ -27,13 +36,25 @@ impl Services {
         let target = ConnectTarget::parse(config.database_url.expose())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
         let pool = target
+            .with_statement_timeout(config.statement_timeout)
             .pool(config.pool_size)
             .map_err(|e| ConfigError::new("DATABASE_POOL_SIZE", e.to_string()))?;
+        // Execution-log statements are small; one that takes longer than this is stuck.
+        let log_statement_timeout = if config.statement_timeout.is_zero() {
+            LOG_STATEMENT_TIMEOUT
+        } else {
+            config.statement_timeout.min(LOG_STATEMENT_TIMEOUT)
+        };
+        let log_pool = target
+            .with_statement_timeout(log_statement_timeout)
+            .pool(config.log_pool_size)
+            .map_err(|e| ConfigError::new("DATABASE_LOG_POOL_SIZE", e.to_string()))?;
         let registry = Arc::new(jobs::build_registry(&config, &pool)?);
         Ok(Self {
             config: Arc::new(config),
             target,
             pool,
+            log_pool,
             registry,
         })
     }
@@ -67,7 +88,7 @@ impl Services {
     /// The same, also telling `notifier` about every execution that ends.
     pub fn runner_with(&self, worker_id: String, notifier: Option<Arc<Notifier>>) -> Arc<Runner> {
         let scheduling = &self.config.scheduling;
-        let log = Arc::new(PgExecutionLog::new(self.pool.clone()));
+        let log = Arc::new(PgExecutionLog::new(self.log_pool.clone()));
         // Installs the recorder before the first execution is counted.
         crate::http::metrics::handle();
         Arc::new(
@@ -78,6 +99,8 @@ impl Services {
                     lease: scheduling.lease,
                     heartbeat_interval: scheduling.heartbeat,
                     progress_interval: std::time::Duration::from_secs(1).min(scheduling.heartbeat),
+                    cancel_grace: scheduling.cancel_grace,
+                    log_timeout: LOG_CALL_TIMEOUT,
                 },
             )
             .with_observer(Arc::new(crate::http::metrics::MetricsObserver))

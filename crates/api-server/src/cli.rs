@@ -191,6 +191,15 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             "job {name} does not support --dry-run"
         )));
     }
+    // SIGINT/SIGTERM from here on stop the run cleanly instead of killing the process.
+    let signalled = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            signalled.cancel();
+        }
+    });
     services
         .migrate()
         .await
@@ -202,11 +211,29 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     );
     let notifier = services.notifier();
     let runner = services.runner_with(worker, notifier.clone());
-    let report = match runner
-        .run(job, RunRequest::manual(dry_run).requested_by("cli"))
-        .await
-    {
-        Ok(report) => report,
+    // Without a server, nothing else closes what a killed run-job left running: do it
+    // here, so that its row does not block this run for good.
+    match runner.log().expire_leases().await {
+        Ok(closed) => {
+            for record in closed {
+                log::warn!(
+                    "[Job] {} execution {} lost its process (worker {}); marked failed",
+                    record.job_name,
+                    record.id,
+                    record.worker_id.as_deref().unwrap_or("unknown")
+                );
+                if let Some(job) = services.registry.get(&record.job_name) {
+                    runner.report_closed(&job, &record, false).await;
+                }
+            }
+        }
+        Err(e) => log::warn!("[Job] could not close expired executions: {e}"),
+    }
+    if signalled.is_cancelled() {
+        return Err(Exit::failure("interrupted before the run started"));
+    }
+    let mut started = match runner.start(job, RunRequest::manual(dry_run).requested_by("cli")).await {
+        Ok(started) => started,
         Err(StartError::AlreadyRunning(_)) => {
             return Err(Exit::failure(format!(
                 "job {name} is already running; try again when it has finished"
@@ -214,6 +241,15 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
         }
         Err(e) => return Err(Exit::failure(e.to_string())),
     };
+    let finished = tokio::select! {
+        report = &mut started.handle => report,
+        _ = signalled.cancelled() => {
+            info!("signal received: asking {name} to stop");
+            runner.shutdown(std::time::Duration::ZERO).await;
+            started.handle.await
+        }
+    };
+    let report = finished.map_err(|e| Exit::failure(format!("run of {name} was lost: {e}")))?;
     if let Some(notifier) = notifier {
         // Let a failure notice leave before the process exits.
         notifier.shutdown(std::time::Duration::from_secs(15)).await;
@@ -238,7 +274,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let config = Arc::clone(&services.config);
     let notifier = services.notifier();
     let runner = services.runner_with(config.worker_id.clone(), notifier.clone());
-    let scheduler = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         Arc::clone(&runner),
         Arc::clone(&services.registry),
         services.scheduler_settings(),
@@ -258,6 +294,10 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
             Some(reason) => info!("[Job] {} disabled: {reason}", job.name()),
         }
     }
+
+    // Before any request is accepted: a run started through the API must never be taken
+    // for a leftover of this server's previous process.
+    scheduler.recover().await;
 
     let state = web::Data::new(AppState {
         pool: services.pool.clone(),

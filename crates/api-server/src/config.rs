@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `DATABASE_URL` | `postgres://postgres:postgres@127.0.0.1:5432/background_jobs` |
 //! | `DATABASE_POOL_SIZE` | `10` |
+//! | `DATABASE_LOG_POOL_SIZE` | `2` (the execution log's own connections) |
+//! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `60` (0: no limit) |
 //! | `BIND_ADDR` | `127.0.0.1:8080`, or `0.0.0.0:$PORT` when only `PORT` is set |
 //! | `ADMIN_TOKEN` | unset (then only a loopback address may be bound) |
 //! | `VIEWER_TOKEN` | unset (read-only token; needs `ADMIN_TOKEN`) |
@@ -22,6 +24,7 @@
 //! | `JOB_LEASE_SECS`, `JOB_HEARTBEAT_SECS` | `60`, `15` |
 //! | `SCHEDULER_TICK_MS`, `MISFIRE_WINDOW_SECS` | `1000`, `3600` |
 //! | `SHUTDOWN_GRACE_SECS` | `30` |
+//! | `JOB_CANCEL_GRACE_SECS` | `30` |
 //! | `EXECUTION_RETENTION_DAYS` | `90` (0 keeps the history forever) |
 //! | `WORKER_ID` | `<hostname>:<port>` |
 //! | `BACKLOG_REFRESH_SECS` | `60` |
@@ -56,6 +59,9 @@ pub const DEFAULT_DEEPGRAM_API_URL: &str = "https://api.deepgram.com";
 /// Default retention of audio files.
 pub const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
 const DEFAULT_POOL_SIZE: usize = 10;
+const DEFAULT_LOG_POOL_SIZE: usize = 2;
+const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 60;
+const DEFAULT_CANCEL_GRACE_SECS: u64 = 30;
 const DEFAULT_JOB_TIMEOUT_SECS: u64 = 2 * 60 * 60;
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const DEFAULT_RETRY_DELAY_SECS: u64 = 60;
@@ -273,6 +279,8 @@ pub struct SchedulingConfig {
     pub misfire_window: Duration,
     /// `SHUTDOWN_GRACE_SECS`.
     pub shutdown_grace: Duration,
+    /// `JOB_CANCEL_GRACE_SECS`: how long a run asked to stop may take to stop cleanly.
+    pub cancel_grace: Duration,
     /// `EXECUTION_RETENTION_DAYS`; `None` keeps the history forever.
     pub execution_retention_days: Option<i32>,
 }
@@ -284,6 +292,10 @@ pub struct Config {
     pub database_url: Secret,
     /// `DATABASE_POOL_SIZE`.
     pub pool_size: usize,
+    /// `DATABASE_LOG_POOL_SIZE`: connections reserved for the execution log.
+    pub log_pool_size: usize,
+    /// `DATABASE_STATEMENT_TIMEOUT_SECS`; zero means no limit.
+    pub statement_timeout: Duration,
     /// `BIND_ADDR` / `PORT`.
     pub bind_addr: SocketAddr,
     /// `ADMIN_TOKEN`.
@@ -413,6 +425,12 @@ impl Config {
                 0,
                 3_600,
             )?,
+            cancel_grace: vars.secs(
+                "JOB_CANCEL_GRACE_SECS",
+                DEFAULT_CANCEL_GRACE_SECS,
+                0,
+                3_600,
+            )?,
             execution_retention_days: Some(vars.int_in(
                 "EXECUTION_RETENTION_DAYS",
                 DEFAULT_EXECUTION_RETENTION_DAYS,
@@ -443,6 +461,13 @@ impl Config {
         Ok(Self {
             database_url: Secret::new(database_url),
             pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
+            log_pool_size: vars.int_in("DATABASE_LOG_POOL_SIZE", DEFAULT_LOG_POOL_SIZE, 1, 50)?,
+            statement_timeout: vars.secs(
+                "DATABASE_STATEMENT_TIMEOUT_SECS",
+                DEFAULT_STATEMENT_TIMEOUT_SECS,
+                0,
+                86_400,
+            )?,
             bind_addr,
             admin_token,
             viewer_token,

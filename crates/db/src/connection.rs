@@ -90,6 +90,14 @@ impl ConnectTarget {
         if config.get_application_name().is_none() {
             config.application_name("background-jobs");
         }
+        // A half-open connection (a server or network gone without a FIN) is found within
+        // about a minute instead of the kernel's two hours; statements and log calls have
+        // their own, shorter limits on top.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         let tls = match ssl_mode.as_str() {
             "require" | "verify-ca" | "verify-full" => {
                 config.ssl_mode(SslMode::Require);
@@ -154,6 +162,20 @@ impl ConnectTarget {
                 .get_hostaddrs()
                 .iter()
                 .all(std::net::IpAddr::is_loopback)
+    }
+
+    /// The same target whose connections cancel any statement running longer than
+    /// `timeout` (PostgreSQL's `statement_timeout`; zero means no limit). Pools use it;
+    /// migrations connect without it.
+    pub fn with_statement_timeout(&self, timeout: Duration) -> Self {
+        let mut other = self.clone();
+        let setting = format!("-c statement_timeout={}", timeout.as_millis());
+        let options = match self.config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+            _ => setting,
+        };
+        other.config.options(options);
+        other
     }
 
     /// The same server, another database.

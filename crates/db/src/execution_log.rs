@@ -13,7 +13,11 @@ use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestampt
 use diesel::OptionalExtension;
 use diesel_async::RunQueryDsl;
 use jobs_core::capture::RunEvent;
-use jobs_core::{Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Stats};
+use jobs_core::log::MAX_LEASE;
+use jobs_core::{
+    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution,
+    Stats,
+};
 
 use crate::models::ExecutionRow;
 use crate::{DbError, Pool, PooledConnection};
@@ -22,9 +26,15 @@ use crate::{DbError, Pool, PooledConnection};
 pub(crate) const COLUMNS: &str = "id, job_name, status, started_at, completed_at, duration_ms, \
     stats, error_message, scheduled_for, triggered_by, attempt, dry_run, worker_id, requested_by";
 
-/// `completed_at - started_at` in whole milliseconds, by the database's clock.
-const DURATION_SQL: &str =
-    "GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (now() - started_at)) * 1000))::int";
+/// `completed_at - started_at` in whole milliseconds, by the database's clock; capped at
+/// the column's range (24.8 days), so that a very long run still closes.
+const DURATION_SQL: &str = "LEAST(2147483647, \
+    GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (now() - started_at)) * 1000)))::int";
+
+/// A lease in seconds for `make_interval`, capped so that no timestamp overflows.
+fn lease_secs(lease: Duration) -> f64 {
+    lease.min(MAX_LEASE).as_secs_f64()
+}
 
 /// Longest error message stored; longer ones are cut with a marker.
 const MAX_ERROR_LEN: usize = 8 * 1024;
@@ -92,7 +102,7 @@ impl ExecutionLog for PgExecutionLog {
         .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
         .bind::<Bool, _>(new.dry_run)
         .bind::<Text, _>(&new.worker_id)
-        .bind::<Double, _>(new.lease.as_secs_f64())
+        .bind::<Double, _>(lease_secs(new.lease))
         .bind::<Nullable<Text>, _>(new.requested_by.as_deref())
         .get_result(&mut conn)
         .await
@@ -139,21 +149,43 @@ impl ExecutionLog for PgExecutionLog {
         id: i64,
         lease: Duration,
         progress: Option<&Stats>,
-    ) -> Result<bool, LogError> {
+    ) -> Result<Beat, LogError> {
+        #[derive(diesel::QueryableByName)]
+        struct Renewed {
+            #[diesel(sql_type = Nullable<Text>)]
+            cancel_requested_by: Option<String>,
+        }
         let mut conn = self.conn().await?;
-        let updated = diesel::sql_query(
+        // The same statement hands back an operator's cancel request, so a run on any
+        // server learns of it within one heartbeat.
+        let renewed: Option<Renewed> = diesel::sql_query(
             "UPDATE job_executions \
              SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2), \
                  stats = COALESCE($3, stats) \
-             WHERE id = $1 AND status = 'running'",
+             WHERE id = $1 AND status = 'running' \
+             RETURNING cancel_requested_by::text AS cancel_requested_by",
         )
         .bind::<Integer, _>(to_i32(id))
-        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<Double, _>(lease_secs(lease))
         .bind::<Nullable<Jsonb>, _>(progress.map(Stats::to_json))
-        .execute(&mut conn)
+        .get_result(&mut conn)
         .await
+        .optional()
         .map_err(log_err)?;
-        Ok(updated == 1)
+        Ok(match renewed {
+            None => Beat::Closed,
+            Some(Renewed {
+                cancel_requested_by: Some(actor),
+            }) => Beat::CancelRequested(actor),
+            Some(_) => Beat::Renewed,
+        })
+    }
+
+    async fn request_cancel(&self, id: i64, actor: &str) -> Result<CancelRequest, LogError> {
+        let mut conn = self.conn().await?;
+        request_cancel(&mut conn, id, actor)
+            .await
+            .map_err(|e| LogError(e.to_string()))
     }
 
     async fn complete(
@@ -250,7 +282,7 @@ impl ExecutionLog for PgExecutionLog {
             "INSERT INTO job_executions \
                (job_name, status, started_at, completed_at, duration_ms, stats, error_message, \
                 scheduled_for, triggered_by, attempt, worker_id) \
-             VALUES ($1, 'failed', now(), now(), 0, '{}', $2, $3, 'schedule', 1, $4) \
+             VALUES ($1, 'skipped', now(), now(), 0, '{}', $2, $3, 'schedule', 1, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind::<Text, _>(job_name)
@@ -300,4 +332,41 @@ pub async fn find(
     .await
     .optional()?;
     Ok(row.map(Into::into))
+}
+
+/// Records a request to cancel a running execution (the first request wins); the server
+/// running it reads it at its next heartbeat.
+pub async fn request_cancel(
+    conn: &mut PooledConnection,
+    id: i64,
+    actor: &str,
+) -> Result<CancelRequest, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Bool)]
+        found: bool,
+    }
+    let updated = diesel::sql_query(
+        "UPDATE job_executions \
+         SET cancel_requested_at = COALESCE(cancel_requested_at, now()), \
+             cancel_requested_by = COALESCE(cancel_requested_by, $2) \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind::<Integer, _>(to_i32(id))
+    .bind::<Text, _>(actor)
+    .execute(conn)
+    .await?;
+    if updated == 1 {
+        return Ok(CancelRequest::Requested);
+    }
+    let found: Found =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM job_executions WHERE id = $1) AS found")
+            .bind::<Integer, _>(to_i32(id))
+            .get_result(conn)
+            .await?;
+    Ok(if found.found {
+        CancelRequest::NotRunning
+    } else {
+        CancelRequest::NotFound
+    })
 }

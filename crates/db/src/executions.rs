@@ -7,7 +7,9 @@ use crate::execution_log::COLUMNS;
 use crate::models::ExecutionRow;
 use crate::{DbError, Prepared};
 
-/// The latest execution of each job that ever ran, ordered by job name.
+/// The latest execution of each job that ever ran, ordered by job name: the newest row by
+/// `(started_at, id)` that is not a skipped slot, so a slot skipped while a run goes on
+/// never hides that run. A job whose only rows are skipped slots is not listed.
 ///
 /// A loose index scan: the recursive part hops from one job name to the next through the
 /// `(job_name)` index, and each hop reads one row,
@@ -28,7 +30,7 @@ pub async fn latest_per_job(conn: &mut AsyncPgConnection) -> Result<Vec<Executio
          SELECT e.* FROM names \
          CROSS JOIN LATERAL ( \
            SELECT {COLUMNS} FROM job_executions x \
-           WHERE x.job_name = names.job_name \
+           WHERE x.job_name = names.job_name AND x.status <> 'skipped' \
            ORDER BY x.started_at DESC, x.id DESC LIMIT 1 \
          ) e \
          WHERE names.job_name IS NOT NULL \

@@ -32,7 +32,7 @@ impl From<ExecutionRow> for ExecutionRecord {
         ExecutionRecord {
             id: i64::from(row.id),
             job_name: row.job_name,
-            // The CHECK constraint admits only the three values.
+            // The CHECK constraint admits only the four values.
             status: Status::parse(&row.status).unwrap_or(Status::Failed),
             started_at: row.started_at,
             completed_at: row.completed_at,

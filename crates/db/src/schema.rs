@@ -48,6 +48,9 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamptz>,
         #[max_length = 20]
         requested_by -> Nullable<Varchar>,
+        cancel_requested_at -> Nullable<Timestamptz>,
+        #[max_length = 100]
+        cancel_requested_by -> Nullable<Varchar>,
     }
 }
 

@@ -8,8 +8,9 @@ use db::testing::TestDatabase;
 use db::PgExecutionLog;
 use diesel_async::RunQueryDsl;
 use jobs_core::{
-    async_trait, Claim, Completion, ExecutionLog, Job, JobContext, JobError, NewExecution,
-    RegisteredJob, RunPolicy, RunRequest, Runner, RunnerSettings, Schedule, Stats, Status, Trigger,
+    async_trait, Beat, CancelRequest, Claim, Completion, ExecutionLog, Job, JobContext, JobError,
+    NewExecution, RegisteredJob, RunPolicy, RunRequest, Runner, RunnerSettings, Schedule, Stats,
+    Status, Trigger,
 };
 
 fn new_execution(job: &str, slot: Option<chrono::DateTime<Utc>>) -> NewExecution {
@@ -27,6 +28,25 @@ fn new_execution(job: &str, slot: Option<chrono::DateTime<Utc>>) -> NewExecution
         lease: Duration::from_secs(60),
         requested_by: None,
     }
+}
+
+async fn exec(db: &TestDatabase, sql: &str) {
+    let mut conn = db.connect().await;
+    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    diesel::sql_query(sql)
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +187,7 @@ async fn heartbeats_store_progress_and_keep_the_lease_alive() {
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());
     let short = NewExecution {
-        lease: Duration::from_millis(600),
+        lease: Duration::from_secs(30),
         ..new_execution("audio_cleanup", None)
     };
     let Claim::Started { id, .. } = log.claim(&short).await.unwrap() else {
@@ -175,15 +195,37 @@ async fn heartbeats_store_progress_and_keep_the_lease_alive() {
     };
     let mut progress = Stats::new();
     progress.add("deleted", 500);
+    // A lease that ran out a moment ago is renewed by the heartbeat (no sleeping: the
+    // database is told its lease ended).
+    exec(
+        &db,
+        &format!(
+            "UPDATE job_executions SET lease_expires_at = now() + interval '1 second' \
+             WHERE id = {id}"
+        ),
+    )
+    .await;
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(log
-            .heartbeat(id, Duration::from_millis(600), Some(&progress))
-            .await
-            .unwrap());
+        assert_eq!(
+            log.heartbeat(id, Duration::from_secs(30), Some(&progress))
+                .await
+                .unwrap(),
+            Beat::Renewed
+        );
         // A live lease is never expired, however often others look.
         assert!(log.expire_leases().await.unwrap().is_empty());
     }
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) AS n FROM job_executions WHERE id = {id} \
+                 AND lease_expires_at > now() + interval '25 seconds'"
+            )
+        )
+        .await,
+        1
+    );
     let latest = log.latest_per_job().await.unwrap();
     assert_eq!(latest[0].status, Status::Running);
     assert_eq!(latest[0].stats["deleted"], 500);
@@ -209,10 +251,12 @@ async fn an_expired_lease_is_closed_naming_the_server_and_cannot_be_reopened() {
     assert!(message.contains("worker-7.internal:8080"), "{message}");
     assert!(closed[0].duration_ms.is_some());
     // The dead run's late heartbeat and completion change nothing.
-    assert!(!log
-        .heartbeat(id, Duration::from_secs(60), None)
-        .await
-        .unwrap());
+    assert_eq!(
+        log.heartbeat(id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
+        Beat::Closed
+    );
     assert!(log
         .complete(
             id,
@@ -315,6 +359,7 @@ async fn the_runner_records_a_panicking_job_as_failed_in_postgres() {
             lease: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(10),
             progress_interval: Duration::from_millis(20),
+            ..RunnerSettings::default()
         },
     ));
     let job = Arc::new(
@@ -367,4 +412,130 @@ async fn pruning_deletes_old_finished_executions_in_batches_and_keeps_the_rest()
     assert_eq!(left.n, 90);
     let again = db::executions::prune(&mut conn, 90, 7).await.unwrap();
     assert_eq!(again, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_slot_is_stored_as_skipped_and_never_hides_the_running_execution() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+    let Claim::Started { id, .. } = log
+        .claim(&new_execution("audio_cleanup", Some(slot)))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let next = slot + chrono::Duration::seconds(1);
+    assert!(log
+        .record_skipped(
+            "audio_cleanup",
+            next,
+            "host-a:8080",
+            "skipped: the previous run of this job was still going"
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_executions WHERE status = 'skipped'"
+        )
+        .await,
+        1
+    );
+    let latest = log.latest_per_job().await.unwrap();
+    assert_eq!((latest[0].id, latest[0].status), (id, Status::Running));
+    assert_eq!(log.last_slot("audio_cleanup").await.unwrap(), Some(next));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_is_handed_to_the_running_execution_by_its_heartbeat() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let Claim::Started { id, .. } = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        log.heartbeat(id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
+        Beat::Renewed
+    );
+    assert_eq!(
+        log.request_cancel(id, "admin").await.unwrap(),
+        CancelRequest::Requested
+    );
+    // The first request is the one recorded.
+    assert_eq!(
+        log.request_cancel(id, "local").await.unwrap(),
+        CancelRequest::Requested
+    );
+    assert_eq!(
+        log.heartbeat(id, Duration::from_secs(60), None)
+            .await
+            .unwrap(),
+        Beat::CancelRequested("admin".into())
+    );
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Failed,
+            stats: Stats::new(),
+            error_message: Some("cancelled by admin".into()),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        log.request_cancel(id, "admin").await.unwrap(),
+        CancelRequest::NotRunning
+    );
+    assert_eq!(
+        log.request_cancel(id + 1000, "admin").await.unwrap(),
+        CancelRequest::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_leases_longer_than_an_int_of_milliseconds_still_close() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let forever = NewExecution {
+        lease: Duration::from_secs(60 * 86_400),
+        ..new_execution("audio_cleanup", None)
+    };
+    let Claim::Started { id, .. } = log.claim(&forever).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        log.heartbeat(id, Duration::MAX, None).await.unwrap(),
+        Beat::Renewed
+    );
+    // Started 40 days ago: more milliseconds than an INTEGER holds.
+    exec(
+        &db,
+        &format!(
+            "UPDATE job_executions SET started_at = now() - interval '40 days' WHERE id = {id}"
+        ),
+    )
+    .await;
+    let record = log
+        .complete(
+            id,
+            &Completion {
+                status: Status::Success,
+                stats: Stats::new(),
+                error_message: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.duration_ms, Some(i64::from(i32::MAX)));
 }

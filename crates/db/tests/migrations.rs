@@ -77,9 +77,9 @@ async fn job_executions_has_the_contract_columns_check_and_indexes() {
         );
     }
 
-    // The status check refuses anything but the three states.
+    // The status check refuses anything but the four states.
     let bad =
-        diesel::sql_query("INSERT INTO job_executions (job_name, status) VALUES ('x', 'skipped')")
+        diesel::sql_query("INSERT INTO job_executions (job_name, status) VALUES ('x', 'paused')")
             .execute(&mut conn)
             .await;
     assert!(bad.unwrap_err().to_string().contains("check constraint"));

@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod current;
+mod clock;
 mod job;
 pub mod log;
 mod registry;
@@ -10,10 +11,11 @@ mod schedule;
 mod scheduler;
 mod stats;
 
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use job::{Backlog, Job, JobContext, JobError, Trigger};
 pub use log::{
-    Claim, Completion, ExecutionLog, ExecutionRecord, LogError, MemoryExecutionLog, NewExecution,
-    Status,
+    Beat, CancelRequest, Claim, Completion, ExecutionLog, ExecutionRecord, LogError,
+    MemoryExecutionLog, NewExecution, Status,
 };
 pub use registry::{BacklogReading, RegisteredJob, Registry, RunPolicy};
 pub use runner::{

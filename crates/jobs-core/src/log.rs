@@ -1,14 +1,19 @@
 //! Where executions are recorded: the trait the runner writes through, and an in-memory
 //! implementation for tests.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::{Stats, Trigger};
+
+/// Longest lease a log stores; longer ones are cut to it so that no time arithmetic
+/// overflows (a lease of years is as good as forever).
+pub const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 /// The state of an execution, as stored in `job_executions.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -20,6 +25,9 @@ pub enum Status {
     Success,
     /// Finished with an error, a panic, a timeout or an interruption.
     Failed,
+    /// A cron slot that was not run (the previous run still went, or it was missed); a
+    /// record for the history, never a run's outcome.
+    Skipped,
 }
 
 impl Status {
@@ -29,6 +37,7 @@ impl Status {
             Status::Running => "running",
             Status::Success => "success",
             Status::Failed => "failed",
+            Status::Skipped => "skipped",
         }
     }
 
@@ -38,6 +47,7 @@ impl Status {
             "running" => Some(Status::Running),
             "success" => Some(Status::Success),
             "failed" => Some(Status::Failed),
+            "skipped" => Some(Status::Skipped),
             _ => None,
         }
     }
@@ -80,6 +90,28 @@ pub enum Claim {
     AlreadyRunning,
     /// An operator paused the job: its scheduled slots are not claimed (manual runs are).
     Paused,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease was renewed.
+    Renewed,
+    /// The lease was renewed, and someone asked the run to stop (`actor` is who).
+    CancelRequested(String),
+    /// The row is no longer running: another server closed it after its lease expired.
+    Closed,
+}
+
+/// The answer to a request to cancel an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// Recorded; the server running it stops it at its next heartbeat.
+    Requested,
+    /// The execution exists but is not running.
+    NotRunning,
+    /// No such execution.
+    NotFound,
 }
 
 /// How an execution ended.
@@ -142,14 +174,20 @@ pub trait ExecutionLog: Send + Sync + 'static {
     /// Inserts a `running` execution unless its slot is taken or the job already runs.
     async fn claim(&self, new: &NewExecution) -> Result<Claim, LogError>;
 
-    /// Extends a running execution's lease and stores progress. `false` when the row is no
-    /// longer running (another server closed it after its lease expired).
+    /// Extends a running execution's lease and stores progress; says whether a cancel was
+    /// requested, or whether the row is no longer running (another server closed it after
+    /// its lease expired).
     async fn heartbeat(
         &self,
         id: i64,
         lease: Duration,
         progress: Option<&Stats>,
-    ) -> Result<bool, LogError>;
+    ) -> Result<Beat, LogError>;
+
+    /// Asks a running execution to stop, on whichever server runs it: the request is
+    /// stored with the row and handed to its runner by the next heartbeat. The first
+    /// request wins; a later one changes nothing but still answers `Requested`.
+    async fn request_cancel(&self, id: i64, actor: &str) -> Result<CancelRequest, LogError>;
 
     /// Ends a running execution; `None` when it had already been closed by someone else.
     async fn complete(
@@ -169,15 +207,16 @@ pub trait ExecutionLog: Send + Sync + 'static {
         reason: &str,
     ) -> Result<Vec<ExecutionRecord>, LogError>;
 
-    /// The latest execution of each job.
+    /// The latest execution of each job that ran (skipped slots are not executions that
+    /// ran: they never hide a running or finished run).
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError>;
 
     /// The most recent cron slot recorded for a job (run, failed or skipped).
     async fn last_slot(&self, job_name: &str) -> Result<Option<DateTime<Utc>>, LogError>;
 
     /// Records a slot that was not run (missed while no server was up, or skipped because
-    /// the previous run still went) as a `failed` execution whose message starts with
-    /// `skipped:`, so the history shows it. Claims the slot like a run would: recording
+    /// the previous run still went) as a `skipped` execution whose message says why, so
+    /// the history shows it. Claims the slot like a run would: recording
     /// the same slot twice (two servers) stores it once.
     async fn record_skipped(
         &self,
@@ -201,33 +240,77 @@ pub trait ExecutionLog: Send + Sync + 'static {
 
 /// An [`ExecutionLog`] in memory, with the same claim and compare-and-set rules as the
 /// PostgreSQL one; for tests of the runner and scheduler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryExecutionLog {
-    rows: Mutex<Vec<(ExecutionRecord, DateTime<Utc>)>>,
+    rows: Mutex<Vec<MemoryRow>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct MemoryRow {
+    record: ExecutionRecord,
+    expires: DateTime<Utc>,
+    cancel_requested_by: Option<String>,
+}
+
+impl Default for MemoryExecutionLog {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl MemoryExecutionLog {
-    /// An empty log.
+    /// An empty log on the system clock.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty log whose times (start, end, lease expiry) come from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            rows: Mutex::new(Vec::new()),
+            clock,
+        }
+    }
+
     /// Every execution, oldest first.
     pub fn all(&self) -> Vec<ExecutionRecord> {
-        self.lock().iter().map(|(r, _)| r.clone()).collect()
+        self.lock().iter().map(|r| r.record.clone()).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ExecutionRecord, DateTime<Utc>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<MemoryRow>> {
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn push(
+        &self,
+        rows: &mut Vec<MemoryRow>,
+        record: ExecutionRecord,
+        expires: DateTime<Utc>,
+    ) -> i64 {
+        let id = rows.len() as i64 + 1;
+        rows.push(MemoryRow {
+            record: ExecutionRecord { id, ..record },
+            expires,
+            cancel_requested_by: None,
+        });
+        id
+    }
 }
 
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    let lease =
+        chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or(chrono::Duration::zero());
+    now.checked_add_signed(lease)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn close(record: &mut ExecutionRecord, status: Status, message: Option<String>) {
-    let now = Utc::now();
+fn close(
+    record: &mut ExecutionRecord,
+    now: DateTime<Utc>,
+    status: Status,
+    message: Option<String>,
+) {
     record.status = status;
     record.completed_at = Some(now);
     record.duration_ms = Some((now - record.started_at).num_milliseconds());
@@ -239,41 +322,38 @@ impl ExecutionLog for MemoryExecutionLog {
     async fn claim(&self, new: &NewExecution) -> Result<Claim, LogError> {
         let mut rows = self.lock();
         if new.scheduled_for.is_some()
-            && rows.iter().any(|(r, _)| {
-                r.job_name == new.job_name
-                    && r.scheduled_for == new.scheduled_for
-                    && r.attempt == new.attempt as i32
+            && rows.iter().any(|r| {
+                r.record.job_name == new.job_name
+                    && r.record.scheduled_for == new.scheduled_for
+                    && r.record.attempt == new.attempt as i32
             })
         {
             return Ok(Claim::SlotTaken);
         }
         if rows
             .iter()
-            .any(|(r, _)| r.job_name == new.job_name && r.status == Status::Running)
+            .any(|r| r.record.job_name == new.job_name && r.record.status == Status::Running)
         {
             return Ok(Claim::AlreadyRunning);
         }
-        let now = Utc::now();
-        let id = rows.len() as i64 + 1;
-        rows.push((
-            ExecutionRecord {
-                id,
-                job_name: new.job_name.clone(),
-                status: Status::Running,
-                started_at: now,
-                completed_at: None,
-                duration_ms: None,
-                stats: serde_json::json!({}),
-                error_message: None,
-                scheduled_for: new.scheduled_for,
-                trigger: new.trigger.as_str().to_owned(),
-                attempt: new.attempt as i32,
-                worker_id: Some(new.worker_id.clone()),
-                dry_run: new.dry_run,
-                requested_by: new.requested_by.clone(),
-            },
-            now + chrono_duration(new.lease),
-        ));
+        let now = self.clock.now();
+        let record = ExecutionRecord {
+            id: 0,
+            job_name: new.job_name.clone(),
+            status: Status::Running,
+            started_at: now,
+            completed_at: None,
+            duration_ms: None,
+            stats: serde_json::json!({}),
+            error_message: None,
+            scheduled_for: new.scheduled_for,
+            trigger: new.trigger.as_str().to_owned(),
+            attempt: new.attempt as i32,
+            worker_id: Some(new.worker_id.clone()),
+            dry_run: new.dry_run,
+            requested_by: new.requested_by.clone(),
+        };
+        let id = self.push(&mut rows, record, lease_end(now, new.lease));
         Ok(Claim::Started {
             id,
             started_at: now,
@@ -285,20 +365,37 @@ impl ExecutionLog for MemoryExecutionLog {
         id: i64,
         lease: Duration,
         progress: Option<&Stats>,
-    ) -> Result<bool, LogError> {
+    ) -> Result<Beat, LogError> {
+        let now = self.clock.now();
         let mut rows = self.lock();
         match rows
             .iter_mut()
-            .find(|(r, _)| r.id == id && r.status == Status::Running)
+            .find(|r| r.record.id == id && r.record.status == Status::Running)
         {
-            Some((record, expires)) => {
-                *expires = Utc::now() + chrono_duration(lease);
+            Some(row) => {
+                row.expires = lease_end(now, lease);
                 if let Some(stats) = progress {
-                    record.stats = stats.to_json();
+                    row.record.stats = stats.to_json();
                 }
-                Ok(true)
+                Ok(match &row.cancel_requested_by {
+                    Some(actor) => Beat::CancelRequested(actor.clone()),
+                    None => Beat::Renewed,
+                })
             }
-            None => Ok(false),
+            None => Ok(Beat::Closed),
+        }
+    }
+
+    async fn request_cancel(&self, id: i64, actor: &str) -> Result<CancelRequest, LogError> {
+        let mut rows = self.lock();
+        match rows.iter_mut().find(|r| r.record.id == id) {
+            None => Ok(CancelRequest::NotFound),
+            Some(row) if row.record.status != Status::Running => Ok(CancelRequest::NotRunning),
+            Some(row) => {
+                row.cancel_requested_by
+                    .get_or_insert_with(|| actor.to_owned());
+                Ok(CancelRequest::Requested)
+            }
         }
     }
 
@@ -307,13 +404,20 @@ impl ExecutionLog for MemoryExecutionLog {
         id: i64,
         completion: &Completion,
     ) -> Result<Option<ExecutionRecord>, LogError> {
+        let now = self.clock.now();
         let mut rows = self.lock();
         match rows
             .iter_mut()
-            .find(|(r, _)| r.id == id && r.status == Status::Running)
+            .find(|r| r.record.id == id && r.record.status == Status::Running)
         {
-            Some((record, _)) => {
-                close(record, completion.status, completion.error_message.clone());
+            Some(row) => {
+                let record = &mut row.record;
+                close(
+                    record,
+                    now,
+                    completion.status,
+                    completion.error_message.clone(),
+                );
                 record.stats = completion.stats.to_json();
                 Ok(Some(record.clone()))
             }
@@ -322,20 +426,21 @@ impl ExecutionLog for MemoryExecutionLog {
     }
 
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut rows = self.lock();
         let mut closed = Vec::new();
-        for (record, expires) in rows.iter_mut() {
-            if record.status == Status::Running && *expires < now {
-                let host = record.worker_id.clone().unwrap_or_default();
+        for row in rows.iter_mut() {
+            if row.record.status == Status::Running && row.expires < now {
+                let host = row.record.worker_id.clone().unwrap_or_default();
                 close(
-                    record,
+                    &mut row.record,
+                    now,
                     Status::Failed,
                     Some(format!(
                         "interrupted: lease expired, worker {host} stopped renewing it"
                     )),
                 );
-                closed.push(record.clone());
+                closed.push(row.record.clone());
             }
         }
         Ok(closed)
@@ -346,12 +451,20 @@ impl ExecutionLog for MemoryExecutionLog {
         worker_id: &str,
         reason: &str,
     ) -> Result<Vec<ExecutionRecord>, LogError> {
+        let now = self.clock.now();
         let mut rows = self.lock();
         let mut closed = Vec::new();
-        for (record, _) in rows.iter_mut() {
-            if record.status == Status::Running && record.worker_id.as_deref() == Some(worker_id) {
-                close(record, Status::Failed, Some(reason.to_owned()));
-                closed.push(record.clone());
+        for row in rows.iter_mut() {
+            if row.record.status == Status::Running
+                && row.record.worker_id.as_deref() == Some(worker_id)
+            {
+                close(
+                    &mut row.record,
+                    now,
+                    Status::Failed,
+                    Some(reason.to_owned()),
+                );
+                closed.push(row.record.clone());
             }
         }
         Ok(closed)
@@ -361,8 +474,8 @@ impl ExecutionLog for MemoryExecutionLog {
         Ok(self
             .lock()
             .iter()
-            .filter(|(r, _)| r.job_name == job_name)
-            .filter_map(|(r, _)| r.scheduled_for)
+            .filter(|r| r.record.job_name == job_name)
+            .filter_map(|r| r.record.scheduled_for)
             .max())
     }
 
@@ -373,41 +486,43 @@ impl ExecutionLog for MemoryExecutionLog {
         worker_id: &str,
         reason: &str,
     ) -> Result<bool, LogError> {
+        let now = self.clock.now();
         let mut rows = self.lock();
-        if rows
-            .iter()
-            .any(|(r, _)| r.job_name == job_name && r.scheduled_for == Some(slot) && r.attempt == 1)
-        {
+        if rows.iter().any(|r| {
+            r.record.job_name == job_name
+                && r.record.scheduled_for == Some(slot)
+                && r.record.attempt == 1
+        }) {
             return Ok(false);
         }
-        let now = Utc::now();
-        let id = rows.len() as i64 + 1;
-        rows.push((
-            ExecutionRecord {
-                id,
-                job_name: job_name.to_owned(),
-                status: Status::Failed,
-                started_at: now,
-                completed_at: Some(now),
-                duration_ms: Some(0),
-                stats: serde_json::json!({}),
-                error_message: Some(reason.to_owned()),
-                scheduled_for: Some(slot),
-                trigger: Trigger::Schedule.as_str().to_owned(),
-                attempt: 1,
-                worker_id: Some(worker_id.to_owned()),
-                dry_run: false,
-                requested_by: None,
-            },
-            now,
-        ));
+        let record = ExecutionRecord {
+            id: 0,
+            job_name: job_name.to_owned(),
+            status: Status::Skipped,
+            started_at: now,
+            completed_at: Some(now),
+            duration_ms: Some(0),
+            stats: serde_json::json!({}),
+            error_message: Some(reason.to_owned()),
+            scheduled_for: Some(slot),
+            trigger: Trigger::Schedule.as_str().to_owned(),
+            attempt: 1,
+            worker_id: Some(worker_id.to_owned()),
+            dry_run: false,
+            requested_by: None,
+        };
+        self.push(&mut rows, record, now);
         Ok(true)
     }
 
     async fn latest_per_job(&self) -> Result<Vec<ExecutionRecord>, LogError> {
         let rows = self.lock();
         let mut latest: Vec<ExecutionRecord> = Vec::new();
-        for (record, _) in rows.iter() {
+        for record in rows
+            .iter()
+            .map(|r| &r.record)
+            .filter(|r| r.status != Status::Skipped)
+        {
             match latest.iter_mut().find(|r| r.job_name == record.job_name) {
                 Some(existing) if existing.started_at <= record.started_at => {
                     *existing = record.clone()

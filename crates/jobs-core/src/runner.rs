@@ -1,22 +1,24 @@
 //! Turns one run of a job into one recorded execution.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
-use log::{info, warn};
+use log::{debug, info, warn};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::log::{
-    Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Status,
+    Beat, Claim, Completion, ExecutionLog, ExecutionRecord, LogError, NewExecution, Status,
 };
 use crate::{JobContext, JobError, RegisteredJob, Stats, Trigger};
 
@@ -31,6 +33,12 @@ pub struct RunnerSettings {
     pub heartbeat_interval: Duration,
     /// How often reported progress is written to the running execution, at most.
     pub progress_interval: Duration,
+    /// How long a run that was asked to stop (timeout, shutdown, cancel) has to reach a
+    /// safe point and return its partial counters before it is dropped.
+    pub cancel_grace: Duration,
+    /// Longest wait for one call to the execution log; a call that takes longer counts
+    /// as failed, so a hung connection cannot hold a run's bookkeeping.
+    pub log_timeout: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -40,6 +48,8 @@ impl Default for RunnerSettings {
             lease: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(15),
             progress_interval: Duration::from_secs(1),
+            cancel_grace: Duration::from_secs(30),
+            log_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -180,8 +190,57 @@ pub struct Runner {
     handle: Option<tokio::runtime::Handle>,
     /// Set at shutdown: nothing new starts, no retry is scheduled.
     stopping: CancellationToken,
-    /// Set when the shutdown grace period is over: running jobs are cancelled.
+    /// Set when the shutdown grace period is over: running jobs are asked to stop.
     hard_stop: CancellationToken,
+    /// The stop signal of each execution running in this process, for [`Runner::cancel`].
+    running: Mutex<HashMap<i64, Arc<StopSignal>>>,
+}
+
+/// Why a run was asked to stop before it ended by itself.
+#[derive(Debug, Clone)]
+enum StopReason {
+    TimedOut(Duration),
+    Shutdown,
+    /// An operator's cancel; the text is the recorded reason (`cancelled by admin`).
+    Cancelled(String),
+    /// The lease is lost: another server may already have closed or rescued the row, so
+    /// the run stops at once and writes nothing more.
+    LeaseLost(String),
+}
+
+impl StopReason {
+    fn message(&self) -> String {
+        match self {
+            StopReason::TimedOut(d) => format!("timed out after {}", human_duration(*d)),
+            StopReason::Shutdown => "interrupted by shutdown".to_owned(),
+            StopReason::Cancelled(reason) | StopReason::LeaseLost(reason) => reason.clone(),
+        }
+    }
+}
+
+/// One run's stop request: the token the job sees through its context, and the first
+/// reason given (later ones do not replace it).
+#[derive(Debug, Default)]
+struct StopSignal {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl StopSignal {
+    fn request(&self, reason: StopReason) {
+        let mut current = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_none() {
+            *current = Some(reason);
+            self.token.cancel();
+        }
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -204,6 +263,26 @@ impl Runner {
             handle: tokio::runtime::Handle::try_current().ok(),
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks an execution running in this process to stop: it sees the cancellation at its
+    /// next safe point and ends `failed` with `reason` and the counters it reached, or is
+    /// dropped after the cancel grace period. False when it does not run here.
+    pub fn cancel(&self, execution_id: i64, reason: impl Into<String>) -> bool {
+        let stop = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&execution_id)
+            .cloned();
+        match stop {
+            Some(stop) => {
+                stop.request(StopReason::Cancelled(reason.into()));
+                true
+            }
+            None => false,
         }
     }
 
@@ -258,17 +337,90 @@ impl Runner {
         if request.dry_run && !job.job.supports_dry_run() {
             return Err(StartError::DryRunUnsupported(job.name().to_owned()));
         }
-        let (id, _) = self.claim(&job, &request, 1).await?;
+        // Claiming and starting happen in a task of their own: when the caller goes away
+        // (an HTTP client that disconnects right after sending run-now), a claimed row is
+        // still run and closed, never left to its lease.
         let runner = Arc::clone(self);
-        let work = async move { runner.attempts(job, request, id).await };
-        let handle = match &self.handle {
+        let claim_and_spawn = async move {
+            let (id, _) = runner.claim(&job, &request, 1).await?;
+            let handle = runner.spawn_attempts(job, request, id, 1);
+            Ok::<_, StartError>(StartedRun {
+                execution_id: id,
+                handle,
+            })
+        };
+        let task = match &self.handle {
+            Some(rt) => rt.spawn(claim_and_spawn),
+            None => tokio::spawn(claim_and_spawn),
+        };
+        task.await
+            .map_err(|e| StartError::Log(LogError(format!("starting the run failed: {e}"))))?
+    }
+
+    fn spawn_attempts(
+        self: &Arc<Self>,
+        job: Arc<RegisteredJob>,
+        request: RunRequest,
+        id: i64,
+        attempt: u32,
+    ) -> JoinHandle<RunReport> {
+        let runner = Arc::clone(self);
+        let work = async move { runner.attempts(job, request, id, attempt).await };
+        match &self.handle {
             Some(rt) => self.tracker.spawn_on(work, rt),
             None => self.tracker.spawn(work),
+        }
+    }
+
+    /// Gives a scheduled attempt that another path closed (its server died: lease expiry,
+    /// or a restarted server's leftover) the retries its policy still allows: after the
+    /// backoff, the next attempt of the same slot is claimed (once across servers, by the
+    /// slot's unique claim) and run here. True when a retry was scheduled.
+    pub fn rescue(self: &Arc<Self>, job: &Arc<RegisteredJob>, record: &ExecutionRecord) -> bool {
+        let trigger = Trigger::parse(&record.trigger).unwrap_or(Trigger::Manual);
+        let attempt = u32::try_from(record.attempt).unwrap_or(u32::MAX);
+        let Some(slot) = record.scheduled_for else {
+            return false;
         };
-        Ok(StartedRun {
-            execution_id: id,
-            handle,
-        })
+        if trigger == Trigger::Manual
+            || record.dry_run
+            || record.status != Status::Failed
+            || attempt >= job.policy.max_attempts
+            || self.is_stopping()
+        {
+            return false;
+        }
+        let delay = retry_delay(job.policy.retry_base_delay, attempt);
+        info!(
+            "[Job] {} attempt {attempt} of slot {slot} was lost with its server; attempt {} in {:.1}s",
+            job.name(),
+            attempt + 1,
+            delay.as_secs_f64()
+        );
+        let runner = Arc::clone(self);
+        let job = Arc::clone(job);
+        let work = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = runner.stopping.cancelled() => return,
+            }
+            let request = RunRequest::slot(trigger, slot);
+            match runner.claim(&job, &request, attempt + 1).await {
+                Ok((id, _)) => {
+                    let _ = runner.attempts(job, request, id, attempt + 1).await;
+                }
+                Err(e) => debug!(
+                    "[Job] {} retry {} not started: {e}",
+                    job.name(),
+                    attempt + 1
+                ),
+            }
+        };
+        match &self.handle {
+            Some(rt) => drop(self.tracker.spawn_on(work, rt)),
+            None => drop(self.tracker.spawn(work)),
+        }
+        true
     }
 
     /// Runs in the foreground and returns the last attempt's report.
@@ -285,9 +437,10 @@ impl Runner {
             .map_err(|e| StartError::Log(LogError(format!("run of {name} was lost: {e}"))))
     }
 
-    /// Stops starting runs, waits up to `grace` for running ones, then cancels what still
-    /// runs (recorded as `interrupted by shutdown`) and waits for those records.
-    /// Returns true when everything ended within the grace period.
+    /// Stops starting runs, waits up to `grace` for running ones, then asks what still
+    /// runs to stop (recorded as `interrupted by shutdown` with the counters reached; a run
+    /// that does not stop within the cancel grace period is dropped) and waits for those
+    /// records. Returns true when everything ended within `grace`.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.stopping.cancel();
         self.tracker.close();
@@ -303,8 +456,10 @@ impl Runner {
             grace
         );
         self.hard_stop.cancel();
-        // Recording the interruption is quick; bound it all the same.
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.tracker.wait()).await;
+        // Runs get the cancel grace period; recording the interruption is quick, but bound
+        // it all the same.
+        let bound = self.settings.cancel_grace + self.settings.log_timeout * 2;
+        let _ = tokio::time::timeout(bound, self.tracker.wait()).await;
         false
     }
 
@@ -327,7 +482,7 @@ impl Runner {
             lease: self.settings.lease,
             requested_by: request.requested_by.clone(),
         };
-        match self.log.claim(&new).await? {
+        match self.timed("claim", self.log.claim(&new)).await? {
             Claim::Started { id, started_at } => Ok((id, started_at)),
             Claim::AlreadyRunning => Err(StartError::AlreadyRunning(job.name().to_owned())),
             Claim::Paused => Err(StartError::Paused(job.name().to_owned())),
@@ -346,8 +501,9 @@ impl Runner {
         job: Arc<RegisteredJob>,
         request: RunRequest,
         first_id: i64,
+        first_attempt: u32,
     ) -> RunReport {
-        let mut attempt = 1;
+        let mut attempt = first_attempt;
         let mut id = first_id;
         loop {
             let report = crate::current::scope(
@@ -404,63 +560,99 @@ impl Runner {
             observer.started(job, id).await;
         }
         let started = Instant::now();
-        let cancel = self.hard_stop.child_token();
+        let stop = Arc::new(StopSignal::default());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&stop));
         let ctx = JobContext::new(id, request.trigger, request.dry_run)
-            .with_parts(request.scheduled_for, cancel.clone());
+            .with_parts(request.scheduled_for, stop.token.clone());
         let heartbeat = tokio::spawn(heartbeat(
             Arc::clone(&self.log),
             self.settings.clone(),
             id,
             ctx.subscribe_progress(),
-            cancel.clone(),
+            Arc::clone(&stop),
         ));
 
         let timeout = job.policy.timeout;
         let events = crate::capture::RunEvents::new();
-        let work = AssertUnwindSafe(crate::capture::scope(events.clone(), job.job.run(&ctx)))
-            .catch_unwind();
+        let mut work = Box::pin(
+            AssertUnwindSafe(crate::capture::scope(events.clone(), job.job.run(&ctx)))
+                .catch_unwind(),
+        );
         let deadline = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
                 None => std::future::pending().await,
             }
         };
-        let mut interrupted = false;
-        let result: Result<Stats, JobError> = tokio::select! {
+        // First the run itself, until it ends or is asked to stop; a stopped run then gets
+        // the grace period to reach a safe point and return what it did.
+        let finished = tokio::select! {
             biased;
-            outcome = work => match outcome {
-                Ok(result) => result,
-                Err(panic) => Err(JobError::new(format!("panicked: {}", panic_message(&*panic)))),
-            },
+            outcome = &mut work => Some(outcome),
             _ = deadline => {
-                cancel.cancel();
-                Err(JobError::new(format!(
-                    "timed out after {}",
-                    human_duration(timeout.unwrap_or_default())
-                )))
+                stop.request(StopReason::TimedOut(timeout.unwrap_or_default()));
+                None
             }
             _ = self.hard_stop.cancelled() => {
-                interrupted = true;
-                Err(JobError::new("interrupted by shutdown"))
+                stop.request(StopReason::Shutdown);
+                None
             }
-            _ = cancel.cancelled() => {
-                Err(JobError::new("interrupted: the execution was closed by another server after its lease expired"))
+            _ = stop.token.cancelled() => None,
+        };
+        let reason = stop.reason();
+        let outcome = match (finished, &reason) {
+            (Some(outcome), _) => Some(outcome),
+            (None, Some(StopReason::LeaseLost(_))) => None,
+            (None, _) => {
+                tokio::select! {
+                    outcome = &mut work => Some(outcome),
+                    _ = tokio::time::sleep(self.settings.cancel_grace) => {
+                        warn!(
+                            "[Job] {} execution {id} did not stop within {:.0?} of being asked; dropping it",
+                            job.name(),
+                            self.settings.cancel_grace
+                        );
+                        None
+                    }
+                }
             }
         };
+        drop(work);
         heartbeat.abort();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let elapsed = started.elapsed();
 
-        let (status, stats, error_message) = match result {
-            Ok(stats) => (Status::Success, stats, None),
-            Err(e) => {
-                let stats = e
-                    .stats
-                    .clone()
-                    .or_else(|| ctx.last_progress())
-                    .unwrap_or_default();
-                (Status::Failed, stats, Some(e.message))
-            }
-        };
+        let (status, stats, error_message) = settle(outcome, reason.as_ref(), &ctx);
+        let interrupted = matches!(
+            reason,
+            Some(StopReason::Shutdown | StopReason::Cancelled(_) | StopReason::LeaseLost(_))
+        );
+        if let Some(StopReason::LeaseLost(why)) = &reason {
+            // Fenced: the row may already be closed or rescued elsewhere; write nothing.
+            warn!(
+                "[Job] {} execution {id} stopped without recording its end: {why}",
+                job.name()
+            );
+            return RunReport {
+                execution_id: id,
+                job_name: job.name().to_owned(),
+                status,
+                stats,
+                error_message,
+                elapsed,
+                trigger: request.trigger,
+                scheduled_for: request.scheduled_for,
+                attempt,
+                will_retry: false,
+                record: None,
+            };
+        }
         let completion = Completion {
             status,
             stats: stats.clone(),
@@ -469,7 +661,10 @@ impl Runner {
         // Before the completion, so that a finished execution has all its lines.
         let (lines, dropped) = events.take();
         if !lines.is_empty() || dropped > 0 {
-            if let Err(e) = self.log.record_events(id, &lines, dropped).await {
+            if let Err(e) = self
+                .timed("record events", self.log.record_events(id, &lines, dropped))
+                .await
+            {
                 warn!(
                     "[Job] the log lines of {} execution {id} were not stored: {e}",
                     job.name()
@@ -512,9 +707,31 @@ impl Runner {
         report
     }
 
+    /// Calls the execution log with the configured time limit.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, LogError>>,
+    ) -> Result<T, LogError> {
+        let limit = self.settings.log_timeout;
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(LogError(format!(
+                "{what} took longer than {}",
+                human_duration(limit)
+            )))
+        })
+    }
+
     /// Tells the observers about an execution that another path closed as failed (lease
-    /// expiry, a restarted server's leftover), so that it alerts like any failed run.
-    pub async fn report_closed(&self, job: &RegisteredJob, record: &ExecutionRecord) {
+    /// expiry, a restarted server's leftover), so that it alerts like any failed run;
+    /// `will_retry` when [`Runner::rescue`] scheduled its next attempt (then it is not a
+    /// failure yet).
+    pub async fn report_closed(
+        &self,
+        job: &RegisteredJob,
+        record: &ExecutionRecord,
+        will_retry: bool,
+    ) {
         let report = RunReport {
             execution_id: record.id,
             job_name: record.job_name.clone(),
@@ -525,7 +742,7 @@ impl Runner {
             trigger: Trigger::parse(&record.trigger).unwrap_or(Trigger::Manual),
             scheduled_for: record.scheduled_for,
             attempt: u32::try_from(record.attempt).unwrap_or(1),
-            will_retry: false,
+            will_retry,
             record: Some(record.clone()),
         };
         for observer in &self.observers {
@@ -543,7 +760,10 @@ impl Runner {
     ) -> Option<ExecutionRecord> {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
-            match self.log.complete(id, completion).await {
+            match self
+                .timed("complete", self.log.complete(id, completion))
+                .await
+            {
                 Ok(Some(record)) => return Some(record),
                 Ok(None) => {
                     warn!("[Job] {job} execution {id} had already been closed by another server; its result is not recorded");
@@ -563,20 +783,25 @@ impl Runner {
     }
 }
 
+/// Renews the lease (and writes progress) until aborted. Hands an operator's cancel to the
+/// run, and stops the run when its row was closed elsewhere or when the lease could not be
+/// renewed for a whole lease period (it may be rescued elsewhere by now: self-fencing).
 async fn heartbeat(
     log: Arc<dyn ExecutionLog>,
     settings: RunnerSettings,
     id: i64,
     mut progress: watch::Receiver<Option<Stats>>,
-    cancel: CancellationToken,
+    stop: Arc<StopSignal>,
 ) {
     let tick = settings.progress_interval.min(settings.heartbeat_interval);
-    let mut last_beat = Instant::now();
+    // A renewal that takes longer than this is as good as failed.
+    let call_limit = settings.log_timeout.min(settings.lease / 2);
+    let mut last_renewed = Instant::now();
     let mut failing = false;
     loop {
         tokio::time::sleep(tick).await;
         let changed = progress.has_changed().unwrap_or(false);
-        if !changed && last_beat.elapsed() < settings.heartbeat_interval {
+        if !changed && !failing && last_renewed.elapsed() < settings.heartbeat_interval {
             continue;
         }
         let stats = if changed {
@@ -584,17 +809,34 @@ async fn heartbeat(
         } else {
             None
         };
-        match log.heartbeat(id, settings.lease, stats.as_ref()).await {
-            Ok(true) => {
-                last_beat = Instant::now();
+        let beat = tokio::time::timeout(
+            call_limit,
+            log.heartbeat(id, settings.lease, stats.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(LogError(format!(
+                "no answer within {}",
+                human_duration(call_limit)
+            )))
+        });
+        match beat {
+            Ok(beat @ (Beat::Renewed | Beat::CancelRequested(_))) => {
+                last_renewed = Instant::now();
                 if failing {
                     info!("[Job] execution {id}: lease renewal works again");
                     failing = false;
                 }
+                if let Beat::CancelRequested(actor) = beat {
+                    stop.request(StopReason::Cancelled(format!("cancelled by {actor}")));
+                }
             }
-            Ok(false) => {
-                warn!("[Job] execution {id} was closed by another server after its lease expired; cancelling it");
-                cancel.cancel();
+            Ok(Beat::Closed) => {
+                warn!("[Job] execution {id} was closed by another server after its lease expired; stopping it");
+                stop.request(StopReason::LeaseLost(
+                    "interrupted: the execution was closed by another server after its lease expired"
+                        .to_owned(),
+                ));
                 return;
             }
             Err(e) => {
@@ -602,7 +844,48 @@ async fn heartbeat(
                     warn!("[Job] execution {id}: lease renewal failed: {e}");
                     failing = true;
                 }
+                if last_renewed.elapsed() >= settings.lease {
+                    warn!(
+                        "[Job] execution {id}: lease not renewed for {}; stopping the run, which may be rescued elsewhere",
+                        human_duration(settings.lease)
+                    );
+                    stop.request(StopReason::LeaseLost(format!(
+                        "interrupted: its lease could not be renewed for {}",
+                        human_duration(settings.lease)
+                    )));
+                    return;
+                }
             }
+        }
+    }
+}
+
+type Outcome = Result<Result<Stats, JobError>, Box<dyn Any + Send>>;
+
+/// The recorded end of a run: its own result, unless it was asked to stop, in which case
+/// the stop's reason with the counters the run returned (or last reported).
+fn settle(
+    outcome: Option<Outcome>,
+    reason: Option<&StopReason>,
+    ctx: &JobContext,
+) -> (Status, Stats, Option<String>) {
+    let partial = |stats: Option<Stats>| stats.or_else(|| ctx.last_progress()).unwrap_or_default();
+    match (reason, outcome) {
+        (None, Some(Ok(Ok(stats)))) => (Status::Success, stats, None),
+        (None, Some(Ok(Err(e)))) => (Status::Failed, partial(e.stats), Some(e.message)),
+        (None, Some(Err(panic))) => (
+            Status::Failed,
+            partial(None),
+            Some(format!("panicked: {}", panic_message(&*panic))),
+        ),
+        (None, None) => (Status::Failed, partial(None), Some("stopped".to_owned())),
+        (Some(reason), outcome) => {
+            let stats = match outcome {
+                Some(Ok(Ok(stats))) => Some(stats),
+                Some(Ok(Err(e))) => e.stats,
+                _ => None,
+            };
+            (Status::Failed, partial(stats), Some(reason.message()))
         }
     }
 }

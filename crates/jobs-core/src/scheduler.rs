@@ -8,16 +8,22 @@
 //! * **Catch-up** — on start, and after a stall (a database outage, a suspended process),
 //!   the latest missed slot within `misfire_window` is run once, as `catch_up`.
 //! * **Skipped** — older missed slots, and a slot that comes while the job's previous run
-//!   still goes, are not run; they are recorded as `failed` executions whose message starts
-//!   with `skipped:` (one row for a run of missed slots), so the history shows them.
+//!   still goes, are not run; they are recorded as `skipped` executions whose message says
+//!   why (one row for a run of missed slots), so the history shows them. A skipped row is
+//!   not a run: it is never a job's latest status, a failure, or a reason to alert.
+//! * **Rescue** — an execution closed because its server died (lease expiry, or this
+//!   server's own leftover after a restart) that was a scheduled attempt below the job's
+//!   max attempts gets its next attempt after the backoff ([`Runner::rescue`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use log::{debug, info, warn};
+use tokio::time::Instant;
 
+use crate::clock::{Clock, SystemClock};
 use crate::{RegisteredJob, Registry, RunRequest, Runner, StartError, Trigger};
 
 /// Scheduler settings.
@@ -48,6 +54,8 @@ pub struct Scheduler {
     runner: Arc<Runner>,
     registry: Arc<Registry>,
     settings: SchedulerSettings,
+    clock: Arc<dyn Clock>,
+    recovered: bool,
 }
 
 /// The outcome of offering a slot to the runner.
@@ -68,15 +76,36 @@ impl Scheduler {
             runner,
             registry,
             settings,
+            clock: Arc::new(SystemClock),
+            recovered: false,
         }
     }
 
-    /// The loop. Returns once [`Runner::shutdown`] has begun.
-    pub async fn run(self) {
-        let mut outage: Option<Instant> = None;
-        self.close_own_orphans().await;
+    /// The same scheduler reading the time from `clock` (tests: a [`crate::TokioClock`]
+    /// under paused time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
 
-        let start = Utc::now();
+    /// Closes what this server's previous process left running and every execution whose
+    /// lease has expired, rescuing their retries. A server calls this before it accepts
+    /// requests, so that a run started through the API is never taken for a leftover;
+    /// [`Scheduler::run`] calls it when it was not called before.
+    pub async fn recover(&mut self) {
+        self.close_own_orphans().await;
+        self.expire_leases().await;
+        self.recovered = true;
+    }
+
+    /// The loop. Returns once [`Runner::shutdown`] has begun.
+    pub async fn run(mut self) {
+        let mut outage: Option<Instant> = None;
+        if !self.recovered {
+            self.recover().await;
+        }
+
+        let start = self.clock.now();
         let mut cursors: HashMap<String, DateTime<Utc>> = HashMap::new();
         for job in self.registry.iter() {
             if let Some(reason) = job.disabled_reason() {
@@ -103,7 +132,7 @@ impl Scheduler {
 
         let mut last_lease_check: Option<Instant> = None;
         while !self.runner.is_stopping() {
-            let now = Utc::now();
+            let now = self.clock.now();
             if last_lease_check.is_none_or(|t| t.elapsed() >= self.settings.lease_check_interval) {
                 last_lease_check = Some(Instant::now());
                 self.expire_leases().await;
@@ -170,7 +199,7 @@ impl Scheduler {
                 }
             }
             let wait = next_due
-                .and_then(|d| (d - Utc::now()).to_std().ok())
+                .and_then(|d| (d - self.clock.now()).to_std().ok())
                 .unwrap_or_default()
                 .min(self.settings.tick);
             tokio::select! {
@@ -333,7 +362,8 @@ impl Scheduler {
 impl Scheduler {
     async fn report_closed(&self, record: &crate::ExecutionRecord) {
         if let Some(job) = self.registry.get(&record.job_name) {
-            self.runner.report_closed(&job, record).await;
+            let will_retry = self.runner.rescue(&job, record);
+            self.runner.report_closed(&job, record, will_retry).await;
         }
     }
 }

@@ -1,13 +1,16 @@
 //! The execution history: filters, a default 30-day window, keyset paging.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use db::executions::HistoryQuery;
-use jobs_core::{Status, Trigger};
+use jobs_core::{CancelRequest, Status, Trigger};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::views::{rfc3339, Data, ErrorBody, ExecutionPage, ExecutionView};
+use super::views::{
+    rfc3339, CancelRequested, Data, ErrorBody, ExecutionPage, ExecutionView, StatusView,
+};
 use super::{ApiError, AppState};
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -26,8 +29,8 @@ pub struct HistoryParams {
     /// Only this job.
     #[param(max_length = 100)]
     job_name: Option<String>,
-    /// Only this status: `running`, `success` or `failed`.
-    #[param(value_type = Option<String>, pattern = "^(running|success|failed)$")]
+    /// Only this status: `running`, `success`, `failed` or `skipped` (slots not run).
+    #[param(value_type = Option<String>, pattern = "^(running|success|failed|skipped)$")]
     status: Option<String>,
     /// Only runs started this way: `schedule`, `catch_up` or `manual`.
     #[param(value_type = Option<String>, pattern = "^(schedule|catch_up|manual)$")]
@@ -109,6 +112,55 @@ pub async fn execution(
     }
 }
 
+/// Asks a running execution to stop, on whichever server runs it.
+#[utoipa::path(
+    post,
+    path = "/internal/api/v1/jobs/executions/{id}/cancel",
+    tag = "executions",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Execution id")),
+    responses(
+        (status = 202, description = "Asked to stop: it ends `failed` with `cancelled by …` and the counters it reached", body = Data<CancelRequested>),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "The execution is not running", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let actor = super::auth::actor(&req);
+    // Recorded in the row whether it runs here or elsewhere: the history shows who asked,
+    // and the server that runs it learns of it at its next heartbeat.
+    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
+    match db::execution_log::request_cancel(&mut conn, id, actor).await? {
+        CancelRequest::Requested => {}
+        CancelRequest::NotRunning => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_running",
+                format!("execution {id} is not running"),
+            ))
+        }
+        CancelRequest::NotFound => return Err(ApiError::not_found(format!("no execution {id}"))),
+    }
+    drop(conn);
+    // Running here: stop it now rather than at the next heartbeat.
+    state.runner.cancel(id, format!("cancelled by {actor}"));
+    Ok(HttpResponse::Accepted().json(Data {
+        data: CancelRequested {
+            execution_id: id,
+            status: StatusView::Running,
+            requested_by: actor.to_owned(),
+        },
+    }))
+}
+
 /// An empty value (`?status=`) counts as not given.
 fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
@@ -142,7 +194,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
             Status::parse(s).ok_or_else(|| {
                 ApiError::bad_parameter(
                     "status",
-                    format!("must be running, success or failed, got {s:?}"),
+                    format!("must be running, success, failed or skipped, got {s:?}"),
                 )
             })
         })

@@ -11,6 +11,7 @@ use actix_web::{web, HttpResponse};
 use jobs_core::{async_trait, RegisteredJob, RunObserver, RunReport};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use super::probes::{fresh, ProbeCache, GAUGES_TTL, PROBE_TIMEOUT};
 use super::{ApiError, AppState};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -176,14 +177,31 @@ pub async fn track_requests(
     tag = "health",
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    cache: web::Data<ProbeCache>,
+) -> Result<HttpResponse, ApiError> {
     let Some(handle) = handle() else {
         return Err(ApiError::internal(
             "metrics",
             "the metrics recorder is not installed",
         ));
     };
-    // Gauges of the jobs' true state, from the database every server shares.
+    // Gauges of the jobs' true state, from the database every server shares; refreshed by
+    // one scrape at a time, at most once per GAUGES_TTL, within PROBE_TIMEOUT.
+    let mut refreshed = cache.gauges.lock().await;
+    if !refreshed.is_some_and(|at| fresh(at, GAUGES_TTL)) {
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, refresh_gauges(&state)).await;
+        *refreshed = Some(Instant::now());
+    }
+    drop(refreshed);
+    handle.run_upkeep();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render()))
+}
+
+async fn refresh_gauges(state: &AppState) {
     if let Ok(mut conn) = state.pool.get().await {
         let latest = db::executions::latest_per_job(&mut conn)
             .await
@@ -235,10 +253,6 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             }
         }
     }
-    handle.run_upkeep();
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(handle.render()))
 }
 
 /// The gauges of one job for alerting: backlog (the kept reading, never measured here),

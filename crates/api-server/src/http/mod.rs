@@ -8,6 +8,7 @@ mod executions;
 mod jobs;
 pub mod metrics;
 pub mod openapi;
+mod probes;
 mod status;
 pub mod views;
 
@@ -50,6 +51,7 @@ pub fn build_app(
 > {
     App::new()
         .app_data(state)
+        .app_data(web::Data::new(probes::ProbeCache::default()))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(
             web::JsonConfig::default()
@@ -92,6 +94,10 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
             web::get().to(executions::execution),
         ))
         .service(post("/jobs/{job_name}/run", web::post().to(jobs::run_job)))
+        .service(post(
+            "/jobs/executions/{id}/cancel",
+            web::post().to(executions::cancel),
+        ))
         .service(post(
             "/jobs/{job_name}/pause",
             web::post().to(console::pause),

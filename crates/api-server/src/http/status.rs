@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use diesel_async::RunQueryDsl;
 
+use super::probes::{fresh, ProbeCache, PROBE_TIMEOUT, READY_TTL};
 use super::views::{Data, ErrorBody, ExecutionStatus, Health, Ready};
 use super::{ApiError, AppState};
 
@@ -49,12 +50,31 @@ pub async fn healthz() -> HttpResponse {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    diesel::sql_query("SELECT 1")
-        .execute(&mut conn)
-        .await
-        .map_err(ApiError::database)?;
+pub async fn readyz(
+    state: web::Data<AppState>,
+    cache: web::Data<ProbeCache>,
+) -> Result<HttpResponse, ApiError> {
+    let mut ready = cache.ready.lock().await;
+    let answer = match &*ready {
+        Some((at, answer)) if fresh(*at, READY_TTL) => answer.clone(),
+        _ => {
+            let check = async {
+                let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;
+                diesel::sql_query("SELECT 1")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let answer = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+                Ok(result) => result.map(|_| ()),
+                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            };
+            *ready = Some((std::time::Instant::now(), answer.clone()));
+            answer
+        }
+    };
+    drop(ready);
+    answer.map_err(ApiError::database)?;
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready".into(),
         database: "ok".into(),

@@ -27,6 +27,8 @@ pub enum StatusView {
     Success,
     /// Finished with an error, panic, timeout or interruption.
     Failed,
+    /// A cron slot that was not run (the previous run still went, or it was missed).
+    Skipped,
 }
 
 impl From<jobs_core::Status> for StatusView {
@@ -35,6 +37,7 @@ impl From<jobs_core::Status> for StatusView {
             jobs_core::Status::Running => StatusView::Running,
             jobs_core::Status::Success => StatusView::Success,
             jobs_core::Status::Failed => StatusView::Failed,
+            jobs_core::Status::Skipped => StatusView::Skipped,
         }
     }
 }
@@ -328,6 +331,17 @@ pub struct WorkerView {
     pub version: String,
     /// The executions it runs now.
     pub running: Vec<i64>,
+}
+
+/// A cancel that was asked for (`POST /internal/api/v1/jobs/executions/{id}/cancel`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelRequested {
+    /// The execution asked to stop.
+    pub execution_id: i64,
+    /// Still `running`: it stops at its next safe point, within the cancel grace period.
+    pub status: StatusView,
+    /// Who asked (`admin`, `local`, …); recorded as `cancelled by <who>`.
+    pub requested_by: String,
 }
 
 /// `{"error": {"code", "message"}}`.

@@ -1,0 +1,541 @@
+//! Runner robustness with real processes and real PostgreSQL: leases without a server,
+//! load on a small pool, skipped slots while a run goes on, retries after a crash, and
+//! cooperative stops (timeout, SIGTERM, an operator's cancel from another server) that
+//! keep the stats a run reached. Runs use `audio_cleanup` against a local mock of Supabase
+//! Storage whose deletes take a set time, one row per batch, so a run's progress is
+//! countable.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use db::testing::TestDatabase;
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use server::{eventually, free_port, ServerProcess};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "robustness-admin-token-0123456789";
+
+#[derive(diesel::QueryableByName, Debug, Clone)]
+struct Row {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_message: Option<String>,
+    #[diesel(sql_type = Integer)]
+    attempt: i32,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    stats: Option<serde_json::Value>,
+}
+
+impl Row {
+    /// Rows the run looked at (one per batch here).
+    fn considered(&self) -> i64 {
+        self.stats
+            .as_ref()
+            .and_then(|s| s["considered"].as_i64())
+            .unwrap_or(0)
+    }
+}
+
+async fn rows(db: &TestDatabase) -> Vec<Row> {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "SELECT id, status::text, error_message, attempt, stats FROM job_executions \
+         WHERE job_name = 'audio_cleanup' ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap()
+}
+
+async fn row(db: &TestDatabase, id: i64) -> Row {
+    rows(db)
+        .await
+        .into_iter()
+        .find(|r| i64::from(r.id) == id)
+        .unwrap()
+}
+
+/// A mock Storage with bucket `audio`: the first `slow_deletes` deletes answer after
+/// `slow`, later ones after `fast`.
+async fn storage(slow_deletes: u64, slow: Duration, fast: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
+        })))
+        .mount(&mock)
+        .await;
+    if slow_deletes > 0 {
+        Mock::given(method("DELETE"))
+            .and(path("/storage/v1/object/audio"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!([]))
+                    .set_delay(slow),
+            )
+            .up_to_n_times(slow_deletes)
+            .with_priority(1)
+            .mount(&mock)
+            .await;
+    }
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(fast),
+        )
+        .with_priority(2)
+        .mount(&mock)
+        .await;
+    mock
+}
+
+/// `n` transcriptions whose audio is old enough to delete.
+async fn seed_old_audio(db: &TestDatabase, n: i64) {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         SELECT now() - interval '40 days', 'audio/user-1/' || g || '.webm' \
+         FROM generate_series(1, $1) g",
+    )
+    .bind::<BigInt, _>(n)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_POOL_SIZE", "3"),
+        ("ADMIN_TOKEN", TOKEN),
+        ("SUPABASE_URL", mock),
+        ("SUPABASE_SERVICE_ROLE_KEY", "robustness-service-key"),
+        ("SUPABASE_MAX_ATTEMPTS", "1"),
+        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+        ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
+        ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+        ("SCHEDULER_TICK_MS", "200"),
+        ("JOB_LEASE_SECS", "3"),
+        ("JOB_HEARTBEAT_SECS", "1"),
+        ("JOB_CANCEL_GRACE_SECS", "20"),
+        // Far-away schedules unless a test sets its own.
+        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
+        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
+        ("MISFIRE_WINDOW_SECS", "0"),
+    ]
+}
+
+fn with<'a>(
+    mut vars: Vec<(&'a str, &'a str)>,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v));
+    }
+    vars
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn start_run(server: &ServerProcess) -> i64 {
+    let resp = client()
+        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        202,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["data"]["execution_id"].as_i64().unwrap()
+}
+
+/// Waits until the run has finished at least `n` batches (its progress is stored).
+async fn progress(db: &TestDatabase, id: i64, n: i64) {
+    eventually(Duration::from_secs(60), "progress", || async {
+        (row(db, id).await.considered() >= n).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the run is no longer `running`.
+async fn ended(db: &TestDatabase, id: i64) -> Row {
+    eventually(Duration::from_secs(90), "the run to end", || async {
+        let r = row(db, id).await;
+        (r.status != "running").then_some(r)
+    })
+    .await
+}
+
+/// `api-server run-job audio_cleanup` as a child process.
+fn run_job(vars: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
+    cmd.args(["run-job", "audio_cleanup"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start run-job")
+}
+
+async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    eventually(limit, "run-job to exit", || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_job_is_closed_by_a_later_run_job_without_any_server() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(1, Duration::from_secs(120), Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = base_vars(&db, &uri);
+
+    let mut first = run_job(&vars);
+    let orphan = eventually(Duration::from_secs(60), "the first run", || async {
+        rows(&db).await.into_iter().find(|r| r.status == "running")
+    })
+    .await;
+    // Killed while its (slow) Storage delete is under way.
+    eventually(
+        Duration::from_secs(30),
+        "the first run's delete",
+        || async {
+            let requests = mock.received_requests().await.unwrap_or_default();
+            requests
+                .iter()
+                .any(|r| r.method == wiremock::http::Method::DELETE)
+                .then_some(())
+        },
+    )
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // Once its lease is over, the next run-job closes it and runs.
+    eventually(Duration::from_secs(30), "the lease to expire", || async {
+        let mut conn = db.connect().await;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let n: N = diesel::sql_query(
+            "SELECT count(*) AS n FROM job_executions \
+             WHERE status = 'running' AND lease_expires_at < now()",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        (n.n == 1).then_some(())
+    })
+    .await;
+    let mut second = run_job(&vars);
+    let status = wait_exit(&mut second, Duration::from_secs(60)).await;
+    assert!(status.success(), "{status}");
+
+    let all = rows(&db).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let closed = all.iter().find(|r| r.id == orphan.id).unwrap();
+    assert_eq!(closed.status, "failed");
+    assert!(
+        closed
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("interrupted")),
+        "{closed:?}"
+    );
+    assert_eq!(all[1].status, "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_run_job_ends_the_run_failed_with_its_partial_stats_and_exit_1() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 20).await;
+    let mock = storage(0, Duration::ZERO, Duration::from_millis(500)).await;
+    let uri = mock.uri();
+    let mut child = run_job(&base_vars(&db, &uri));
+    let id = eventually(Duration::from_secs(60), "the run", || async {
+        rows(&db).await.into_iter().next().map(|r| i64::from(r.id))
+    })
+    .await;
+    progress(&db, id, 2).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_exit(&mut child, Duration::from_secs(60)).await;
+    assert_eq!(exit.code(), Some(1));
+    let r = row(&db, id).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
+    assert!((2..20).contains(&r.considered()), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connection_pool() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(1, Duration::from_secs(10), Duration::ZERO).await;
+    let uri = mock.uri();
+    let vars = with(base_vars(&db, &uri), &[("DATABASE_POOL_SIZE", "2")]);
+    let server = ServerProcess::start(&vars).await;
+    // A second server would close the run if its lease ran out.
+    let _watcher = ServerProcess::start(&vars).await;
+    let id = start_run(&server).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut flood = Vec::new();
+    for i in 0..24 {
+        let stop = stop.clone();
+        let urls = [
+            server.url("/readyz"),
+            server.url("/metrics"),
+            server.url("/internal/api/v1/jobs/status"),
+            server.url("/internal/api/v1/jobs/executions?limit=500"),
+        ];
+        flood.push(tokio::spawn(async move {
+            let client = client();
+            let mut n = 0usize;
+            while !stop.is_cancelled() {
+                let url = &urls[(i + n) % urls.len()];
+                let mut req = client.get(url);
+                // Half of the history requests authenticated, the rest refused.
+                if url.contains("executions") && n.is_multiple_of(2) {
+                    req = req.bearer_auth(TOKEN);
+                }
+                let _ = req.send().await;
+                n += 1;
+            }
+        }));
+    }
+    let done = ended(&db, id).await;
+    stop.cancel();
+    for task in flood {
+        task.await.unwrap();
+    }
+    assert_eq!(done.status, "success", "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots_are_skipped() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(1, Duration::from_secs(6), Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[("AUDIO_CLEANUP_SCHEDULE", "* * * * * *")],
+    ))
+    .await;
+    let first = eventually(Duration::from_secs(30), "the first run", || async {
+        rows(&db).await.into_iter().find(|r| r.status == "running")
+    })
+    .await;
+    let mut looked = 0;
+    loop {
+        let body: serde_json::Value = client()
+            .get(server.url("/internal/api/v1/jobs/status"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // Only a look taken while the first run certainly went counts.
+        if row(&db, i64::from(first.id)).await.status != "running" {
+            break;
+        }
+        let job = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"] == "audio_cleanup")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(job["status"], "running", "{body}");
+        looked += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(looked > 0);
+    let page: serde_json::Value = client()
+        .get(server.url(
+            "/internal/api/v1/jobs/executions?job_name=audio_cleanup&status=skipped&limit=500",
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let skipped = page["data"].as_array().unwrap();
+    assert!(!skipped.is_empty(), "{page}");
+    assert!(skipped.iter().all(|r| r["status"] == "skipped"), "{page}");
+    assert!(
+        rows(&db).await.iter().all(|r| r.status != "failed"),
+        "a skipped slot was stored as a failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_attempt_1_leads_to_attempt_2() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(1, Duration::from_secs(120), Duration::ZERO).await;
+    let uri = mock.uri();
+    // The hourly slot of this hour is caught up on start.
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+            ("MISFIRE_WINDOW_SECS", "3600"),
+            ("JOB_MAX_ATTEMPTS", "3"),
+            ("JOB_RETRY_DELAY_SECS", "0"),
+        ],
+    );
+    let mut a = ServerProcess::start_on(free_port(), &vars).await;
+    let first = eventually(Duration::from_secs(30), "attempt 1", || async {
+        rows(&db).await.into_iter().find(|r| r.status == "running")
+    })
+    .await;
+    assert_eq!(first.attempt, 1);
+    // Killed while its (slow) Storage delete is under way.
+    eventually(Duration::from_secs(30), "attempt 1's delete", || async {
+        let requests = mock.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .any(|r| r.method == wiremock::http::Method::DELETE)
+            .then_some(())
+    })
+    .await;
+    a.kill9().await;
+
+    let b = ServerProcess::start(&vars).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let all = rows(&db).await;
+        if all.iter().any(|r| r.attempt == 2 && r.status == "success") {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attempt 2: {all:#?}\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lost = all.iter().find(|r| r.id == first.id).unwrap();
+    assert_eq!(lost.status, "failed");
+    assert_eq!(all.iter().filter(|r| r.attempt == 2).count(), 1, "{all:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_ends_the_run_with_the_stats_it_reached() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 30).await;
+    let mock = storage(0, Duration::ZERO, Duration::from_millis(400)).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[("AUDIO_CLEANUP_TIMEOUT_SECS", "2")],
+    ))
+    .await;
+    let id = start_run(&server).await;
+    let r = ended(&db, id).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("timed out after 2s"));
+    assert!((1..30).contains(&r.considered()), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_run_with_the_stats_it_reached() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 30).await;
+    let mock = storage(0, Duration::ZERO, Duration::from_millis(400)).await;
+    let uri = mock.uri();
+    let mut server =
+        ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "0")])).await;
+    let id = start_run(&server).await;
+    progress(&db, id, 2).await;
+    let (status, _) = server.terminate(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0));
+    let r = row(&db, id).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
+    assert!((2..30).contains(&r.considered()), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 30).await;
+    let mock = storage(0, Duration::ZERO, Duration::from_millis(400)).await;
+    let uri = mock.uri();
+    let vars = base_vars(&db, &uri);
+    let runner = ServerProcess::start(&vars).await;
+    let other = ServerProcess::start(&vars).await;
+    let id = start_run(&runner).await;
+    progress(&db, id, 2).await;
+
+    let cancel = |id: i64| {
+        client()
+            .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let resp = cancel(id).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["execution_id"], id);
+
+    let r = ended(&db, id).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error_message.as_deref(), Some("cancelled by local"));
+    assert!((2..30).contains(&r.considered()), "{r:?}");
+
+    let resp = cancel(id).await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_running");
+    let resp = cancel(id + 1000).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    // Without the token: 401, and nothing is cancelled.
+    let resp = client()
+        .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}

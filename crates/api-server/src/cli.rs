@@ -232,7 +232,10 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     if signalled.is_cancelled() {
         return Err(Exit::failure("interrupted before the run started"));
     }
-    let mut started = match runner.start(job, RunRequest::manual(dry_run).requested_by("cli")).await {
+    let mut started = match runner
+        .start(job, RunRequest::manual(dry_run).requested_by("cli"))
+        .await
+    {
         Ok(started) => started,
         Err(StartError::AlreadyRunning(_)) => {
             return Err(Exit::failure(format!(

@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod capture;
-pub mod current;
 mod clock;
+pub mod current;
 mod job;
 pub mod log;
 mod registry;

@@ -945,6 +945,7 @@ async fn a_scheduled_attempt_lost_with_its_server_gets_its_next_attempt_after_th
         dry_run: false,
         worker_id: "dead-host:8080".into(),
         lease: Duration::from_millis(1),
+        requested_by: None,
     })
     .await
     .unwrap();
@@ -1005,6 +1006,7 @@ async fn a_lost_attempt_at_its_last_try_is_not_retried() {
         dry_run: false,
         worker_id: "dead-host:8080".into(),
         lease: Duration::from_millis(1),
+        requested_by: None,
     })
     .await
     .unwrap();
@@ -1050,6 +1052,7 @@ async fn leases_of_years_do_not_overflow() {
             dry_run: false,
             worker_id: "w".into(),
             lease: Duration::MAX,
+            requested_by: None,
         })
         .await
         .unwrap();

@@ -111,6 +111,19 @@ impl ConnectTarget {
         &self.database
     }
 
+    /// `host:port/database`, for logs: never the user or password.
+    pub fn address(&self) -> String {
+        use tokio_postgres::config::Host;
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}/{}", self.database)
+    }
+
     /// True when connections use TLS.
     pub fn uses_tls(&self) -> bool {
         self.tls.is_some()
@@ -146,6 +159,20 @@ impl ConnectTarget {
             }
         };
         result.map_err(|e| DbError::Connect(e.to_string()))
+    }
+
+    /// A dedicated session that has run `LISTEN` on `channel` (see [`crate::listen`]),
+    /// named [`crate::listen::APPLICATION_NAME`] in `pg_stat_activity`.
+    pub async fn listen(&self, channel: &str) -> Result<crate::listen::Listener, DbError> {
+        let mut config = self.config.clone();
+        config.application_name(crate::listen::APPLICATION_NAME);
+        match &self.tls {
+            Some(tls) => {
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                crate::listen::Listener::start(&config, connector, channel).await
+            }
+            None => crate::listen::Listener::start(&config, tokio_postgres::NoTls, channel).await,
+        }
     }
 
     /// A pool of at most `max_size` connections to this target.
@@ -215,7 +242,7 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, DbError> 
 
 /// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),
 /// which tokio-postgres' own Display leaves out.
-fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

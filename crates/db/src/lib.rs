@@ -5,6 +5,7 @@ mod connection;
 pub mod cost;
 pub mod execution_log;
 pub mod executions;
+pub mod listen;
 mod migrate;
 pub mod models;
 pub mod notifications;

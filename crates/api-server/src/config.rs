@@ -26,6 +26,8 @@
 //! | `ALERT_WEBHOOK_URL` | unset (failure webhook) |
 //! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
 //! | `ALERT_SEND_TIMEOUT_SECS`, `ALERT_SEND_ATTEMPTS`, `ALERT_RETRY_DELAY_MS` | `10`, `3`, `1000` |
+//! | `DATABASE_LISTEN_URL` | unset (listen on `DATABASE_URL`; `off`: poll the tables) |
+//! | `LIVE_RESYNC_SECS`, `EVENTS_MAX_STREAMS`, `EVENTS_HEARTBEAT_SECS` | `30`, `100`, `15` |
 //!
 //! Job-specific tunables (`AUDIO_CLEANUP_*`, `SUPABASE_*` client settings, `COST_UPDATE_*`,
 //! `DEEPGRAM_*` client settings) are read by each job's settings type from the same
@@ -38,6 +40,7 @@ use std::time::Duration;
 
 use jobs_core::{Schedule, Tz};
 
+use crate::live::LiveSettings;
 use crate::notify::NotifySettings;
 
 /// Default database, created on first start when missing.
@@ -297,6 +300,9 @@ pub struct Config {
     /// Failure notifications: `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO`,
     /// `ALERT_WEBHOOK_URL` and the `ALERT_*` tunables (see [`NotifySettings`]).
     pub notify: NotifySettings,
+    /// The live view and event streams: `DATABASE_LISTEN_URL`, `LIVE_RESYNC_SECS`,
+    /// `EVENTS_MAX_STREAMS`, `EVENTS_HEARTBEAT_SECS` (see [`LiveSettings`]).
+    pub live: LiveSettings,
     /// All variables, for job settings and `<JOB_NAME>_SCHEDULE` overrides.
     pub vars: Vars,
 }
@@ -432,6 +438,7 @@ impl Config {
             supabase,
             scheduling,
             notify: NotifySettings::from_vars(&vars)?,
+            live: LiveSettings::from_vars(&vars)?,
             vars,
         })
     }

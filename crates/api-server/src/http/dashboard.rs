@@ -173,6 +173,7 @@ mod tests {
             registry: Arc::clone(&services.registry),
             runner: services.runner("dashboard-test:0".into()),
             admin_token: services.config.admin_token.clone(),
+            live: services.live_view().expect("live view").0,
         })
     }
 

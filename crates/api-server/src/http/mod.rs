@@ -3,6 +3,7 @@
 mod auth;
 pub mod dashboard;
 mod error;
+mod events;
 mod executions;
 mod jobs;
 pub mod metrics;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// `ADMIN_TOKEN`.
     pub admin_token: Option<Secret>,
+    /// The jobs' state in memory, and the event streams.
+    pub live: Arc<crate::live::LiveView>,
 }
 
 /// Largest JSON body accepted.
@@ -83,6 +86,10 @@ pub fn build_app(
         .service(post(
             "/internal/api/v1/jobs/{job_name}/run",
             web::post().to(jobs::run_job),
+        ))
+        .service(get(
+            "/internal/api/v1/events",
+            web::get().to(events::events),
         ))
         .service(get(
             "/internal/api/v1/openapi.json",

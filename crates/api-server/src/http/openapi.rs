@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{executions, jobs, metrics, status, views};
+use super::{events, executions, jobs, metrics, status, views};
 
 /// The API description served at `/internal/api/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -21,6 +21,7 @@ use super::{executions, jobs, metrics, status, views};
         jobs::run_job,
         executions::history,
         executions::execution,
+        events::events,
         metrics::metrics,
     ),
     components(schemas(

@@ -534,6 +534,13 @@ mod tests {
             (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
             (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
             (
+                &[("DATABASE_LISTEN_URL", "mysql://x")],
+                "DATABASE_LISTEN_URL",
+            ),
+            (&[("EVENTS_HEARTBEAT_SECS", "0")], "EVENTS_HEARTBEAT_SECS"),
+            (&[("EVENTS_MAX_STREAMS", "many")], "EVENTS_MAX_STREAMS"),
+            (&[("LIVE_RESYNC_SECS", "0")], "LIVE_RESYNC_SECS"),
+            (
                 &[("JOB_LEASE_SECS", "10"), ("JOB_HEARTBEAT_SECS", "10")],
                 "JOB_HEARTBEAT_SECS",
             ),
@@ -614,10 +621,15 @@ mod tests {
             ("ADMIN_TOKEN", "admintoken-0123456789"),
             ("DEEPGRAM_API_KEY", "dg-secret-key"),
             ("SUPABASE_SERVICE_ROLE_KEY", "sb-secret-key"),
+            (
+                "DATABASE_LISTEN_URL",
+                "postgres://u:listenpass456@h:5432/db",
+            ),
         ])
         .unwrap();
         let debug = format!("{c:?}");
         for secret in [
+            "listenpass456",
             "dbpass123",
             "admintoken-0123456789",
             "dg-secret-key",

@@ -345,6 +345,7 @@ async fn the_openapi_description_lists_every_route() {
         "/internal/api/v1/jobs/executions",
         "/internal/api/v1/jobs/executions/{id}",
         "/internal/api/v1/jobs/{job_name}/run",
+        "/internal/api/v1/events",
         "/metrics",
         "/healthz",
         "/readyz",

@@ -287,6 +287,7 @@
   function needAuth() {
     state.needsAuth = true;
     clearTimeout(state.timer);
+    stopStream();
     show($('auth'), true);
     for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends']) show($(id), false);
     show($('updated'), false);
@@ -344,7 +345,7 @@
   function schedule() {
     clearTimeout(state.timer);
     if (state.needsAuth) return;
-    const delay = state.failedSince ? ERROR_POLL_MS : anyRunning() ? FAST_POLL_MS : SLOW_POLL_MS;
+    const delay = state.failedSince ? ERROR_POLL_MS : live.connected || !anyRunning() ? SLOW_POLL_MS : FAST_POLL_MS;
     state.timer = setTimeout(refresh, delay);
   }
 
@@ -361,10 +362,11 @@
     const button = $('refresh');
     button.setAttribute('aria-busy', 'true');
     try {
+      const asked = Date.now();
       const body = await api('/jobs');
       if (!Array.isArray(body.data)) throw new ApiError(200, 'bad_answer', 'The server sent an unexpected answer.');
       leaveAuth();
-      state.jobs = body.data;
+      state.jobs = keepNewer(body.data, asked);
       state.lastUpdated = new Date();
       state.failedSince = null;
       show($('load-error'), false);
@@ -375,6 +377,7 @@
       loadWorkers();
       // The job's name and whether it may run again come from the jobs list.
       if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
+      ensureStream();
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {
         needAuth();
@@ -416,10 +419,12 @@
       return;
     }
     const fast = anyRunning();
-    el.classList.toggle('is-fast', fast && !state.failedSince);
+    const mode = state.failedSince ? 'retrying' : live.connected ? 'stream' : fast ? 'fast' : 'slow';
+    el.classList.toggle('is-fast', (fast || live.connected) && !state.failedSince);
     el.classList.toggle('is-stale', Boolean(state.failedSince));
+    el.dataset.mode = mode;
     $('updated-text').textContent = `Updated ${clockFormat.format(state.lastUpdated)}`;
-    $('updated-mode').textContent = ` · ${state.failedSince ? 'retrying' : fast ? 'live, every 2 s' : 'every 30 s'}`;
+    $('updated-mode').textContent = ` · ${{ retrying: 'retrying', stream: 'live', fast: 'live, every 2 s', slow: 'every 30 s' }[mode]}`;
     show(el, true);
   }
 
@@ -448,6 +453,125 @@
       state.statuses.set(job.job_name, key);
     }
     if (lines.length) announce(lines.join(' '));
+  }
+
+  // ---- live updates ----------------------------------------------------------------
+  //
+  // GET /events read through fetch streaming (EventSource cannot send the bearer token).
+  // While it is open, each `job` event replaces its card and polling slows to a 30 s safety
+  // net; when it fails or ends, polling takes over at its usual pace and the stream is
+  // tried again with backoff, resuming from the last event id it had.
+
+  const STREAM_RETRY_MS = 1000;
+  const STREAM_RETRY_MAX_MS = 30000;
+  const live = { controller: null, connected: false, retryMs: STREAM_RETRY_MS, timer: 0, lastId: '', updatedAt: new Map() };
+
+  function ensureStream() {
+    if (live.controller || live.timer || state.needsAuth) return;
+    if (typeof ReadableStream === 'undefined' || typeof TextDecoder === 'undefined') return;
+    openStream();
+  }
+
+  function stopStream() {
+    clearTimeout(live.timer);
+    live.timer = 0;
+    live.lastId = '';
+    if (live.controller) live.controller.abort();
+  }
+
+  async function openStream() {
+    const controller = new AbortController();
+    live.controller = controller;
+    const headers = { Accept: 'text/event-stream' };
+    const bearer = token();
+    if (bearer) headers.Authorization = 'Bearer ' + bearer;
+    if (live.lastId) headers['Last-Event-ID'] = live.lastId;
+    let opened = false;
+    try {
+      const response = await fetch(API + '/events', {
+        headers, cache: 'no-store', credentials: 'same-origin', redirect: 'error', signal: controller.signal,
+      });
+      if (!response.ok || !response.body) {
+        if (response.status === 401) needAuth();
+        return;
+      }
+      opened = true;
+      live.connected = true;
+      live.retryMs = STREAM_RETRY_MS;
+      schedule();
+      renderUpdated();
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let at;
+        while ((at = buffer.indexOf('\n\n')) >= 0) {
+          onStreamBlock(buffer.slice(0, at));
+          buffer = buffer.slice(at + 2);
+        }
+      }
+    } catch (_) {
+      /* a broken stream is a closed stream: polling takes over below */
+    } finally {
+      live.connected = false;
+      live.controller = null;
+      if (!controller.signal.aborted && !state.needsAuth) {
+        live.timer = setTimeout(() => {
+          live.timer = 0;
+          ensureStream();
+        }, live.retryMs);
+        live.retryMs = Math.min(live.retryMs * 2, STREAM_RETRY_MAX_MS);
+        // Back to polling at its usual pace, starting with what the stream may have missed.
+        if (opened) refresh();
+        else schedule();
+        renderUpdated();
+      }
+    }
+  }
+
+  // One server-sent event: `id:`, `event:` and one `data:` line of JSON; comments (the
+  // heartbeat) start with a colon.
+  // A job list asked for before a job's latest event is older than that event: the
+  // event's version of the job stays.
+  function keepNewer(jobs, asked) {
+    if (!Array.isArray(state.jobs)) return jobs;
+    return jobs.map((job) => {
+      const at = live.updatedAt.get(job.job_name);
+      if (at === undefined || at < asked) return job;
+      return state.jobs.find((j) => j.job_name === job.job_name) || job;
+    });
+  }
+
+  function onStreamBlock(block) {
+    let kind = 'message';
+    let data = '';
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'id') live.lastId = value;
+      else if (field === 'event') kind = value;
+      else if (field === 'data') data += value;
+    }
+    if (kind !== 'job' || !data || !Array.isArray(state.jobs)) return;
+    let job;
+    try {
+      job = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    const at = state.jobs.findIndex((j) => j.job_name === job.job_name);
+    if (at < 0) return;
+    state.jobs[at] = job;
+    live.updatedAt.set(job.job_name, Date.now());
+    state.lastUpdated = new Date();
+    renderJobs();
+    noticeChanges();
+    syncHistory();
   }
 
   // ---- cards -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
+use crate::live::{feed, ListenUrl, LiveView};
 
 /// Longest statement on the execution log's connections.
 const LOG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,6 +107,19 @@ impl Services {
             .with_observer(Arc::new(crate::http::metrics::MetricsObserver))
             .with_observers(notifier.map(|n| n as Arc<dyn jobs_core::RunObserver>)),
         )
+    }
+
+    /// The live view of this database, empty, and the feed that loads it and keeps it
+    /// current once run.
+    pub fn live_view(&self) -> Result<(Arc<LiveView>, feed::Feed), db::DbError> {
+        let listen = match &self.config.live.listen_url {
+            ListenUrl::Database => Some(self.target.clone()),
+            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose())?),
+            ListenUrl::Off => None,
+        };
+        let view = LiveView::new(Arc::clone(&self.registry), self.config.live.clone());
+        let feed = feed::Feed::new(Arc::clone(&view), self.pool.clone(), listen);
+        Ok((view, feed))
     }
 
     /// The scheduler's settings.

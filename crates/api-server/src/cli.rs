@@ -302,11 +302,15 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     // for a leftover of this server's previous process.
     scheduler.recover().await;
 
+    let (live, feed) = services
+        .live_view()
+        .map_err(|e| Exit::usage(format!("invalid configuration: DATABASE_LISTEN_URL: {e}")))?;
     let state = web::Data::new(AppState {
         pool: services.pool.clone(),
         registry: Arc::clone(&services.registry),
         runner: Arc::clone(&runner),
         access: crate::http::Access::from_config(&config),
+        live: Arc::clone(&live),
     });
     let server = HttpServer::new(move || build_app(state.clone()))
         .disable_signals()
@@ -326,6 +330,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let server_task = tokio::spawn(server);
     let scheduler_task = tokio::spawn(scheduler.run());
     let stop_watch = tokio_util::sync::CancellationToken::new();
+    let feed_task = tokio::spawn(feed.run(stop_watch.clone()));
     if let Some(notifier) = &notifier {
         let interval = notifier.settings().overdue_check_interval;
         Arc::clone(notifier).spawn_overdue_watch(
@@ -358,6 +363,9 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     );
 
     shutdown_signal().await;
+    // Event streams end first, so that open dashboards do not hold the HTTP server's
+    // graceful stop; the view itself follows the running jobs to their end.
+    live.close_streams();
     info!(
         "shutting down: no new runs; waiting up to {}s for running jobs",
         config.scheduling.shutdown_grace.as_secs()
@@ -373,6 +381,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         notifier.shutdown(std::time::Duration::from_secs(10)).await;
     }
     let _ = scheduler_task.await;
+    let _ = feed_task.await;
     if let Ok(Err(e)) = server_task.await {
         error!("HTTP server stopped with an error: {e}");
     }

@@ -33,6 +33,8 @@
 //! | `ALERT_WEBHOOK_URL` | unset (failure webhook) |
 //! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
 //! | `ALERT_SEND_TIMEOUT_SECS`, `ALERT_SEND_ATTEMPTS`, `ALERT_RETRY_DELAY_MS` | `10`, `3`, `1000` |
+//! | `DATABASE_LISTEN_URL` | unset (listen on `DATABASE_URL`; `off`: poll the tables) |
+//! | `LIVE_RESYNC_SECS`, `EVENTS_MAX_STREAMS`, `EVENTS_HEARTBEAT_SECS` | `30`, `100`, `15` |
 //!
 //! Job-specific tunables (`AUDIO_CLEANUP_*`, `SUPABASE_*` client settings, `COST_UPDATE_*`,
 //! `DEEPGRAM_*` client settings) are read by each job's settings type from the same
@@ -48,6 +50,8 @@ use std::time::Duration;
 
 use job_notify::NotifySettings;
 use jobs_core::{Schedule, Tz};
+
+use crate::live::LiveSettings;
 
 /// Default database, created on first start when missing.
 pub const DEFAULT_DATABASE_URL: &str =
@@ -321,6 +325,9 @@ pub struct Config {
     /// Failure notifications: `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO`,
     /// `ALERT_WEBHOOK_URL` and the `ALERT_*` tunables (see [`NotifySettings`]).
     pub notify: NotifySettings,
+    /// The live view and event streams: `DATABASE_LISTEN_URL`, `LIVE_RESYNC_SECS`,
+    /// `EVENTS_MAX_STREAMS`, `EVENTS_HEARTBEAT_SECS` (see [`LiveSettings`]).
+    pub live: LiveSettings,
     /// All variables, for job settings and `<JOB_NAME>_SCHEDULE` overrides.
     pub vars: Vars,
 }
@@ -490,6 +497,7 @@ impl Config {
             supabase,
             scheduling,
             notify: notify::settings(&vars)?,
+            live: LiveSettings::from_vars(&vars)?,
             vars,
         })
     }
@@ -596,6 +604,13 @@ mod tests {
                 "VIEWER_TOKEN",
             ),
             (
+                &[("DATABASE_LISTEN_URL", "mysql://x")],
+                "DATABASE_LISTEN_URL",
+            ),
+            (&[("EVENTS_HEARTBEAT_SECS", "0")], "EVENTS_HEARTBEAT_SECS"),
+            (&[("EVENTS_MAX_STREAMS", "many")], "EVENTS_MAX_STREAMS"),
+            (&[("LIVE_RESYNC_SECS", "0")], "LIVE_RESYNC_SECS"),
+            (
                 &[("JOB_LEASE_SECS", "10"), ("JOB_HEARTBEAT_SECS", "10")],
                 "JOB_HEARTBEAT_SECS",
             ),
@@ -678,10 +693,15 @@ mod tests {
             ("METRICS_TOKEN", "metricstoken-0123456789"),
             ("DEEPGRAM_API_KEY", "dg-secret-key"),
             ("SUPABASE_SERVICE_ROLE_KEY", "sb-secret-key"),
+            (
+                "DATABASE_LISTEN_URL",
+                "postgres://u:listenpass456@h:5432/db",
+            ),
         ])
         .unwrap();
         let debug = format!("{c:?}");
         for secret in [
+            "listenpass456",
             "dbpass123",
             "admintoken-0123456789",
             "viewertoken-0123456789",

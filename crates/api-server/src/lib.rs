@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod live;
 pub mod logging;

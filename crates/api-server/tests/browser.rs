@@ -230,16 +230,16 @@ async fn loading_skeletons_then_an_unreachable_api_then_retry() {
         ),
     )
     .await;
-    let mut server = Server::start("loading", db.url(), BOTH_ENABLED).await;
-    let browser = Browser::open("loading", 1280, 800).await;
-
-    // The API waits on a locked table: the page shows its skeleton cards meanwhile.
+    // The server cannot read the jobs' state from a locked table, so the API waits for
+    // its first read: the page shows its skeleton cards meanwhile.
     let mut lock = db.connect().await;
     diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
     diesel::sql_query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
         .execute(&mut lock)
         .await
         .unwrap();
+    let mut server = Server::start("loading", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("loading", 1280, 800).await;
     browser.goto(&server.base).await;
     browser
         .wait_for(
@@ -579,12 +579,13 @@ async fn success_failed_and_running_cards_with_their_stats() {
     );
     browser
         .wait_for(
-            "fast polling",
-            "document.getElementById('updated-mode').textContent === ' · live, every 2 s'",
+            "live updates",
+            "document.getElementById('updated-mode').textContent === ' · live'",
         )
         .await;
 
-    // Live progress, then the end of the run, with no click: the page polls while it runs.
+    // Live progress, then the end of the run, with no click: the page follows the server's
+    // event stream.
     sql(
         &db,
         "UPDATE job_executions SET stats = '{\"deleted\": 1234, \"considered\": 2000}' \
@@ -625,6 +626,115 @@ async fn success_failed_and_running_cards_with_their_stats() {
         )
         .await;
     browser.screenshot("3-finished").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_card_advances_from_the_event_stream_without_polling() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            4200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "success",
+            0,
+            1200,
+            json!({"updated": 5}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("stream", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("stream", 1280, 800).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the event stream",
+            "document.getElementById('updated').dataset.mode === 'stream' \
+             && document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+
+    // Polling off from here: a request for the job list or the status fails, and is
+    // counted. The stream's own request is already open.
+    browser
+        .eval(
+            "(window.__polls = 0, window.__fetch = window.fetch, \
+              window.fetch = (input, init) => { \
+                const url = String(input instanceof Request ? input.url : input); \
+                if (/\\/internal\\/api\\/v1\\/jobs(\\/status)?(\\?|$)/.test(url)) { \
+                  window.__polls += 1; \
+                  return Promise.reject(new TypeError('polling is disabled in this test')); \
+                } \
+                return window.__fetch(input, init); \
+              }, true)",
+        )
+        .await;
+
+    // Another server runs audio_cleanup: it starts, advances and ends on the card.
+    sql(
+        &db,
+        &running(
+            "audio_cleanup",
+            5,
+            json!({"deleted": 1, "considered": 4000}),
+        ),
+    )
+    .await;
+    wait_status(&browser, "audio_cleanup", "running").await;
+    for deleted in ["250", "1,500", "3,999"] {
+        sql(
+            &db,
+            &format!(
+                "UPDATE job_executions SET stats = jsonb_build_object('deleted', {}, \
+                 'considered', 4000) WHERE status = 'running'",
+                deleted.replace(',', "")
+            ),
+        )
+        .await;
+        browser
+            .wait_for(
+                &format!("{deleted} deleted on the card"),
+                &format!(
+                    "Array.from({}.querySelectorAll('.stats .stat')).some(s => \
+                     s.querySelector('dt').textContent === 'Deleted' \
+                     && s.querySelector('dd').textContent === {})",
+                    card("audio_cleanup"),
+                    js_str(deleted)
+                ),
+            )
+            .await;
+    }
+    browser.screenshot("stream-running").await;
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'success', completed_at = now(), duration_ms = 6000, \
+         stats = '{\"deleted\": 4000, \"considered\": 4000}' WHERE status = 'running'",
+    )
+    .await;
+    wait_status(&browser, "audio_cleanup", "success").await;
+    assert_eq!(facts(&browser, "audio_cleanup").await["Duration"], "6.0 s");
+    assert_eq!(browser.eval("window.__polls").await, json!(0));
+    assert_eq!(
+        browser
+            .eval("document.getElementById('load-error').hidden")
+            .await,
+        json!(true)
+    );
+    browser.screenshot("stream-finished").await;
     browser.close().await;
 }
 
@@ -843,8 +953,19 @@ async fn run_now_explains_that_a_job_is_already_running() {
     cards_shown(&browser, 2).await;
     wait_status(&browser, "audio_cleanup", "success").await;
 
-    // Another server starts it before this page has refreshed.
-    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 0}))).await;
+    // Another server starts it before this page has heard of it: the write's notification
+    // is held back (the change-feed trigger is off for that one statement).
+    {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = db.connect().await;
+        conn.batch_execute(&format!(
+            "BEGIN; ALTER TABLE job_executions DISABLE TRIGGER job_executions_notify; {}; \
+             ALTER TABLE job_executions ENABLE TRIGGER job_executions_notify; COMMIT",
+            running("audio_cleanup", 5, json!({"deleted": 0}))
+        ))
+        .await
+        .unwrap();
+    }
     browser
         .click("article[data-job=audio_cleanup] [data-action=run]")
         .await;
@@ -862,7 +983,12 @@ async fn run_now_explains_that_a_job_is_already_running() {
         message.starts_with("Audio Cleanup is already running (started by its schedule, another server or another person)."),
         "{message}"
     );
-    // …and the page refreshed to show that run.
+    // …and the page shows that run as soon as the server hears of it (its next progress).
+    sql(
+        &db,
+        "UPDATE job_executions SET stats = '{\"deleted\": 1}' WHERE status = 'running'",
+    )
+    .await;
     wait_status(&browser, "audio_cleanup", "running").await;
     browser.screenshot("already-running").await;
     browser.close().await;

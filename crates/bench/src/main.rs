@@ -102,6 +102,13 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub idle_secs: Option<u64>,
 
+    /// Changes made on server A in the live scenario (100; 10 with --smoke).
+    #[arg(long, value_name = "N")]
+    pub live_changes: Option<u64>,
+    /// Event streams held open on server B in the live scenario.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub live_streams: usize,
+
     /// Seconds each mock-capacity check runs (2; 1 with --smoke).
     #[arg(long, value_name = "SECS")]
     pub mock_check_secs: Option<u64>,
@@ -114,6 +121,7 @@ pub enum Scenario {
     AudioCleanup,
     Api,
     Idle,
+    Live,
 }
 
 /// The settings every scenario reads, with the defaults resolved.
@@ -137,6 +145,8 @@ pub struct Ctx {
     pub load_threads: usize,
     pub use_wrk: bool,
     pub idle_secs: u64,
+    pub live_changes: u64,
+    pub live_streams: usize,
     pub mock_check: Duration,
     /// `getconf CLK_TCK`.
     pub ticks_per_sec: u64,
@@ -169,6 +179,11 @@ impl Ctx {
             load_threads: args.load_threads.max(1),
             use_wrk: !args.no_wrk && load::wrk_available(),
             idle_secs: args.idle_secs.unwrap_or(if smoke { 3 } else { 30 }),
+            live_changes: args
+                .live_changes
+                .unwrap_or(if smoke { 10 } else { 100 })
+                .max(1),
+            live_streams: args.live_streams,
             mock_check: Duration::from_secs(args.mock_check_secs.unwrap_or(if smoke {
                 1
             } else {
@@ -230,6 +245,7 @@ async fn run(args: Args) -> ExitCode {
             Scenario::AudioCleanup,
             Scenario::Api,
             Scenario::Idle,
+            Scenario::Live,
         ],
         one => vec![one],
     };
@@ -241,6 +257,7 @@ async fn run(args: Args) -> ExitCode {
             Scenario::AudioCleanup => scenarios::audio_cleanup::run(&ctx).await,
             Scenario::Api => scenarios::api::run(&ctx).await,
             Scenario::Idle => scenarios::idle::run(&ctx).await,
+            Scenario::Live => scenarios::live::run(&ctx).await,
             Scenario::All => Ok(Vec::new()),
         };
         match result {

@@ -135,6 +135,18 @@ impl ConnectTarget {
         &self.database
     }
 
+    /// `host:port/database`, for logs: never the user or password.
+    pub fn address(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}/{}", self.database)
+    }
+
     /// True when connections must use TLS (`sslmode=require` or stricter); with `prefer`
     /// the server decides.
     pub fn uses_tls(&self) -> bool {
@@ -242,6 +254,20 @@ impl ConnectTarget {
             })
             .collect();
         names.join(",")
+    }
+
+    /// A dedicated session that has run `LISTEN` on `channel` (see [`crate::listen`]),
+    /// named [`crate::listen::APPLICATION_NAME`] in `pg_stat_activity`.
+    pub async fn listen(&self, channel: &str) -> Result<crate::listen::Listener, DbError> {
+        let mut config = self.config.clone();
+        config.application_name(crate::listen::APPLICATION_NAME);
+        match &self.tls {
+            Some(tls) => {
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                crate::listen::Listener::start(&config, connector, channel).await
+            }
+            None => crate::listen::Listener::start(&config, tokio_postgres::NoTls, channel).await,
+        }
     }
 
     /// A pool of at most `max_size` connections to this target.
@@ -419,7 +445,7 @@ where
 
 /// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),
 /// which tokio-postgres' own Display leaves out.
-fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -41,6 +41,48 @@ pub async fn latest_per_job(conn: &mut AsyncPgConnection) -> Result<Vec<Executio
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// The latest execution of one job, by the same rule as [`latest_per_job`].
+pub async fn latest_of_job(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+) -> Result<Option<ExecutionRecord>, DbError> {
+    use diesel::OptionalExtension;
+    let row: Option<ExecutionRow> = Prepared(
+        diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 \
+             ORDER BY started_at DESC, id DESC LIMIT 1"
+        ))
+        .bind::<diesel::sql_types::Text, _>(job_name),
+    )
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(Into::into))
+}
+
+/// The executions with these ids (those that still exist), in id order.
+pub async fn by_ids(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> Result<Vec<ExecutionRecord>, DbError> {
+    let ids: Vec<i32> = ids
+        .iter()
+        .filter_map(|id| i32::try_from(*id).ok())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<ExecutionRow> = Prepared(
+        diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM job_executions WHERE id = ANY($1) ORDER BY id"
+        ))
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Integer>, _>(ids),
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
 /// A page request over the execution history, newest first.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {

@@ -172,6 +172,7 @@ mod tests {
             registry: Arc::clone(&services.registry),
             runner: services.runner("dashboard-test:0".into()),
             access: crate::http::Access::from_config(&services.config),
+            live: services.live_view().expect("live view").0,
         })
     }
 

@@ -70,6 +70,15 @@ impl ApiError {
             "the database is not reachable right now",
         )
     }
+
+    /// 503 `not_ready`: the live view has not been loaded from the database yet.
+    pub fn not_loaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the server has not read the jobs' state from the database yet",
+        )
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -2,15 +2,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use jobs_core::{RunRequest, StartError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::status::loaded;
 use super::views::{Data, ErrorBody, JobView, RunStarted, StatusView};
 use super::{ApiError, AppState};
 
-/// The registered jobs with their schedule, switch, next run and latest execution.
+/// The registered jobs with their schedule, switch, next run and latest execution, from the
+/// server's live view (no database query).
 #[utoipa::path(
     get,
     path = "/internal/api/v1/jobs",
@@ -19,23 +20,14 @@ use super::{ApiError, AppState};
     responses(
         (status = 200, description = "Registered jobs in registration order", body = Data<Vec<JobView>>),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "The live view is not loaded yet", body = ErrorBody),
     )
 )]
 pub async fn list_jobs(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    let latest = db::executions::latest_per_job(&mut conn).await?;
-    let controls = db::controls::all(&mut conn).await?;
-    let now = Utc::now();
-    let jobs: Vec<JobView> = state
-        .registry
-        .iter()
-        .map(|job| {
-            let last = latest.iter().find(|r| r.job_name == job.name());
-            let control = controls.iter().find(|c| c.job_name == job.name());
-            JobView::new(job, last, now).with_control(control)
-        })
-        .collect();
+    let jobs: Vec<JobView> = loaded(&state)
+        .await?
+        .jobs()
+        .ok_or_else(ApiError::not_loaded)?;
     Ok(HttpResponse::Ok().json(Data { data: jobs }))
 }
 

@@ -4,6 +4,7 @@ pub mod auth;
 mod console;
 pub mod dashboard;
 mod error;
+mod events;
 mod executions;
 mod jobs;
 pub mod metrics;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// The accepted tokens (`ADMIN_TOKEN`, `VIEWER_TOKEN`, `METRICS_TOKEN`).
     pub access: Access,
+    /// The jobs' state in memory, and the event streams.
+    pub live: Arc<crate::live::LiveView>,
 }
 
 /// Largest JSON body accepted.
@@ -110,6 +113,7 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
             "/jobs/{job_name}/trends",
             web::get().to(console::trends),
         ))
+        .service(get("/events", web::get().to(events::events)))
         .service(get(
             "/jobs/executions/{id}/events",
             web::get().to(console::events),

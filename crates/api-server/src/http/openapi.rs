@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{console, executions, jobs, metrics, status, views};
+use super::{console, events, executions, jobs, metrics, status, views};
 
 /// The API description served at `/internal/api/v1/openapi.json`.
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use super::{console, executions, jobs, metrics, status, views};
         executions::history,
         executions::execution,
         executions::cancel,
+        events::events,
         metrics::metrics,
         console::pause,
         console::resume,

@@ -1,5 +1,6 @@
 //! Liveness, readiness and the latest execution of each job.
 
+use actix_web::http::header::ContentType;
 use actix_web::{web, HttpResponse};
 use diesel_async::RunQueryDsl;
 
@@ -7,7 +8,7 @@ use super::probes::{fresh, ProbeCache, PROBE_TIMEOUT, READY_TTL};
 use super::views::{Data, ErrorBody, ExecutionStatus, Health, Ready};
 use super::{ApiError, AppState};
 
-/// The latest execution of each job.
+/// The latest execution of each job, from the server's live view (no database query).
 #[utoipa::path(
     get,
     path = "/internal/api/v1/jobs/status",
@@ -16,15 +17,17 @@ use super::{ApiError, AppState};
     responses(
         (status = 200, description = "Latest execution of each job that ever ran", body = Data<Vec<ExecutionStatus>>),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "The live view is not loaded yet", body = ErrorBody),
     )
 )]
 pub async fn jobs_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    let latest = db::executions::latest_per_job(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(Data {
-        data: latest.iter().map(ExecutionStatus::from).collect::<Vec<_>>(),
-    }))
+    let body = loaded(&state)
+        .await?
+        .status_body()
+        .ok_or_else(ApiError::not_loaded)?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 /// Liveness: the process answers.
@@ -79,4 +82,17 @@ pub async fn readyz(
         status: "ready".into(),
         database: "ok".into(),
     }))
+}
+
+/// How long a request made before the first read of the jobs' state waits for it.
+const FIRST_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The live view once it has been loaded; 503 `not_ready` when that takes too long (the
+/// database is unreachable since start-up).
+pub(super) async fn loaded(state: &AppState) -> Result<&crate::live::LiveView, ApiError> {
+    if state.live.wait_loaded(FIRST_LOAD_WAIT).await {
+        Ok(&state.live)
+    } else {
+        Err(ApiError::not_loaded())
+    }
 }

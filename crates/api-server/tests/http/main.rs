@@ -28,11 +28,18 @@ impl TestApp {
         let config = Config::from_vars(Vars::from_pairs(pairs)).expect("test config");
         let services = Services::prepare(config).expect("services");
         let runner = services.runner("test-host:0".into());
+        // Loaded here and after every `exec`; the feed that follows other servers' writes
+        // is tested with real server processes (tests/live.rs).
+        let (live, _feed) = services.live_view().expect("live view");
+        api_server::live::feed::resync(&live, &services.pool)
+            .await
+            .expect("load the live view");
         let state = web::Data::new(AppState {
             pool: services.pool.clone(),
             registry: Arc::clone(&services.registry),
             runner,
             access: api_server::http::Access::from_config(&services.config),
+            live,
         });
         Self { db, state }
     }
@@ -64,5 +71,8 @@ impl TestApp {
         use diesel_async::RunQueryDsl;
         let mut conn = self.db.connect().await;
         diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+        api_server::live::feed::resync(&self.state.live, &self.state.pool)
+            .await
+            .expect("re-read the live view");
     }
 }

@@ -406,6 +406,7 @@ async fn the_openapi_description_lists_every_route() {
         "/internal/api/v1/jobs/{job_name}/trends",
         "/internal/api/v1/jobs/executions/{id}/events",
         "/internal/api/v1/workers",
+        "/internal/api/v1/events",
         "/metrics",
         "/healthz",
         "/readyz",

@@ -117,6 +117,7 @@ async fn endpoints(addr: SocketAddr, since: &str) -> Result<Vec<(String, Target)
             "/jobs/status".to_owned(),
             get("/internal/api/v1/jobs/status"),
         ),
+        ("/jobs".to_owned(), get("/internal/api/v1/jobs")),
         (
             "/jobs/executions".to_owned(),
             get("/internal/api/v1/jobs/executions?limit=50"),
@@ -141,6 +142,12 @@ async fn endpoints(addr: SocketAddr, since: &str) -> Result<Vec<(String, Target)
         let ok = match label.as_str() {
             "/healthz" => value["status"] == "ok",
             "/jobs/status" => rows == 2,
+            "/jobs" => {
+                rows == 2
+                    && value["data"].as_array().is_some_and(|data| {
+                        data.iter().all(|j| j["latest_execution"]["id"].is_i64())
+                    })
+            }
             "/jobs/executions" => rows == 50 && value["next_cursor"].is_string(),
             _ => {
                 rows == 50

@@ -1,4 +1,4 @@
-//! The four scenarios, and what the two job scenarios share: migrating the bench database
+//! The five scenarios, and what the two job scenarios share: migrating the bench database
 //! with the real binary, running `api-server run-job` under watch, and reading what the
 //! run recorded.
 
@@ -6,6 +6,7 @@ pub mod api;
 pub mod audio_cleanup;
 pub mod cost_update;
 pub mod idle;
+pub mod live;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,66 @@
+//! `GET /internal/api/v1/events`: the live view's changes as Server-Sent Events.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::views::ErrorBody;
+use super::{ApiError, AppState};
+use crate::live::StreamRefused;
+
+/// Server-Sent Events: an `execution` event (the JSON of `GET /jobs/executions/{id}`'s
+/// `data`) whenever any server starts, advances or ends an execution, and a `job` event
+/// (one entry of `GET /jobs`) whenever a job's entry changes. A new stream starts with a
+/// `job` event per job; one that sends `Last-Event-ID` gets what it missed instead, when
+/// this server still has it. An idle stream gets a `: heartbeat` comment every
+/// `EVENTS_HEARTBEAT_SECS`; every stream ends when the server shuts down.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/events",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received, to resume after it")),
+    responses(
+        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Too many open streams (`too_many_streams`), or the server is shutting down", body = ErrorBody),
+    )
+)]
+pub async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let subscription = match state.live.subscribe(last_event_id) {
+        Ok(subscription) => subscription,
+        Err(StreamRefused::Full { max }) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!(
+                    "this server already serves {max} event streams (EVENTS_MAX_STREAMS); \
+                     try again later or poll GET /internal/api/v1/jobs"
+                ),
+            ))
+        }
+        Err(StreamRefused::Closing) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; connect again to another server",
+            ))
+        }
+    };
+    let body = futures_util::stream::unfold(subscription, |mut subscription| async move {
+        let chunk = subscription.next_chunk().await?;
+        Some((Ok::<_, actix_web::Error>(chunk), subscription))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
+        // Proxies such as nginx would otherwise hold events back.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}

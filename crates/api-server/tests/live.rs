@@ -1,0 +1,500 @@
+//! Live updates across servers (contract §7.4): two real server processes on one real
+//! PostgreSQL, the change feed between them, the event stream, and what happens when the
+//! listener's session is lost.
+//!
+//! A PostgreSQL restart is simulated by terminating the listeners' backends with
+//! `pg_terminate_backend` (the shared test cluster cannot be restarted): to a server it
+//! looks the same, its session ends under it.
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::time::{Duration, Instant};
+
+use db::testing::TestDatabase;
+use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
+use server::{eventually, ServerProcess};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "live-admin-token-0123456789";
+/// Generous: these are conditions awaited, not timings asserted (BENCHMARKS.md has those).
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A mock Storage whose bulk delete answers after `delay`, so a run stays running.
+async fn storage(delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "audio", "name": "audio", "owner": "", "public": false,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(delay),
+        )
+        .mount(&mock)
+        .await;
+    mock
+}
+
+async fn sql(db: &TestDatabase, query: &str) -> usize {
+    let mut conn = db.connect().await;
+    diesel::sql_query(query)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+fn vars<'a>(
+    db: &'a TestDatabase,
+    storage: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_POOL_SIZE", "3"),
+        ("ADMIN_TOKEN", TOKEN),
+        ("SUPABASE_URL", storage),
+        ("SUPABASE_SERVICE_ROLE_KEY", "live-service-key"),
+        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
+        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
+        ("MISFIRE_WINDOW_SECS", "0"),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k, v));
+    }
+    vars
+}
+
+async fn get(server: &ServerProcess, route: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(server.url(route))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The status of `job` in `/jobs/status` of `server`, with its `started_at`.
+async fn status_of(server: &ServerProcess, job: &str) -> Option<(String, String)> {
+    let (_, body) = get(server, "/internal/api/v1/jobs/status").await;
+    body["data"].as_array()?.iter().find_map(|e| {
+        (e["job_name"] == job).then(|| {
+            (
+                e["status"].as_str().unwrap_or_default().to_owned(),
+                e["started_at"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+/// One server-sent event, or a comment line.
+#[derive(Debug, Default, Clone)]
+struct Event {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+    comment: Option<String>,
+}
+
+impl Event {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// A `GET /events` stream being read.
+struct Stream {
+    resp: reqwest::Response,
+    buffer: String,
+    seen: Vec<Event>,
+}
+
+enum Next {
+    Event(Event),
+    /// The server ended the stream cleanly.
+    End,
+}
+
+impl Stream {
+    async fn open(server: &ServerProcess, last_event_id: Option<&str>) -> Self {
+        let mut req = reqwest::Client::new()
+            .get(server.url("/internal/api/v1/events"))
+            .bearer_auth(TOKEN);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Self {
+            resp,
+            buffer: String::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next event or comment, within `limit`.
+    async fn next(&mut self, limit: Duration) -> Next {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(at) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..at + 2).collect();
+                let mut event = Event::default();
+                for line in block.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        event.comment = Some(c.trim().to_owned());
+                    } else if let Some((field, value)) = line.split_once(':') {
+                        let value = value.strip_prefix(' ').unwrap_or(value);
+                        match field {
+                            "id" => event.id = Some(value.to_owned()),
+                            "event" => event.event = Some(value.to_owned()),
+                            "data" => event.data.push_str(value),
+                            _ => {}
+                        }
+                    }
+                }
+                self.seen.push(event.clone());
+                return Next::Event(event);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Err(_) => panic!("no event within {limit:?}; seen so far: {:#?}", self.seen),
+                Ok(Err(e)) => panic!("the stream broke: {e}"),
+                Ok(Ok(None)) => return Next::End,
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+            }
+        }
+    }
+
+    /// Reads until an event satisfies `want`.
+    async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}: {:#?}",
+                self.seen
+            );
+            match self.next(left).await {
+                Next::Event(e) if want(&e) => return e,
+                Next::Event(_) => {}
+                Next::End => panic!("the stream ended while waiting for {what}"),
+            }
+        }
+    }
+}
+
+fn is_execution(e: &Event, id: i64, status: &str) -> bool {
+    e.event.as_deref() == Some("execution") && {
+        let v = e.json();
+        v["id"] == id && v["status"] == status
+    }
+}
+
+async fn start_run(server: &ServerProcess) -> i64 {
+    let resp = reqwest::Client::new()
+        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    body["data"]["execution_id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
+    )
+    .await;
+    let mock = storage(Duration::from_secs(3)).await;
+    let uri = mock.uri();
+    let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
+    let b = ServerProcess::start(&vars(&db, &uri, &[])).await;
+
+    let mut stream = Stream::open(&b, None).await;
+    // A fresh stream starts with every job as it is now.
+    let first = stream
+        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+        .await;
+    assert_eq!(first.json()["job_name"], "audio_cleanup");
+    assert_eq!(first.json()["latest_execution"], Value::Null);
+
+    let id = start_run(&a).await;
+    let started = Instant::now();
+    let running = stream
+        .until("the run on B's stream", |e| is_execution(e, id, "running"))
+        .await;
+    let on_stream = started.elapsed();
+    assert_eq!(running.json()["job_name"], "audio_cleanup");
+    assert_eq!(running.json()["trigger"], "manual");
+    // Its job's entry changed with it.
+    let job = stream
+        .until("the job event", |e| e.event.as_deref() == Some("job"))
+        .await;
+    assert_eq!(job.json()["latest_execution"]["id"], id);
+    assert_eq!(job.json()["latest_execution"]["status"], "running");
+    eventually(LIMIT, "the run in B's /jobs/status", || async {
+        status_of(&b, "audio_cleanup")
+            .await
+            .filter(|(s, _)| s == "running")
+    })
+    .await;
+    println!(
+        "A's run on B's stream after {on_stream:?}, in B's status after {:?}",
+        started.elapsed()
+    );
+    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    assert_eq!(jobs["data"][0]["latest_execution"]["id"], id);
+
+    // And its end.
+    stream
+        .until("the end of the run on B's stream", |e| {
+            is_execution(e, id, "success")
+        })
+        .await;
+    eventually(LIMIT, "the success in B's /jobs/status", || async {
+        status_of(&b, "audio_cleanup")
+            .await
+            .filter(|(s, _)| s == "success")
+    })
+    .await;
+    // A row that is not any job's latest is announced but changes no job.
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms) \
+         VALUES ('audio_cleanup', 'failed', now() - interval '10 days', now() - interval '10 days', 5)",
+    )
+    .await;
+    stream
+        .until("the old row's event", |e| {
+            e.event.as_deref() == Some("execution") && e.json()["status"] == "failed"
+        })
+        .await;
+    assert_eq!(
+        status_of(&b, "audio_cleanup").await.unwrap().0,
+        "success",
+        "an older row took the latest's place"
+    );
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_listeners_session_is_lost_b_reconnects_and_converges() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    // No periodic re-read during the test: only the reconnection can catch B up.
+    let quiet = [("LIVE_RESYNC_SECS", "3600")];
+    let _a = ServerProcess::start(&vars(&db, &uri, &quiet)).await;
+    let b = ServerProcess::start(&vars(&db, &uri, &quiet)).await;
+    let listeners = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'background-jobs listener'";
+    eventually(LIMIT, "both listeners", || async {
+        (sql(&db, listeners).await == 2).then_some(())
+    })
+    .await;
+
+    // The simulated restart, and a write while nobody listens.
+    let killed = sql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'background-jobs listener'",
+    )
+    .await;
+    assert_eq!(killed, 2);
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, stats) \
+         VALUES ('cost_update', 'success', now(), now(), 12, '{\"updated\": 7}')",
+    )
+    .await;
+    eventually(
+        LIMIT,
+        "B to show the write made while it was not listening",
+        || async {
+            status_of(&b, "cost_update")
+                .await
+                .filter(|(s, _)| s == "success")
+        },
+    )
+    .await;
+    eventually(LIMIT, "both listeners back", || async {
+        (sql(&db, listeners).await == 2).then_some(())
+    })
+    .await;
+    assert!(
+        b.log().contains("lost the listener's session"),
+        "{}",
+        b.log()
+    );
+
+    // Listening again: a change arrives by notification, long before any re-read.
+    let mut stream = Stream::open(&b, None).await;
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'failed', error_message = 'changed after the restart' \
+         WHERE job_name = 'cost_update'",
+    )
+    .await;
+    stream
+        .until("the change after reconnecting", |e| {
+            e.event.as_deref() == Some("execution") && e.json()["status"] == "failed"
+        })
+        .await;
+    eventually(LIMIT, "B's status after reconnecting", || async {
+        status_of(&b, "cost_update")
+            .await
+            .filter(|(s, _)| s == "failed")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_gets_heartbeats_and_ends_cleanly_when_the_server_stops() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let mut server =
+        ServerProcess::start(&vars(&db, &uri, &[("EVENTS_HEARTBEAT_SECS", "1")])).await;
+    let mut stream = Stream::open(&server, None).await;
+    stream
+        .until("a heartbeat", |e| e.comment.as_deref() == Some("heartbeat"))
+        .await;
+    let (exit, _) = server.terminate(LIMIT).await;
+    assert_eq!(exit.code(), Some(0));
+    // Everything the server sent is read, and then the stream ends without an error.
+    loop {
+        match stream.next(LIMIT).await {
+            Next::End => break,
+            Next::Event(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&vars(&db, &uri, &[("EVENTS_MAX_STREAMS", "1")])).await;
+
+    let resp = reqwest::get(server.url("/internal/api/v1/events"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let mut stream = Stream::open(&server, None).await;
+    let snapshot = stream
+        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+        .await;
+    let resp = reqwest::Client::new()
+        .get(server.url("/internal/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+
+    // Gone while a run happens; back with the id of the last event it had.
+    drop(stream);
+    let id = start_run(&server).await;
+    let (_, status) = eventually(LIMIT, "the run's end", || async {
+        status_of(&server, "audio_cleanup")
+            .await
+            .filter(|(s, _)| s != "running")
+    })
+    .await;
+    assert!(!status.is_empty());
+    let last = snapshot.id.expect("events have ids");
+    let mut resumed = eventually(LIMIT, "the stream's place to be free", || async {
+        let resp = reqwest::Client::new()
+            .get(server.url("/internal/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .header("Last-Event-ID", &last)
+            .send()
+            .await
+            .ok()?;
+        (resp.status() == 200).then_some(resp)
+    })
+    .await;
+    // What it missed, in order, starting with the run's start: no snapshot first.
+    let mut buffer = String::new();
+    let deadline = Instant::now() + LIMIT;
+    while !buffer.contains("event: ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, resumed.chunk())
+            .await
+            .expect("an event")
+            .unwrap()
+            .expect("more of the stream");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let first = buffer
+        .split("\n\n")
+        .find(|b| b.contains("event: "))
+        .unwrap();
+    assert!(first.contains("event: execution"), "{buffer}");
+    assert!(first.contains(&format!("\"id\":{id},")), "{buffer}");
+    assert!(first.contains("\"status\":\"running\""), "{buffer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_usable_listener_the_server_polls_and_says_so() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let dead = format!(
+        "postgres://postgres@127.0.0.1:{}/nowhere",
+        server::free_port()
+    );
+    let off = ServerProcess::start(&vars(&db, &uri, &[("DATABASE_LISTEN_URL", "off")])).await;
+    let broken =
+        ServerProcess::start(&vars(&db, &uri, &[("DATABASE_LISTEN_URL", dead.as_str())])).await;
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, stats) \
+         VALUES ('audio_cleanup', 'running', now(), '{\"deleted\": 1}')",
+    )
+    .await;
+    for server in [&off, &broken] {
+        eventually(LIMIT, "the write, by polling", || async {
+            status_of(server, "audio_cleanup")
+                .await
+                .filter(|(s, _)| s == "running")
+        })
+        .await;
+    }
+    assert!(
+        off.log()
+            .contains("DATABASE_LISTEN_URL=off: polling the tables"),
+        "{}",
+        off.log()
+    );
+    let log = broken.log();
+    assert!(log.contains("cannot listen on 127.0.0.1:"), "{log}");
+    assert!(log.contains("polling the tables every 1s"), "{log}");
+}

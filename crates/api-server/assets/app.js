@@ -566,12 +566,16 @@
     }
     const at = state.jobs.findIndex((j) => j.job_name === job.job_name);
     if (at < 0) return;
+    // The whole entry of GET /jobs: its latest execution, backlog and pause state (a pause
+    // or resume made on any server arrives as a `job` event too).
     state.jobs[at] = job;
     live.updatedAt.set(job.job_name, Date.now());
     state.lastUpdated = new Date();
     renderJobs();
     noticeChanges();
     syncHistory();
+    // The detail view takes the job's name and whether it may run again from the list.
+    if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
   }
 
   // ---- cards -----------------------------------------------------------------------

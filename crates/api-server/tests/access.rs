@@ -30,6 +30,28 @@ impl Answer {
     }
 }
 
+/// Reads the whole answer; of an event stream (`GET /events`, which never ends by itself)
+/// the head and what came with it.
+async fn read_answer(
+    stream: &mut tokio::net::TcpStream,
+    bytes: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        let raw = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+        if let Some((head, _)) = raw.split_once("\r\n\r\n") {
+            if head.contains("\r\ncontent-type: text/event-stream") {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Sends `method target` exactly as written, with `headers`, and reads the whole answer.
 async fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -45,10 +67,13 @@ async fn send(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -
     request.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut bytes))
-        .await
-        .expect("the server answers")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        read_answer(&mut stream, &mut bytes),
+    )
+    .await
+    .expect("the server answers")
+    .unwrap();
     let raw = String::from_utf8_lossy(&bytes).into_owned();
     let status = raw
         .split(' ')

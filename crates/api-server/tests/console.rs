@@ -164,8 +164,13 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(body["data"]["pause_reason"], "storage migration");
     let paused_at = control_time(&db).await;
 
-    // The other server shows it at once.
-    let seen = job(&b, "audio_cleanup").await;
+    // The other server shows it as soon as its change feed brings it (contract §7.4: within
+    // 1 s; awaited here, the figure is in BENCHMARKS.md).
+    let seen = eventually(LONG, "the pause on the other server", || async {
+        let seen = job(&b, "audio_cleanup").await;
+        (seen["paused"] == true).then_some(seen)
+    })
+    .await;
     assert_eq!(seen["paused"], true, "{seen}");
     assert_eq!(seen["pause_reason"], "storage migration");
     assert_eq!(seen["paused_by"], "local");
@@ -216,7 +221,10 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["paused"], false);
     let resumed_at = control_time(&db).await;
-    assert_eq!(job(&a, "audio_cleanup").await["paused"], false);
+    eventually(LONG, "the resume on the other server", || async {
+        (job(&a, "audio_cleanup").await["paused"] == false).then_some(())
+    })
+    .await;
     let after = eventually(LONG, "a scheduled run after the resume", || async {
         let all = runs(&db).await;
         all.iter()

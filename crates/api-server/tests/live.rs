@@ -297,6 +297,89 @@ async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
         "success",
         "an older row took the latest's place"
     );
+    // Nor does a newer skipped slot: it is never the latest execution.
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, error_message) \
+         VALUES ('audio_cleanup', 'skipped', now() + interval '1 minute', now() + interval '1 minute', 0, 'skipped: the job was paused')",
+    )
+    .await;
+    stream
+        .until("the skipped slot's event", |e| {
+            e.event.as_deref() == Some("execution") && e.json()["status"] == "skipped"
+        })
+        .await;
+    assert_eq!(
+        status_of(&b, "audio_cleanup").await.unwrap().0,
+        "success",
+        "a skipped slot took the latest's place"
+    );
+    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    assert_eq!(jobs["data"][0]["latest_execution"]["id"], id);
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
+    let b = ServerProcess::start(&vars(&db, &uri, &[])).await;
+    let mut stream = Stream::open(&b, None).await;
+    stream
+        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+        .await;
+    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    assert_eq!(jobs["data"][0]["paused"], false);
+
+    let resp = reqwest::Client::new()
+        .post(a.url("/internal/api/v1/jobs/audio_cleanup/pause"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reason": "storage maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = Instant::now();
+    let paused = stream
+        .until("the pause on B's stream", |e| {
+            e.event.as_deref() == Some("job") && e.json()["paused"] == true
+        })
+        .await;
+    assert_eq!(paused.json()["job_name"], "audio_cleanup");
+    assert_eq!(paused.json()["pause_reason"], "storage maintenance");
+    assert_eq!(paused.json()["paused_by"], "admin");
+    let job = eventually(LIMIT, "the pause in B's /jobs", || async {
+        let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+        let job = jobs["data"][0].clone();
+        (job["paused"] == true).then_some(job)
+    })
+    .await;
+    println!("A's pause in B's /jobs after {:?}", started.elapsed());
+    assert_eq!(job["pause_reason"], "storage maintenance");
+    assert!(job["paused_at"].is_string(), "{job}");
+    // The backlog fields come along from B's own measurement.
+    assert!(job.get("backlog").is_some(), "{job}");
+    assert!(job.get("backlog_capped").is_some(), "{job}");
+
+    let resp = reqwest::Client::new()
+        .post(a.url("/internal/api/v1/jobs/audio_cleanup/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    stream
+        .until("the resume on B's stream", |e| {
+            e.event.as_deref() == Some("job") && e.json()["paused"] == false
+        })
+        .await;
+    eventually(LIMIT, "the resume in B's /jobs", || async {
+        let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+        (jobs["data"][0]["paused"] == false).then_some(())
+    })
+    .await;
     drop(a);
 }
 

@@ -49,7 +49,7 @@ pub async fn latest_of_job(
     use diesel::OptionalExtension;
     let row: Option<ExecutionRow> = Prepared(
         diesel::sql_query(format!(
-            "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 \
+            "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 AND status <> 'skipped' \
              ORDER BY started_at DESC, id DESC LIMIT 1"
         ))
         .bind::<diesel::sql_types::Text, _>(job_name),

@@ -96,6 +96,7 @@ pub async fn pause(
     let actor = auth::actor(&req);
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
     let control = db::controls::pause(&mut conn, &job_name, actor, reason.as_deref()).await?;
+    state.live.apply_control(control.clone());
     log::info!(
         "[Job] {} paused by {actor}{}",
         job_name.as_str(),
@@ -128,6 +129,7 @@ pub async fn resume(
     known_job(&state, &job_name)?;
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
     let control = db::controls::resume(&mut conn, &job_name).await?;
+    state.live.apply_control(control.clone());
     log::info!(
         "[Job] {} resumed by {}",
         job_name.as_str(),

@@ -41,7 +41,8 @@ const MAX_BURST: usize = 1_000;
 pub async fn resync(view: &LiveView, pool: &Pool) -> Result<(), DbError> {
     let mut conn = pool.get().await?;
     let latest = db::executions::latest_per_job(&mut conn).await?;
-    view.replace_all(latest);
+    let controls = db::controls::all(&mut conn).await?;
+    view.replace_all(latest, controls);
     Ok(())
 }
 
@@ -72,7 +73,8 @@ pub async fn apply(view: &LiveView, pool: &Pool, changes: &[Change]) -> Result<(
     }
     for job in jobs {
         let latest = db::executions::latest_of_job(&mut conn, &job).await?;
-        view.replace_job(&job, latest);
+        let control = db::controls::get(&mut conn, &job).await?;
+        view.replace_job(&job, latest, control);
     }
     Ok(())
 }

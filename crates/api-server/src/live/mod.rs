@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use chrono::Utc;
-use jobs_core::{ExecutionRecord, Registry};
+use jobs_core::{ExecutionRecord, Registry, Status};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+
+use db::controls::JobControl;
 
 use crate::config::{ConfigError, Secret, Vars};
 use crate::http::views::{Data, ExecutionStatus, ExecutionView, JobView};
@@ -106,8 +108,13 @@ impl LiveSettings {
 
 /// The latest execution of a job, as the view decides it: whether `candidate` takes the
 /// place of `current`. The one rule of "latest" in memory; its SQL twin is
-/// `db::executions::latest_per_job`, and a change to one is a change to both.
+/// `db::executions::latest_per_job`, and a change to one is a change to both: the newest
+/// row by `(started_at, id)` that is not a skipped slot. A skipped slot is never the latest
+/// execution, so one skipped while a run goes on never hides that run.
 pub fn replaces_latest(current: Option<&ExecutionRecord>, candidate: &ExecutionRecord) -> bool {
+    if candidate.status == Status::Skipped {
+        return false;
+    }
     match current {
         None => true,
         Some(current) if current.id == candidate.id => true,
@@ -128,6 +135,9 @@ struct ViewState {
     loaded: bool,
     /// Job name → its latest execution, for every job that ever ran (registered or not).
     latest: BTreeMap<String, ExecutionRecord>,
+    /// Job name → its run-time switches (`job_controls`: pause/resume), for every job
+    /// that has a row.
+    controls: BTreeMap<String, JobControl>,
     /// `GET /jobs/status`'s body, rebuilt on every change.
     status_body: Bytes,
 }
@@ -229,7 +239,7 @@ impl LiveView {
         Some(
             self.registry
                 .iter()
-                .map(|job| JobView::new(job, state.latest.get(job.name()), now))
+                .map(|job| state.job_view(job, now))
                 .collect(),
         )
     }
@@ -265,12 +275,27 @@ impl LiveView {
         self.publish(out);
     }
 
-    /// A full re-read (`db::executions::latest_per_job`): the view becomes exactly that,
-    /// and what differs is published.
-    pub fn replace_all(&self, latest: Vec<ExecutionRecord>) {
+    /// A full re-read (`db::executions::latest_per_job` and `db::controls::all`): the view
+    /// becomes exactly that, and what differs is published.
+    pub fn replace_all(&self, latest: Vec<ExecutionRecord>, controls: Vec<JobControl>) {
         let mut out = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut controls: BTreeMap<String, JobControl> = controls
+                .into_iter()
+                .map(|c| (c.job_name.clone(), c))
+                .collect();
+            for (name, control) in &controls {
+                if state.controls.get(name) != Some(control) {
+                    out.push(Outgoing::Job(name.clone()));
+                }
+            }
+            for name in state.controls.keys() {
+                if !controls.contains_key(name) {
+                    out.push(Outgoing::Job(name.clone()));
+                }
+            }
+            std::mem::swap(&mut state.controls, &mut controls);
             let mut fresh: BTreeMap<String, ExecutionRecord> = latest
                 .into_iter()
                 .map(|r| (r.job_name.clone(), r))
@@ -297,12 +322,26 @@ impl LiveView {
         self.publish(out);
     }
 
-    /// One job's state re-read after a `job` notification: always published, since what
-    /// changed may be outside the latest execution (pause/resume).
-    pub fn replace_job(&self, job_name: &str, latest: Option<ExecutionRecord>) {
+    /// One job's state re-read after a `job` notification (its latest execution and its
+    /// `job_controls` row): always published, since what changed may be outside the latest
+    /// execution (pause/resume).
+    pub fn replace_job(
+        &self,
+        job_name: &str,
+        latest: Option<ExecutionRecord>,
+        control: Option<JobControl>,
+    ) {
         let mut out = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            match control {
+                Some(control) => {
+                    state.controls.insert(job_name.to_owned(), control);
+                }
+                None => {
+                    state.controls.remove(job_name);
+                }
+            }
             let changed = state.latest.get(job_name) != latest.as_ref();
             match latest {
                 Some(record) => {
@@ -323,6 +362,21 @@ impl LiveView {
         self.publish(out);
     }
 
+    /// A job's switches as this server just wrote them (pause/resume through its API), so
+    /// that its own `GET /jobs` shows them at once; the `job` notification the write fired
+    /// brings the same row to every server, this one included.
+    pub fn apply_control(&self, control: JobControl) {
+        let name = control.job_name.clone();
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if state.controls.get(&name) == Some(&control) {
+                return;
+            }
+            state.controls.insert(name.clone(), control);
+        }
+        self.publish(vec![Outgoing::Job(name)]);
+    }
+
     /// Frames the changes and sends them to every open stream, in order.
     fn publish(&self, out: Vec<Outgoing>) {
         if out.is_empty() {
@@ -339,7 +393,7 @@ impl LiveView {
                     )),
                     Outgoing::Job(name) => {
                         let job = self.registry.get(&name)?;
-                        let view = JobView::new(&job, state.latest.get(&name), now);
+                        let view = state.job_view(&job, now);
                         Some(("job", serde_json::to_string(&view).ok()?))
                     }
                 })
@@ -375,7 +429,7 @@ impl LiveView {
         self.registry
             .iter()
             .filter_map(|job| {
-                let view = JobView::new(job, state.latest.get(job.name()), now);
+                let view = state.job_view(job, now);
                 let data = serde_json::to_string(&view).ok()?;
                 Some(frame(&id, "job", &data))
             })
@@ -459,6 +513,14 @@ impl LiveView {
     }
 }
 
+impl ViewState {
+    /// A job as `GET /jobs` shows it: its latest execution, backlog and pause state.
+    fn job_view(&self, job: &jobs_core::RegisteredJob, now: chrono::DateTime<Utc>) -> JobView {
+        JobView::new(job, self.latest.get(job.name()), now)
+            .with_control(self.controls.get(job.name()))
+    }
+}
+
 enum Outgoing {
     Execution(ExecutionRecord),
     Job(String),
@@ -530,7 +592,6 @@ impl Subscription {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use jobs_core::Status;
 
     fn record(id: i64, job: &str, status: Status, minute: u32) -> ExecutionRecord {
         ExecutionRecord {
@@ -582,20 +643,26 @@ mod tests {
             Some(&current),
             &record(7, "a", Status::Running, 10)
         ));
+        // A skipped slot never does, not even a newer one, as in the SQL.
+        assert!(!replaces_latest(
+            Some(&current),
+            &record(8, "a", Status::Skipped, 12)
+        ));
+        assert!(!replaces_latest(None, &record(8, "a", Status::Skipped, 12)));
     }
 
     #[test]
     fn the_status_body_follows_changes_and_ignores_older_rows() {
         let view = view(1);
         assert!(view.status_body().is_none());
-        view.replace_all(vec![record(5, "a", Status::Running, 10)]);
+        view.replace_all(vec![record(5, "a", Status::Running, 10)], Vec::new());
         let body: serde_json::Value = serde_json::from_slice(&view.status_body().unwrap()).unwrap();
         assert_eq!(body["data"][0]["status"], "running");
         view.apply_executions(vec![record(3, "a", Status::Failed, 5)]);
         view.apply_executions(vec![record(5, "a", Status::Success, 10)]);
         let body: serde_json::Value = serde_json::from_slice(&view.status_body().unwrap()).unwrap();
         assert_eq!(body["data"][0]["status"], "success");
-        view.replace_all(Vec::new());
+        view.replace_all(Vec::new(), Vec::new());
         assert_eq!(
             view.status_body().unwrap(),
             Bytes::from_static(br#"{"data":[]}"#)
@@ -605,7 +672,7 @@ mod tests {
     #[tokio::test]
     async fn streams_beyond_the_limit_are_refused_and_a_closed_one_frees_its_place() {
         let view = view(1);
-        view.replace_all(Vec::new());
+        view.replace_all(Vec::new(), Vec::new());
         let first = view.subscribe(None).unwrap();
         assert_eq!(
             view.subscribe(None).err(),
@@ -618,7 +685,7 @@ mod tests {
     #[tokio::test]
     async fn last_event_id_replays_what_followed_and_an_unknown_one_gets_a_snapshot() {
         let view = view(4);
-        view.replace_all(Vec::new());
+        view.replace_all(Vec::new(), Vec::new());
         view.apply_executions(vec![record(1, "a", Status::Running, 1)]);
         let id = view.event_id(view.events.lock().unwrap().last_seq);
         view.apply_executions(vec![record(1, "a", Status::Success, 1)]);

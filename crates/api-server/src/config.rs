@@ -547,7 +547,10 @@ mod tests {
             (&[("DEEPGRAM_API_URL", "not a url")], "DEEPGRAM_API_URL"),
             (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
             (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
-            (&[("VIEWER_TOKEN", "viewer-0123456789abcdef")], "VIEWER_TOKEN"),
+            (
+                &[("VIEWER_TOKEN", "viewer-0123456789abcdef")],
+                "VIEWER_TOKEN",
+            ),
             (
                 &[
                     ("ADMIN_TOKEN", "same-0123456789abcdef"),

@@ -118,7 +118,10 @@ fn hostile_spellings(path: &str, port: u16) -> Vec<String> {
         encode_all(path, false),
         format!("{dir}{}", encode_all(leaf, false)),
         format!("//internal{rest}"),
-        format!("///internal//{}", rest.trim_start_matches('/').replace('/', "//")),
+        format!(
+            "///internal//{}",
+            rest.trim_start_matches('/').replace('/', "//")
+        ),
         format!("{path}/"),
         format!("{path}//"),
         format!("/%69nternal{rest}/"),
@@ -231,7 +234,13 @@ async fn no_spelling_of_an_internal_path_gets_past_the_token_check() {
                 }
             }
             // A viewer may read but never write, however the path is spelled.
-            let answer = send(port, "POST", &target, &[("Authorization", &bearer(VIEWER).1)]).await;
+            let answer = send(
+                port,
+                "POST",
+                &target,
+                &[("Authorization", &bearer(VIEWER).1)],
+            )
+            .await;
             assert!(
                 (answer.status == 403 && answer.code() == "forbidden")
                     || (answer.status == 404 && answer.code() == "not_found"),
@@ -354,7 +363,13 @@ async fn without_a_token_foreign_hosts_and_cross_origin_writes_are_refused() {
         format!("127.0.0.1:{port}"),
         format!("[::1]:{port}"),
     ] {
-        let answer = send(port, "GET", "/internal/api/v1/jobs/status", &[("Host", &host)]).await;
+        let answer = send(
+            port,
+            "GET",
+            "/internal/api/v1/jobs/status",
+            &[("Host", &host)],
+        )
+        .await;
         assert_eq!(answer.status, 200, "Host: {host}\n{}", answer.raw);
     }
 
@@ -425,8 +440,7 @@ async fn metrics_are_open_unless_metrics_token_is_set_then_any_token_reads_them(
     for target in ["/metrics", "/%6Detrics", "//metrics/", "/metrics?x=1"] {
         for token in [None, Some("wrong-token")] {
             let header = token.map(bearer);
-            let headers: Vec<(&str, &str)> =
-                header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let answer = send(server.port, "GET", target, &headers).await;
             assert_eq!(
                 (answer.status, answer.code()),

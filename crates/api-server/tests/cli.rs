@@ -117,7 +117,8 @@ fn a_bad_supabase_url_is_named_without_echoing_its_query() {
 
 #[test]
 fn a_viewer_token_without_an_admin_token_exits_2() {
-    let (code, _, err) = run(api_server(&[("VIEWER_TOKEN", "viewer-0123456789abcdef")]).arg("jobs"));
+    let (code, _, err) =
+        run(api_server(&[("VIEWER_TOKEN", "viewer-0123456789abcdef")]).arg("jobs"));
     assert_eq!(code, 2);
     assert!(err.contains("VIEWER_TOKEN"), "{err}");
     assert!(!err.contains("viewer-0123456789abcdef"), "{err}");

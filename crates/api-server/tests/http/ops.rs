@@ -158,15 +158,24 @@ async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
         ("job_name=a%00b", "job_name"),
         // Values PostgreSQL or i64 cannot hold must be a 400, not a database error.
         // "v1:-300000000000000000:1": 7477 BC, which chrono holds and PostgreSQL does not.
-        ("cursor=76313a2d3330303030303030303030303030303030303a31", "cursor"),
+        (
+            "cursor=76313a2d3330303030303030303030303030303030303a31",
+            "cursor",
+        ),
         // "v1:9223372036854775807:1": the largest i64 in microseconds.
-        ("cursor=76313a393232333337323033363835343737353830373a31", "cursor"),
+        (
+            "cursor=76313a393232333337323033363835343737353830373a31",
+            "cursor",
+        ),
         ("cursor=76313a30003a31", "cursor"),
         ("cursor=a%00", "cursor"),
         ("limit=99999999999999999999999", "limit"),
         ("limit=-1", "limit"),
         ("limit=1e3", "limit"),
-        ("since=0000-01-01T00:00:00-23:59&until=0000-01-01T00:00:00Z", "since"),
+        (
+            "since=0000-01-01T00:00:00-23:59&until=0000-01-01T00:00:00Z",
+            "since",
+        ),
         ("since=%00", "since"),
         ("status=success%00", "status"),
         ("job_name=audio_cleanup%00", "job_name"),

@@ -65,6 +65,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Who asked for a manual run (`admin`, `local`, `cli`); `None` for scheduled runs.
     pub requested_by: Option<String>,
+    /// A `warn` line the run's log starts with (e.g. that the job is paused).
+    pub note: Option<String>,
 }
 
 impl RunRequest {
@@ -75,7 +77,14 @@ impl RunRequest {
             scheduled_for: None,
             dry_run,
             requested_by: None,
+            note: None,
         }
+    }
+
+    /// The same, its log starting with `note` as a `warn` line.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 
     /// The same, recording who asked for it.
@@ -91,6 +100,7 @@ impl RunRequest {
             scheduled_for: Some(slot),
             dry_run: false,
             requested_by: None,
+            note: None,
         }
     }
 }
@@ -577,6 +587,10 @@ impl Runner {
 
         let timeout = job.policy.timeout;
         let events = crate::capture::RunEvents::new();
+        if let Some(note) = &request.note {
+            // First, so that it heads the run's lines whatever the job logs.
+            events.push(log::Level::Warn, note.clone());
+        }
         let mut work = Box::pin(
             AssertUnwindSafe(crate::capture::scope(events.clone(), job.job.run(&ctx)))
                 .catch_unwind(),

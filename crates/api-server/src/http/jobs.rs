@@ -90,43 +90,23 @@ pub async fn run_job(
         db::controls::get(&mut conn, &job_name).await?
     };
     let paused = control.as_ref().is_some_and(|c| c.paused);
-    match state
-        .runner
-        .start(
-            job,
-            RunRequest::manual(dry_run).requested_by(super::auth::actor(&req)),
-        )
-        .await
-    {
-        Ok(started) => {
-            let note = paused.then(|| paused_run_note(control.as_ref()));
-            if let Some(note) = &note {
-                // The run's own record says so too, as its first line.
-                let written = match state.pool.get().await {
-                    Ok(mut conn) => {
-                        db::events::note(&mut conn, started.execution_id, log::Level::Warn, note)
-                            .await
-                    }
-                    Err(e) => Err(e.into()),
-                };
-                if let Err(e) = written {
-                    log::warn!(
-                        "execution {}: the paused-job note was not stored: {e}",
-                        started.execution_id
-                    );
-                }
-            }
-            Ok(HttpResponse::Accepted().json(Data {
-                data: RunStarted {
-                    execution_id: started.execution_id,
-                    job_name: job_name.into_inner(),
-                    status: StatusView::Running,
-                    dry_run,
-                    paused,
-                    note,
-                },
-            }))
-        }
+    let note = paused.then(|| paused_run_note(control.as_ref()));
+    let mut request = RunRequest::manual(dry_run).requested_by(super::auth::actor(&req));
+    if let Some(note) = &note {
+        // The run's own record says so too, as its first line.
+        request = request.with_note(note.clone());
+    }
+    match state.runner.start(job, request).await {
+        Ok(started) => Ok(HttpResponse::Accepted().json(Data {
+            data: RunStarted {
+                execution_id: started.execution_id,
+                job_name: job_name.into_inner(),
+                status: StatusView::Running,
+                dry_run,
+                paused,
+                note,
+            },
+        })),
         Err(e) => Err(start_error(e)),
     }
 }

@@ -143,7 +143,7 @@ async fn history_filters_by_job_status_and_window() {
 async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
     let app = TestApp::new(&[]).await;
     for (query, parameter) in [
-        ("status=skipped", "status"),
+        ("status=paused", "status"),
         ("since=yesterday", "since"),
         ("until=2026-13-01T00:00:00Z", "until"),
         (

@@ -133,7 +133,7 @@ impl ConnectTarget {
                     .config
                     .connect(connector)
                     .await
-                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                    .map_err(|e| connect_error(&e))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
             None => {
@@ -141,7 +141,7 @@ impl ConnectTarget {
                     .config
                     .connect(tokio_postgres::NoTls)
                     .await
-                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                    .map_err(|e| connect_error(&e))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         };
@@ -211,6 +211,15 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, DbError> 
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// A failed connection attempt, told apart by its SQLSTATE.
+fn connect_error(e: &tokio_postgres::Error) -> DbError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+        DbError::UnknownDatabase(describe_pg_error(e))
+    } else {
+        DbError::Connect(describe_pg_error(e))
+    }
 }
 
 /// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio_postgres::config::SslMode;
@@ -28,6 +28,7 @@ pub struct ConnectTarget {
     config: tokio_postgres::Config,
     tls: Option<Arc<rustls::ClientConfig>>,
     database: String,
+    transaction_pooling: bool,
 }
 
 impl std::fmt::Debug for ConnectTarget {
@@ -38,6 +39,7 @@ impl std::fmt::Debug for ConnectTarget {
             .field("ports", &self.config.get_ports())
             .field("database", &self.database)
             .field("tls", &self.tls.is_some())
+            .field("transaction_pooling", &self.transaction_pooling)
             .finish()
     }
 }
@@ -57,14 +59,26 @@ impl ConnectTarget {
         }
         let mut ssl_mode = String::from("prefer");
         let mut root_cert: Option<String> = None;
+        let mut pgbouncer: Option<String> = None;
         let mut kept: Vec<(String, String)> = Vec::new();
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "sslmode" => ssl_mode = v.into_owned(),
                 "sslrootcert" => root_cert = Some(v.into_owned()),
+                "pgbouncer" => pgbouncer = Some(v.into_owned()),
                 _ => kept.push((k.into_owned(), v.into_owned())),
             }
         }
+        let transaction_pooling = match pgbouncer.as_deref() {
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => {
+                return Err(DbError::Config(format!(
+                    "DATABASE_URL has pgbouncer={other:?}; use pgbouncer=true for a transaction-mode pooler or pgbouncer=false"
+                )))
+            }
+            None => is_supabase_transaction_pooler(&url),
+        };
         url.set_query(None);
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
@@ -103,7 +117,15 @@ impl ConnectTarget {
             config,
             tls,
             database,
+            transaction_pooling,
         })
+    }
+
+    /// True when the URL leads through a transaction-mode pooler (`?pgbouncer=true`, or
+    /// Supabase's pooler on port 6543): each statement may then run on another server
+    /// connection, so connections keep no prepared statements and no session state.
+    pub fn transaction_pooling(&self) -> bool {
+        self.transaction_pooling
     }
 
     /// The database name.
@@ -145,7 +167,13 @@ impl ConnectTarget {
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         };
-        result.map_err(|e| DbError::Connect(e.to_string()))
+        let mut conn = result.map_err(|e| DbError::Connect(e.to_string()))?;
+        if self.transaction_pooling {
+            // A named statement kept on one server connection is unknown on the next one,
+            // and its name collides with another client's there.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
+        Ok(conn)
     }
 
     /// A pool of at most `max_size` connections to this target.
@@ -213,6 +241,13 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, DbError> 
     Ok(config)
 }
 
+/// Supabase's pooler host (`*.pooler.supabase.com`) on its transaction-mode port 6543.
+fn is_supabase_transaction_pooler(url: &Url) -> bool {
+    url.host_str()
+        .is_some_and(|h| h.to_ascii_lowercase().ends_with(".pooler.supabase.com"))
+        && url.port() == Some(6543)
+}
+
 /// A failed connection attempt, told apart by its SQLSTATE.
 fn connect_error(e: &tokio_postgres::Error) -> DbError {
     if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
@@ -273,6 +308,34 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("/nope.pem") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn transaction_pooling_is_switched_on_by_the_url_or_found_from_supabase_port_6543() {
+        let direct = ConnectTarget::parse("postgres://u:p@127.0.0.1:5432/db").unwrap();
+        assert!(!direct.transaction_pooling());
+        let switched =
+            ConnectTarget::parse("postgres://u:p@127.0.0.1:6432/db?pgbouncer=true").unwrap();
+        assert!(switched.transaction_pooling());
+        let supabase = ConnectTarget::parse(
+            "postgresql://postgres.abc:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+        )
+        .unwrap();
+        assert!(supabase.transaction_pooling());
+        let session = ConnectTarget::parse(
+            "postgresql://postgres.abc:p@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+        )
+        .unwrap();
+        assert!(!session.transaction_pooling());
+        let off = ConnectTarget::parse(
+            "postgresql://u:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pgbouncer=false",
+        )
+        .unwrap();
+        assert!(!off.transaction_pooling());
+        let e = ConnectTarget::parse("postgres://u:secret@h/db?pgbouncer=maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pgbouncer") && !e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -7,51 +7,8 @@ use db::DbError;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-/// The old system's schema and data. The indexes carry PostgreSQL's default names (the old
-/// migration did not name them), unlike this service's `idx_job_executions_*`.
-pub const OLD_SYSTEM_SQL: &str = r#"
-CREATE TABLE public.job_executions (
-  id SERIAL PRIMARY KEY,
-  job_name VARCHAR(100) NOT NULL,
-  status VARCHAR(20) NOT NULL CHECK (status IN ('running', 'success', 'failed')),
-  started_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
-  completed_at TIMESTAMPTZ,
-  duration_ms INTEGER,
-  stats JSONB DEFAULT '{}',
-  error_message TEXT,
-  created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX ON public.job_executions (job_name);
-CREATE INDEX ON public.job_executions (status);
-CREATE INDEX ON public.job_executions (started_at DESC);
-CREATE INDEX ON public.job_executions (job_name, started_at DESC);
-
-INSERT INTO public.job_executions (job_name, status, started_at, completed_at, duration_ms, stats, error_message) VALUES
-  ('audio_cleanup', 'success', now() - interval '3 days', now() - interval '3 days' + interval '90 seconds', 90000, '{"deleted": 45, "failed": 2}', NULL),
-  ('cost_update', 'failed', now() - interval '3 days', now() - interval '3 days' + interval '1 second', 1200, '{}', 'Deepgram API returned 500'),
-  ('cost_update', 'success', now() - interval '2 days', now() - interval '2 days' + interval '5 seconds', 5000, '{"updated": 10, "skipped": 1, "failed": 0}', NULL),
-  -- Left running when the old process died: one long ago (its duration would overflow
-  -- an INTEGER of milliseconds), one yesterday.
-  ('audio_cleanup', 'running', now() - interval '40 days', NULL, NULL, '{}', NULL),
-  ('cost_update', 'running', now() - interval '1 day', NULL, NULL, '{}', NULL);
-
--- The application's table: more columns, another precision, its own data.
-CREATE TABLE public.transcriptions (
-  id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
-  user_id UUID NOT NULL,
-  title TEXT,
-  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  audio_file_path TEXT,
-  audio_deleted_at TIMESTAMPTZ,
-  stt_provider_request_id TEXT,
-  audio_cost_usd NUMERIC(10,4),
-  transcript JSONB
-);
-INSERT INTO public.transcriptions (user_id, title, created_at, audio_file_path, stt_provider_request_id, audio_cost_usd, transcript) VALUES
-  (gen_random_uuid(), 'old', now() - interval '60 days', 'audio/u1/old.webm', 'abc123def456.7890xyz', NULL, '{"text": "hi"}'),
-  (gen_random_uuid(), 'priced', now() - interval '2 days', 'audio/u1/new.webm', 'abc123def456.1111aaa', 0.0123, NULL);
-"#;
+/// The old system's schema and data (shared with the server's takeover test).
+const OLD_SYSTEM_SQL: &str = include_str!("fixtures/node_system.sql");
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
 struct Line {

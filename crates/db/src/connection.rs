@@ -122,8 +122,10 @@ impl ConnectTarget {
     }
 
     /// True when the URL leads through a transaction-mode pooler (`?pgbouncer=true`, or
-    /// Supabase's pooler on port 6543): each statement may then run on another server
-    /// connection, so connections keep no prepared statements and no session state.
+    /// Supabase's pooler on port 6543), where each statement may run on another server
+    /// connection. Connections then keep no prepared statement; diesel-async still prepares
+    /// each statement under a name in one round trip and runs it in the next, which such a
+    /// pooler may split, so the server refuses these URLs for now.
     pub fn transaction_pooling(&self) -> bool {
         self.transaction_pooling
     }

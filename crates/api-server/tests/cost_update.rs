@@ -310,7 +310,8 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
     let empty = insert(&mut conn, Some("")).await;
     let blank = insert(&mut conn, Some("   ")).await;
     let garbage = insert(&mut conn, Some("garbage")).await;
-    let bad_project = insert(&mut conn, Some(&format!("not-a-project.{}", new_id()))).await;
+    // Any project part is looked up as it is, unless it cannot be an id (whitespace).
+    let bad_project = insert(&mut conn, Some(&format!("not a project.{}", new_id()))).await;
     let dots = insert(&mut conn, Some(&format!("{PROJECT}.{}.extra", new_id()))).await;
     let long = insert(&mut conn, Some(&"x".repeat(5_000))).await;
 

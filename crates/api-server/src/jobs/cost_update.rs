@@ -580,7 +580,7 @@ impl Run {
 enum Reason {
     /// `stt_provider_request_id` is empty or blank.
     NoRequestId,
-    /// Not `<project UUID>.<request UUID>` nor a bare request UUID.
+    /// Not `<project>.<request>` nor a bare request UUID.
     MalformedRequestId,
     /// 404 from the named project, or from every candidate project.
     NotFound,

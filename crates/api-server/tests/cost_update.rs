@@ -426,7 +426,7 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
         );
     }
     let project_part = row(&mut conn, bad_project).await.error.unwrap_or_default();
-    assert!(project_part.contains("\"not-a-project\""), "{project_part}");
+    assert!(project_part.contains("\"not a project\""), "{project_part}");
     let failed = row(&mut conn, p).await.error.unwrap_or_default();
     assert!(
         failed.contains("code 400") && failed.contains("failed to process audio"),

@@ -310,7 +310,8 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
     let empty = insert(&mut conn, Some("")).await;
     let blank = insert(&mut conn, Some("   ")).await;
     let garbage = insert(&mut conn, Some("garbage")).await;
-    let bad_project = insert(&mut conn, Some(&format!("not-a-project.{}", new_id()))).await;
+    // Any project part is looked up as it is, unless it cannot be an id (whitespace).
+    let bad_project = insert(&mut conn, Some(&format!("not a project.{}", new_id()))).await;
     let dots = insert(&mut conn, Some(&format!("{PROJECT}.{}.extra", new_id()))).await;
     let long = insert(&mut conn, Some(&"x".repeat(5_000))).await;
 
@@ -425,7 +426,7 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
         );
     }
     let project_part = row(&mut conn, bad_project).await.error.unwrap_or_default();
-    assert!(project_part.contains("\"not-a-project\""), "{project_part}");
+    assert!(project_part.contains("\"not a project\""), "{project_part}");
     let failed = row(&mut conn, p).await.error.unwrap_or_default();
     assert!(
         failed.contains("code 400") && failed.contains("failed to process audio"),

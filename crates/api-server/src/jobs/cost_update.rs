@@ -584,7 +584,7 @@ impl Run {
 enum Reason {
     /// `stt_provider_request_id` is empty or blank.
     NoRequestId,
-    /// Not `<project UUID>.<request UUID>` nor a bare request UUID.
+    /// Not `<project>.<request>` nor a bare request UUID.
     MalformedRequestId,
     /// 404 from the named project, or from every candidate project.
     NotFound,
@@ -841,15 +841,17 @@ impl<'a> Lookups<'a> {
 /// A request id split into what to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestRef<'a> {
-    /// `<project UUID>.<request UUID>`.
+    /// `<project>.<request>`: Deepgram's UUIDs, or the replaced system's own ids such as
+    /// `abc123def456.7890xyz`, looked up as they are (the client percent-encodes each part).
     Composed { project: &'a str, request: &'a str },
     /// A bare request UUID.
     Bare(&'a str),
 }
 
-/// Reads `stt_provider_request_id` (surrounding whitespace ignored): the project is the
-/// part before the first dot. Both parts must be UUIDs (8-4-4-4-12 hex), checked here so
-/// that nothing malformed is ever sent.
+/// Reads `stt_provider_request_id` (surrounding whitespace ignored). With one dot it is
+/// `<project>.<request>`: both parts non-empty and without whitespace or control
+/// characters, whatever their form (UUIDs, or the ids the replaced system stored). Without
+/// a dot it must be a request UUID, looked up in the configured or visible projects.
 fn parse_request_id(row: &PendingCost) -> Result<RequestRef<'_>, Outcome> {
     let Some(raw) = row.request_id.as_deref() else {
         return Err(Outcome::unpriced(
@@ -869,37 +871,39 @@ fn parse_request_id(row: &PendingCost) -> Result<RequestRef<'_>, Outcome> {
     }
     match id.split_once('.') {
         Some((project, request)) => {
-            if !is_uuid(project) {
-                Err(Outcome::unpriced(
+            let bad_part = [("project", project), ("request", request)]
+                .into_iter()
+                .find(|(_, part)| !is_id_part(part));
+            match bad_part {
+                Some((which, part)) => Err(Outcome::unpriced(
                     Reason::MalformedRequestId,
                     format!(
-                        "the project part {} of {} is not a UUID",
-                        quote(project),
+                        "the {which} part {} of {} is not an id (empty, a second dot, whitespace or a control character)",
+                        quote(part),
                         quote(id)
                     ),
-                ))
-            } else if !is_uuid(request) {
-                Err(Outcome::unpriced(
-                    Reason::MalformedRequestId,
-                    format!(
-                        "the request part {} of {} is not a UUID",
-                        quote(request),
-                        quote(id)
-                    ),
-                ))
-            } else {
-                Ok(RequestRef::Composed { project, request })
+                )),
+                None => Ok(RequestRef::Composed { project, request }),
             }
         }
         None if is_uuid(id) => Ok(RequestRef::Bare(id)),
         None => Err(Outcome::unpriced(
             Reason::MalformedRequestId,
             format!(
-                "{} is neither a request UUID nor <project UUID>.<request UUID>",
+                "{} is neither a request UUID nor <project>.<request>",
                 quote(id)
             ),
         )),
     }
+}
+
+/// One part of `<project>.<request>`: non-empty, no dot, no whitespace or control
+/// character. Anything else (`/`, `?`, `%`, non-ASCII) is percent-encoded in the URL.
+fn is_id_part(part: &str) -> bool {
+    !part.is_empty()
+        && !part
+            .chars()
+            .any(|c| c == '.' || c.is_whitespace() || c.is_control())
 }
 
 /// A UUID in its usual hyphenated form (any case).
@@ -1051,7 +1055,7 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_split_at_the_first_dot_and_both_parts_must_be_uuids() {
+    fn request_ids_split_at_the_dot_and_old_style_parts_are_kept_as_they_are() {
         let composed = format!("{P}.{R}");
         assert_eq!(
             parse_request_id(&row(&composed)),
@@ -1069,13 +1073,40 @@ mod tests {
             Ok(RequestRef::Bare(upper.as_str()))
         );
 
+        // The replaced system's ids: neither part a UUID, looked up as they are.
+        assert_eq!(
+            parse_request_id(&row("abc123def456.7890xyz")),
+            Ok(RequestRef::Composed {
+                project: "abc123def456",
+                request: "7890xyz"
+            })
+        );
+        let mixed = format!("abc.{R}");
+        assert_eq!(
+            parse_request_id(&row(&mixed)),
+            Ok(RequestRef::Composed {
+                project: "abc",
+                request: R
+            })
+        );
+        // Characters that mean something in a URL stay in the part (the client encodes
+        // them); they never split or move the path.
+        assert_eq!(
+            parse_request_id(&row("a/b?x.c#d%2F")),
+            Ok(RequestRef::Composed {
+                project: "a/b?x",
+                request: "c#d%2F"
+            })
+        );
+
         assert_eq!(reason_of(""), Some(Reason::NoRequestId));
         assert_eq!(reason_of(" \t\n"), Some(Reason::NoRequestId));
         for bad in [
             "abc".to_owned(),
-            format!("abc.{R}"),
-            format!("{P}.abc"),
             format!("{P}.{R}.extra"),
+            "a..b".to_owned(),
+            "a b.c".to_owned(),
+            "a.b\tc".to_owned(),
             format!("{P}..{R}"),
             format!(".{R}"),
             format!("{P}."),

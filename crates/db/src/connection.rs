@@ -443,7 +443,6 @@ where
             Ok(stream)
         }
         .boxed()
-        }
     }
 }
 

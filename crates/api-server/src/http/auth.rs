@@ -364,7 +364,7 @@ mod tests {
         assert!(same_origin("http://[::1]:8080", "[::1]:8080"));
         assert!(!same_origin("http://127.0.0.1:9090", "127.0.0.1:8080"));
         assert!(!same_origin("http://localhost:8080", "127.0.0.1:8080"));
-        assert!(!same_origin("https://localhost", "localhost"));
+        assert!(!same_origin("https://localhost", "localhost:80"));
         assert!(!same_origin("null", "localhost"));
         assert!(!same_origin("file://", "localhost"));
     }

@@ -3,6 +3,7 @@
 mod client;
 mod encode;
 mod error;
+mod key;
 pub mod path;
 mod types;
 
@@ -12,6 +13,9 @@ pub use client::{
     DEFAULT_MAX_RETRY_AFTER, DEFAULT_REQUEST_TIMEOUT, ENV_SERVICE_KEY, ENV_URL, MAX_DELETE_CHUNK,
 };
 pub use error::Error;
+pub use key::{key_rights, KeyRights};
+/// Re-exported: the limit a client reports through [`Client::concurrency_limit`].
+pub use backpressure::AdaptiveLimit;
 pub use path::{parse_audio_path, ObjectRef, PathError};
 pub use types::{Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
 /// Re-exported so callers can build the project URL [`parse_audio_path`] needs.

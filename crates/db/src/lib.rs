@@ -5,6 +5,7 @@ mod connection;
 pub mod cost;
 pub mod execution_log;
 pub mod executions;
+mod index_plan;
 mod migrate;
 pub mod models;
 pub mod notifications;

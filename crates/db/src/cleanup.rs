@@ -219,7 +219,8 @@ mod tests {
         };
         let plan = page_plan(&mut conn, cursor).await;
         assert!(
-            plan.iter().any(|l| l.contains("Index Scan using idx_transcriptions_audio_cleanup")),
+            plan.iter()
+                .any(|l| l.contains("Index Scan using idx_transcriptions_audio_cleanup")),
             "{plan:#?}"
         );
         assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
@@ -230,7 +231,9 @@ mod tests {
         let mut after = None;
         let mut seen = 0;
         loop {
-            let page = candidates_page(&mut conn, cutoff, after, 7000).await.expect("page");
+            let page = candidates_page(&mut conn, cutoff, after, 7000)
+                .await
+                .expect("page");
             let Some(last) = page.last() else { break };
             after = Some(last.cursor());
             seen += page.len();

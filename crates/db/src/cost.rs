@@ -388,7 +388,10 @@ mod tests {
             request_id: "old-request".to_owned(),
             cost: BigDecimal::from_str("0.5").expect("decimal"),
         };
-        assert!(store_costs(&mut conn, &[stale]).await.expect("store").is_empty());
+        assert!(store_costs(&mut conn, &[stale])
+            .await
+            .expect("store")
+            .is_empty());
         let recorded = record_checks(
             &mut conn,
             &[CostCheck {
@@ -404,14 +407,20 @@ mod tests {
         .expect("record");
         assert_eq!(recorded.recorded, 0);
         let stored = stored(&mut conn, row).await;
-        assert_eq!((stored.cost, stored.checks, stored.gave_up), (None, 0, false));
+        assert_eq!(
+            (stored.cost, stored.checks, stored.gave_up),
+            (None, 0, false)
+        );
 
         let current = FoundCost {
             id: row,
             request_id: "new-request".to_owned(),
             cost: BigDecimal::from_str("0.5").expect("decimal"),
         };
-        assert_eq!(store_costs(&mut conn, &[current]).await.expect("store"), vec![row]);
+        assert_eq!(
+            store_costs(&mut conn, &[current]).await.expect("store"),
+            vec![row]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

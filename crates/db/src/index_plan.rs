@@ -10,7 +10,9 @@
 //! asked, stopped by the `LIMIT`, and a nested loop over the primary key for the writes —
 //! whatever the statistics say.
 
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
+use diesel_async::{
+    AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+};
 
 use crate::DbError;
 

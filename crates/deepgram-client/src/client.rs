@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backpressure::{AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
-use backpressure::{AdaptiveLimit, Signal};
 
 use crate::config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, ENV_API_KEY, ENV_API_URL, USER_AGENT};
 use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};

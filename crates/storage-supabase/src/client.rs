@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backpressure::{AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Response};
-use backpressure::{AdaptiveLimit, Signal};
 use url::Url;
 
 use crate::encode::{encode_path, encode_segment};
@@ -344,10 +344,7 @@ impl Client {
             bucket_segment(bucket)?,
             object_path(path)?
         );
-        let payload = Payload::Bytes {
-            content_type,
-            body,
-        };
+        let payload = Payload::Bytes { content_type, body };
         self.execute(Method::POST, &url, payload).await?;
         Ok(())
     }
@@ -505,7 +502,9 @@ impl Client {
             "offset": offset,
             "sortBy": { "column": "name", "order": "asc" },
         });
-        let bytes = self.execute(Method::POST, &url, Payload::Json(&body)).await?;
+        let bytes = self
+            .execute(Method::POST, &url, Payload::Json(&body))
+            .await?;
         decode(&bytes)
     }
 
@@ -572,8 +571,9 @@ impl Client {
                 // The same cap as the client's own wait before a retry: a longer one is
                 // handed to the caller rather than imposed on every request.
                 retry_after: match error {
-                    Error::RateLimited { retry_after } => retry_after
-                        .filter(|wait| *wait <= self.inner.config.max_retry_after),
+                    Error::RateLimited { retry_after } => {
+                        retry_after.filter(|wait| *wait <= self.inner.config.max_retry_after)
+                    }
                     _ => None,
                 },
             },

@@ -121,7 +121,9 @@ pub enum Error {
     /// The key's delete rights could not be proven on this bucket: a probe object written
     /// by the client was not confirmed deleted (Storage hides what row-level security does
     /// not let the key delete), or could not be written at all.
-    #[error("could not prove that the Supabase key may delete objects in bucket {bucket:?}: {detail}")]
+    #[error(
+        "could not prove that the Supabase key may delete objects in bucket {bucket:?}: {detail}"
+    )]
     RightsNotProven {
         /// The bucket probed.
         bucket: String,
@@ -151,7 +153,9 @@ impl Error {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            Error::InvalidProjectUrl { .. } | Error::InvalidKey { .. } | Error::KeyCannotDelete { .. }
+            Error::InvalidProjectUrl { .. }
+                | Error::InvalidKey { .. }
+                | Error::KeyCannotDelete { .. }
         )
     }
 

@@ -72,10 +72,12 @@ fn jwt_role(key: &str) -> Option<Role> {
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let claims = claims.as_object()?;
-    Some(match claims.get("role").and_then(serde_json::Value::as_str) {
-        Some(role) => Role::Claimed(role.to_owned()),
-        None => Role::Missing,
-    })
+    Some(
+        match claims.get("role").and_then(serde_json::Value::as_str) {
+            Some(role) => Role::Claimed(role.to_owned()),
+            None => Role::Missing,
+        },
+    )
 }
 
 fn shorten(text: &str, max: usize) -> String {

@@ -7,6 +7,8 @@ mod key;
 pub mod path;
 mod types;
 
+/// Re-exported: the limit a client reports through [`Client::concurrency_limit`].
+pub use backpressure::AdaptiveLimit;
 pub use client::{
     Client, ClientBuilder, Config, ServiceKey, DEFAULT_BASE_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LIST_PAGE_SIZE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_CONCURRENCY,
@@ -14,8 +16,6 @@ pub use client::{
 };
 pub use error::Error;
 pub use key::{key_rights, KeyRights};
-/// Re-exported: the limit a client reports through [`Client::concurrency_limit`].
-pub use backpressure::AdaptiveLimit;
 pub use path::{parse_audio_path, ObjectRef, PathError};
 pub use types::{Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
 /// Re-exported so callers can build the project URL [`parse_audio_path`] needs.

@@ -401,7 +401,10 @@ mod tests {
             assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")), "{raw}");
         }
         // The plain form has no query: a '?' there is part of the name.
-        assert_eq!(parse("audio/qm/what?1.webm"), Ok(obj("audio", "qm/what?1.webm")));
+        assert_eq!(
+            parse("audio/qm/what?1.webm"),
+            Ok(obj("audio", "qm/what?1.webm"))
+        );
         // Encoded, the same name is unambiguous.
         let raw = format!("{PROJECT}/storage/v1/object/public/audio/qm/what%3F1.webm");
         assert_eq!(parse(&raw), Ok(obj("audio", "qm/what?1.webm")));

@@ -48,7 +48,10 @@ fn keys_that_cannot_delete_are_refused_before_anything_is_sent() {
 async fn accepts_uploads(server: &MockServer) {
     Mock::given(method("POST"))
         .and(path_regex("^/storage/v1/object/audio/probe/.+"))
-        .respond_with(json_response(200, &json!({"Key": "audio/probe/p.txt", "Id": "1"})))
+        .respond_with(json_response(
+            200,
+            &json!({"Key": "audio/probe/p.txt", "Id": "1"}),
+        ))
         .mount(server)
         .await;
 }
@@ -146,8 +149,11 @@ impl Respond for Capacity {
             );
         }
         ends.push(now + self.latency);
-        json_response(200, &json!({"id": "audio", "name": "audio", "public": false}))
-            .set_delay(self.latency)
+        json_response(
+            200,
+            &json!({"id": "audio", "name": "audio", "public": false}),
+        )
+        .set_delay(self.latency)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod events;
 pub mod execution_log;
 pub mod executions;
+mod index_plan;
 mod migrate;
 pub mod models;
 pub mod monitoring;

@@ -41,7 +41,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bigdecimal::{BigDecimal, RoundingMode};
-use db::cost::{CostCheck, PendingCost};
+use db::cost::{CostCheck, FoundCost, PendingCost};
 use deepgram_client::{Client, ClientConfig, CostState, Error as DeepgramError, RequestRecord};
 use futures_util::stream::{self, StreamExt};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
@@ -94,8 +94,18 @@ mod keys {
     pub const GAVE_UP: &str = "gave_up";
     /// Rows looked at by this run.
     pub const CONSIDERED: &str = "considered";
-    pub const ALL: [&str; 7] = [
-        UPDATED, UNCHANGED, SKIPPED, FAILED, PENDING, GAVE_UP, CONSIDERED,
+    /// Deepgram lookups allowed in flight right now: `COST_UPDATE_CONCURRENCY`, lowered
+    /// for the whole job while Deepgram answers 429 or 503 (not a row counter).
+    pub const CONCURRENCY_LIMIT: &str = "concurrency_limit";
+    pub const ALL: [&str; 8] = [
+        UPDATED,
+        UNCHANGED,
+        SKIPPED,
+        FAILED,
+        PENDING,
+        GAVE_UP,
+        CONSIDERED,
+        CONCURRENCY_LIMIT,
     ];
 }
 
@@ -297,6 +307,10 @@ impl Job for CostUpdateJob {
             ));
         };
         let lookups = Lookups::new(client, self.project_id.clone());
+        // A new run starts at full concurrency: whatever slowed the last one down was
+        // hours ago.
+        let limit = client.concurrency_limit();
+        limit.reset();
         // Lookups and writes overlap: the producer keeps `concurrency` lookups in flight
         // across page boundaries and hands full batches of results to the writer, which
         // stores them while the next batch is being looked up. The channel holds one
@@ -310,11 +324,15 @@ impl Job for CostUpdateJob {
                     // Dropping the receiver stops the producer at its next batch.
                     return (run, Err(e));
                 }
+                run.stats
+                    .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
                 ctx.report_progress(&run.stats);
             }
             (run, Ok(()))
         };
-        let (end, (run, written)) = tokio::join!(producer, writer);
+        let (end, (mut run, written)) = tokio::join!(producer, writer);
+        run.stats
+            .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
         if let Err(e) = written {
             return Err(run.fail(format!("storing the results failed: {e}")));
         }
@@ -458,7 +476,12 @@ impl CostUpdateJob {
         for (row, outcome) in results {
             batch.incr(keys::CONSIDERED);
             match outcome {
-                Outcome::Priced(cost) => priced.push((row.id, cost)),
+                Outcome::Priced(cost) => priced.push(FoundCost {
+                    id: row.id,
+                    // Priced rows were looked up, so their request id was loaded.
+                    request_id: row.request_id.clone().unwrap_or_default(),
+                    cost,
+                }),
                 Outcome::Unpriced { reason, detail } => {
                     batch.incr(reason.stat());
                     let (counted, give_up) = match reason.limit(&self.settings) {
@@ -470,6 +493,7 @@ impl CostUpdateJob {
                     tallies.push((reason, row.id, error.clone()));
                     checks.push(CostCheck {
                         id: row.id,
+                        request_id: row.request_id.clone(),
                         status: reason.code().to_owned(),
                         error: Some(error),
                         counted,

@@ -7,6 +7,8 @@
 #                                            Kubernetes schemas (offline)
 #   wrk (Debian)                             HTTP load for the API benchmark (bench falls
 #                                            back to a built-in load loop without it)
+#   pg_dump (Debian postgresql-client)       compares migrated schemas (db tests)
+#   pgbouncer (Debian)                       the pooler tests, in session and transaction mode
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -15,6 +17,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v pg_dump >/dev/null || need_apt+=(postgresql-client)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   SUDO=""

@@ -1,5 +1,6 @@
 //! Fingerprints the migrations folder so that test templates are rebuilt when a migration
-//! changes (see `testing.rs`).
+//! changes (see `testing.rs`), and embeds each migration's `up.sql` text for
+//! `migrate --dry-run` (diesel's embedded migrations do not expose it).
 
 use std::path::Path;
 
@@ -18,6 +19,34 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=MIGRATIONS_DIGEST={hash:016x}");
+    write_up_sql(&dir);
+}
+
+/// Writes `$OUT_DIR/migration_sql.rs`: `&[(directory name, up.sql text)]`, oldest first.
+fn write_up_sql(dir: &Path) {
+    let mut entries: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("up.sql").is_file())
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_string_lossy().into_owned();
+                    Some((name, p.join("up.sql")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    let mut code = String::from("&[\n");
+    for (name, path) in entries {
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.canonicalize().unwrap_or(path).display().to_string()
+        ));
+    }
+    code.push(']');
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("migration_sql.rs");
+    std::fs::write(out, code).expect("write migration_sql.rs");
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

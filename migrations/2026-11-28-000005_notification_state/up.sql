@@ -2,7 +2,7 @@
 -- per job per change of state" holds across restarts and replicas. A server reads the row,
 -- decides, and writes it back only if `version` is still what it read (compare-and-set);
 -- the server whose write wins sends the notice, the others re-read and find nothing to do.
-CREATE TABLE public.job_notification_state (
+CREATE TABLE IF NOT EXISTS public.job_notification_state (
   job_name VARCHAR(100) PRIMARY KEY,
   -- ok: nothing to report; failing: its last run failed for good; overdue: no success for
   -- longer than the overdue factor times its interval.

@@ -36,6 +36,12 @@ impl Services {
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
         let target = ConnectTarget::parse(config.database_url.expose())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        if target.transaction_pooling() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "leads to a transaction-mode pooler (pgbouncer=true, or Supabase's pooler port 6543), which this service cannot use yet: use the session pooler (Supabase: the same host on port 5432) or the direct database URL".to_owned(),
+            ));
+        }
         let pool = target
             .with_statement_timeout(config.statement_timeout)
             .pool(config.pool_size)

@@ -36,7 +36,11 @@ enum Command {
         dry_run: bool,
     },
     /// Apply pending migrations and exit.
-    Migrate,
+    Migrate {
+        /// Print the statements that would run and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List the jobs: schedule, enabled or why not, next run time.
     Jobs,
 }
@@ -108,7 +112,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Exit> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::RunJob { job_name, dry_run } => run_job(config, &job_name, dry_run).await,
-        Command::Migrate => migrate(config).await,
+        Command::Migrate { dry_run: false } => migrate(config).await,
+        Command::Migrate { dry_run: true } => migrate_dry_run(config).await,
         Command::Jobs => list_jobs(config),
     }
 }
@@ -130,6 +135,44 @@ async fn migrate(config: Config) -> Result<ExitCode, Exit> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the pending migrations' SQL, as SQL comments and statements, without changing
+/// anything (the database is not even created).
+async fn migrate_dry_run(config: Config) -> Result<ExitCode, Exit> {
+    let services = Services::prepare(config)?;
+    let plan = db::plan_migrations(&services.target)
+        .await
+        .map_err(|e| Exit::usage(format!("migrations not planned: {e}")))?;
+    let database = services.target.database();
+    println!("-- dry run: nothing was changed in {database}");
+    if !plan.database_exists {
+        println!("-- database {database} does not exist: migrate would create it first");
+    }
+    for note in &plan.notes {
+        println!("-- {note}");
+    }
+    if plan.pending.is_empty() {
+        println!("-- database {database} is up to date: no statement would run");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "-- {} pending migration(s), applied in one transaction:",
+        plan.pending.len()
+    );
+    for (name, sql) in &plan.pending {
+        println!("\n-- migration {name}\n{}", sql.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 2 when the database cannot be adopted as it is (a usage problem for the operator),
+/// 1 for other database failures.
+fn not_ready(e: db::DbError) -> Exit {
+    match e {
+        db::DbError::Incompatible(_) => Exit::usage(format!("database not ready: {e}")),
+        e => Exit::failure(format!("database not ready: {e}")),
+    }
 }
 
 fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
@@ -200,10 +243,7 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             signalled.cancel();
         }
     });
-    services
-        .migrate()
-        .await
-        .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
+    services.migrate().await.map_err(not_ready)?;
     let worker = format!(
         "{}:run-job:{}",
         gethostname::gethostname().to_string_lossy(),
@@ -270,10 +310,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         log::warn!("ADMIN_TOKEN is shorter than 16 characters; use a long random token (e.g. openssl rand -hex 24)");
     }
     let services = Services::prepare(config)?;
-    services
-        .migrate()
-        .await
-        .map_err(|e| Exit::failure(format!("database not ready: {e}")))?;
+    services.migrate().await.map_err(not_ready)?;
     let config = Arc::clone(&services.config);
     let notifier = services.notifier();
     let runner = services.runner_with(config.worker_id.clone(), notifier.clone());

@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const KEY: &str = "sb-service-role-key-that-must-never-leak";
+/// A legacy service-role key: a JWT whose payload says `{"role": "service_role"}` (the
+/// signature is Storage's business, not the client's).
+const KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.c2VydmljZS1yb2xlLWtleS10aGF0LW11c3QtbmV2ZXItbGVhaw";
 const JSON: &str = "application/json; charset=utf-8";
 const OLD: &str = "40 days";
 const YOUNG: &str = "1 day";
@@ -293,8 +295,27 @@ async fn run(job: &AudioCleanupJob, dry_run: bool) -> Result<Stats, jobs_core::J
     job.run(&JobContext::new(1, Trigger::Manual, dry_run)).await
 }
 
+/// A run over rows naming the missing `ghost` bucket: it does its work elsewhere, then
+/// fails naming the bucket, with the counters it reached.
+async fn run_with_ghost(job: &AudioCleanupJob, dry_run: bool) -> Stats {
+    let error = run(job, dry_run)
+        .await
+        .expect_err("a referenced bucket that is missing fails the run");
+    assert!(
+        error.message.contains("no bucket \"ghost\""),
+        "{}",
+        error.message
+    );
+    error.stats.expect("the counters reached")
+}
+
+/// The row counters (the live `concurrency_limit` is not one).
 fn counters(stats: &Stats) -> BTreeMap<String, i64> {
-    stats.iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    stats
+        .iter()
+        .filter(|(k, _)| *k != "concurrency_limit")
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 fn expected(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
@@ -303,6 +324,7 @@ fn expected(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
         "failed",
         "already_absent",
         "would_delete",
+        "still_referenced",
         "invalid_path",
         "bucket_missing",
         "storage_error",
@@ -323,7 +345,11 @@ fn assert_stats_add_up(stats: &Stats) {
     let g = |k| stats.get(k);
     assert_eq!(
         g("considered"),
-        g("deleted") + g("already_absent") + g("would_delete") + g("failed"),
+        g("deleted")
+            + g("already_absent")
+            + g("would_delete")
+            + g("still_referenced")
+            + g("failed"),
         "{stats:?}"
     );
     assert_eq!(
@@ -410,7 +436,7 @@ async fn old_audio_is_deleted_and_only_rows_storage_confirmed_are_marked() {
     let server = storage(&objects, Duration::ZERO).await;
     let must_be_marked = seed_mixed(&db, &server.uri()).await;
 
-    let stats = run(&job(&server, &db, &[]), false).await.unwrap();
+    let stats = run_with_ghost(&job(&server, &db, &[]), false).await;
 
     // Exactly the old rows' objects were asked for, each once, and only in `audio`.
     let calls = delete_calls(&server, "audio").await;
@@ -489,10 +515,10 @@ async fn a_second_run_finds_nothing_left_to_do_but_the_rows_it_cannot_handle() {
     let server = storage(&objects, Duration::ZERO).await;
     let must_be_marked = seed_mixed(&db, &server.uri()).await;
     let job = job(&server, &db, &[]);
-    run(&job, false).await.unwrap();
+    run_with_ghost(&job, false).await;
     let deletes_before = delete_calls(&server, "audio").await.len();
 
-    let stats = run(&job, false).await.unwrap();
+    let stats = run_with_ghost(&job, false).await;
 
     assert_eq!(delete_calls(&server, "audio").await.len(), deletes_before);
 
@@ -518,7 +544,7 @@ async fn a_dry_run_sends_no_delete_and_changes_no_row() {
     let before = marked(&db).await;
     let remaining = objects.remaining();
 
-    let stats = run(&job(&server, &db, &[]), true).await.unwrap();
+    let stats = run_with_ghost(&job(&server, &db, &[]), true).await;
 
     assert!(
         requests(&server).await.iter().all(|(m, _)| m == "GET"),
@@ -548,12 +574,11 @@ async fn audio_cleanup_dry_run_makes_every_run_dry() {
     seed_mixed(&db, &server.uri()).await;
     let before = marked(&db).await;
 
-    let stats = run(
+    let stats = run_with_ghost(
         &job(&server, &db, &[("AUDIO_CLEANUP_DRY_RUN", "true")]),
         false,
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(
         count_requests(&server, "DELETE", "/storage/v1/object/audio").await,
@@ -832,7 +857,9 @@ async fn a_run_over_many_batches_reports_progress_after_each_batch() {
             }
         }
     };
-    let stats = result.unwrap();
+    let error = result.expect_err("the missing ghost bucket fails the run");
+    assert!(error.message.contains("\"ghost\""), "{}", error.message);
+    let stats = error.stats.expect("stats");
 
     assert!(
         seen.starts_with(&[2, 4, 6]),
@@ -861,19 +888,18 @@ async fn a_run_over_many_batches_reports_progress_after_each_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_bucket_is_checked_once_and_its_rows_stay_unmarked() {
+async fn a_missing_bucket_is_checked_once_its_rows_stay_unmarked_and_the_run_fails_naming_it() {
     let db = TestDatabase::new().await;
     let server = storage(&Objects::with(["u/a.webm"]), Duration::ZERO).await;
     let mut paths: Vec<String> = (0..6).map(|i| format!("ghost/u/{i}.webm")).collect();
     paths.push("audio/u/a.webm".into());
     seed_many(&db, OLD, &paths).await;
 
-    let stats = run(
+    let stats = run_with_ghost(
         &job(&server, &db, &[("AUDIO_CLEANUP_BATCH_SIZE", "2")]),
         false,
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(
         count_requests(&server, "GET", "/storage/v1/bucket/ghost").await,
@@ -1200,4 +1226,291 @@ async fn a_million_old_rows_are_cleaned_within_a_minute() {
     assert!(calls <= (rows + 999) / 1000, "{calls} calls");
     assert!(AtomicUsize::load(&largest, Ordering::SeqCst) <= 1000);
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys, rights and what an empty answer means.
+
+/// An unsigned JWT carrying `claims`, shaped like Supabase's legacy keys.
+fn jwt(claims: &str) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        engine.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        engine.encode(claims)
+    )
+}
+
+fn build_with_key(
+    server: &MockServer,
+    db: &TestDatabase,
+    key: &str,
+) -> Result<AudioCleanupJob, api_server::config::ConfigError> {
+    let uri = server.uri();
+    let pairs: Vec<(&str, &str)> = vec![
+        ("SUPABASE_URL", &uri),
+        ("SUPABASE_SERVICE_ROLE_KEY", key),
+        ("SUPABASE_BACKOFF_MS", "1"),
+        ("SUPABASE_MAX_BACKOFF_MS", "5"),
+    ];
+    let config = Config::from_vars(Vars::from_pairs(pairs)).unwrap();
+    AudioCleanupJob::from_config(&config, db.pool())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anon_role_key_or_a_publishable_key_is_refused_naming_the_variable() {
+    let db = TestDatabase::new().await;
+    let server = MockServer::start().await;
+    for key in [
+        jwt(r#"{"iss":"supabase","ref":"abc","role":"anon"}"#),
+        jwt(r#"{"role":"authenticated"}"#),
+        "sb_publishable_AbCdEf0123456789_secretish".to_owned(),
+    ] {
+        let error = build_with_key(&server, &db, &key).expect_err("a key that cannot delete");
+        assert_eq!(error.variable, "SUPABASE_SERVICE_ROLE_KEY", "{error}");
+        let message = error.to_string();
+        assert!(message.contains("cannot delete"), "{message}");
+        assert!(!message.contains(&key), "the key leaked: {message}");
+    }
+    assert!(requests(&server).await.is_empty(), "nothing was sent");
+}
+
+/// Storage behind row-level security, seen with a key that may read the bucket and write
+/// but not delete: every bulk delete answers `200 []`, as the real server does.
+async fn rls_storage(objects: &Objects, upload_refused: bool) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/storage/v1/bucket/audio"))
+        .respond_with(json_response(200, &bucket_record("audio")))
+        .mount(&server)
+        .await;
+    let upload = if upload_refused {
+        storage_error(
+            400,
+            "403",
+            "Unauthorized",
+            "Unauthorized",
+            "new row violates row-level security policy",
+        )
+    } else {
+        json_response(
+            200,
+            &json!({"Key": "audio/probe", "Id": "5b8f1c1e-7d4a-4a9e-9a57-2f1f6d0c8e42"}),
+        )
+    };
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex(
+            "^/storage/v1/object/audio/background-jobs-probe/.+",
+        ))
+        .respond_with(upload)
+        .mount(&server)
+        .await;
+    let _ = objects;
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(json_response(200, &json!([])))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rls_stand_in_answering_200_empty_never_leads_to_marking() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/0.webm"]);
+    for upload_refused in [false, true] {
+        let server = rls_storage(&objects, upload_refused).await;
+        let paths: Vec<String> = (0..4).map(|i| format!("audio/u/{i}.webm")).collect();
+        seed_many(&db, OLD, &paths).await;
+        // A key whose rights cannot be read from it: neither a JWT nor sb_secret_.
+        let job = build_with_key(&server, &db, "opaque-key-with-unknown-rights").unwrap();
+
+        let error = run(&job, false).await.expect_err("rights not proven");
+
+        assert!(
+            error.message.contains("SUPABASE_SERVICE_ROLE_KEY")
+                && error.message.contains("\"audio\""),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("opaque-key"), "{}", error.message);
+        let stats = error.stats.unwrap();
+        assert_eq!(stats.get("already_absent"), 0);
+        assert_eq!(stats.get("marked"), 0);
+        assert!(marked(&db).await.is_empty());
+        // No delete of the rows' objects was sent: only the probe's, if it was written.
+        let calls = delete_calls(&server, "audio").await;
+        assert!(
+            calls
+                .iter()
+                .flatten()
+                .all(|name| name.starts_with("background-jobs-probe/")),
+            "{calls:?}"
+        );
+        assert_eq!(calls.len(), usize::from(!upload_refused));
+        exec(&db, "DELETE FROM transcriptions").await;
+    }
+}
+
+/// `storage()` plus uploads into `objects` (the probe) and the secret-key checks.
+async fn storage_accepting_uploads(objects: &Objects) -> MockServer {
+    let server = storage(objects, Duration::ZERO).await;
+    struct Upload(Objects);
+    impl Respond for Upload {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let name = request
+                .url
+                .path()
+                .trim_start_matches("/storage/v1/object/audio/")
+                .to_owned();
+            self.0 .0.lock().unwrap().insert(name.clone());
+            json_response(200, &json!({"Key": format!("audio/{name}"), "Id": "1"}))
+        }
+    }
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex(
+            "^/storage/v1/object/audio/.+",
+        ))
+        .respond_with(Upload(objects.clone()))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_unknown_rights_proves_them_once_per_bucket_before_anything_is_marked() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/0.webm", "u/1.webm"]);
+    let server = storage_accepting_uploads(&objects).await;
+    let paths: Vec<String> = (0..4).map(|i| format!("audio/u/{i}.webm")).collect();
+    seed_many(&db, OLD, &paths).await;
+    let job = build_with_key(&server, &db, "opaque-key-with-unknown-rights").unwrap();
+
+    let stats = run(&job, false).await.unwrap();
+
+    assert_eq!((stats.get("deleted"), stats.get("already_absent")), (2, 2));
+    assert_eq!(marked(&db).await.len(), 4);
+    assert!(objects.remaining().is_empty(), "the probe is gone too");
+    let uploads = requests(&server)
+        .await
+        .iter()
+        .filter(|(m, _)| m == "POST")
+        .count();
+    assert_eq!(uploads, 1, "one probe per bucket per run");
+    let calls = delete_calls(&server, "audio").await;
+    assert!(
+        calls[0][0].starts_with("background-jobs-probe/"),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_key_is_trusted_sent_as_apikey_and_bearer_and_never_as_a_browser() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/0.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    seed(&db, OLD, Some("audio/u/0.webm")).await;
+    let key = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz";
+    let job = build_with_key(&server, &db, key).unwrap();
+
+    let stats = run(&job, false).await.unwrap();
+
+    assert_eq!(stats.get("deleted"), 1);
+    let received = server.received_requests().await.unwrap();
+    assert!(
+        received.iter().all(|r| r.method.as_str() != "POST"),
+        "no probe"
+    );
+    for request in &received {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("apikey"), key);
+        assert_eq!(header("authorization"), format!("Bearer {key}"));
+        assert!(
+            !header("user-agent").contains("Mozilla"),
+            "{}",
+            header("user-agent")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// URLs and write guards.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_an_unescaped_question_mark_is_refused_not_cut_at_the_question_mark() {
+    let db = TestDatabase::new().await;
+    // `qm/what` exists: cutting the URL at its `?` would delete it.
+    let objects = Objects::with(["qm/what", "qm/what?1.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    let url = format!(
+        "{}/storage/v1/object/public/audio/qm/what?1.webm",
+        server.uri()
+    );
+    seed(&db, OLD, Some(&url)).await;
+
+    let stats = run(&job(&server, &db, &[]), false).await.unwrap();
+
+    assert_eq!(objects.remaining(), names(&["qm/what", "qm/what?1.webm"]));
+    assert!(delete_calls(&server, "audio").await.is_empty());
+    assert!(marked(&db).await.is_empty());
+    assert_eq!(
+        counters(&stats),
+        expected(&[("considered", 1), ("invalid_path", 1), ("failed", 1)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_a_row_inside_the_retention_period_still_points_at_is_not_deleted() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/reused.webm", "u/own.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    seed(&db, OLD, Some("audio/u/reused.webm")).await;
+    seed(&db, OLD, Some("audio/u/own.webm")).await;
+    // A recent transcription uses the same file, written as a URL.
+    let url = format!(
+        "{}/storage/v1/object/public/audio/u/reused.webm",
+        server.uri()
+    );
+    seed(&db, YOUNG, Some(&url)).await;
+
+    let stats = run(&job(&server, &db, &[]), false).await.unwrap();
+
+    assert_eq!(objects.remaining(), names(&["u/reused.webm"]));
+    assert_eq!(marked(&db).await, names(&["audio/u/own.webm"]));
+    assert_eq!(
+        counters(&stats),
+        expected(&[
+            ("considered", 2),
+            ("deleted", 1),
+            ("marked", 1),
+            ("still_referenced", 1),
+        ])
+    );
+    assert_stats_add_up(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stats_show_the_storage_concurrency_limit() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/0.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    seed(&db, OLD, Some("audio/u/0.webm")).await;
+    let job = job(&server, &db, &[("AUDIO_CLEANUP_CONCURRENCY", "6")]);
+    let ctx = JobContext::new(1, Trigger::Manual, false);
+
+    let stats = job.run(&ctx).await.unwrap();
+
+    assert_eq!(stats.get("concurrency_limit"), 6);
+    assert_eq!(
+        ctx.last_progress().map(|p| p.get("concurrency_limit")),
+        Some(6)
+    );
 }

@@ -24,7 +24,7 @@ const TOKEN: &str = "browser-admin-token-0123456789";
 /// Both jobs enabled; their services are never reached unless a test runs a job.
 const BOTH_ENABLED: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http://127.0.0.1:9"),
-    ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
     ("DEEPGRAM_API_KEY", "browser-test-deepgram-key"),
     ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
 ];
@@ -341,7 +341,7 @@ async fn empty_state_with_never_run_and_disabled_jobs() {
         db.url(),
         &[
             ("SUPABASE_URL", "http://127.0.0.1:9"),
-            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ],
     )
     .await;
@@ -863,7 +863,7 @@ async fn run_now_goes_running_then_success() {
         db.url(),
         &[
             ("SUPABASE_URL", &storage.uri()),
-            ("SUPABASE_SERVICE_ROLE_KEY", "browser-test-service-key"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ],
     )
     .await;

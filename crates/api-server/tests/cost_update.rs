@@ -310,7 +310,8 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
     let empty = insert(&mut conn, Some("")).await;
     let blank = insert(&mut conn, Some("   ")).await;
     let garbage = insert(&mut conn, Some("garbage")).await;
-    let bad_project = insert(&mut conn, Some(&format!("not-a-project.{}", new_id()))).await;
+    // Any project part is looked up as it is, unless it cannot be an id (whitespace).
+    let bad_project = insert(&mut conn, Some(&format!("not a project.{}", new_id()))).await;
     let dots = insert(&mut conn, Some(&format!("{PROJECT}.{}.extra", new_id()))).await;
     let long = insert(&mut conn, Some(&"x".repeat(5_000))).await;
 
@@ -425,7 +426,7 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
         );
     }
     let project_part = row(&mut conn, bad_project).await.error.unwrap_or_default();
-    assert!(project_part.contains("\"not-a-project\""), "{project_part}");
+    assert!(project_part.contains("\"not a project\""), "{project_part}");
     let failed = row(&mut conn, p).await.error.unwrap_or_default();
     assert!(
         failed.contains("code 400") && failed.contains("failed to process audio"),
@@ -1011,4 +1012,95 @@ async fn bad_settings_are_refused_with_the_variable_named_and_no_secret_shown() 
     let error = CostUpdateJob::from_config(&config, pool).expect_err("unusable key");
     assert_eq!(error.variable, "DEEPGRAM_API_KEY");
     assert!(!error.to_string().contains("bad\u{7f}key"), "{error}");
+}
+
+/// A Deepgram that admits `capacity` lookups at once and answers the others 429 without
+/// `Retry-After`, as its Management API does under a concurrency limit. Each admitted
+/// lookup takes `latency`; the windows of admitted lookups tell how many are in flight.
+struct ConcurrencyLimited {
+    capacity: usize,
+    latency: Duration,
+    admitted: std::sync::Mutex<Vec<Instant>>,
+    too_many: std::sync::atomic::AtomicUsize,
+    served: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for ConcurrencyLimited {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        use std::sync::atomic::Ordering;
+        let now = Instant::now();
+        let mut ends = self.admitted.lock().unwrap();
+        ends.retain(|end| *end > now);
+        if ends.len() >= self.capacity {
+            self.too_many.fetch_add(1, Ordering::SeqCst);
+            return ResponseTemplate::new(429).set_body_json(json!({
+                "err_code": "TOO_MANY_REQUESTS",
+                "err_msg": "Too many requests. Please try again later.",
+                "request_id": "5f4d3c2b-1a09-4876-9543-210fedcba987"
+            }));
+        }
+        ends.push(now + self.latency);
+        self.served.fetch_add(1, Ordering::SeqCst);
+        let request_id = request.url.path().rsplit('/').next().unwrap_or_default();
+        ok(record(PROJECT, request_id, priced(json!(0.25)))).set_delay(self.latency)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_vendor_concurrency_limit_the_job_slows_down_as_a_whole_and_no_row_fails() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    let deepgram = Arc::new(ConcurrencyLimited {
+        capacity: 4,
+        latency: Duration::from_millis(40),
+        admitted: std::sync::Mutex::new(Vec::new()),
+        too_many: Default::default(),
+        served: Default::default(),
+    });
+    struct Shared(Arc<ConcurrencyLimited>);
+    impl wiremock::Respond for Shared {
+        fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+            self.0.respond(request)
+        }
+    }
+    Mock::given(method("GET"))
+        .and(path_regex(format!("^/v1/projects/{PROJECT}/requests/")))
+        .respond_with(Shared(Arc::clone(&deepgram)))
+        .mount(&server)
+        .await;
+    let rows = 120;
+    for _ in 0..rows {
+        insert(&mut conn, Some(&format!("{PROJECT}.{}", new_id()))).await;
+    }
+    let job = job(
+        &db,
+        &server,
+        &[
+            ("COST_UPDATE_CONCURRENCY", "16"),
+            ("DEEPGRAM_MAX_ATTEMPTS", "4"),
+            ("DEEPGRAM_BACKOFF_MS", "20"),
+        ],
+    );
+
+    let stats = run_ok(&job).await;
+
+    assert_eq!(counts(&stats), [rows, 0, 0, 0, 0, 0, rows], "{stats:?}");
+    // Each lookup alone would keep 12 of 16 calls bouncing; the shared limit keeps the
+    // 429s well below one per row.
+    let too_many = AtomicUsize::load(&deepgram.too_many, Ordering::SeqCst) as i64;
+    assert!(
+        too_many < rows / 2,
+        "{too_many} answers were 429 for {rows} rows"
+    );
+    assert_eq!(
+        AtomicUsize::load(&deepgram.served, Ordering::SeqCst) as i64,
+        rows
+    );
+    let limit = stats.get("concurrency_limit");
+    assert!(
+        (1..16).contains(&limit),
+        "the live limit came down: {limit}"
+    );
 }

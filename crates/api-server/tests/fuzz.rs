@@ -36,7 +36,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         ("ADMIN_TOKEN", TOKEN),
         ("RUST_LOG", "warn"),
         ("SUPABASE_URL", "http://127.0.0.1:9"),
-        ("SUPABASE_SERVICE_ROLE_KEY", "fuzz-service-key"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ("DEEPGRAM_API_KEY", "fuzz-deepgram-key"),
         ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
     ])

@@ -25,8 +25,10 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Context, Result};
 
-/// The key the mocks accept (Deepgram `Token …`, Storage `apikey` and `Bearer …`).
-pub const API_KEY: &str = "bench-key-0123456789abcdef";
+/// The key the mocks accept (Deepgram `Token …`, Storage `apikey` and `Bearer …`): shaped
+/// like a legacy Supabase service-role key (a JWT whose payload has `"role":
+/// "service_role"`), so that the clean-up trusts its rights without a probe.
+pub const API_KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.YmVuY2gta2V5LTAxMjM0NTY3ODlhYmNkZWY";
 /// The only project the Deepgram mock knows.
 pub const PROJECT_ID: &str = "3b1fe4f2-9c3e-4e0a-8f5a-2a54c1d0b7aa";
 /// The only bucket the Storage mock has.
@@ -59,8 +61,10 @@ pub struct MockStats {
     /// Sum of `i` over deleted names `u<i>/<i>.webm`: with `names_deleted` it shows that
     /// each seeded object was deleted exactly once.
     pub name_index_sum: AtomicU64,
-    /// Requests refused or not understood (bad key, unknown route, bad body).
+    /// Requests refused or not understood (bad key, unknown route, bad body, 429).
     pub rejected: AtomicU64,
+    /// Requests answered 429 because the mock's capacity was in use.
+    pub too_many: AtomicU64,
     /// Sum of the requests' durations, in nanoseconds.
     pub busy_ns: AtomicU64,
     /// Start of the first request since the reset, in nanoseconds after the mock started
@@ -82,6 +86,7 @@ impl MockStats {
             &self.names_deleted,
             &self.name_index_sum,
             &self.rejected,
+            &self.too_many,
             &self.busy_ns,
             &self.last_end_ns,
         ] {
@@ -123,6 +128,9 @@ impl MockStats {
 struct State {
     kind: Kind,
     latency: Duration,
+    /// Requests served at once; beyond, 429 at once without `Retry-After`.
+    capacity: Option<u64>,
+    admitted: AtomicU64,
     epoch: Instant,
     stats: MockStats,
 }
@@ -143,6 +151,17 @@ impl Drop for Mock {
 impl Mock {
     /// Starts a mock on a free loopback port.
     pub async fn start(kind: Kind, latency: Duration) -> Result<Self> {
+        Self::start_with_capacity(kind, latency, None).await
+    }
+
+    /// Starts a mock that serves at most `capacity` requests at once and answers any
+    /// beyond that with an immediate 429 without `Retry-After` (Deepgram's concurrency
+    /// limit); `None` serves everything.
+    pub async fn start_with_capacity(
+        kind: Kind,
+        latency: Duration,
+        capacity: Option<u64>,
+    ) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding a mock server on 127.0.0.1")?;
@@ -152,6 +171,8 @@ impl Mock {
         let state = Arc::new(State {
             kind,
             latency,
+            capacity,
+            admitted: AtomicU64::new(0),
             epoch: Instant::now(),
             stats: MockStats::default(),
         });
@@ -243,6 +264,18 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    let _admitted = match state.capacity {
+        None => None,
+        Some(capacity) => {
+            if state.admitted.fetch_add(1, Ordering::SeqCst) >= capacity {
+                state.admitted.fetch_sub(1, Ordering::SeqCst);
+                stats.too_many.fetch_add(1, Ordering::SeqCst);
+                stats.rejected.fetch_add(1, Ordering::SeqCst);
+                return Ok(too_many_requests());
+            }
+            Some(Admitted(&state.admitted))
+        }
+    };
     tokio::time::sleep(state.latency).await;
     let response = match state.kind {
         Kind::Deepgram => deepgram(stats, &parts),
@@ -252,6 +285,23 @@ async fn handle(
         stats.rejected.fetch_add(1, Ordering::SeqCst);
     }
     Ok(response)
+}
+
+/// Frees a slot of the mock's capacity when the answer is ready.
+struct Admitted<'a>(&'a AtomicU64);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Deepgram's answer beyond its concurrency limit (no `Retry-After`).
+fn too_many_requests() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"err_code":"TOO_MANY_REQUESTS","err_msg":"Too many requests. Please try again later.","request_id":"00000000-0000-0000-0000-000000000000"}"#.to_owned(),
+    )
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

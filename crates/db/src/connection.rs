@@ -11,7 +11,7 @@ use std::time::Duration;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio_postgres::config::{Host, SslMode};
@@ -35,6 +35,7 @@ pub struct ConnectTarget {
     database: String,
     /// Shared by clones, so that a plaintext connection is warned about once.
     plaintext_warning: Arc<Once>,
+    transaction_pooling: bool,
 }
 
 impl std::fmt::Debug for ConnectTarget {
@@ -46,6 +47,7 @@ impl std::fmt::Debug for ConnectTarget {
             .field("database", &self.database)
             .field("tls", &self.tls.is_some())
             .field("tls_required", &self.uses_tls())
+            .field("transaction_pooling", &self.transaction_pooling)
             .finish()
     }
 }
@@ -68,14 +70,26 @@ impl ConnectTarget {
         }
         let mut ssl_mode = String::from("prefer");
         let mut root_cert: Option<String> = None;
+        let mut pgbouncer: Option<String> = None;
         let mut kept: Vec<(String, String)> = Vec::new();
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "sslmode" => ssl_mode = v.into_owned(),
                 "sslrootcert" => root_cert = Some(v.into_owned()),
+                "pgbouncer" => pgbouncer = Some(v.into_owned()),
                 _ => kept.push((k.into_owned(), v.into_owned())),
             }
         }
+        let transaction_pooling = match pgbouncer.as_deref() {
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => {
+                return Err(DbError::Config(format!(
+                    "DATABASE_URL has pgbouncer={other:?}; use pgbouncer=true for a transaction-mode pooler or pgbouncer=false"
+                )))
+            }
+            None => is_supabase_transaction_pooler(&url),
+        };
         url.set_query(None);
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
@@ -127,7 +141,17 @@ impl ConnectTarget {
             tls,
             database,
             plaintext_warning: Arc::new(Once::new()),
+            transaction_pooling,
         })
+    }
+
+    /// True when the URL leads through a transaction-mode pooler (`?pgbouncer=true`, or
+    /// Supabase's pooler on port 6543), where each statement may run on another server
+    /// connection. Connections then keep no prepared statement; diesel-async still prepares
+    /// each statement under a name in one round trip and runs it in the next, which such a
+    /// pooler may split, so the server refuses these URLs for now.
+    pub fn transaction_pooling(&self) -> bool {
+        self.transaction_pooling
     }
 
     /// The database name.
@@ -211,7 +235,7 @@ impl ConnectTarget {
                     .config
                     .connect(connector)
                     .await
-                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                    .map_err(|e| connect_error(&e))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
             None => {
@@ -219,11 +243,16 @@ impl ConnectTarget {
                     .config
                     .connect(tokio_postgres::NoTls)
                     .await
-                    .map_err(|e| DbError::Connect(describe_pg_error(&e)))?;
+                    .map_err(|e| connect_error(&e))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         };
-        let connection = result.map_err(|e| DbError::Connect(e.to_string()))?;
+        let mut connection = result.map_err(|e| DbError::Connect(e.to_string()))?;
+        if self.transaction_pooling {
+            // A named statement kept on one server connection is unknown on the next one,
+            // and its name collides with another client's there.
+            connection.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
         if !encrypted.load(Ordering::Relaxed) && !self.is_loopback() {
             self.plaintext_warning.call_once(|| {
                 log::warn!(
@@ -443,6 +472,22 @@ where
     }
 }
 
+/// Supabase's pooler host (`*.pooler.supabase.com`) on its transaction-mode port 6543.
+fn is_supabase_transaction_pooler(url: &Url) -> bool {
+    url.host_str()
+        .is_some_and(|h| h.to_ascii_lowercase().ends_with(".pooler.supabase.com"))
+        && url.port() == Some(6543)
+}
+
+/// A failed connection attempt, told apart by its SQLSTATE.
+fn connect_error(e: &tokio_postgres::Error) -> DbError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+        DbError::UnknownDatabase(describe_pg_error(e))
+    } else {
+        DbError::Connect(describe_pg_error(e))
+    }
+}
+
 /// The error with its source chain ("db error: FATAL: …", "invalid peer certificate: …"),
 /// which tokio-postgres' own Display leaves out.
 pub(crate) fn describe_pg_error(e: &tokio_postgres::Error) -> String {
@@ -515,6 +560,34 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("/nope.pem") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn transaction_pooling_is_switched_on_by_the_url_or_found_from_supabase_port_6543() {
+        let direct = ConnectTarget::parse("postgres://u:p@127.0.0.1:5432/db").unwrap();
+        assert!(!direct.transaction_pooling());
+        let switched =
+            ConnectTarget::parse("postgres://u:p@127.0.0.1:6432/db?pgbouncer=true").unwrap();
+        assert!(switched.transaction_pooling());
+        let supabase = ConnectTarget::parse(
+            "postgresql://postgres.abc:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+        )
+        .unwrap();
+        assert!(supabase.transaction_pooling());
+        let session = ConnectTarget::parse(
+            "postgresql://postgres.abc:p@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+        )
+        .unwrap();
+        assert!(!session.transaction_pooling());
+        let off = ConnectTarget::parse(
+            "postgresql://u:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pgbouncer=false",
+        )
+        .unwrap();
+        assert!(!off.transaction_pooling());
+        let e = ConnectTarget::parse("postgres://u:secret@h/db?pgbouncer=maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pgbouncer") && !e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -4,14 +4,18 @@
 //! price (keyset pagination by id through the partial index
 //! `idx_transcriptions_cost_pending`), [`store_costs`] writes the prices found and
 //! [`record_checks`] records why the other rows got none. Both writes are guarded by
-//! `audio_cost_usd IS NULL`: a row priced meanwhile by someone else is left as it is.
+//! `audio_cost_usd IS NULL` and by the request id the row was read with: a row priced
+//! meanwhile by someone else, or whose request id changed since it was read (the price
+//! found would be another request's), is left as it is. Every statement runs with the
+//! planner pinned to its index-ordered plan (see [`crate::index_plan`]), so an un-analyzed
+//! table cannot turn the page query into a sort of the whole backlog.
 
 use bigdecimal::BigDecimal;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::DbError;
+use crate::{index_plan, DbError};
 
 /// Longest `stt_provider_request_id` read, in characters. A longer value is not loaded
 /// (it cannot be a request id, and loading it would make memory depend on the data):
@@ -42,6 +46,9 @@ pub struct PendingCost {
 pub struct CostCheck {
     /// The transcription.
     pub id: Uuid,
+    /// The request id the row was read with; the check is recorded only if the row still
+    /// has it. `None` when it was too long to load ([`PendingCost::request_id`]).
+    pub request_id: Option<String>,
     /// A short code stored in `cost_status` (`pending`, `no_price`, …).
     pub status: String,
     /// The reason in words, stored in `cost_error`.
@@ -61,22 +68,23 @@ pub async fn pending_batch(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<PendingCost>, DbError> {
+    index_plan::begin(conn).await?;
     let rows = match after {
         None => {
             diesel::sql_query(pending_sql(false))
                 .bind::<BigInt, _>(limit)
                 .load(conn)
-                .await?
+                .await
         }
         Some(after) => {
             diesel::sql_query(pending_sql(true))
                 .bind::<diesel::sql_types::Uuid, _>(after)
                 .bind::<BigInt, _>(limit)
                 .load(conn)
-                .await?
+                .await
         }
     };
-    Ok(rows)
+    index_plan::finish(conn, rows).await
 }
 
 /// The statement of [`pending_batch`]: `$1` is the limit, or the cursor and `$2` the limit.
@@ -106,29 +114,47 @@ struct UpdatedId {
     id: Uuid,
 }
 
-/// Stores each cost on its row when the row still has none, in one statement; returns
-/// the ids actually updated. An id missing from the answer was priced (or deleted) by
-/// someone else since it was read.
+/// A price found for a row, with the request id the row was read with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCost {
+    /// The transcription.
+    pub id: Uuid,
+    /// `stt_provider_request_id` exactly as it was read ([`PendingCost::request_id`]).
+    pub request_id: String,
+    /// The cost in USD.
+    pub cost: BigDecimal,
+}
+
+/// Stores each cost on its row when the row still has none **and still has the request
+/// id it was read with**, in one statement; returns the ids actually updated. An id
+/// missing from the answer was priced (or deleted) by someone else since it was read, or
+/// its request id changed (the price found belongs to the old request).
 pub async fn store_costs(
     conn: &mut AsyncPgConnection,
-    costs: &[(Uuid, BigDecimal)],
+    costs: &[FoundCost],
 ) -> Result<Vec<Uuid>, DbError> {
     if costs.is_empty() {
         return Ok(Vec::new());
     }
-    let (ids, amounts): (Vec<Uuid>, Vec<BigDecimal>) = costs.iter().cloned().unzip();
-    let updated: Vec<UpdatedId> = diesel::sql_query(
+    let ids: Vec<Uuid> = costs.iter().map(|c| c.id).collect();
+    let request_ids: Vec<&str> = costs.iter().map(|c| c.request_id.as_str()).collect();
+    let amounts: Vec<BigDecimal> = costs.iter().map(|c| c.cost.clone()).collect();
+    index_plan::begin(conn).await?;
+    let updated: Result<Vec<UpdatedId>, _> = diesel::sql_query(
         "UPDATE transcriptions t \
          SET audio_cost_usd = v.cost, cost_status = 'priced', cost_error = NULL, \
              cost_checked_at = now() \
-         FROM unnest($1::uuid[], $2::numeric[]) AS v(id, cost) \
+         FROM unnest($1::uuid[], $2::text[], $3::numeric[]) AS v(id, request_id, cost) \
          WHERE t.id = v.id AND t.audio_cost_usd IS NULL \
+           AND t.stt_provider_request_id = v.request_id \
          RETURNING t.id",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Text>, _>(request_ids)
     .bind::<Array<Numeric>, _>(amounts)
     .load(conn)
-    .await?;
+    .await;
+    let updated = index_plan::finish(conn, updated).await?;
     Ok(updated.into_iter().map(|row| row.id).collect())
 }
 
@@ -153,12 +179,14 @@ pub async fn record_checks(
         return Ok(RecordedChecks::default());
     }
     let mut ids = Vec::with_capacity(checks.len());
+    let mut request_ids = Vec::with_capacity(checks.len());
     let mut statuses = Vec::with_capacity(checks.len());
     let mut errors = Vec::with_capacity(checks.len());
     let mut increments = Vec::with_capacity(checks.len());
     let mut give_ups = Vec::with_capacity(checks.len());
     for check in checks {
         ids.push(check.id);
+        request_ids.push(check.request_id.as_deref());
         statuses.push(check.status.as_str());
         errors.push(check.error.as_deref());
         increments.push(i32::from(check.counted));
@@ -169,23 +197,29 @@ pub async fn record_checks(
         #[diesel(sql_type = Bool)]
         gave_up: bool,
     }
-    let recorded: Vec<Recorded> = diesel::sql_query(
+    index_plan::begin(conn).await?;
+    // A row read with a request id too long to load (`NULL` here) was never sent to
+    // Deepgram: its check is about the value's form, recorded as long as it is unpriced.
+    let recorded: Result<Vec<Recorded>, _> = diesel::sql_query(
         "UPDATE transcriptions t \
          SET cost_status = v.status, cost_error = v.error, cost_checked_at = now(), \
              cost_check_count = t.cost_check_count + v.inc, \
              cost_gave_up_at = CASE WHEN v.give_up THEN now() ELSE t.cost_gave_up_at END \
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::bool[]) \
-           AS v(id, status, error, inc, give_up) \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::bool[]) \
+           AS v(id, request_id, status, error, inc, give_up) \
          WHERE t.id = v.id AND t.audio_cost_usd IS NULL \
+           AND (v.request_id IS NULL OR t.stt_provider_request_id = v.request_id) \
          RETURNING v.give_up AS gave_up",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Nullable<Text>>, _>(request_ids)
     .bind::<Array<Text>, _>(statuses)
     .bind::<Array<Nullable<Text>>, _>(errors)
     .bind::<Array<Integer>, _>(increments)
     .bind::<Array<Bool>, _>(give_ups)
     .load(conn)
-    .await?;
+    .await;
+    let recorded = index_plan::finish(conn, recorded).await?;
     Ok(RecordedChecks {
         recorded: recorded.len(),
         gave_up: recorded.iter().filter(|r| r.gave_up).count(),
@@ -322,7 +356,12 @@ mod tests {
             .await
             .expect("price b");
         let cost = |s: &str| BigDecimal::from_str(s).expect("decimal");
-        let updated = store_costs(&mut conn, &[(a, cost("0.0043")), (b, cost("1"))])
+        let found = |id, request_id: &str, amount: &str| FoundCost {
+            id,
+            request_id: request_id.to_owned(),
+            cost: cost(amount),
+        };
+        let updated = store_costs(&mut conn, &[found(a, "a", "0.0043"), found(b, "b", "1")])
             .await
             .expect("store");
         assert_eq!(updated, vec![a]);
@@ -330,6 +369,58 @@ mod tests {
         assert_eq!(stored(&mut conn, a).await.status.as_deref(), Some("priced"));
         assert_eq!(stored(&mut conn, b).await.cost.as_deref(), Some("9.500000"));
         assert!(store_costs(&mut conn, &[]).await.expect("empty").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cost_is_not_stored_on_a_row_whose_request_id_changed_since_it_was_read() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let row = insert(&mut conn, Some("old-request")).await;
+        diesel::sql_query(
+            "UPDATE transcriptions SET stt_provider_request_id = 'new-request' WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(row)
+        .execute(&mut conn)
+        .await
+        .expect("change the request id");
+        let stale = FoundCost {
+            id: row,
+            request_id: "old-request".to_owned(),
+            cost: BigDecimal::from_str("0.5").expect("decimal"),
+        };
+        assert!(store_costs(&mut conn, &[stale])
+            .await
+            .expect("store")
+            .is_empty());
+        let recorded = record_checks(
+            &mut conn,
+            &[CostCheck {
+                id: row,
+                request_id: Some("old-request".to_owned()),
+                status: "no_price".to_owned(),
+                error: None,
+                counted: true,
+                give_up: true,
+            }],
+        )
+        .await
+        .expect("record");
+        assert_eq!(recorded.recorded, 0);
+        let stored = stored(&mut conn, row).await;
+        assert_eq!(
+            (stored.cost, stored.checks, stored.gave_up),
+            (None, 0, false)
+        );
+
+        let current = FoundCost {
+            id: row,
+            request_id: "new-request".to_owned(),
+            cost: BigDecimal::from_str("0.5").expect("decimal"),
+        };
+        assert_eq!(
+            store_costs(&mut conn, &[current]).await.expect("store"),
+            vec![row]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,6 +437,7 @@ mod tests {
             .expect("price");
         let check = |id, status: &str, counted, give_up| CostCheck {
             id,
+            request_id: None,
             status: status.to_owned(),
             error: Some(format!("{status} reason")),
             counted,

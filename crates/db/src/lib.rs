@@ -7,6 +7,7 @@ pub mod cost;
 pub mod events;
 pub mod execution_log;
 pub mod executions;
+mod index_plan;
 pub mod listen;
 mod migrate;
 pub mod models;
@@ -22,7 +23,8 @@ pub mod workers;
 pub use connection::{ConnectTarget, Pool, PooledConnection};
 pub use execution_log::PgExecutionLog;
 pub use migrate::{
-    embedded_versions, ensure_database, revert_last_migration, run_migrations, MIGRATIONS,
+    check_existing_schema, embedded_versions, ensure_database, plan_migrations,
+    revert_last_migration, run_migrations, MigrationPlan, MIGRATIONS, TAKEOVER_MESSAGE_PREFIX,
 };
 pub use prepared::Prepared;
 
@@ -36,6 +38,13 @@ pub enum DbError {
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(String),
+    /// The server answered that the database does not exist (SQLSTATE 3D000).
+    #[error("cannot connect to PostgreSQL: {0}")]
+    UnknownDatabase(String),
+    /// An existing table has a column whose type this service cannot use; nothing was
+    /// changed.
+    #[error("the existing schema cannot be used: {0}")]
+    Incompatible(String),
     /// A statement failed.
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),

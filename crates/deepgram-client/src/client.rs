@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backpressure::{AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
 
 use crate::config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, ENV_API_KEY, ENV_API_URL, USER_AGENT};
 use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};
@@ -34,7 +34,8 @@ struct Inner {
     api_key: ApiKey,
     auth_header: HeaderValue,
     config: ClientConfig,
-    in_flight: Semaphore,
+    /// Requests in flight: at most `max_concurrency`, fewer while Deepgram answers 429/503.
+    in_flight: AdaptiveLimit,
     rate_limiter: Option<RateLimiter>,
 }
 
@@ -103,7 +104,7 @@ impl Client {
                 base_url,
                 api_key,
                 auth_header,
-                in_flight: Semaphore::new(config.max_concurrency),
+                in_flight: AdaptiveLimit::new(config.max_concurrency),
                 rate_limiter,
                 config,
             }),
@@ -150,6 +151,14 @@ impl Client {
     /// The tunables in use.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The adaptive limit on requests in flight, shared by every clone and so by every
+    /// task of a job: a 429 or 503 lowers it for everyone (and a `Retry-After` pauses every
+    /// new request until it has passed), good answers raise it back towards
+    /// [`ClientConfig::max_concurrency`].
+    pub fn concurrency_limit(&self) -> &AdaptiveLimit {
+        &self.inner.in_flight
     }
 
     /// `GET /v1/projects/{project_id}/requests/{request_id}`: one past request with its
@@ -289,15 +298,27 @@ impl Client {
         }
     }
 
-    /// One request, holding a concurrency slot (and a rate slot) while it runs.
+    /// One request, holding a slot of the adaptive limit (and a rate slot) while it runs,
+    /// and telling the limit what Deepgram answered.
     async fn attempt(&self, url: &Url) -> Attempt {
+        let permit = self.inner.in_flight.acquire().await;
+        let attempt = self.send(url).await;
+        permit.record(match &attempt {
+            Attempt::Retry {
+                error: Error::RateLimited { .. } | Error::Server { status: 503, .. },
+                retry_after,
+            } => Signal::Overloaded {
+                // The same cap as the client's own wait before a retry.
+                retry_after: retry_after.map(|wait| wait.min(self.inner.config.max_backoff)),
+            },
+            Attempt::Retry { .. } => Signal::Neutral,
+            Attempt::Done(_) => Signal::Good,
+        });
+        attempt
+    }
+
+    async fn send(&self, url: &Url) -> Attempt {
         let inner = &self.inner;
-        let Ok(_permit) = inner.in_flight.acquire().await else {
-            return Attempt::Done(Err(Error::Transport {
-                kind: TransportErrorKind::Other,
-                message: "the client's concurrency limiter was closed".to_owned(),
-            }));
-        };
         if let Some(limiter) = &inner.rate_limiter {
             limiter.acquire().await;
         }

@@ -6,6 +6,7 @@ mod error;
 mod limiter;
 mod model;
 
+pub use backpressure::AdaptiveLimit;
 pub use client::Client;
 pub use config::{
     ApiKey, ClientConfig, DEFAULT_BASE_BACKOFF, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,

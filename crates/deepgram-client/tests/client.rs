@@ -164,6 +164,45 @@ async fn get_request_sends_the_token_header_and_decodes_the_bare_record() {
 }
 
 #[tokio::test]
+async fn old_style_ids_are_sent_as_they_are_and_each_part_is_percent_encoded() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "category": "PROJECT_NOT_FOUND",
+            "message": "Project not found.",
+            "details": "",
+        })))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    for (project, request, expected) in [
+        (
+            "abc123def456",
+            "7890xyz",
+            "/v1/projects/abc123def456/requests/7890xyz",
+        ),
+        // Nothing in an id changes the route: separators and escapes are encoded.
+        (
+            "a/../b",
+            "c?d#e%2F",
+            "/v1/projects/a%2F..%2Fb/requests/c%3Fd%23e%252F",
+        ),
+        ("%2e%2e", "r\\s", "/v1/projects/%252e%252e/requests/r%5Cs"),
+    ] {
+        let before = received(&server).await;
+        let result = c.get_request(project, request).await;
+        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), before + 1);
+        assert_eq!(
+            requests[before].url.path(),
+            expected,
+            "{project:?} {request:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn get_request_accepts_the_request_envelope() {
     let state = cost_state_for(json!({ "request": documented_record() })).await;
     assert_eq!(state.usd_f64(), Some(0.0043));

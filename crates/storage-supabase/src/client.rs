@@ -5,13 +5,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backpressure::{AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Response};
-use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::encode::{encode_path, encode_segment};
 use crate::error::{classify, truncate, MAX_ERROR_BODY};
+use crate::key::{key_rights, KeyRights};
 use crate::types::{deleted_names, Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
 use crate::Error;
 
@@ -215,11 +216,14 @@ impl ClientBuilder {
 
         let key = self.key.expose();
         if key.trim().is_empty() {
-            return Err(Error::config("the Supabase service key is empty"));
+            return Err(Error::InvalidKey {
+                reason: "it is empty",
+            });
         }
+        let rights = key_rights(key)?;
         let header = |value: String| {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                Error::config("the Supabase service key has characters not allowed in a header")
+            let mut value = HeaderValue::from_str(&value).map_err(|_| Error::InvalidKey {
+                reason: "it has characters not allowed in an HTTP header",
             })?;
             value.set_sensitive(true);
             Ok::<_, Error>(value)
@@ -244,10 +248,11 @@ impl ClientBuilder {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                permits: Semaphore::new(config.max_concurrency),
+                limit: AdaptiveLimit::new(config.max_concurrency),
                 project_url,
                 api_base,
                 key: self.key,
+                rights,
                 config,
             }),
         })
@@ -263,10 +268,12 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
-    permits: Semaphore,
+    /// Requests in flight: at most `max_concurrency`, fewer while Storage says `SlowDown`.
+    limit: AdaptiveLimit,
     project_url: Url,
     api_base: String,
     key: ServiceKey,
+    rights: KeyRights,
     config: Config,
 }
 
@@ -310,10 +317,85 @@ impl Client {
         &self.inner.config
     }
 
+    /// What the key says about its rights; [`KeyRights::Unknown`] keys must pass
+    /// [`Client::prove_delete_rights`] before an empty delete answer means anything.
+    pub fn key_rights(&self) -> &KeyRights {
+        &self.inner.rights
+    }
+
+    /// The adaptive limit on requests in flight, shared by all clones: lowered when
+    /// Storage answers 429 `SlowDown` or 503, raised again by good answers.
+    pub fn concurrency_limit(&self) -> &AdaptiveLimit {
+        &self.inner.limit
+    }
+
+    /// Uploads (or overwrites) a small object: `POST /storage/v1/object/{bucket}/{path}`
+    /// with `x-upsert: true`.
+    pub async fn upload_object(
+        &self,
+        bucket: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let url = format!(
+            "{}/object/{}/{}",
+            self.inner.api_base,
+            bucket_segment(bucket)?,
+            object_path(path)?
+        );
+        let payload = Payload::Bytes { content_type, body };
+        self.execute(Method::POST, &url, payload).await?;
+        Ok(())
+    }
+
+    /// Proves that the key may delete objects in `bucket`: writes a small probe object
+    /// under `probe_name` and deletes it with a bulk delete, whose answer must list it.
+    ///
+    /// Needed for keys whose rights cannot be read ([`KeyRights::Unknown`]): row-level
+    /// security makes a bulk delete by a key without rights answer `200 []`, the same as
+    /// for names already gone. A probe refused at upload, or left out of the answer, is
+    /// [`Error::RightsNotProven`]; a missing bucket is [`Error::NotFound`]; errors that
+    /// say nothing about the key (5xx, transport, 429) are returned as they are.
+    pub async fn prove_delete_rights(&self, bucket: &str, probe_name: &str) -> Result<(), Error> {
+        let not_proven = |detail: String| Error::RightsNotProven {
+            bucket: bucket.to_owned(),
+            detail,
+        };
+        match self
+            .upload_object(
+                bucket,
+                probe_name,
+                "text/plain",
+                b"delete-rights probe; safe to delete",
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(error @ (Error::NotFound { .. } | Error::UnknownRoute { .. })) => {
+                return Err(error)
+            }
+            Err(error) if error.is_retryable() => return Err(error),
+            Err(error) => return Err(not_proven(format!("the probe upload was refused: {error}"))),
+        }
+        let outcome = self.delete_objects(bucket, &[probe_name]).await?;
+        if let Some(failed) = outcome.failed.into_iter().next() {
+            return Err(failed.error);
+        }
+        if outcome.deleted.iter().any(|name| name == probe_name) {
+            Ok(())
+        } else {
+            Err(not_proven(format!(
+                "Storage did not list the probe object {probe_name:?} as deleted (row-level \
+                 security hides what the key may not delete); it may be left in the bucket"
+            )))
+        }
+    }
+
     /// Looks at a bucket. A bucket that does not exist is [`Error::NotFound`].
     pub async fn get_bucket(&self, bucket: &str) -> Result<Bucket, Error> {
         let url = format!("{}/bucket/{}", self.inner.api_base, bucket_segment(bucket)?);
-        let body = self.execute(Method::GET, &url, None).await?;
+        let body = self.execute(Method::GET, &url, Payload::None).await?;
         decode(&body)
     }
 
@@ -329,7 +411,7 @@ impl Client {
             bucket_segment(bucket)?,
             object_path(path)?
         );
-        self.execute(Method::DELETE, &url, None).await?;
+        self.execute(Method::DELETE, &url, Payload::None).await?;
         Ok(())
     }
 
@@ -365,7 +447,7 @@ impl Client {
         while let Some(chunk) = chunks.next() {
             let body = serde_json::json!({ "prefixes": chunk });
             let answer = self
-                .execute(Method::DELETE, &url, Some(&body))
+                .execute(Method::DELETE, &url, Payload::Json(&body))
                 .await
                 .and_then(|bytes| {
                     deleted_names(&bytes).map_err(|e| decode_error(&e.to_string(), &bytes))
@@ -420,7 +502,9 @@ impl Client {
             "offset": offset,
             "sortBy": { "column": "name", "order": "asc" },
         });
-        let bytes = self.execute(Method::POST, &url, Some(&body)).await?;
+        let bytes = self
+            .execute(Method::POST, &url, Payload::Json(&body))
+            .await?;
         decode(&bytes)
     }
 
@@ -450,7 +534,7 @@ impl Client {
         &self,
         method: Method,
         url: &str,
-        body: Option<&serde_json::Value>,
+        body: Payload<'_>,
     ) -> Result<Vec<u8>, Error> {
         let config = &self.inner.config;
         let mut attempt = 1;
@@ -472,22 +556,44 @@ impl Client {
         }
     }
 
-    /// One attempt, holding a concurrency permit.
+    /// One attempt, holding a slot of the adaptive limit and reporting the answer to it.
     async fn attempt(
         &self,
         method: Method,
         url: &str,
-        body: Option<&serde_json::Value>,
+        body: Payload<'_>,
     ) -> Result<Vec<u8>, Error> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::config("the client's request limiter was closed"))?;
+        let permit = self.inner.limit.acquire().await;
+        let result = self.send(method, url, body).await;
+        permit.record(match &result {
+            Ok(_) => Signal::Good,
+            Err(error) if error.is_overload() => Signal::Overloaded {
+                // The same cap as the client's own wait before a retry: a longer one is
+                // handed to the caller rather than imposed on every request.
+                retry_after: match error {
+                    Error::RateLimited { retry_after } => {
+                        retry_after.filter(|wait| *wait <= self.inner.config.max_retry_after)
+                    }
+                    _ => None,
+                },
+            },
+            Err(Error::Transport { .. } | Error::Server { .. }) => Signal::Neutral,
+            Err(_) => Signal::Good,
+        });
+        result
+    }
+
+    async fn send(&self, method: Method, url: &str, body: Payload<'_>) -> Result<Vec<u8>, Error> {
         let mut request = self.inner.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(body);
+        match body {
+            Payload::None => {}
+            Payload::Json(body) => request = request.json(body),
+            Payload::Bytes { content_type, body } => {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .header("x-upsert", "true")
+                    .body(body.to_vec());
+            }
         }
         let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
@@ -521,6 +627,17 @@ impl Client {
     fn redact(&self, text: &str) -> String {
         text.replace(self.inner.key.expose(), "***")
     }
+}
+
+/// A request's body.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    Bytes {
+        content_type: &'a str,
+        body: &'a [u8],
+    },
 }
 
 /// How long to wait before attempt `attempt + 1`, or `None` to give up.
@@ -593,23 +710,23 @@ fn env_var(name: &str) -> Result<String, Error> {
 /// key (`?apikey=…`), and these errors reach logs and the console.
 fn parse_project_url(raw: &str) -> Result<Url, Error> {
     let url = Url::parse(raw.trim()).map_err(|e| {
-        Error::config(format!(
+        Error::invalid_url(format!(
             "the Supabase project URL is not a valid URL ({e}); expected https://<project>.supabase.co"
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(Error::config(format!(
+        return Err(Error::invalid_url(format!(
             "the Supabase project URL must be http(s)://host, not {}:…",
             url.scheme()
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(
+        return Err(Error::invalid_url(
             "the Supabase project URL must not carry credentials",
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::config(
+        return Err(Error::invalid_url(
             "the Supabase project URL must not have a query or fragment; the key goes in SUPABASE_SERVICE_ROLE_KEY",
         ));
     }

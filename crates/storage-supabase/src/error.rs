@@ -91,12 +91,44 @@ pub enum Error {
         /// Whether the connect or request timeout fired.
         timeout: bool,
     },
-    /// The client was misconfigured (bad base URL, missing environment variable) or called
+    /// The client was misconfigured (missing environment variable, HTTP client) or called
     /// with an argument Storage could never accept (empty bucket name, `..` segment).
     #[error("invalid configuration or argument: {message}")]
     Config {
         /// What is wrong, naming the variable or argument.
         message: String,
+    },
+    /// The project URL cannot be used (not `http(s)://host`, user info, query…).
+    #[error("invalid Supabase project URL: {message}")]
+    InvalidProjectUrl {
+        /// What is wrong with it (the URL itself carries no secret).
+        message: String,
+    },
+    /// The key cannot be sent at all: empty, or characters not allowed in a header.
+    #[error("unusable Supabase service key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it (never the key itself).
+        reason: &'static str,
+    },
+    /// The key says it cannot delete objects: a legacy JWT whose `role` is not
+    /// `service_role` (e.g. the anon key), or a `sb_publishable_…` key. Storage would answer
+    /// every delete with `200 []`, indistinguishable from "already gone".
+    #[error("the Supabase key is {kind}, which cannot delete objects; a service-role key (a JWT with role service_role, or a sb_secret_… key) is needed")]
+    KeyCannotDelete {
+        /// What the key is, e.g. `a JWT with role "anon"` (never the key itself).
+        kind: String,
+    },
+    /// The key's delete rights could not be proven on this bucket: a probe object written
+    /// by the client was not confirmed deleted (Storage hides what row-level security does
+    /// not let the key delete), or could not be written at all.
+    #[error(
+        "could not prove that the Supabase key may delete objects in bucket {bucket:?}: {detail}"
+    )]
+    RightsNotProven {
+        /// The bucket probed.
+        bucket: String,
+        /// What happened.
+        detail: String,
     },
 }
 
@@ -116,6 +148,26 @@ impl Error {
         )
     }
 
+    /// Whether the problem is the configuration (URL or key) rather than Storage: retrying
+    /// will not help until someone changes a setting.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidProjectUrl { .. }
+                | Error::InvalidKey { .. }
+                | Error::KeyCannotDelete { .. }
+        )
+    }
+
+    /// Whether the service said it is overloaded (429, `SlowDown`, 503): the whole job
+    /// should slow down, not only this request.
+    pub fn is_overload(&self) -> bool {
+        matches!(
+            self,
+            Error::RateLimited { .. } | Error::Server { status: 503, .. }
+        )
+    }
+
     /// Whether Storage said the bucket or object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
@@ -124,6 +176,12 @@ impl Error {
     /// Whether a timeout (connect or whole request) fired.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Transport { timeout: true, .. })
+    }
+
+    pub(crate) fn invalid_url(message: impl Into<String>) -> Self {
+        Error::InvalidProjectUrl {
+            message: message.into(),
+        }
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

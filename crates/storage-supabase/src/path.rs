@@ -5,8 +5,13 @@
 //! - `<bucket>/<object path>`, taken literally (no percent-decoding);
 //! - a Storage URL of **this** project:
 //!   `https://<host>/storage/v1/object/[public/|sign/|authenticated/]<bucket>/<object path>[?query]`.
-//!   The query (a signed URL's token) and any fragment are dropped; the path is
-//!   percent-decoded, so the object name is the decoded path.
+//!   The path is percent-decoded, so the object name is the decoded path. A query is
+//!   accepted only when it is one Storage itself issues — a signed URL's `token`, `download`,
+//!   and the image transform parameters `width`, `height`, `resize`, `quality`, `format` —
+//!   and is then dropped, as is any fragment. Anything else after a `?` is refused
+//!   ([`PathError::UnexpectedQuery`]): clients build public URLs with `encodeURI`, which
+//!   leaves a `?` inside an object name unescaped, so `…/audio/qm/what?1.webm` names the
+//!   object `qm/what?1.webm`, not `qm/what`, and guessing would delete the wrong file.
 //!
 //! Everything else is refused with a [`PathError`] saying why, because the result is used
 //! to delete objects: a value that could name a different object than intended (a `..`
@@ -31,6 +36,11 @@ pub const MAX_BUCKET_NAME_CHARS: usize = 100;
 
 /// The optional access segment after `/object/` in a Storage URL.
 const ACCESS_MODES: [&str; 3] = ["public", "sign", "authenticated"];
+/// Query parameters Storage puts in the URLs it issues (signed URLs, downloads, image
+/// transforms). Any other query is read as part of an unescaped object name.
+const STORAGE_QUERY_KEYS: [&str; 7] = [
+    "token", "download", "width", "height", "resize", "quality", "format",
+];
 /// Route words after `/object/` that are API calls, not object locations.
 const RESERVED_ROUTES: [&str; 6] = ["info", "list", "list-v2", "upload", "move", "copy"];
 
@@ -116,6 +126,13 @@ pub enum PathError {
         /// The project's origin.
         expected: String,
     },
+    /// A URL whose query is not one Storage issues: most likely an object name with an
+    /// unescaped `?` (as `encodeURI` leaves it), so the object cannot be told for sure.
+    #[error("the audio URL has a query Storage does not issue ({detail}); an unescaped '?' in the object name?")]
+    UnexpectedQuery {
+        /// Which part of the query is unknown (cut short).
+        detail: String,
+    },
     /// A URL of this project that does not name a Storage object.
     #[error("the audio URL is not a Storage object URL (expected a path under {expected_prefix})")]
     NotStorageObjectUrl {
@@ -197,9 +214,13 @@ fn parse_plain(raw: &str) -> Result<ObjectRef, PathError> {
 fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, PathError> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, after) = rest.split_at(authority_end);
-    let path = &after[..after.find(['?', '#']).unwrap_or(after.len())];
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    let path = &after[..path_end];
     if authority.is_empty() {
         return Err(PathError::InvalidUrl);
+    }
+    if let Some(query) = after[path_end..].strip_prefix('?') {
+        check_query(&query[..query.find('#').unwrap_or(query.len())])?;
     }
     let origin = Url::parse(&format!("{scheme}://{authority}/"))
         .map_err(|_| PathError::InvalidUrl)?
@@ -242,6 +263,22 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
 
     let (bucket, name) = rest.split_once('/').unwrap_or((rest, ""));
     build(decode_component(bucket)?, decode_component(name)?)
+}
+
+/// Accepts only a query made of parameters Storage issues (`token=…&download`, …).
+fn check_query(query: &str) -> Result<(), PathError> {
+    let unexpected = |detail: String| Err(PathError::UnexpectedQuery { detail });
+    if query.is_empty() {
+        return unexpected("an empty query".to_owned());
+    }
+    for pair in query.split('&') {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        if !STORAGE_QUERY_KEYS.contains(&key) {
+            let shown: String = key.chars().take(40).collect();
+            return unexpected(format!("parameter {shown:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// Percent-decodes and re-checks for characters that decoding may have produced.
@@ -333,8 +370,44 @@ mod tests {
     #[test]
     fn url_query_and_fragment_are_stripped() {
         let raw =
-            format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=eyJ..x/../&t=1#frag");
+            format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=eyJ..x/../&download#frag");
         assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")));
+    }
+
+    #[test]
+    fn queries_storage_does_not_issue_are_refused_rather_than_cut_off() {
+        for raw in [
+            format!("{PROJECT}/storage/v1/object/public/audio/qm/what?1.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/a.webm?"),
+            format!("{PROJECT}/storage/v1/object/public/audio/a?b=c.webm"),
+            format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=t&x=1"),
+            format!("{PROJECT}/storage/v1/object/public/audio/a.webm?&"),
+            format!("{PROJECT}/storage/v1/object/public/audio/a?token.webm"),
+        ] {
+            assert!(
+                matches!(parse(&raw), Err(PathError::UnexpectedQuery { .. })),
+                "{raw}: {:?}",
+                parse(&raw)
+            );
+        }
+        for query in [
+            "token=eyJhbGciOi.x.y",
+            "download",
+            "download=a.webm",
+            "width=100&height=50&resize=cover&quality=80&format=origin",
+            "token=t#frag",
+        ] {
+            let raw = format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?{query}");
+            assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")), "{raw}");
+        }
+        // The plain form has no query: a '?' there is part of the name.
+        assert_eq!(
+            parse("audio/qm/what?1.webm"),
+            Ok(obj("audio", "qm/what?1.webm"))
+        );
+        // Encoded, the same name is unambiguous.
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio/qm/what%3F1.webm");
+        assert_eq!(parse(&raw), Ok(obj("audio", "qm/what?1.webm")));
     }
 
     #[test]
@@ -423,7 +496,7 @@ mod tests {
         assert_eq!(parse("audio/"), Err(PathError::MissingObject));
         let raw = format!("{PROJECT}/storage/v1/object/public/audio/");
         assert_eq!(parse(&raw), Err(PathError::MissingObject));
-        let raw = format!("{PROJECT}/storage/v1/object/public/audio?x=1");
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio?download");
         assert_eq!(parse(&raw), Err(PathError::MissingObject));
     }
 
@@ -647,6 +720,29 @@ mod tests {
             let mut input = raw.clone();
             input.insert_str(pos, &bad);
             prop_assert!(parse(&input).is_err(), "{:?}", input);
+        }
+
+        #[test]
+        fn a_raw_question_mark_in_a_url_name_is_never_cut_off(
+            bucket in bucket_strategy(),
+            name in name_strategy(),
+            at in any::<prop::sample::Index>(),
+            tail in "[A-Za-z0-9_.-]{0,8}",
+        ) {
+            // encodeURI leaves '?' as it is: the URL then holds `…/<name-start>?<rest>`.
+            let encoded = encode_path(&name);
+            let cuts: Vec<usize> = encoded
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([encoded.len()])
+                .collect();
+            let cut = cuts[at.index(cuts.len())];
+            let (head, rest) = encoded.split_at(cut);
+            let raw = format!("{PROJECT}/storage/v1/object/public/{bucket}/{head}?{tail}{rest}");
+            if check_query(&format!("{tail}{rest}")).is_err() {
+                // Refused: never the object the name was cut to.
+                prop_assert!(parse(&raw).is_err(), "{}", raw);
+            }
         }
 
         #[test]

@@ -109,7 +109,9 @@ impl ResponseError for ApiError {
 impl From<db::DbError> for ApiError {
     fn from(e: db::DbError) -> Self {
         match e {
-            db::DbError::Pool(_) | db::DbError::Connect(_) => ApiError::database(e),
+            db::DbError::Pool(_) | db::DbError::Connect(_) | db::DbError::UnknownDatabase(_) => {
+                ApiError::database(e)
+            }
             other => ApiError::internal("database query failed", other),
         }
     }

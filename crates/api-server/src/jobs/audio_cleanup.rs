@@ -13,16 +13,34 @@
 //!   another object or another project (`..`, backslashes, foreign hosts, API routes); a
 //!   refused row is counted as `invalid_path`, never deleted, never marked, and the
 //!   reasons are logged once per run;
+//!   A URL whose query is not one Storage issues (an unescaped `?` in the name) is refused
+//!   too, never cut at the `?`;
+//! - the key's rights are known before an empty answer is trusted: Storage enforces
+//!   row-level security with the key's role, and a key that may not delete gets `200 []`
+//!   from a bulk delete — the very answer for names already gone. A key that says it
+//!   cannot delete (a JWT whose role is not `service_role`, a `sb_publishable_…` key) is
+//!   refused at start-up as a configuration error; a key whose rights cannot be read
+//!   (neither a JWT with a role nor `sb_secret_…`) must delete a probe object it wrote in
+//!   each bucket, once per run, before anything there is marked — or the run fails naming
+//!   `SUPABASE_SERVICE_ROLE_KEY`;
 //! - each bucket is looked at once per run ([`Client::get_bucket`]): Storage answers a bulk
 //!   delete in a bucket that does not exist with `200 []`, so "not in the answer" means
 //!   "already gone" only for a bucket known to exist. Rows of a missing bucket fail as
-//!   `bucket_missing` and no delete is sent for them;
+//!   `bucket_missing`, no delete is sent for them, and the run ends failed naming the
+//!   bucket (a key that may not read `storage.buckets` makes every bucket look missing);
+//! - an object that a row *inside* the retention period still points at (the same file
+//!   reused by a newer transcription) is not deleted: its old rows are counted as
+//!   `still_referenced` and left unmarked. The newer rows are read through the same index
+//!   once at the start and then, before each delete, only those added since;
 //! - a row is marked only when Storage listed its object as deleted, or left it out of
-//!   the answer of a successful call on an existing bucket (`already_absent`), and only
-//!   if it still has the path it was read with;
+//!   the answer of a successful call on an existing bucket whose delete rights are known
+//!   (`already_absent`), and only if it still has the path it was read with;
 //! - a refused key or a wrong `SUPABASE_URL` stops the run at once; Storage failing three
 //!   batches in a row stops it too (nothing would succeed); a run that ends with files
 //!   Storage failed to delete is recorded as failed so that it is retried and noticed.
+//! - Storage's 429 `SlowDown` (and 503) lowers the number of Storage requests in flight
+//!   for the whole run (the client's adaptive limit, shown as `concurrency_limit` in the
+//!   live stats); a batch fails only after its own retries under that limit.
 //!
 //! The work is pipelined: pages are read one after another while up to
 //! `AUDIO_CLEANUP_CONCURRENCY` batches are in flight, each batch sending one bulk delete
@@ -32,12 +50,13 @@
 //! same object, Storage is asked once and every one of them counts):
 //!
 //! ```text
-//! considered = deleted + already_absent + would_delete + failed
+//! considered = deleted + already_absent + would_delete + still_referenced + failed
 //! failed     = invalid_path + bucket_missing + storage_error
 //! marked    <= deleted + already_absent
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -49,7 +68,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
 use log::{info, warn};
-use storage_supabase::{parse_audio_path, Client, DeleteOutcome, PathError};
+use storage_supabase::{parse_audio_path, Client, DeleteOutcome, ObjectRef, PathError};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -77,17 +96,27 @@ const STORAGE_FAILURE_LIMIT: u32 = 3;
 const EXAMPLES_PER_REASON: usize = 3;
 
 /// Stats keys, in the order they are reported.
-const STAT_KEYS: [&str; 9] = [
+const STAT_KEYS: [&str; 11] = [
     DELETED,
     FAILED,
     ALREADY_ABSENT,
     WOULD_DELETE,
+    STILL_REFERENCED,
     INVALID_PATH,
     BUCKET_MISSING,
     STORAGE_ERROR,
     CONSIDERED,
     MARKED,
+    CONCURRENCY_LIMIT,
 ];
+/// Rows whose object a row inside the retention period still points at; not deleted,
+/// not marked, not a failure.
+const STILL_REFERENCED: &str = "still_referenced";
+/// Storage requests allowed in flight right now (not a row counter): the configured
+/// concurrency, lowered for the whole run while Storage answers 429 `SlowDown`.
+const CONCURRENCY_LIMIT: &str = "concurrency_limit";
+/// Where the delete-rights probe object is written, under a fresh name per run.
+const PROBE_PREFIX: &str = "background-jobs-probe";
 /// Rows whose object Storage confirmed it deleted in this run.
 const DELETED: &str = "deleted";
 /// Rows whose file was not deleted in this run; they stay unmarked (sum of the three
@@ -252,15 +281,16 @@ impl AudioCleanupJob {
                     .max_concurrency(settings.concurrency)
                     .build()
                     .map_err(|e| {
-                        // The client's messages never contain the key; they say whether the
-                        // key or the URL is at fault.
-                        let message = e.to_string();
-                        let variable = if message.contains("service key") {
-                            "SUPABASE_SERVICE_ROLE_KEY"
-                        } else {
-                            "SUPABASE_URL"
+                        // The client's errors never contain the key; their variant says
+                        // whether the key or the URL is at fault.
+                        let variable = match e {
+                            storage_supabase::Error::InvalidKey { .. }
+                            | storage_supabase::Error::KeyCannotDelete { .. } => {
+                                "SUPABASE_SERVICE_ROLE_KEY"
+                            }
+                            _ => "SUPABASE_URL",
                         };
-                        ConfigError::new(variable, message)
+                        ConfigError::new(variable, e.to_string())
                     })?;
                 (Some(client), None)
             }
@@ -315,12 +345,18 @@ impl Job for AudioCleanupJob {
                 "audio_cleanup is disabled: {reason}"
             )));
         };
+        // A new run starts at full concurrency: whatever slowed the last one down was
+        // hours ago.
+        storage.concurrency_limit().reset();
         let run = Run {
             pool: &self.pool,
             storage,
             batch_size: self.settings.batch_size,
             dry_run: ctx.dry_run || self.settings.dry_run,
             buckets: Mutex::new(HashMap::new()),
+            references: tokio::sync::Mutex::new(References::default()),
+            probe_name: format!("{PROBE_PREFIX}/{}.txt", Uuid::new_v4()),
+            cutoff_at: std::sync::OnceLock::new(),
             stop: AtomicBool::new(false),
         };
         run.execute(ctx, self.retention_days, self.settings.concurrency)
@@ -339,6 +375,22 @@ enum BucketState {
 /// A bucket's state, or the fatal error Storage answered when asked.
 type BucketAnswer = Result<BucketState, storage_supabase::Error>;
 
+/// The objects that rows inside the retention period point at, as hashes of bucket and
+/// name (8 bytes a row; a collision only keeps an object that could have gone). Read
+/// once, then extended before each delete with the rows added since.
+#[derive(Default)]
+struct References {
+    /// Where the next read starts; `None` before the first.
+    after: Option<db::cleanup::PageCursor>,
+    objects: HashSet<u64>,
+}
+
+fn object_key(object: &ObjectRef) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    object.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// One run's shared state.
 struct Run<'a> {
     pool: &'a db::Pool,
@@ -346,6 +398,11 @@ struct Run<'a> {
     batch_size: usize,
     dry_run: bool,
     buckets: Mutex<HashMap<String, Arc<OnceCell<BucketAnswer>>>>,
+    references: tokio::sync::Mutex<References>,
+    /// The object written and deleted to prove the key's delete rights in a bucket.
+    probe_name: String,
+    /// The run's retention cutoff, once read.
+    cutoff_at: std::sync::OnceLock<DateTime<Utc>>,
     /// Set after a fatal error: no further page is read and no further delete is sent.
     stop: AtomicBool,
 }
@@ -388,6 +445,7 @@ impl Default for Outcome {
 
 impl Outcome {
     fn count(&mut self, key: &str, rows: usize) {
+        debug_assert!(key != CONCURRENCY_LIMIT);
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         self.stats.add(key, rows);
         if matches!(key, INVALID_PATH | BUCKET_MISSING | STORAGE_ERROR) {
@@ -446,6 +504,13 @@ fn fatal_reason(error: &storage_supabase::Error) -> Option<String> {
             "Supabase Storage rejected SUPABASE_SERVICE_ROLE_KEY ({error})"
         ));
     }
+    if let storage_supabase::Error::RightsNotProven { .. } = error {
+        return Some(format!(
+            "SUPABASE_SERVICE_ROLE_KEY may not be able to delete objects, so an empty answer \
+             cannot be read as \"already gone\" and nothing was marked there: {error}; use the \
+             service-role key (a JWT with role service_role, or a sb_secret_… key)"
+        ));
+    }
     if matches!(error, storage_supabase::Error::UnknownRoute { .. }) {
         return Some(format!(
             "SUPABASE_URL does not point at Supabase Storage ({error})"
@@ -470,8 +535,13 @@ fn reason_label(error: &PathError) -> &'static str {
         PathError::InvalidUrl => "invalid URL",
         PathError::ForeignOrigin { .. } => "foreign host",
         PathError::NotStorageObjectUrl { .. } => "not a Storage object URL",
+        PathError::UnexpectedQuery { .. } => "query Storage does not issue",
         _ => "other",
     }
+}
+
+fn count_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn db_error(action: &str, error: impl std::fmt::Display) -> String {
@@ -520,6 +590,7 @@ impl Run<'_> {
         concurrency: usize,
     ) -> Result<Stats, JobError> {
         let cutoff = self.cutoff(retention_days).await.map_err(JobError::new)?;
+        let _ = self.cutoff_at.set(cutoff);
         // One page is read while up to `concurrency` batches are processed, and at most
         // one page waits for a free slot: memory stays at `concurrency + 1` pages.
         // (A hand-driven `FuturesUnordered` rather than stream combinators: closures that
@@ -567,6 +638,10 @@ impl Run<'_> {
                         failing_batches += 1;
                     }
                     total.merge(batch);
+                    total.stats.set(
+                        CONCURRENCY_LIMIT,
+                        count_of(self.storage.concurrency_limit().current()),
+                    );
                     ctx.report_progress(&total.stats);
                     if total.fatal.is_none() && failing_batches >= STORAGE_FAILURE_LIMIT {
                         total.fatal = Some(format!(
@@ -582,6 +657,10 @@ impl Run<'_> {
             }
         }
 
+        total.stats.set(
+            CONCURRENCY_LIMIT,
+            count_of(self.storage.concurrency_limit().current()),
+        );
         self.log_summary(&total, cutoff);
         let stats = total.stats.clone();
         if let Some(reason) = total.fatal {
@@ -591,6 +670,20 @@ impl Run<'_> {
             return Err(JobError::new(format!(
                 "audio_cleanup was cancelled after {} rows; the rest is left for the next run",
                 stats.get(CONSIDERED)
+            ))
+            .with_stats(stats));
+        }
+        if !total.missing_buckets.is_empty() {
+            let buckets: Vec<String> = total
+                .missing_buckets
+                .iter()
+                .map(|(bucket, rows)| format!("{bucket:?} ({rows} rows)"))
+                .collect();
+            return Err(JobError::new(format!(
+                "Supabase Storage has no bucket {}; their rows stay unmarked (create the bucket, \
+                 or check that SUPABASE_SERVICE_ROLE_KEY is the service-role key: other keys \
+                 may not see buckets)",
+                buckets.join(", ")
             ))
             .with_stats(stats));
         }
@@ -694,6 +787,21 @@ impl Run<'_> {
             }
         }
 
+        if !groups.is_empty() {
+            if let Err(e) = self.keep_referenced(&mut groups, &mut outcome).await {
+                // Without knowing which objects newer rows use, nothing may be deleted.
+                let rows: usize = groups
+                    .values()
+                    .flat_map(HashMap::values)
+                    .map(Vec::len)
+                    .sum();
+                outcome.count(STORAGE_ERROR, rows);
+                outcome.fatal = Some(e);
+                self.stop.store(true, Ordering::SeqCst);
+                return outcome;
+            }
+        }
+
         let results = futures_util::future::join_all(
             groups
                 .into_iter()
@@ -722,6 +830,63 @@ impl Run<'_> {
             }
         }
         outcome
+    }
+
+    /// Takes out of `groups` the objects that rows inside the retention period still point
+    /// at, counting their rows as `still_referenced`; first reads the rows added since the
+    /// last call.
+    async fn keep_referenced(
+        &self,
+        groups: &mut HashMap<String, BucketGroup>,
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let mut references = self.references.lock().await;
+        let cutoff = self
+            .cutoff_at
+            .get()
+            .copied()
+            .ok_or("the retention cutoff is not known yet")?;
+        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        let project_url = self.storage.project_url();
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        loop {
+            let rows = db::cleanup::referenced_page(&mut conn, cutoff, references.after, limit)
+                .await
+                .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
+            let Some(last) = rows.last() else { break };
+            references.after = Some(last.cursor());
+            let full = rows.len() >= self.batch_size;
+            for row in &rows {
+                if let Ok(object) = parse_audio_path(&row.audio_file_path, project_url) {
+                    references.objects.insert(object_key(&object));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if references.objects.is_empty() {
+            return Ok(());
+        }
+        for (bucket, group) in groups.iter_mut() {
+            group.retain(|name, rows| {
+                let object = ObjectRef {
+                    bucket: bucket.clone(),
+                    name: name.clone(),
+                };
+                let referenced = references.objects.contains(&object_key(&object));
+                if referenced {
+                    outcome.count(STILL_REFERENCED, rows.len());
+                }
+                !referenced
+            });
+        }
+        groups.retain(|_, group| !group.is_empty());
+        Ok(())
     }
 
     async fn mark(&self, rows: &[CleanupCandidate], confirmed: &[usize]) -> Result<usize, String> {
@@ -842,7 +1007,29 @@ impl Run<'_> {
         let answer = cell
             .get_or_try_init(|| async {
                 match self.storage.get_bucket(bucket).await {
-                    Ok(_) => Ok(Ok(BucketState::Exists)),
+                    Ok(_) if self.dry_run || !self.storage.key_rights().must_be_proven() => {
+                        Ok(Ok(BucketState::Exists))
+                    }
+                    Ok(_) => match self
+                        .storage
+                        .prove_delete_rights(bucket, &self.probe_name)
+                        .await
+                    {
+                        Ok(()) => {
+                            info!(
+                                "[Job] audio_cleanup: SUPABASE_SERVICE_ROLE_KEY proved it may \
+                                 delete objects in bucket {bucket:?} (probe object written and \
+                                 deleted)"
+                            );
+                            Ok(Ok(BucketState::Exists))
+                        }
+                        Err(error) if error.is_not_found() => Ok(Ok(BucketState::Missing)),
+                        Err(error) if fatal_reason(&error).is_some() => {
+                            self.stop.store(true, Ordering::SeqCst);
+                            Ok(Err(error))
+                        }
+                        Err(error) => Err(error),
+                    },
                     Err(error) if error.is_not_found() => Ok(Ok(BucketState::Missing)),
                     Err(error) if fatal_reason(&error).is_some() => {
                         self.stop.store(true, Ordering::SeqCst);

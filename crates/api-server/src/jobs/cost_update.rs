@@ -41,7 +41,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bigdecimal::{BigDecimal, RoundingMode};
-use db::cost::{CostCheck, PendingCost};
+use db::cost::{CostCheck, FoundCost, PendingCost};
 use deepgram_client::{Client, ClientConfig, CostState, Error as DeepgramError, RequestRecord};
 use futures_util::stream::{self, StreamExt};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
@@ -94,8 +94,18 @@ mod keys {
     pub const GAVE_UP: &str = "gave_up";
     /// Rows looked at by this run.
     pub const CONSIDERED: &str = "considered";
-    pub const ALL: [&str; 7] = [
-        UPDATED, UNCHANGED, SKIPPED, FAILED, PENDING, GAVE_UP, CONSIDERED,
+    /// Deepgram lookups allowed in flight right now: `COST_UPDATE_CONCURRENCY`, lowered
+    /// for the whole job while Deepgram answers 429 or 503 (not a row counter).
+    pub const CONCURRENCY_LIMIT: &str = "concurrency_limit";
+    pub const ALL: [&str; 8] = [
+        UPDATED,
+        UNCHANGED,
+        SKIPPED,
+        FAILED,
+        PENDING,
+        GAVE_UP,
+        CONSIDERED,
+        CONCURRENCY_LIMIT,
     ];
 }
 
@@ -297,6 +307,10 @@ impl Job for CostUpdateJob {
             ));
         };
         let lookups = Lookups::new(client, self.project_id.clone());
+        // A new run starts at full concurrency: whatever slowed the last one down was
+        // hours ago.
+        let limit = client.concurrency_limit();
+        limit.reset();
         // Lookups and writes overlap: the producer keeps `concurrency` lookups in flight
         // across page boundaries and hands full batches of results to the writer, which
         // stores them while the next batch is being looked up. The channel holds one
@@ -310,11 +324,15 @@ impl Job for CostUpdateJob {
                     // Dropping the receiver stops the producer at its next batch.
                     return (run, Err(e));
                 }
+                run.stats
+                    .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
                 ctx.report_progress(&run.stats);
             }
             (run, Ok(()))
         };
-        let (end, (run, written)) = tokio::join!(producer, writer);
+        let (end, (mut run, written)) = tokio::join!(producer, writer);
+        run.stats
+            .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
         if let Err(e) = written {
             return Err(run.fail(format!("storing the results failed: {e}")));
         }
@@ -458,7 +476,12 @@ impl CostUpdateJob {
         for (row, outcome) in results {
             batch.incr(keys::CONSIDERED);
             match outcome {
-                Outcome::Priced(cost) => priced.push((row.id, cost)),
+                Outcome::Priced(cost) => priced.push(FoundCost {
+                    id: row.id,
+                    // Priced rows were looked up, so their request id was loaded.
+                    request_id: row.request_id.clone().unwrap_or_default(),
+                    cost,
+                }),
                 Outcome::Unpriced { reason, detail } => {
                     batch.incr(reason.stat());
                     let (counted, give_up) = match reason.limit(&self.settings) {
@@ -470,6 +493,7 @@ impl CostUpdateJob {
                     tallies.push((reason, row.id, error.clone()));
                     checks.push(CostCheck {
                         id: row.id,
+                        request_id: row.request_id.clone(),
                         status: reason.code().to_owned(),
                         error: Some(error),
                         counted,
@@ -584,7 +608,7 @@ impl Run {
 enum Reason {
     /// `stt_provider_request_id` is empty or blank.
     NoRequestId,
-    /// Not `<project UUID>.<request UUID>` nor a bare request UUID.
+    /// Not `<project>.<request>` nor a bare request UUID.
     MalformedRequestId,
     /// 404 from the named project, or from every candidate project.
     NotFound,
@@ -841,15 +865,17 @@ impl<'a> Lookups<'a> {
 /// A request id split into what to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestRef<'a> {
-    /// `<project UUID>.<request UUID>`.
+    /// `<project>.<request>`: Deepgram's UUIDs, or the replaced system's own ids such as
+    /// `abc123def456.7890xyz`, looked up as they are (the client percent-encodes each part).
     Composed { project: &'a str, request: &'a str },
     /// A bare request UUID.
     Bare(&'a str),
 }
 
-/// Reads `stt_provider_request_id` (surrounding whitespace ignored): the project is the
-/// part before the first dot. Both parts must be UUIDs (8-4-4-4-12 hex), checked here so
-/// that nothing malformed is ever sent.
+/// Reads `stt_provider_request_id` (surrounding whitespace ignored). With one dot it is
+/// `<project>.<request>`: both parts non-empty and without whitespace or control
+/// characters, whatever their form (UUIDs, or the ids the replaced system stored). Without
+/// a dot it must be a request UUID, looked up in the configured or visible projects.
 fn parse_request_id(row: &PendingCost) -> Result<RequestRef<'_>, Outcome> {
     let Some(raw) = row.request_id.as_deref() else {
         return Err(Outcome::unpriced(
@@ -869,37 +895,39 @@ fn parse_request_id(row: &PendingCost) -> Result<RequestRef<'_>, Outcome> {
     }
     match id.split_once('.') {
         Some((project, request)) => {
-            if !is_uuid(project) {
-                Err(Outcome::unpriced(
+            let bad_part = [("project", project), ("request", request)]
+                .into_iter()
+                .find(|(_, part)| !is_id_part(part));
+            match bad_part {
+                Some((which, part)) => Err(Outcome::unpriced(
                     Reason::MalformedRequestId,
                     format!(
-                        "the project part {} of {} is not a UUID",
-                        quote(project),
+                        "the {which} part {} of {} is not an id (empty, a second dot, whitespace or a control character)",
+                        quote(part),
                         quote(id)
                     ),
-                ))
-            } else if !is_uuid(request) {
-                Err(Outcome::unpriced(
-                    Reason::MalformedRequestId,
-                    format!(
-                        "the request part {} of {} is not a UUID",
-                        quote(request),
-                        quote(id)
-                    ),
-                ))
-            } else {
-                Ok(RequestRef::Composed { project, request })
+                )),
+                None => Ok(RequestRef::Composed { project, request }),
             }
         }
         None if is_uuid(id) => Ok(RequestRef::Bare(id)),
         None => Err(Outcome::unpriced(
             Reason::MalformedRequestId,
             format!(
-                "{} is neither a request UUID nor <project UUID>.<request UUID>",
+                "{} is neither a request UUID nor <project>.<request>",
                 quote(id)
             ),
         )),
     }
+}
+
+/// One part of `<project>.<request>`: non-empty, no dot, no whitespace or control
+/// character. Anything else (`/`, `?`, `%`, non-ASCII) is percent-encoded in the URL.
+fn is_id_part(part: &str) -> bool {
+    !part.is_empty()
+        && !part
+            .chars()
+            .any(|c| c == '.' || c.is_whitespace() || c.is_control())
 }
 
 /// A UUID in its usual hyphenated form (any case).
@@ -1051,7 +1079,7 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_split_at_the_first_dot_and_both_parts_must_be_uuids() {
+    fn request_ids_split_at_the_dot_and_old_style_parts_are_kept_as_they_are() {
         let composed = format!("{P}.{R}");
         assert_eq!(
             parse_request_id(&row(&composed)),
@@ -1069,13 +1097,40 @@ mod tests {
             Ok(RequestRef::Bare(upper.as_str()))
         );
 
+        // The replaced system's ids: neither part a UUID, looked up as they are.
+        assert_eq!(
+            parse_request_id(&row("abc123def456.7890xyz")),
+            Ok(RequestRef::Composed {
+                project: "abc123def456",
+                request: "7890xyz"
+            })
+        );
+        let mixed = format!("abc.{R}");
+        assert_eq!(
+            parse_request_id(&row(&mixed)),
+            Ok(RequestRef::Composed {
+                project: "abc",
+                request: R
+            })
+        );
+        // Characters that mean something in a URL stay in the part (the client encodes
+        // them); they never split or move the path.
+        assert_eq!(
+            parse_request_id(&row("a/b?x.c#d%2F")),
+            Ok(RequestRef::Composed {
+                project: "a/b?x",
+                request: "c#d%2F"
+            })
+        );
+
         assert_eq!(reason_of(""), Some(Reason::NoRequestId));
         assert_eq!(reason_of(" \t\n"), Some(Reason::NoRequestId));
         for bad in [
             "abc".to_owned(),
-            format!("abc.{R}"),
-            format!("{P}.abc"),
             format!("{P}.{R}.extra"),
+            "a..b".to_owned(),
+            "a b.c".to_owned(),
+            "a.b\tc".to_owned(),
             format!("{P}..{R}"),
             format!(".{R}"),
             format!("{P}."),

@@ -11,7 +11,7 @@ use crate::TestApp;
 /// Storage credentials pointing nowhere useful: enough to enable audio_cleanup.
 const STORAGE: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http://127.0.0.1:9"),
-    ("SUPABASE_SERVICE_ROLE_KEY", "service-role-key-for-tests"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
 ];
 
 #[actix_web::test]

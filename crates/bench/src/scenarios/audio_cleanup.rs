@@ -38,12 +38,56 @@ pub async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     .await
 }
 
+/// How the table looks when the job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// Bulk-loaded and never analyzed (autovacuum off for the table meanwhile).
+    NotAnalyzed,
+    /// Bulk-loaded, then `VACUUM ANALYZE`.
+    Analyzed,
+    /// Every row with one `created_at`, analyzed.
+    SharedCreatedAt,
+}
+
+impl Table {
+    fn label(self) -> &'static str {
+        match self {
+            Table::NotAnalyzed => "without ANALYZE",
+            Table::Analyzed => "after ANALYZE",
+            Table::SharedCreatedAt => "one shared created_at",
+        }
+    }
+}
+
+/// Each table shape under 10 s, the slowest within 1.5× of the fastest.
+const GOAL_PLAN_WALL_SECS: f64 = 10.0;
+const GOAL_PLAN_SPREAD: f64 = 1.5;
+
 async fn body(ctx: &Ctx, db: &BenchDb) -> Result<Vec<Figure>> {
     let mock = Mock::start(Kind::Storage, ctx.latency).await?;
     let rows = ctx.cleanup_rows;
-    let (figure, rate) = job_figure(ctx, db, &mock, rows).await?;
+    let mut figures = Vec::new();
+    let mut walls = Vec::new();
+    let mut rate = 0.0;
+    // Never analyzed first: the freshly migrated table has no statistics at all yet.
+    for (index, table) in [Table::NotAnalyzed, Table::Analyzed, Table::SharedCreatedAt]
+        .into_iter()
+        .enumerate()
+    {
+        if index > 0 {
+            db.execute("TRUNCATE transcriptions").await?;
+        }
+        let (figure, table_rate, wall) = job_figure(ctx, db, &mock, rows, table).await?;
+        figure.print();
+        figures.push(figure);
+        walls.push((table, wall));
+        if table == Table::Analyzed {
+            rate = table_rate;
+        }
+    }
+    let figure = plan_figure(&walls);
     figure.print();
-    let mut figures = vec![figure];
+    figures.push(figure);
     if ctx.naive_rows > 0 {
         let figure = naive_figure(ctx, db, &mock, rows, rate).await?;
         figure.print();
@@ -52,21 +96,65 @@ async fn body(ctx: &Ctx, db: &BenchDb) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// Seeds rows `first..first + rows` (`audio/u<i>/<i>.webm`), 40 days old and older.
-async fn seed_rows(db: &BenchDb, first: u64, rows: u64) -> Result<()> {
-    let last = first + rows - 1;
-    seed(
-        db,
-        &format!("{rows} transcriptions with audio older than the retention"),
-        &format!(
-            "INSERT INTO transcriptions (id, created_at, audio_file_path) \
-             SELECT gen_random_uuid(), now() - interval '40 days' - i * interval '1 second', \
-                    '{BUCKET}/u' || i || '/' || i || '.webm' \
-             FROM generate_series({first}, {last}) AS i"
+/// The three tables side by side: the plan must not depend on the statistics.
+fn plan_figure(walls: &[(Table, Duration)]) -> Figure {
+    let mut figure = Figure::new("audio_cleanup plans");
+    let secs: Vec<f64> = walls.iter().map(|(_, wall)| wall.as_secs_f64()).collect();
+    let fastest = secs.iter().copied().fold(f64::INFINITY, f64::min);
+    let slowest = secs.iter().copied().fold(0.0, f64::max);
+    for (table, wall) in walls {
+        figure.field(table.label(), report::secs(*wall));
+    }
+    let spread = slowest / fastest.max(1e-9);
+    figure.field("slowest/fastest", format!("{spread:.2}"));
+    figure.goal(&[
+        (
+            slowest < GOAL_PLAN_WALL_SECS,
+            format!("each < {GOAL_PLAN_WALL_SECS:.0} s"),
         ),
-        "transcriptions",
-    )
+        (
+            spread <= GOAL_PLAN_SPREAD,
+            format!("slowest ≤ {GOAL_PLAN_SPREAD}× fastest"),
+        ),
+    ]);
+    figure
+}
+
+/// Seeds rows `first..first + rows` (`audio/u<i>/<i>.webm`), 40 days old and older,
+/// analyzed.
+async fn seed_rows(db: &BenchDb, first: u64, rows: u64) -> Result<()> {
+    seed_table(db, first, rows, Table::Analyzed).await
+}
+
+async fn seed_table(db: &BenchDb, first: u64, rows: u64, table: Table) -> Result<()> {
+    let last = first + rows - 1;
+    let created_at = match table {
+        Table::SharedCreatedAt => "now() - interval '40 days'",
+        Table::NotAnalyzed | Table::Analyzed => {
+            "now() - interval '40 days' - i * interval '1 second'"
+        }
+    };
+    let insert = format!(
+        "INSERT INTO transcriptions (id, created_at, audio_file_path) \
+         SELECT gen_random_uuid(), {created_at}, '{BUCKET}/u' || i || '/' || i || '.webm' \
+         FROM generate_series({first}, {last}) AS i"
+    );
+    let what = format!(
+        "{rows} transcriptions with audio older than the retention ({})",
+        table.label()
+    );
+    if table != Table::NotAnalyzed {
+        return seed(db, &what, &insert, "transcriptions").await;
+    }
+    let started = std::time::Instant::now();
+    db.execute(&format!(
+        "ALTER TABLE transcriptions SET (autovacuum_enabled = false); \
+         SET synchronous_commit = off; {insert}"
+    ))
     .await
+    .with_context(|| format!("seeding {what}"))?;
+    println!("seeded {what} in {}", report::secs(started.elapsed()));
+    Ok(())
 }
 
 /// Seeded rows `first..first + rows` still unmarked.
@@ -100,8 +188,14 @@ async fn mock_capacity(ctx: &Ctx, mock: &Mock, concurrency: usize) -> Result<f64
     Ok(result.rps)
 }
 
-async fn job_figure(ctx: &Ctx, db: &BenchDb, mock: &Mock, rows: u64) -> Result<(Figure, f64)> {
-    seed_rows(db, 1, rows).await?;
+async fn job_figure(
+    ctx: &Ctx,
+    db: &BenchDb,
+    mock: &Mock,
+    rows: u64,
+    table: Table,
+) -> Result<(Figure, f64, Duration)> {
+    seed_table(db, 1, rows, table).await?;
     let concurrency = ctx.cleanup_concurrency.unwrap_or(JOB_DEFAULT_CONCURRENCY);
     let batch = ctx.cleanup_batch_size.unwrap_or(JOB_DEFAULT_BATCH);
     let per_call = batch.min(NAMES_PER_CALL);
@@ -123,8 +217,15 @@ async fn job_figure(ctx: &Ctx, db: &BenchDb, mock: &Mock, rows: u64) -> Result<(
     // Generous: at the goal's rate, twenty times over.
     let timeout = Duration::from_secs(120) + Duration::from_secs_f64(rows as f64 / 2000.0 * 20.0);
     let run = run_job(ctx, db, mock, "audio_cleanup", env, timeout).await?;
+    if table == Table::NotAnalyzed {
+        db.execute("ALTER TABLE transcriptions RESET (autovacuum_enabled)")
+            .await?;
+    }
 
-    let mut figure = Figure::new(format!("audio_cleanup c={concurrency} batch={batch}"));
+    let mut figure = Figure::new(format!(
+        "audio_cleanup c={concurrency} batch={batch} ({})",
+        table.label()
+    ));
     let rate = job_fields(&mut figure, rows, &run, ceiling);
     let stats = mock.stats();
     let deletes = MockStats::get(&stats.bulk_deletes) + MockStats::get(&stats.single_deletes);
@@ -179,7 +280,8 @@ async fn job_figure(ctx: &Ctx, db: &BenchDb, mock: &Mock, rows: u64) -> Result<(
         run.profile.avg_active() * run.wall.as_secs_f64() * 1e3 / batches.max(1) as f64,
         run.profile.avg_active(),
     ));
-    Ok((figure, rate))
+    let wall = run.wall;
+    Ok((figure, rate, wall))
 }
 
 /// Every row marked, every object deleted once, and the execution agrees.

@@ -47,6 +47,9 @@ async fn body(ctx: &Ctx, db: &BenchDb) -> Result<Vec<Figure>> {
         main_rate.get_or_insert(rate);
         figures.push(figure);
     }
+    let figure = limited_figure(ctx, db, 5, (ctx.cost_rows / 20).max(200)).await?;
+    figure.print();
+    figures.push(figure);
     if ctx.naive_rows > 0 {
         let figure = naive_figure(ctx, db, &mock, 9, main_rate.unwrap_or(0.0)).await?;
         figure.print();
@@ -191,6 +194,81 @@ async fn job_figure(
         rows as f64 / run.sql.max(1) as f64
     ));
     Ok((figure, rate))
+}
+
+/// What the limited stand-in admits at once (429 beyond, no `Retry-After`), and the job's
+/// concurrency against it.
+const LIMITED_CAPACITY: u64 = 4;
+const LIMITED_JOB_CONCURRENCY: usize = 16;
+const GOAL_LIMITED_RATIO: f64 = 0.80;
+const GOAL_LIMITED_429_SHARE: f64 = 0.15;
+
+/// The job at concurrency 16 behind a Deepgram that admits 4 lookups at once: the job's
+/// shared adaptive limit must find the 4 without failing rows or hammering the vendor.
+async fn limited_figure(ctx: &Ctx, db: &BenchDb, tag: u32, rows: u64) -> Result<Figure> {
+    let mock =
+        Mock::start_with_capacity(Kind::Deepgram, ctx.latency, Some(LIMITED_CAPACITY)).await?;
+    seed_rows(db, tag, rows).await?;
+    let allowed = LIMITED_CAPACITY as f64 / ctx.latency.as_secs_f64().max(1e-6);
+    let env = vec![
+        ("DEEPGRAM_API_KEY".to_owned(), API_KEY.to_owned()),
+        ("DEEPGRAM_API_URL".to_owned(), mock.url()),
+        (
+            "COST_UPDATE_CONCURRENCY".to_owned(),
+            LIMITED_JOB_CONCURRENCY.to_string(),
+        ),
+    ];
+    let expected = Duration::from_secs_f64(rows as f64 / allowed);
+    let run = run_job(
+        ctx,
+        db,
+        &mock,
+        "cost_update",
+        env,
+        Duration::from_secs(120) + expected * 20,
+    )
+    .await?;
+    let mut figure = Figure::new(format!(
+        "cost_update c={LIMITED_JOB_CONCURRENCY} behind a limit of {LIMITED_CAPACITY} at once"
+    ));
+    let rate = job_fields(&mut figure, rows, &run, allowed);
+    let stats = mock.stats();
+    let calls = MockStats::get(&stats.requests);
+    let too_many = MockStats::get(&stats.too_many);
+    let share = too_many as f64 / calls.max(1) as f64;
+    figure
+        .field(
+            "calls/row",
+            format!("{:.2}", calls as f64 / rows.max(1) as f64),
+        )
+        .field(
+            "429s",
+            format!("{too_many} ({:.1}% of calls)", share * 100.0),
+        );
+    verify(db, &mut figure, &run, tag, rows).await?;
+    let (_, recorded, _) = latest_execution(db, "cost_update").await?;
+    let failed = recorded["failed"].as_u64().unwrap_or(u64::MAX);
+    figure.goal(&[
+        (failed == 0, "no row failed".to_owned()),
+        (
+            share <= GOAL_LIMITED_429_SHARE,
+            format!(
+                "≤ {:.0}% of calls answered 429",
+                GOAL_LIMITED_429_SHARE * 100.0
+            ),
+        ),
+        (
+            rate >= GOAL_LIMITED_RATIO * allowed,
+            format!("≥ {:.0}% of the allowed rate", GOAL_LIMITED_RATIO * 100.0),
+        ),
+    ]);
+    figure.detail(format!(
+        "ceiling here = the stand-in's {LIMITED_CAPACITY} at once ÷ latency; the job's final \
+         concurrency_limit was {}",
+        recorded["concurrency_limit"]
+    ));
+    phase_details(&mut figure, &run, &mock, rows, LIMITED_JOB_CONCURRENCY);
+    Ok(figure)
 }
 
 /// The work must be done: the job succeeded, every row has its own request's price, and

@@ -8,4 +8,5 @@ mod auth_and_encoding;
 mod buckets_and_objects;
 mod bulk_delete;
 mod errors_and_retries;
+mod keys_and_backpressure;
 mod listing;

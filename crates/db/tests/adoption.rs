@@ -1,0 +1,380 @@
+//! Taking over the database of the Node.js system this service replaces: its
+//! `job_executions` (the contract's exact DDL, its four indexes under its own names, old
+//! rows, executions left running) and the application's wider `transcriptions`.
+
+use db::testing::TestDatabase;
+use db::DbError;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+/// The old system's schema and data (shared with the server's takeover test).
+const OLD_SYSTEM_SQL: &str = include_str!("fixtures/node_system.sql");
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+async fn lines(conn: &mut AsyncPgConnection, sql: &str) -> Vec<String> {
+    diesel::sql_query(sql)
+        .load::<Line>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .map(|l| l.line)
+        .collect()
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<N>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
+
+async fn old_database() -> TestDatabase {
+    let db = TestDatabase::empty().await;
+    db.connect()
+        .await
+        .batch_execute(OLD_SYSTEM_SQL)
+        .await
+        .expect("old system's schema");
+    db
+}
+
+const HISTORY: &str = "SELECT concat_ws('|', id, job_name, status, started_at, completed_at, \
+     duration_ms, stats, error_message, created_at) AS line FROM job_executions \
+     WHERE status <> 'running' ORDER BY id";
+const APPLICATION_ROWS: &str = "SELECT concat_ws('|', id, user_id, title, created_at, updated_at, \
+     audio_file_path, audio_deleted_at, stt_provider_request_id, audio_cost_usd, transcript) \
+     AS line FROM transcriptions ORDER BY id";
+const INDEXES: &str = "SELECT indexname || ' ' || substring(indexdef FROM ' USING (.*)$') AS line \
+     FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY indexname";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_adopts_the_old_database_keeping_rows_and_indexes_and_is_then_a_no_op() {
+    let db = old_database().await;
+    let mut conn = db.connect().await;
+    let history_before = lines(&mut conn, HISTORY).await;
+    let app_before = lines(&mut conn, APPLICATION_ROWS).await;
+    let old_indexes: Vec<String> = diesel::sql_query(INDEXES)
+        .bind::<Text, _>("job_executions")
+        .load::<Line>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(old_indexes.len(), 5, "{old_indexes:?}");
+
+    let applied = db::run_migrations(db.target())
+        .await
+        .expect("adopting migrate");
+    assert_eq!(applied, db::embedded_versions());
+    let again = db::run_migrations(db.target())
+        .await
+        .expect("second migrate");
+    assert!(again.is_empty(), "re-applied: {again:?}");
+
+    // Every old row is kept, the finished ones unchanged.
+    assert_eq!(lines(&mut conn, HISTORY).await[..3], history_before[..]);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM job_executions").await,
+        5
+    );
+    // The stale ones are closed at once, with the reason.
+    let stale = lines(
+        &mut conn,
+        "SELECT concat_ws('|', job_name, status, error_message, completed_at IS NOT NULL, \
+         duration_ms >= 0, worker_id IS NULL, scheduled_for IS NULL) AS line \
+         FROM job_executions WHERE started_at < now() - interval '20 hours' \
+         AND stats = '{}' AND error_message IS DISTINCT FROM 'Deepgram API returned 500' \
+         ORDER BY job_name",
+    )
+    .await;
+    assert_eq!(stale.len(), 2, "{stale:?}");
+    for row in &stale {
+        assert!(row.contains("|failed|"), "{row}");
+        assert!(row.contains(db::TAKEOVER_MESSAGE_PREFIX), "{row}");
+        assert!(row.ends_with("|t|t|t|t"), "{row}");
+    }
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM job_executions WHERE status = 'running'"
+        )
+        .await,
+        0
+    );
+    // Old rows read as manual first tries with no slot, worker or lease.
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM job_executions WHERE triggered_by = 'manual' \
+             AND attempt = 1 AND NOT dry_run AND lease_expires_at IS NULL"
+        )
+        .await,
+        5
+    );
+
+    // The old indexes stay under their names; none is built twice; ours are added.
+    let indexes = lines(
+        &mut conn,
+        "SELECT indexname || ' ' || substring(indexdef FROM ' USING (.*)$') AS line \
+         FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'job_executions' \
+         ORDER BY indexname",
+    )
+    .await;
+    for old in &old_indexes {
+        assert!(indexes.contains(old), "{old} lost: {indexes:?}");
+    }
+    let definitions: Vec<&str> = indexes
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1)
+        .collect();
+    let mut unique = definitions.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), definitions.len(), "duplicates: {indexes:?}");
+    for ours in [
+        "uq_job_executions_slot",
+        "uq_job_executions_one_running",
+        "idx_job_executions_running_lease",
+        "idx_job_executions_job_name_started_at_id",
+    ] {
+        assert!(
+            indexes.iter().any(|l| l.starts_with(ours)),
+            "{ours} missing: {indexes:?}"
+        );
+    }
+    // The one-running rule holds from now on.
+    diesel::sql_query(
+        "INSERT INTO job_executions (job_name, status) VALUES ('cost_update', 'running')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert!(diesel::sql_query(
+        "INSERT INTO job_executions (job_name, status) VALUES ('cost_update', 'running')"
+    )
+    .execute(&mut conn)
+    .await
+    .is_err());
+
+    // The application's table: its rows, columns and precision untouched; only this
+    // service's bookkeeping columns added.
+    assert_eq!(lines(&mut conn, APPLICATION_ROWS).await, app_before);
+    let columns = lines(
+        &mut conn,
+        "SELECT column_name || ' ' || format_type(atttypid, atttypmod) AS line \
+         FROM information_schema.columns c JOIN pg_attribute a \
+           ON a.attrelid = 'public.transcriptions'::regclass AND a.attname = c.column_name \
+         WHERE table_schema = 'public' AND table_name = 'transcriptions' \
+         ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(
+        columns,
+        [
+            "id uuid",
+            "user_id uuid",
+            "title text",
+            "created_at timestamp with time zone",
+            "updated_at timestamp with time zone",
+            "audio_file_path text",
+            "audio_deleted_at timestamp with time zone",
+            "stt_provider_request_id text",
+            "audio_cost_usd numeric(10,4)",
+            "transcript jsonb",
+            "cost_status text",
+            "cost_error text",
+            "cost_check_count integer",
+            "cost_checked_at timestamp with time zone",
+            "cost_gave_up_at timestamp with time zone",
+        ]
+    );
+    // Not marked as created by this service: no down.sql may drop it.
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM pg_description \
+             WHERE objoid = 'public.transcriptions'::regclass"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_column_type_stops_migrate_before_anything_changes() {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(
+        "CREATE TABLE public.transcriptions (id BIGSERIAL PRIMARY KEY, \
+         created_at TIMESTAMPTZ NOT NULL DEFAULT now(), audio_cost_usd DOUBLE PRECISION)",
+    )
+    .await
+    .unwrap();
+    let err = db::run_migrations(db.target()).await.unwrap_err();
+    assert!(matches!(err, DbError::Incompatible(_)), "{err:?}");
+    let message = err.to_string();
+    for part in [
+        "public.transcriptions.id",
+        "bigint",
+        "uuid",
+        "public.transcriptions.audio_cost_usd",
+        "double precision",
+        "numeric",
+        "nothing was changed",
+    ] {
+        assert!(message.contains(part), "{part:?} missing in {message}");
+    }
+    // Nothing was created or changed.
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM information_schema.columns \
+             WHERE table_name = 'transcriptions'"
+        )
+        .await,
+        3
+    );
+    // The dry run refuses the same way.
+    let err = db::plan_migrations(db.target()).await.unwrap_err();
+    assert!(matches!(err, DbError::Incompatible(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_lists_every_pending_statement_and_changes_nothing() {
+    let db = old_database().await;
+    let mut conn = db.connect().await;
+    let schema_before = pg_dump_schema(db.name());
+    let plan = db::plan_migrations(db.target()).await.unwrap();
+    assert!(plan.database_exists);
+    let names: Vec<String> = plan
+        .pending
+        .iter()
+        .map(|(name, _)| name.replace('-', "").split('_').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, db::embedded_versions());
+    assert!(plan.pending[0]
+        .1
+        .contains("CREATE TABLE IF NOT EXISTS public.job_executions"));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("2 execution(s) left running")),
+        "{:?}",
+        plan.notes
+    );
+    assert_eq!(pg_dump_schema(db.name()), schema_before);
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM job_executions WHERE status = 'running'"
+        )
+        .await,
+        2
+    );
+
+    // Once applied, nothing is pending.
+    db::run_migrations(db.target()).await.unwrap();
+    let plan = db::plan_migrations(db.target()).await.unwrap();
+    assert!(plan.pending.is_empty(), "{:?}", plan.pending);
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+
+    // A database that does not exist is not created by a dry run.
+    let missing = db.target().with_database("bgjobs_test_never_created");
+    let plan = db::plan_migrations(&missing).await.unwrap();
+    assert!(!plan.database_exists);
+    assert_eq!(plan.pending.len(), db::embedded_versions().len());
+    assert!(matches!(
+        missing.connect().await,
+        Err(DbError::UnknownDatabase(_))
+    ));
+}
+
+/// `pg_dump --schema-only` of a test database, without the lines that differ between two
+/// databases of the same schema (comments, settings, diesel's bookkeeping).
+fn pg_dump_schema(database: &str) -> String {
+    let url = db::testing::database_url(database);
+    let out = std::process::Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--exclude-table=public.__diesel_schema_migrations",
+        ])
+        .arg(&url)
+        .output()
+        .expect("pg_dump (Debian package postgresql-client) is needed for this test");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.starts_with("SET ") && !l.trim().is_empty())
+        // pg_dump 15.14+ fences its output with a random `\restrict` key.
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .filter(|l| !l.contains("__diesel_schema_migrations") && !l.contains("diesel_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_gets_the_same_schema_as_before_adoption_was_added() {
+    // The migrations as they were, straight from their SQL.
+    let before = TestDatabase::empty().await;
+    before
+        .connect()
+        .await
+        .batch_execute(include_str!("fixtures/schema_before_adoption.sql"))
+        .await
+        .unwrap();
+    // Today's migrations up to the same version.
+    let now = TestDatabase::empty().await;
+    let last = "20261128000006";
+    let conn = now.connect().await;
+    tokio::task::spawn_blocking(move || {
+        use diesel::migration::MigrationSource;
+        use diesel_migrations::MigrationHarness;
+        let mut wrapper: diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
+            AsyncPgConnection,
+        > = conn.into();
+        // Creates diesel's bookkeeping table.
+        wrapper.applied_migrations().unwrap();
+        let migrations = MigrationSource::<diesel::pg::Pg>::migrations(&db::MIGRATIONS).unwrap();
+        for m in migrations
+            .iter()
+            .filter(|m| m.name().version().to_string().as_str() <= last)
+        {
+            wrapper.run_migration(m.as_ref()).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let expected = pg_dump_schema(before.name());
+    assert!(
+        expected.contains("CREATE TABLE public.job_executions"),
+        "{expected}"
+    );
+    assert_eq!(pg_dump_schema(now.name()), expected);
+}

@@ -45,7 +45,7 @@ fn vars<'a>(db: &'a TestDatabase, mock: &'a str, schedule: &'a str) -> Vec<(&'a 
         ("DATABASE_URL", db.url()),
         ("DATABASE_POOL_SIZE", "3"),
         ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "console-service-key"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ("SUPABASE_MAX_ATTEMPTS", "1"),
         ("SCHEDULER_TICK_MS", "200"),
         ("JOB_LEASE_SECS", "5"),

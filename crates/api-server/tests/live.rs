@@ -63,7 +63,7 @@ fn vars<'a>(
         ("DATABASE_POOL_SIZE", "3"),
         ("ADMIN_TOKEN", TOKEN),
         ("SUPABASE_URL", storage),
-        ("SUPABASE_SERVICE_ROLE_KEY", "live-service-key"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
         ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
         ("MISFIRE_WINDOW_SECS", "0"),

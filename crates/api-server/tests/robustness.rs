@@ -122,7 +122,7 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
         ("DATABASE_POOL_SIZE", "3"),
         ("ADMIN_TOKEN", TOKEN),
         ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "robustness-service-key"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
         ("SUPABASE_MAX_ATTEMPTS", "1"),
         ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
         ("AUDIO_CLEANUP_BATCH_SIZE", "1"),

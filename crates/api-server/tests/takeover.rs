@@ -154,7 +154,7 @@ async fn the_old_systems_database_is_taken_over_and_both_jobs_run_there() {
         ("DEEPGRAM_API_KEY", "dg-test-key"),
         ("DEEPGRAM_API_URL", &deepgram.uri()),
         ("SUPABASE_URL", &storage.uri()),
-        ("SUPABASE_SERVICE_ROLE_KEY", "service-role-key-for-tests"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
     ])
     .await;
 
@@ -400,7 +400,7 @@ async fn everything_works_through(pool_mode: &str, query: &str) {
         ("DEEPGRAM_API_KEY", "dg-test-key"),
         ("DEEPGRAM_API_URL", &deepgram.uri()),
         ("SUPABASE_URL", &storage.uri()),
-        ("SUPABASE_SERVICE_ROLE_KEY", "service-role-key-for-tests"),
+        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
     ];
     let mut server = ServerProcess::start(&vars).await;
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();

@@ -207,7 +207,8 @@ async fn build_template() -> Result<String, DbError> {
     Ok(name)
 }
 
-/// Drops test databases whose process is gone, and templates of other migration sets.
+/// Drops test databases whose process is gone, and templates of other migration sets that
+/// nobody has used for a day.
 async fn sweep_leftovers(conn: &mut AsyncPgConnection, keep_template: &str) {
     #[derive(diesel::QueryableByName)]
     struct Name {
@@ -222,9 +223,23 @@ async fn sweep_leftovers(conn: &mut AsyncPgConnection, keep_template: &str) {
     else {
         return;
     };
+    // Another checkout sharing this server may still clone its own template (its digest
+    // differs by path and content): only templates untouched for a day are dropped. Where
+    // the file dates cannot be read (not a superuser), other templates are kept.
+    let old_templates: Vec<String> = diesel::sql_query(format!(
+        "SELECT datname::text AS datname FROM pg_database \
+         WHERE datname LIKE '{PREFIX}template_%' \
+           AND (pg_stat_file('base/' || oid::text)).modification < now() - interval '1 day'"
+    ))
+    .load::<Name>(conn)
+    .await
+    .map(|rows| rows.into_iter().map(|n| n.datname).collect())
+    .unwrap_or_default();
     for Name { datname } in names {
         let stale = if let Some(rest) = datname.strip_prefix(&format!("{PREFIX}template_")) {
-            datname != keep_template && !rest.ends_with("_building")
+            datname != keep_template
+                && !rest.ends_with("_building")
+                && old_templates.contains(&datname)
         } else {
             datname
                 .strip_prefix(PREFIX)

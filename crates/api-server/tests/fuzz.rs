@@ -62,6 +62,9 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "--workers",
             "2",
         ])
+        // The event stream never ends, so it cannot be answered as one response; its
+        // auth and limits are tested in tests/live.rs and tests/access.rs.
+        .args(["--exclude-path", "/internal/api/v1/events"])
         .arg("--report-dir")
         .arg(&report_dir)
         .env("NO_COLOR", "1")
@@ -78,7 +81,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "schemathesis found problems:\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("Tested: 8"),
+        stdout.contains("Tested: 14"),
         "not every operation was exercised:\n{stdout}"
     );
 }

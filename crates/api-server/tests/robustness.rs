@@ -520,9 +520,10 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["data"]["execution_id"], id);
 
+    // The admin token asked, from the other server: the reason names the role.
     let r = ended(&db, id).await;
     assert_eq!(r.status, "failed");
-    assert_eq!(r.error_message.as_deref(), Some("cancelled by local"));
+    assert_eq!(r.error_message.as_deref(), Some("cancelled by admin"));
     assert!((2..30).contains(&r.considered()), "{r:?}");
 
     let resp = cancel(id).await.unwrap();

@@ -7,6 +7,22 @@ use super::views::ErrorBody;
 use super::{ApiError, AppState};
 use crate::live::StreamRefused;
 
+/// One event of the stream as a client reads it: the event name (`execution`, `job`), its
+/// `id` (for `Last-Event-ID`), its `data` (the JSON of the matching REST answer, as text),
+/// or a `retry` hint in milliseconds. Documentation only: the stream is written as text.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// `execution` or `job`.
+    event: Option<String>,
+    /// The event's JSON, as text.
+    data: Option<String>,
+    /// The event's id, for `Last-Event-ID`.
+    id: Option<String>,
+    /// How long a client waits before it reconnects, in milliseconds.
+    retry: Option<u64>,
+}
+
 /// Server-Sent Events: an `execution` event (the JSON of `GET /jobs/executions/{id}`'s
 /// `data`) whenever any server starts, advances or ends an execution, and a `job` event
 /// (one entry of `GET /jobs`) whenever a job's entry changes. A new stream starts with a
@@ -20,7 +36,7 @@ use crate::live::StreamRefused;
     security(("bearer" = [])),
     params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received, to resume after it")),
     responses(
-        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = SseEvent),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 503, description = "Too many open streams (`too_many_streams`), or the server is shutting down", body = ErrorBody),
     )

@@ -59,8 +59,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "40",
             "--seed",
             "20261128",
+            // One worker: hypothesis parses lambda sources with `ast`, and CPython 3.11
+            // raises "AST constructor recursion depth mismatch" when two threads do so.
             "--workers",
-            "2",
+            "1",
         ])
         // The event stream never ends, so it cannot be answered as one response; its
         // auth and limits are tested in tests/live.rs and tests/access.rs.

@@ -1,10 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+// The example job names this crate by its name; its unit test compiles it in here.
+#[cfg(test)]
+extern crate self as jobs_core;
+
 pub mod capture;
 mod clock;
 pub mod current;
 mod job;
 pub mod log;
+pub mod pipeline;
+/// The README's example job, compiled and run by the pipeline's tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../examples/expire_sessions.rs"]
+mod readme_example;
 mod registry;
 mod runner;
 mod schedule;

@@ -34,19 +34,17 @@
 //! | `DEEPGRAM_MAX_ATTEMPTS` | `4` | attempts per lookup on 429, 5xx and network errors (1–10) |
 //! | `DEEPGRAM_BACKOFF_MS` | `500` | base of the exponential backoff between attempts (0–60000) |
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bigdecimal::{BigDecimal, RoundingMode};
 use db::cost::{CostCheck, FoundCost, PendingCost};
 use deepgram_client::{Client, ClientConfig, CostState, Error as DeepgramError, RequestRecord};
-use futures_util::stream::{self, StreamExt};
+use jobs_core::pipeline::{self, Control, End, Halt, Page, Pipeline, Streak, Totals};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
 use log::{info, warn};
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::config::{Config, ConfigError, Vars};
@@ -306,175 +304,113 @@ impl Job for CostUpdateJob {
                 "cost_update is disabled: DEEPGRAM_API_KEY is not set",
             ));
         };
-        let lookups = Lookups::new(client, self.project_id.clone());
         // A new run starts at full concurrency: whatever slowed the last one down was
         // hours ago.
-        let limit = client.concurrency_limit();
-        limit.reset();
-        // Lookups and writes overlap: the producer keeps `concurrency` lookups in flight
-        // across page boundaries and hands full batches of results to the writer, which
-        // stores them while the next batch is being looked up. The channel holds one
-        // batch, so memory stays at a few batches whatever the backlog.
-        let (batches, mut to_write) = mpsc::channel::<Vec<Checked>>(1);
-        let producer = self.produce(&lookups, ctx, batches);
-        let writer = async {
-            let mut run = Run::new(ctx.dry_run);
-            while let Some(batch) = to_write.recv().await {
-                if let Err(e) = self.record(&mut run, batch).await {
-                    // Dropping the receiver stops the producer at its next batch.
-                    return (run, Err(e));
-                }
-                run.stats
-                    .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
-                ctx.report_progress(&run.stats);
-            }
-            (run, Ok(()))
+        client.concurrency_limit().reset();
+        let pricing = Pricing {
+            job: self,
+            lookups: Lookups::new(client, self.project_id.clone()),
+            dry_run: ctx.dry_run,
         };
-        let (end, (mut run, written)) = tokio::join!(producer, writer);
-        run.stats
-            .set(keys::CONCURRENCY_LIMIT, count(limit.current()));
-        if let Err(e) = written {
-            return Err(run.fail(format!("storing the results failed: {e}")));
-        }
-        match end {
-            End::Done => {
-                run.log_summary();
-                Ok(run.stats)
-            }
-            End::Cancelled => Err(run.fail(
-                "cancelled before the backlog was done; the remaining rows are left for the next run",
-            )),
-            End::ReadFailed(e) => Err(run.fail(format!("reading the rows to price failed: {e}"))),
-            End::Stop(reason) => Err(run.fail(reason)),
-            End::WriterGone => Err(run.fail("storing the results failed")),
-        }
+        // Lookups and writes overlap: `concurrency` lookups stay in flight across page
+        // boundaries while the previous batch of results is stored.
+        let settings = pipeline::Settings {
+            concurrency: self.settings.concurrency,
+            batch: pricing.batch_size(),
+        };
+        let totals = Totals::new(Stats::with_keys(&keys::ALL), 1);
+        let report = pipeline::run(&pricing, ctx, settings, totals).await;
+        let totals = report.totals;
+        log_summary(&totals, ctx.dry_run);
+        let reason = match report.end {
+            End::Done => return Ok(totals.stats),
+            End::Cancelled => Stop::Cancelled,
+            End::Halted(stop) => stop,
+        };
+        Err(JobError::new(reason.to_string()).with_stats(totals.stats))
     }
 }
 
-/// One row with what its lookup found.
-type Checked = (PendingCost, Outcome);
-
-/// How the producer side of a run ended.
-#[derive(Debug)]
-enum End {
-    /// Every pending row was looked up.
-    Done,
-    /// The run was cancelled (timeout, shutdown) between two pages.
+/// Why a run stopped before the backlog was done.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("cancelled before the backlog was done; the remaining rows are left for the next run")]
     Cancelled,
-    /// Reading the next page failed.
-    ReadFailed(String),
-    /// The run must fail: rejected key, or Deepgram failing every lookup.
-    Stop(String),
-    /// The writer stopped (it reports its own error).
-    WriterGone,
+    #[error("reading the rows to price failed: {0}")]
+    Read(db::DbError),
+    #[error("storing the results failed: {0}")]
+    Write(db::DbError),
+    /// A rejected key, or Deepgram failing every lookup.
+    #[error("{0}")]
+    Deepgram(String),
 }
 
-impl CostUpdateJob {
-    async fn next_batch(&self, after: Option<Uuid>) -> Result<Vec<PendingCost>, db::DbError> {
-        let mut conn = self.pool.get().await?;
-        db::cost::pending_batch(&mut conn, after, self.settings.batch_size).await
+/// A run's counters, and per reason the rows and the first one as an example.
+type CostTotals = Totals<Reason, (Uuid, String)>;
+
+/// One run: the rows to price, one Deepgram lookup per row, one write per batch.
+struct Pricing<'a> {
+    job: &'a CostUpdateJob,
+    lookups: Lookups<'a>,
+    dry_run: bool,
+}
+
+impl Pricing<'_> {
+    fn batch_size(&self) -> usize {
+        usize::try_from(self.job.settings.batch_size).unwrap_or(usize::MAX)
+    }
+}
+
+#[async_trait]
+impl Pipeline for Pricing<'_> {
+    type Cursor = Uuid;
+    type Item = PendingCost;
+    type Done = (PendingCost, Outcome);
+    type Reason = Reason;
+    type Example = (Uuid, String);
+    type Error = Stop;
+
+    /// The pending rows after `after`, keyset by id.
+    async fn fetch(&self, after: Option<Uuid>) -> Result<Page<PendingCost, Uuid>, Stop> {
+        let mut conn = self
+            .job
+            .pool
+            .get()
+            .await
+            .map_err(|e| Stop::Read(e.into()))?;
+        let rows = db::cost::pending_batch(&mut conn, after, self.job.settings.batch_size)
+            .await
+            .map_err(Stop::Read)?;
+        Ok(Page::keyset(rows, self.batch_size(), |row| row.id))
     }
 
-    /// Reads the pending rows page by page (keyset by id) and looks them up,
-    /// `concurrency` at a time without pausing at page boundaries (the next page is read
-    /// while the last lookups of the previous one are in flight), sending the results in
-    /// batches of `batch_size` to `batches`.
-    ///
-    /// Stops on a rejected key without sending the batch in progress (nothing of it is
-    /// written, and the run fails at once), and after `max_consecutive_errors` lookups in
-    /// a row failed with 429, 5xx, network errors or 403, sending what it has first.
-    async fn produce(
+    /// Looks the row up; a rejected key stops the run at once, without writing the
+    /// batch in progress.
+    async fn process(
         &self,
-        lookups: &Lookups<'_>,
-        ctx: &JobContext,
-        batches: mpsc::Sender<Vec<Checked>>,
-    ) -> End {
-        let batch_size = usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX);
-        // Set by the page reader when it stops early.
-        let stopped: Mutex<Option<End>> = Mutex::new(None);
-        let stopped = &stopped;
-        // State: `None` once the last page was read, else the cursor (`Some(None)` first).
-        let rows = stream::unfold(Some(None), |cursor: Option<Option<Uuid>>| async move {
-            let after = cursor?;
-            if ctx.is_cancelled() {
-                *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(End::Cancelled);
-                return None;
-            }
-            match self.next_batch(after).await {
-                Ok(rows) => {
-                    let last = rows.last()?.id;
-                    let next = (rows.len() >= batch_size).then_some(Some(last));
-                    Some((stream::iter(rows), next))
-                }
-                Err(e) => {
-                    *stopped.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(End::ReadFailed(e.to_string()));
-                    None
-                }
-            }
-        })
-        .flatten()
-        .boxed();
-        let mut answers = std::pin::pin!(rows
-            .map(|row| async move {
-                let outcome = lookups.check(&row).await;
-                (row, outcome)
-            })
-            .buffer_unordered(self.settings.concurrency));
-
-        let mut batch = Vec::with_capacity(batch_size.min(10_000));
-        let mut error_streak: u32 = 0;
-        while let Some((row, outcome)) = answers.next().await {
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(Abort(reason)) => return End::Stop(reason),
-            };
-            match outcome.effect_on_streak() {
-                Streak::Keep => {}
-                Streak::Reset => error_streak = 0,
-                Streak::Count => error_streak = error_streak.saturating_add(1),
-            }
-            if error_streak >= self.settings.max_consecutive_errors {
-                let last = match &outcome {
-                    Outcome::Unpriced { detail, .. } => shorten(detail, 300),
-                    Outcome::Priced(_) => String::new(),
-                };
-                batch.push((row, outcome));
-                if batches.send(batch).await.is_err() {
-                    return End::WriterGone;
-                }
-                return End::Stop(format!(
-                    "{error_streak} Deepgram lookups in a row failed (429, 5xx, network or 403; \
-                     last: {last}); stopped, the remaining rows are left for the next run"
-                ));
-            }
-            batch.push((row, outcome));
-            if batch.len() >= batch_size {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                if batches.send(full).await.is_err() {
-                    return End::WriterGone;
-                }
-            }
+        row: PendingCost,
+        _: &Control<Stop>,
+    ) -> Result<(PendingCost, Outcome), Halt<Stop>> {
+        match self.lookups.check(&row).await {
+            Ok(outcome) => Ok((row, outcome)),
+            Err(Abort(reason)) => Err(Halt::Abort(Stop::Deepgram(reason))),
         }
-        if !batch.is_empty() && batches.send(batch).await.is_err() {
-            return End::WriterGone;
-        }
-        let end = stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        end.unwrap_or(End::Done)
     }
 
-    /// Writes one batch's results (unless dry run) and adds them to the run's counters:
-    /// one statement for the prices, one for the rest.
-    async fn record(&self, run: &mut Run, results: Vec<Checked>) -> Result<(), db::DbError> {
-        let mut batch = Stats::new();
+    /// Writes one batch's results (unless dry run) and counts them: one statement for
+    /// the prices, one for the rest.
+    async fn write(
+        &self,
+        results: Vec<(PendingCost, Outcome)>,
+        totals: &mut CostTotals,
+        _: &Control<Stop>,
+    ) -> Result<(), Stop> {
+        let settings = &self.job.settings;
         let mut priced = Vec::new();
         let mut checks = Vec::new();
         let mut tallies = Vec::new();
         for (row, outcome) in results {
-            batch.incr(keys::CONSIDERED);
+            totals.stats.incr(keys::CONSIDERED);
             match outcome {
                 Outcome::Priced(cost) => priced.push(FoundCost {
                     id: row.id,
@@ -483,14 +419,14 @@ impl CostUpdateJob {
                     cost,
                 }),
                 Outcome::Unpriced { reason, detail } => {
-                    batch.incr(reason.stat());
-                    let (counted, give_up) = match reason.limit(&self.settings) {
+                    totals.stats.incr(reason.stat());
+                    let (counted, give_up) = match reason.limit(settings) {
                         Limit::Now => (true, true),
                         Limit::After(max) => (true, row.check_count.saturating_add(1) >= max),
                         Limit::Never => (false, false),
                     };
                     let error = shorten(&detail, MAX_REASON_CHARS);
-                    tallies.push((reason, row.id, error.clone()));
+                    tallies.push((reason, (row.id, error.clone())));
                     checks.push(CostCheck {
                         id: row.id,
                         request_id: row.request_id.clone(),
@@ -502,25 +438,74 @@ impl CostUpdateJob {
                 }
             }
         }
-        if run.dry_run {
-            batch.add(keys::UPDATED, count(priced.len()));
-            batch.add(
+        if self.dry_run {
+            totals.stats.add(keys::UPDATED, count(priced.len()));
+            totals.stats.add(
                 keys::GAVE_UP,
                 count(checks.iter().filter(|c| c.give_up).count()),
             );
         } else {
-            let mut conn = self.pool.get().await?;
-            let updated = db::cost::store_costs(&mut conn, &priced).await?;
-            batch.add(keys::UPDATED, count(updated.len()));
-            batch.add(keys::UNCHANGED, count(priced.len() - updated.len()));
-            let recorded = db::cost::record_checks(&mut conn, &checks).await?;
-            batch.add(keys::GAVE_UP, count(recorded.gave_up));
+            let mut conn = self
+                .job
+                .pool
+                .get()
+                .await
+                .map_err(|e| Stop::Write(e.into()))?;
+            let updated = db::cost::store_costs(&mut conn, &priced)
+                .await
+                .map_err(Stop::Write)?;
+            totals.stats.add(keys::UPDATED, count(updated.len()));
+            totals
+                .stats
+                .add(keys::UNCHANGED, count(priced.len() - updated.len()));
+            let recorded = db::cost::record_checks(&mut conn, &checks)
+                .await
+                .map_err(Stop::Write)?;
+            totals.stats.add(keys::GAVE_UP, count(recorded.gave_up));
         }
-        run.stats.merge(&batch);
-        for (reason, id, detail) in tallies {
-            run.tally(reason, id, detail);
+        for (reason, example) in tallies {
+            totals.reasons.add(reason, 1, Some(example));
         }
         Ok(())
+    }
+
+    /// 429, 5xx, network errors and 403 in a row grow the streak; a price or a definite
+    /// answer ends it; a row's own bad id does neither.
+    fn streak(&self, (_, outcome): &(PendingCost, Outcome)) -> Streak {
+        match outcome {
+            Outcome::Priced(_) => Streak::Reset,
+            Outcome::Unpriced { reason, .. } => match reason {
+                Reason::NoRequestId | Reason::MalformedRequestId | Reason::NoProject => {
+                    Streak::Keep
+                }
+                Reason::Forbidden | Reason::Unavailable => Streak::Fail,
+                _ => Streak::Reset,
+            },
+        }
+    }
+
+    /// After `COST_UPDATE_MAX_CONSECUTIVE_ERRORS` failures in a row the run stops: the
+    /// lookups in flight are dropped, what is done is written.
+    fn streak_broken(
+        &self,
+        in_a_row: u32,
+        (_, last): &(PendingCost, Outcome),
+    ) -> Option<Halt<Stop>> {
+        if in_a_row < self.job.settings.max_consecutive_errors {
+            return None;
+        }
+        let last = match last {
+            Outcome::Unpriced { detail, .. } => shorten(detail, 300),
+            Outcome::Priced(_) => String::new(),
+        };
+        Some(Halt::Now(Stop::Deepgram(format!(
+            "{in_a_row} Deepgram lookups in a row failed (429, 5xx, network or 403; \
+             last: {last}); stopped, the remaining rows are left for the next run"
+        ))))
+    }
+
+    fn concurrency_limit(&self) -> Option<usize> {
+        Some(self.lookups.client.concurrency_limit().current())
     }
 }
 
@@ -528,78 +513,49 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One run's counters and reason tallies, kept by the writer.
-struct Run {
-    dry_run: bool,
-    stats: Stats,
-    /// Per reason: how many rows, and the first one as an example.
-    reasons: BTreeMap<Reason, (i64, Uuid, String)>,
-}
-
-impl Run {
-    fn new(dry_run: bool) -> Self {
-        Self {
-            dry_run,
-            stats: Stats::with_keys(&keys::ALL),
-            reasons: BTreeMap::new(),
+/// One line per outcome kind, e.g. `skipped 12 rows: 7 no request id (e.g. …), 5
+/// malformed request id (e.g. …)`, instead of one line per row.
+fn log_summary(totals: &CostTotals, dry_run: bool) {
+    let prefix = if dry_run { "[dry run] " } else { "" };
+    for stat in [keys::SKIPPED, keys::FAILED, keys::PENDING] {
+        let parts: Vec<String> = totals
+            .reasons
+            .iter()
+            .filter(|(reason, _)| reason.stat() == stat)
+            .filter_map(|(reason, count)| {
+                let (id, detail) = count.examples.first()?;
+                Some(format!(
+                    "{} {} (e.g. transcription {id}: {})",
+                    count.items,
+                    reason.label(),
+                    shorten(detail, 200)
+                ))
+            })
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let line = format!(
+            "{prefix}cost_update {stat} {} rows: {}",
+            totals.stats.get(stat),
+            parts.join(", ")
+        );
+        if stat == keys::FAILED {
+            warn!("{line}");
+        } else {
+            info!("{line}");
         }
     }
-
-    fn tally(&mut self, reason: Reason, id: Uuid, detail: String) {
-        self.reasons
-            .entry(reason)
-            .and_modify(|(n, _, _)| *n += 1)
-            .or_insert((1, id, detail));
+    let gave_up = totals.stats.get(keys::GAVE_UP);
+    if gave_up > 0 {
+        info!(
+            "{prefix}cost_update gave up on {gave_up} rows that cannot be priced \
+             (see transcriptions.cost_status and cost_error; clear cost_gave_up_at to retry)"
+        );
     }
-
-    /// Logs the summary and turns `reason` into the run's error, with the counters so far.
-    fn fail(&self, reason: impl Into<String>) -> JobError {
-        self.log_summary();
-        JobError::new(reason).with_stats(self.stats.clone())
-    }
-
-    /// One line per outcome kind, e.g. `skipped 12 rows: 7 no request id (e.g. …), 5
-    /// malformed request id (e.g. …)`, instead of one line per row.
-    fn log_summary(&self) {
-        let prefix = if self.dry_run { "[dry run] " } else { "" };
-        for stat in [keys::SKIPPED, keys::FAILED, keys::PENDING] {
-            let parts: Vec<String> = self
-                .reasons
-                .iter()
-                .filter(|(reason, _)| reason.stat() == stat)
-                .map(|(reason, (n, id, detail))| {
-                    format!(
-                        "{n} {} (e.g. transcription {id}: {})",
-                        reason.label(),
-                        shorten(detail, 200)
-                    )
-                })
-                .collect();
-            if parts.is_empty() {
-                continue;
-            }
-            let line = format!(
-                "{prefix}cost_update {stat} {} rows: {}",
-                self.stats.get(stat),
-                parts.join(", ")
-            );
-            if stat == keys::FAILED {
-                warn!("{line}");
-            } else {
-                info!("{line}");
-            }
-        }
-        let gave_up = self.stats.get(keys::GAVE_UP);
-        if gave_up > 0 {
-            info!(
-                "{prefix}cost_update gave up on {gave_up} rows that cannot be priced \
-                 (see transcriptions.cost_status and cost_error; clear cost_gave_up_at to retry)"
-            );
-        }
-        let unchanged = self.stats.get(keys::UNCHANGED);
-        if unchanged > 0 {
-            info!("cost_update left {unchanged} rows unchanged: they were priced meanwhile by someone else");
-        }
+    let unchanged = totals.stats.get(keys::UNCHANGED);
+    if unchanged > 0 {
+        info!("cost_update left {unchanged} rows unchanged: they were priced meanwhile by someone else");
     }
 }
 
@@ -640,13 +596,6 @@ enum Limit {
     After(i32),
     /// Never: not the row's fault (outage, permissions, configuration).
     Never,
-}
-
-/// How an outcome moves the run's error streak.
-enum Streak {
-    Keep,
-    Reset,
-    Count,
 }
 
 impl Reason {
@@ -732,19 +681,6 @@ impl Outcome {
         Self::Unpriced {
             reason,
             detail: detail.into(),
-        }
-    }
-
-    fn effect_on_streak(&self) -> Streak {
-        match self {
-            Self::Priced(_) => Streak::Reset,
-            Self::Unpriced { reason, .. } => match reason {
-                Reason::NoRequestId | Reason::MalformedRequestId | Reason::NoProject => {
-                    Streak::Keep
-                }
-                Reason::Forbidden | Reason::Unavailable => Streak::Count,
-                _ => Streak::Reset,
-            },
         }
     }
 }

@@ -418,10 +418,7 @@ type Written<'a, P> = Pin<
 /// What the loop waits for next.
 enum Next<P: Pipeline + ?Sized> {
     Work(Event<P>),
-    Written(
-        Totals<P::Reason, P::Example>,
-        Result<(), P::Error>,
-    ),
+    Written(Totals<P::Reason, P::Example>, Result<(), P::Error>),
 }
 
 /// Runs `pipeline` to its end, adding what it writes to `totals`; see the module docs.
@@ -482,7 +479,14 @@ pub async fn run<P: Pipeline>(
         if done.len() >= batch_size {
             ready.push_back(std::mem::take(&mut done));
         }
-        start_write(&mut writing, &mut ready, writer_failed, &totals, pipeline, control);
+        start_write(
+            &mut writing,
+            &mut ready,
+            writer_failed,
+            &totals,
+            pipeline,
+            control,
+        );
         if !stopping {
             while in_flight < concurrency && ready.is_empty() {
                 let Some(item) = queue.pop_front() else { break };
@@ -505,7 +509,14 @@ pub async fn run<P: Pipeline>(
         if !producing && !done.is_empty() {
             ready.push_back(std::mem::take(&mut done));
         }
-        start_write(&mut writing, &mut ready, writer_failed, &totals, pipeline, control);
+        start_write(
+            &mut writing,
+            &mut ready,
+            writer_failed,
+            &totals,
+            pipeline,
+            control,
+        );
         if work.is_empty() && writing.is_none() {
             break;
         }
@@ -729,7 +740,9 @@ mod tests {
             if self.fail_write {
                 return Err("cannot write".to_owned());
             }
-            totals.stats.add("written", i64::try_from(batch.len()).unwrap());
+            totals
+                .stats
+                .add("written", i64::try_from(batch.len()).unwrap());
             for (n, failed) in &batch {
                 if *failed {
                     totals.stats.incr("failed");
@@ -884,7 +897,10 @@ mod tests {
     #[tokio::test]
     async fn halting_now_drops_the_items_in_flight_and_draining_lets_them_finish() {
         // The first of the four items in flight to finish fails and halts the run.
-        for (halt, written) in [(Halt::Now as fn(String) -> Halt<String>, 1), (Halt::Drain, 4)] {
+        for (halt, written) in [
+            (Halt::Now as fn(String) -> Halt<String>, 1),
+            (Halt::Drain, 4),
+        ] {
             let numbers = Numbers {
                 fails: |_| true,
                 streak_limit: Some((1, halt)),
@@ -924,7 +940,10 @@ mod tests {
         let (ctx, _) = ctx();
         let report = go(&numbers, &ctx, 2, 100).await;
 
-        assert_eq!(report.end, End::Halted("cannot read after Some(3)".to_owned()));
+        assert_eq!(
+            report.end,
+            End::Halted("cannot read after Some(3)".to_owned())
+        );
         assert_eq!(numbers.written().len(), 1);
         assert_eq!(numbers.all_written(), [0, 1, 2, 3]);
     }

@@ -55,17 +55,14 @@
 //! marked    <= deleted + already_absent
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::cleanup::{CleanupCandidate, PageCursor};
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
+use jobs_core::pipeline::{self, Control, End, Halt, Page, Pipeline, Streak, Totals};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
 use log::{info, warn};
 use storage_supabase::{parse_audio_path, Client, DeleteOutcome, ObjectRef, PathError};
@@ -348,6 +345,9 @@ impl Job for AudioCleanupJob {
         // A new run starts at full concurrency: whatever slowed the last one down was
         // hours ago.
         storage.concurrency_limit().reset();
+        let cutoff = retention_cutoff(&self.pool, self.retention_days)
+            .await
+            .map_err(JobError::new)?;
         let run = Run {
             pool: &self.pool,
             storage,
@@ -356,11 +356,9 @@ impl Job for AudioCleanupJob {
             buckets: Mutex::new(HashMap::new()),
             references: tokio::sync::Mutex::new(References::default()),
             probe_name: format!("{PROBE_PREFIX}/{}.txt", Uuid::new_v4()),
-            cutoff_at: std::sync::OnceLock::new(),
-            stop: AtomicBool::new(false),
+            cutoff,
         };
-        run.execute(ctx, self.retention_days, self.settings.concurrency)
-            .await
+        run.execute(ctx, self.settings.concurrency).await
     }
 }
 
@@ -401,30 +399,30 @@ struct Run<'a> {
     references: tokio::sync::Mutex<References>,
     /// The object written and deleted to prove the key's delete rights in a bucket.
     probe_name: String,
-    /// The run's retention cutoff, once read.
-    cutoff_at: std::sync::OnceLock<DateTime<Utc>>,
-    /// Set after a fatal error: no further page is read and no further delete is sent.
-    stop: AtomicBool,
+    /// The run's retention cutoff.
+    cutoff: DateTime<Utc>,
 }
 
-/// How many rows one unusable-path reason covered, with a few of their ids.
-#[derive(Debug, Default)]
-struct ReasonCount {
-    rows: i64,
-    examples: Vec<Uuid>,
+/// Why rows stay unmarked, for the summary log: unusable paths (with a few row ids) and
+/// buckets that do not exist.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Trouble {
+    InvalidPath(&'static str),
+    MissingBucket(String),
 }
 
-/// What one batch (or the whole run, once merged) came to.
+/// The run's counters, troubles and last Storage error.
+type CleanupTotals = Totals<Trouble, Uuid>;
+
+/// What one bucket, one batch (or the whole run, once merged) came to.
 #[derive(Debug)]
 struct Outcome {
-    stats: Stats,
-    invalid: BTreeMap<&'static str, ReasonCount>,
-    missing_buckets: BTreeMap<String, i64>,
+    /// Counters, troubles, and the last Storage error as `last_error`.
+    totals: CleanupTotals,
     /// A Storage call got an answer.
     storage_ok: bool,
     /// A Storage call failed after the client's retries.
     storage_failed: bool,
-    last_storage_error: Option<String>,
     /// Why the run must stop now.
     fatal: Option<String>,
 }
@@ -432,12 +430,9 @@ struct Outcome {
 impl Default for Outcome {
     fn default() -> Self {
         Self {
-            stats: Stats::with_keys(&STAT_KEYS),
-            invalid: BTreeMap::new(),
-            missing_buckets: BTreeMap::new(),
+            totals: Totals::new(Stats::with_keys(&STAT_KEYS), EXAMPLES_PER_REASON),
             storage_ok: false,
             storage_failed: false,
-            last_storage_error: None,
             fatal: None,
         }
     }
@@ -447,52 +442,49 @@ impl Outcome {
     fn count(&mut self, key: &str, rows: usize) {
         debug_assert!(key != CONCURRENCY_LIMIT);
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-        self.stats.add(key, rows);
+        self.totals.stats.add(key, rows);
         if matches!(key, INVALID_PATH | BUCKET_MISSING | STORAGE_ERROR) {
-            self.stats.add(FAILED, rows);
+            self.totals.stats.add(FAILED, rows);
         }
     }
 
     fn invalid_path(&mut self, id: Uuid, error: &PathError) {
         self.count(INVALID_PATH, 1);
-        let reason = self.invalid.entry(reason_label(error)).or_default();
-        reason.rows += 1;
-        if reason.examples.len() < EXAMPLES_PER_REASON {
-            reason.examples.push(id);
-        }
+        self.totals
+            .reasons
+            .add(Trouble::InvalidPath(reason_label(error)), 1, Some(id));
+    }
+
+    fn missing_bucket(&mut self, bucket: String, rows: usize) {
+        self.count(BUCKET_MISSING, rows);
+        self.totals
+            .reasons
+            .add(Trouble::MissingBucket(bucket), rows, None);
     }
 
     /// Rows whose Storage call failed with `error`.
     fn storage_failure(&mut self, rows: usize, error: &storage_supabase::Error) {
         self.count(STORAGE_ERROR, rows);
         self.storage_failed = true;
-        self.last_storage_error = Some(error.to_string());
+        self.totals.last_error = Some(error.to_string());
         if self.fatal.is_none() {
             self.fatal = fatal_reason(error);
         }
     }
 
     fn merge(&mut self, other: Outcome) {
-        self.stats.merge(&other.stats);
-        for (reason, count) in other.invalid {
-            let mine = self.invalid.entry(reason).or_default();
-            mine.rows += count.rows;
-            for id in count.examples {
-                if mine.examples.len() < EXAMPLES_PER_REASON {
-                    mine.examples.push(id);
-                }
-            }
-        }
-        for (bucket, rows) in other.missing_buckets {
-            *self.missing_buckets.entry(bucket).or_default() += rows;
-        }
+        self.totals.merge(other.totals);
         self.storage_ok |= other.storage_ok;
         self.storage_failed |= other.storage_failed;
-        if other.last_storage_error.is_some() {
-            self.last_storage_error = other.last_storage_error;
-        }
         if self.fatal.is_none() {
             self.fatal = other.fatal;
+        }
+    }
+
+    /// Asks the run to stop when this outcome is fatal; the batches in flight finish.
+    fn halt_if_fatal(&self, control: &Control<String>) {
+        if let Some(reason) = &self.fatal {
+            control.halt(Halt::Drain(reason.clone()));
         }
     }
 }
@@ -540,145 +532,153 @@ fn reason_label(error: &PathError) -> &'static str {
     }
 }
 
-fn count_of(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 fn db_error(action: &str, error: impl std::fmt::Display) -> String {
     format!("database error while {action}: {error}")
-}
-
-/// A page of candidates, or why it could not be read.
-type PageResult = Result<Vec<CleanupCandidate>, String>;
-
-/// What finished in a run's pipeline.
-enum Step {
-    /// A page was read; `next` is where the following one starts (`None`: last page).
-    Page {
-        rows: PageResult,
-        next: Option<PageCursor>,
-    },
-    /// No page left (or the run is stopping).
-    End,
-    /// A batch was processed.
-    Done(Outcome),
-}
-
-/// Where the scan of a run stands.
-#[derive(Default)]
-struct Scan {
-    /// Where the next page starts (`None`: at the beginning).
-    next: Option<PageCursor>,
-    /// No page is left to read.
-    over: bool,
-    /// A page is being read.
-    fetching: bool,
-    /// A page read and waiting for a free batch slot.
-    ready: Option<PageResult>,
-    /// Batches being processed.
-    processing: usize,
 }
 
 /// The rows of one batch that name objects of one bucket: object name → row indices.
 type BucketGroup = HashMap<String, Vec<usize>>;
 
-impl Run<'_> {
-    async fn execute<'s>(
-        &'s self,
-        ctx: &'s JobContext,
-        retention_days: i64,
-        concurrency: usize,
-    ) -> Result<Stats, JobError> {
-        let cutoff = self.cutoff(retention_days).await.map_err(JobError::new)?;
-        let _ = self.cutoff_at.set(cutoff);
-        // One page is read while up to `concurrency` batches are processed, and at most
-        // one page waits for a free slot: memory stays at `concurrency + 1` pages.
-        // (A hand-driven `FuturesUnordered` rather than stream combinators: closures that
-        // return borrowing futures break the `Send` check of the job's future.)
-        let mut tasks: FuturesUnordered<BoxFuture<'s, Step>> = FuturesUnordered::new();
-        let mut scan = Scan::default();
-        let mut total = Outcome::default();
-        let mut failing_batches = 0;
-        loop {
-            if self.stop.load(Ordering::SeqCst) || ctx.is_cancelled() {
-                scan.over = true;
-                scan.ready = None;
-            }
-            if scan.processing < concurrency {
-                if let Some(page) = scan.ready.take() {
-                    scan.processing += 1;
-                    tasks.push(self.handle_page(page).map(Step::Done).boxed());
-                }
-            }
-            if !scan.fetching && !scan.over && scan.ready.is_none() {
-                scan.fetching = true;
-                tasks.push(self.next_page(ctx, cutoff, scan.next).boxed());
-            }
-            let Some(step) = tasks.next().await else {
-                break;
-            };
-            match step {
-                Step::End => {
-                    scan.fetching = false;
-                    scan.over = true;
-                }
-                Step::Page { rows, next } => {
-                    scan.fetching = false;
-                    scan.ready = Some(rows);
-                    match next {
-                        Some(cursor) => scan.next = Some(cursor),
-                        None => scan.over = true,
-                    }
-                }
-                Step::Done(batch) => {
-                    scan.processing -= 1;
-                    if batch.storage_ok {
-                        failing_batches = 0;
-                    } else if batch.storage_failed {
-                        failing_batches += 1;
-                    }
-                    total.merge(batch);
-                    total.stats.set(
-                        CONCURRENCY_LIMIT,
-                        count_of(self.storage.concurrency_limit().current()),
-                    );
-                    ctx.report_progress(&total.stats);
-                    if total.fatal.is_none() && failing_batches >= STORAGE_FAILURE_LIMIT {
-                        total.fatal = Some(format!(
-                            "Supabase Storage failed {failing_batches} batches in a row ({}); stopped early",
-                            total.last_storage_error.as_deref().unwrap_or("unknown error")
-                        ));
-                    }
-                    if total.fatal.is_some() {
-                        // Batches already in flight finish (and mark what they confirmed).
-                        self.stop.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-        }
+/// One page of candidates once processed: what it came to, and the rows to mark.
+struct Batch {
+    outcome: Outcome,
+    rows: Vec<CleanupCandidate>,
+    confirmed: Vec<usize>,
+}
 
-        total.stats.set(
-            CONCURRENCY_LIMIT,
-            count_of(self.storage.concurrency_limit().current()),
-        );
-        self.log_summary(&total, cutoff);
-        let stats = total.stats.clone();
-        if let Some(reason) = total.fatal {
-            return Err(JobError::new(reason).with_stats(stats));
+/// Reads the database's `now() - retention` once per run.
+async fn retention_cutoff(pool: &db::Pool, retention_days: i64) -> Result<DateTime<Utc>, String> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+    db::cleanup::retention_cutoff(&mut conn, retention_days)
+        .await
+        .map_err(|e| db_error("reading the retention cutoff", e))
+}
+
+/// A page is a batch: one bulk delete per bucket, one `UPDATE` for the rows it confirmed.
+#[async_trait]
+impl Pipeline for Run<'_> {
+    type Cursor = PageCursor;
+    type Item = Vec<CleanupCandidate>;
+    type Done = Batch;
+    type Reason = Trouble;
+    type Example = Uuid;
+    type Error = String;
+
+    async fn fetch(
+        &self,
+        after: Option<PageCursor>,
+    ) -> Result<Page<Vec<CleanupCandidate>, PageCursor>, String> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        let rows = db::cleanup::candidates_page(&mut conn, self.cutoff, after, limit)
+            .await
+            .map_err(|e| db_error("reading transcriptions", e))?;
+        Ok(Page::keyset(rows, self.batch_size, CleanupCandidate::cursor).whole())
+    }
+
+    async fn process(
+        &self,
+        rows: Vec<CleanupCandidate>,
+        control: &Control<String>,
+    ) -> Result<Batch, Halt<String>> {
+        let (outcome, confirmed) = self.clean(&rows, control).await;
+        outcome.halt_if_fatal(control);
+        Ok(Batch {
+            outcome,
+            rows,
+            confirmed,
+        })
+    }
+
+    /// Marks the rows whose files are gone. A failure stops the run; the batches in
+    /// flight still finish and mark theirs.
+    async fn write(
+        &self,
+        batches: Vec<Batch>,
+        totals: &mut CleanupTotals,
+        control: &Control<String>,
+    ) -> Result<(), String> {
+        for mut batch in batches {
+            if !batch.confirmed.is_empty() && !self.dry_run {
+                match self.mark(&batch.rows, &batch.confirmed).await {
+                    Ok(marked) => batch.outcome.count(MARKED, marked),
+                    Err(e) => {
+                        warn!(
+                            "[Job] audio_cleanup: {} rows whose files are gone could not be marked; \
+                             the next run finds them already absent and marks them: {e}",
+                            batch.confirmed.len()
+                        );
+                        control.halt(Halt::Drain(e));
+                    }
+                }
+            }
+            totals.merge(batch.outcome.totals);
         }
-        if ctx.is_cancelled() {
-            return Err(JobError::new(format!(
-                "audio_cleanup was cancelled after {} rows; the rest is left for the next run",
-                stats.get(CONSIDERED)
+        Ok(())
+    }
+
+    /// A batch in which every Storage call failed grows the streak; one that got an
+    /// answer ends it.
+    fn streak(&self, batch: &Batch) -> Streak {
+        if batch.outcome.storage_ok {
+            Streak::Reset
+        } else if batch.outcome.storage_failed {
+            Streak::Fail
+        } else {
+            Streak::Keep
+        }
+    }
+
+    fn streak_broken(&self, in_a_row: u32, last: &Batch) -> Option<Halt<String>> {
+        (in_a_row >= STORAGE_FAILURE_LIMIT).then(|| {
+            Halt::Drain(format!(
+                "Supabase Storage failed {in_a_row} batches in a row ({}); stopped early",
+                last.outcome
+                    .totals
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("unknown error")
             ))
-            .with_stats(stats));
+        })
+    }
+
+    fn concurrency_limit(&self) -> Option<usize> {
+        Some(self.storage.concurrency_limit().current())
+    }
+}
+
+impl Run<'_> {
+    async fn execute(&self, ctx: &JobContext, concurrency: usize) -> Result<Stats, JobError> {
+        // Up to `concurrency` pages are processed at once while the next one is read.
+        let settings = pipeline::Settings {
+            concurrency,
+            batch: 1,
+        };
+        let totals = Totals::new(Stats::with_keys(&STAT_KEYS), EXAMPLES_PER_REASON);
+        let report = pipeline::run(self, ctx, settings, totals).await;
+        let total = report.totals;
+        self.log_summary(&total);
+        let stats = total.stats.clone();
+        match report.end {
+            End::Halted(reason) => return Err(JobError::new(reason).with_stats(stats)),
+            End::Cancelled => {
+                return Err(JobError::new(format!(
+                    "audio_cleanup was cancelled after {} rows; the rest is left for the next run",
+                    stats.get(CONSIDERED)
+                ))
+                .with_stats(stats))
+            }
+            End::Done => {}
         }
-        if !total.missing_buckets.is_empty() {
-            let buckets: Vec<String> = total
-                .missing_buckets
-                .iter()
-                .map(|(bucket, rows)| format!("{bucket:?} ({rows} rows)"))
-                .collect();
+        let buckets = missing_buckets(&total);
+        if !buckets.is_empty() {
             return Err(JobError::new(format!(
                 "Supabase Storage has no bucket {}; their rows stay unmarked (create the bucket, \
                  or check that SUPABASE_SERVICE_ROLE_KEY is the service-role key: other keys \
@@ -691,85 +691,24 @@ impl Run<'_> {
         if storage_errors > 0 {
             return Err(JobError::new(format!(
                 "Supabase Storage failed for {storage_errors} files ({}); their rows stay unmarked and are tried again next run",
-                total.last_storage_error.as_deref().unwrap_or("unknown error")
+                total.last_error.as_deref().unwrap_or("unknown error")
             ))
             .with_stats(stats));
         }
         Ok(stats)
     }
 
-    /// Reads the page after `after` (from the start when `None`).
-    async fn next_page(
+    /// Handles one page: parse, group by bucket, delete (or count, in a dry run). Returns
+    /// the counts and the indices of the rows that may be marked.
+    async fn clean(
         &self,
-        ctx: &JobContext,
-        cutoff: DateTime<Utc>,
-        after: Option<PageCursor>,
-    ) -> Step {
-        if ctx.is_cancelled() || self.stop.load(Ordering::SeqCst) {
-            return Step::End;
-        }
-        match self.page(cutoff, after).await {
-            Ok(rows) if rows.is_empty() => Step::End,
-            Ok(rows) => {
-                // A short page is the last one: no need to ask again.
-                let next = (rows.len() >= self.batch_size)
-                    .then(|| rows.last().map(CleanupCandidate::cursor))
-                    .flatten();
-                Step::Page {
-                    rows: Ok(rows),
-                    next,
-                }
-            }
-            Err(e) => Step::Page {
-                rows: Err(e),
-                next: None,
-            },
-        }
-    }
-
-    async fn handle_page(&self, page: PageResult) -> Outcome {
-        match page {
-            Ok(rows) => self.process(rows).await,
-            Err(e) => Outcome {
-                fatal: Some(e),
-                ..Outcome::default()
-            },
-        }
-    }
-
-    async fn cutoff(&self, retention_days: i64) -> Result<DateTime<Utc>, String> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
-        db::cleanup::retention_cutoff(&mut conn, retention_days)
-            .await
-            .map_err(|e| db_error("reading the retention cutoff", e))
-    }
-
-    async fn page(
-        &self,
-        cutoff: DateTime<Utc>,
-        after: Option<PageCursor>,
-    ) -> Result<Vec<CleanupCandidate>, String> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
-        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
-        db::cleanup::candidates_page(&mut conn, cutoff, after, limit)
-            .await
-            .map_err(|e| db_error("reading transcriptions", e))
-    }
-
-    /// Handles one page: parse, group by bucket, delete (or count, in a dry run), mark.
-    async fn process(&self, rows: Vec<CleanupCandidate>) -> Outcome {
+        rows: &[CleanupCandidate],
+        control: &Control<String>,
+    ) -> (Outcome, Vec<usize>) {
         let mut outcome = Outcome::default();
-        if self.stop.load(Ordering::SeqCst) {
+        if control.is_halting() {
             // Read just before the run stopped: left for the next run, not counted.
-            return outcome;
+            return (outcome, Vec::new());
         }
         outcome.count(CONSIDERED, rows.len());
 
@@ -797,15 +736,14 @@ impl Run<'_> {
                     .sum();
                 outcome.count(STORAGE_ERROR, rows);
                 outcome.fatal = Some(e);
-                self.stop.store(true, Ordering::SeqCst);
-                return outcome;
+                return (outcome, Vec::new());
             }
         }
 
         let results = futures_util::future::join_all(
             groups
                 .into_iter()
-                .map(|(bucket, group)| self.clean_bucket(bucket, group)),
+                .map(|(bucket, group)| self.clean_bucket(bucket, group, control)),
         )
         .await;
         let mut confirmed: Vec<usize> = Vec::new();
@@ -813,23 +751,7 @@ impl Run<'_> {
             outcome.merge(bucket_outcome);
             confirmed.extend(rows_done);
         }
-
-        if !confirmed.is_empty() && !self.dry_run {
-            match self.mark(&rows, &confirmed).await {
-                Ok(marked) => outcome.count(MARKED, marked),
-                Err(e) => {
-                    warn!(
-                        "[Job] audio_cleanup: {} rows whose files are gone could not be marked; \
-                         the next run finds them already absent and marks them: {e}",
-                        confirmed.len()
-                    );
-                    if outcome.fatal.is_none() {
-                        outcome.fatal = Some(e);
-                    }
-                }
-            }
-        }
-        outcome
+        (outcome, confirmed)
     }
 
     /// Takes out of `groups` the objects that rows inside the retention period still point
@@ -841,11 +763,7 @@ impl Run<'_> {
         outcome: &mut Outcome,
     ) -> Result<(), String> {
         let mut references = self.references.lock().await;
-        let cutoff = self
-            .cutoff_at
-            .get()
-            .copied()
-            .ok_or("the retention cutoff is not known yet")?;
+        let cutoff = self.cutoff;
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
         let project_url = self.storage.project_url();
         let mut conn = self
@@ -908,22 +826,23 @@ impl Run<'_> {
 
     /// Deletes one bucket's objects of a batch. Returns the counts and the indices of the
     /// rows that may be marked.
-    async fn clean_bucket(&self, bucket: String, mut group: BucketGroup) -> (Outcome, Vec<usize>) {
+    async fn clean_bucket(
+        &self,
+        bucket: String,
+        mut group: BucketGroup,
+        control: &Control<String>,
+    ) -> (Outcome, Vec<usize>) {
         let mut outcome = Outcome::default();
         let rows_in = |group: &BucketGroup| group.values().map(Vec::len).sum::<usize>();
 
-        match self.bucket_state(&bucket).await {
+        match self.bucket_state(&bucket, control).await {
             Err(error) => {
                 // Fatal answers were already acted on (and are cached) by `bucket_state`.
                 outcome.storage_failure(rows_in(&group), &error);
                 return (outcome, Vec::new());
             }
             Ok(BucketState::Missing) => {
-                let rows = rows_in(&group);
-                outcome.count(BUCKET_MISSING, rows);
-                outcome
-                    .missing_buckets
-                    .insert(bucket, i64::try_from(rows).unwrap_or(i64::MAX));
+                outcome.missing_bucket(bucket, rows_in(&group));
                 return (outcome, Vec::new());
             }
             Ok(BucketState::Exists) => {}
@@ -932,7 +851,7 @@ impl Run<'_> {
             outcome.count(WOULD_DELETE, rows_in(&group));
             return (outcome, Vec::new());
         }
-        if self.stop.load(Ordering::SeqCst) {
+        if control.is_halting() {
             // Another batch hit a fatal error: send nothing more.
             outcome.count(STORAGE_ERROR, rows_in(&group));
             return (outcome, Vec::new());
@@ -990,16 +909,18 @@ impl Run<'_> {
         outcome.count(STORAGE_ERROR, skipped_rows);
         // Names the answer did not account for (never expected): not confirmed, so failed.
         outcome.count(STORAGE_ERROR, rows_in(&group));
-        if outcome.fatal.is_some() {
-            self.stop.store(true, Ordering::SeqCst);
-        }
+        outcome.halt_if_fatal(control);
         (outcome, confirmed)
     }
 
     /// Looks at a bucket once per run; concurrent batches wait for the same answer. A
     /// fatal answer (refused key, wrong URL) is kept too, so it is asked for once; other
     /// failures are not, so a later batch asks again.
-    async fn bucket_state(&self, bucket: &str) -> Result<BucketState, storage_supabase::Error> {
+    async fn bucket_state(
+        &self,
+        bucket: &str,
+        control: &Control<String>,
+    ) -> Result<BucketState, storage_supabase::Error> {
         let cell = {
             let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(buckets.entry(bucket.to_owned()).or_default())
@@ -1024,49 +945,52 @@ impl Run<'_> {
                             Ok(Ok(BucketState::Exists))
                         }
                         Err(error) if error.is_not_found() => Ok(Ok(BucketState::Missing)),
-                        Err(error) if fatal_reason(&error).is_some() => {
-                            self.stop.store(true, Ordering::SeqCst);
-                            Ok(Err(error))
-                        }
+                        Err(error) if fatal_reason(&error).is_some() => Ok(Err(error)),
                         Err(error) => Err(error),
                     },
                     Err(error) if error.is_not_found() => Ok(Ok(BucketState::Missing)),
-                    Err(error) if fatal_reason(&error).is_some() => {
-                        self.stop.store(true, Ordering::SeqCst);
-                        Ok(Err(error))
-                    }
+                    Err(error) if fatal_reason(&error).is_some() => Ok(Err(error)),
                     Err(error) => Err(error),
                 }
             })
             .await?;
+        if let Err(error) = answer {
+            // Every batch that meets the error stops the run (the first reason is kept).
+            if let Some(reason) = fatal_reason(error) {
+                control.halt(Halt::Drain(reason));
+            }
+        }
         answer.clone()
     }
 
     /// One log line per kind of trouble, and one with the whole count: never one per row.
-    fn log_summary(&self, total: &Outcome, cutoff: DateTime<Utc>) {
+    fn log_summary(&self, total: &CleanupTotals) {
         let stats = &total.stats;
-        if !total.invalid.is_empty() {
-            let reasons: Vec<String> = total
-                .invalid
-                .iter()
-                .map(|(reason, count)| {
+        let invalid: Vec<String> = total
+            .reasons
+            .iter()
+            .filter_map(|(trouble, count)| match trouble {
+                Trouble::InvalidPath(reason) => {
                     let examples: Vec<String> =
                         count.examples.iter().map(Uuid::to_string).collect();
-                    format!("{} {reason} (e.g. {})", count.rows, examples.join(", "))
-                })
-                .collect();
+                    Some(format!(
+                        "{} {reason} (e.g. {})",
+                        count.items,
+                        examples.join(", ")
+                    ))
+                }
+                Trouble::MissingBucket(_) => None,
+            })
+            .collect();
+        if !invalid.is_empty() {
             warn!(
                 "[Job] audio_cleanup: {} rows have unusable audio_file_path and stay unmarked: {}",
                 stats.get(INVALID_PATH),
-                reasons.join(", ")
+                invalid.join(", ")
             );
         }
-        if !total.missing_buckets.is_empty() {
-            let buckets: Vec<String> = total
-                .missing_buckets
-                .iter()
-                .map(|(bucket, rows)| format!("{bucket:?} ({rows} rows)"))
-                .collect();
+        let buckets = missing_buckets(total);
+        if !buckets.is_empty() {
             warn!(
                 "[Job] audio_cleanup: {} rows name buckets that do not exist and stay unmarked: {}",
                 stats.get(BUCKET_MISSING),
@@ -1078,10 +1002,7 @@ impl Run<'_> {
                 "[Job] audio_cleanup: {} files were not deleted because Supabase Storage failed \
                  (last error: {}); their rows stay unmarked",
                 stats.get(STORAGE_ERROR),
-                total
-                    .last_storage_error
-                    .as_deref()
-                    .unwrap_or("none recorded")
+                total.last_error.as_deref().unwrap_or("none recorded")
             );
         }
         info!(
@@ -1091,10 +1012,22 @@ impl Run<'_> {
             } else {
                 ""
             },
-            cutoff.to_rfc3339(),
+            self.cutoff.to_rfc3339(),
             stats.summary(&[])
         );
     }
+}
+
+/// `"ghost" (2 rows)` for each bucket that does not exist.
+fn missing_buckets(total: &CleanupTotals) -> Vec<String> {
+    total
+        .reasons
+        .iter()
+        .filter_map(|(trouble, count)| match trouble {
+            Trouble::MissingBucket(bucket) => Some(format!("{bucket:?} ({} rows)", count.items)),
+            Trouble::InvalidPath(_) => None,
+        })
+        .collect()
 }
 
 /// Rows counted at most by [`Job::backlog`]: past it the backlog reads as "100 000 or
@@ -1187,8 +1120,12 @@ mod tests {
         outcome.count(BUCKET_MISSING, 2);
         outcome.count(STORAGE_ERROR, 3);
         outcome.count(DELETED, 4);
-        assert_eq!(outcome.stats.get(FAILED), 6);
-        assert_eq!(outcome.invalid["dot segment"].rows, 1);
+        assert_eq!(outcome.totals.stats.get(FAILED), 6);
+        let invalid = outcome
+            .totals
+            .reasons
+            .get(&Trouble::InvalidPath("dot segment"));
+        assert_eq!(invalid.map(|count| count.items), Some(1));
     }
 
     #[test]

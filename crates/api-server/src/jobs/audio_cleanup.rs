@@ -42,9 +42,12 @@
 //!   for the whole run (the client's adaptive limit, shown as `concurrency_limit` in the
 //!   live stats); a batch fails only after its own retries under that limit.
 //!
-//! The work is pipelined: pages are read one after another while up to
-//! `AUDIO_CLEANUP_CONCURRENCY` batches are in flight, each batch sending one bulk delete
-//! per bucket (1000 names at most per call) and one `UPDATE` for the rows it confirmed.
+//! The work runs on the shared batch pipeline ([`jobs_core::pipeline`]) with a page as
+//! its unit: pages are read one after another while up to `AUDIO_CLEANUP_CONCURRENCY`
+//! batches are in flight, each batch sending one bulk delete per bucket (1000 names at
+//! most per call), then one `UPDATE` for the rows it confirmed. A fatal answer, a failed
+//! mark or the Storage failure streak *drains* the run: nothing more is read or sent, and
+//! the batches in flight finish and mark what they confirmed.
 //!
 //! Stats, one per row considered (rows, not distinct objects: when several rows name the
 //! same object, Storage is asked once and every one of them counts):

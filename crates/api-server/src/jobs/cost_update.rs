@@ -6,7 +6,10 @@
 //! (`GET /v1/projects/{project}/requests/{request}`) with bounded concurrency, without
 //! pausing between batches, and a writer running alongside stores each batch of results:
 //! the prices in one statement guarded by `audio_cost_usd IS NULL`, the reasons for the
-//! other rows in another. Three SQL round trips per batch, none per row.
+//! other rows in another. Three SQL round trips per batch, none per row. The loop is the
+//! shared batch pipeline ([`jobs_core::pipeline`]) with a row as its unit: a rejected key
+//! aborts (the batch in progress is not written), the error streak halts at once (the
+//! lookups in flight are dropped, what is done is written).
 //!
 //! Per-row lookups rather than the list endpoint: a `GET` answers exactly the id asked,
 //! for any age up to Deepgram's 90-day retention, in whichever project; listing needs a

@@ -1,7 +1,10 @@
 //! The jobs this server runs, and the one place that registers them.
 //!
 //! Adding a job: write a type implementing [`jobs_core::Job`] in a file of its own here,
-//! then add one `register(…)` line to [`build_registry`].
+//! then add one `register(…)` line to [`build_registry`]. A job that works through a
+//! backlog implements [`jobs_core::pipeline::Pipeline`] (what a page is, what to do with
+//! one item, what to write for a batch) and hands it to [`jobs_core::pipeline::run`], as
+//! both jobs here do; `crates/jobs-core/examples/expire_sessions.rs` is a complete one.
 
 pub mod audio_cleanup;
 pub mod cost_update;

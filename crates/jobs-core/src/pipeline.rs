@@ -634,6 +634,9 @@ mod tests {
     use super::*;
     use crate::Trigger;
 
+    /// Which halt a broken streak asks for.
+    type MakeHalt = fn(String) -> Halt<String>;
+
     /// A scan of the numbers `0..items`, with the behaviour each test needs.
     struct Numbers {
         items: u32,
@@ -648,7 +651,7 @@ mod tests {
         /// Which items fail (and grow the streak).
         fails: fn(u32) -> bool,
         /// The streak that halts the run, and how.
-        streak_limit: Option<(u32, fn(String) -> Halt<String>)>,
+        streak_limit: Option<(u32, MakeHalt)>,
         /// Processing this item aborts the run.
         abort_at: Option<u32>,
         /// Reading the page after this cursor fails.
@@ -897,10 +900,7 @@ mod tests {
     #[tokio::test]
     async fn halting_now_drops_the_items_in_flight_and_draining_lets_them_finish() {
         // The first of the four items in flight to finish fails and halts the run.
-        for (halt, written) in [
-            (Halt::Now as fn(String) -> Halt<String>, 1),
-            (Halt::Drain, 4),
-        ] {
+        for (halt, written) in [(Halt::Now as MakeHalt, 1), (Halt::Drain, 4)] {
             let numbers = Numbers {
                 fails: |_| true,
                 streak_limit: Some((1, halt)),

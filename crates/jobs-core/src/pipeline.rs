@@ -403,6 +403,7 @@ enum Event<P: Pipeline + ?Sized> {
     Processed(Result<P::Done, Halt<P::Error>>),
 }
 
+/// A batch being written: its totals, and whether the write succeeded.
 type Written<'a, P> = Pin<
     Box<
         dyn Future<

@@ -337,6 +337,7 @@ impl Job for CostUpdateJob {
 /// Why a run stopped before the backlog was done.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
+    /// The pipeline ended as cancelled (timeout, shutdown, an operator's cancel).
     #[error("cancelled before the backlog was done; the remaining rows are left for the next run")]
     Cancelled,
     #[error("reading the rows to price failed: {0}")]

@@ -39,6 +39,7 @@ impl Job for ExpireSessions {
         let settings = Settings {
             concurrency: 4,
             batch: PAGE,
+            writers: 1,
         };
         let report = pipeline::run(self, ctx, settings, totals).await;
         let stats = report.totals.stats;

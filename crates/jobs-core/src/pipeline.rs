@@ -11,9 +11,9 @@
 //!   the last one has started, so at most one page waits while items are in flight;
 //! - up to [`Settings::concurrency`] items are processed at once, across page boundaries;
 //! - results are handed to the writer in batches of [`Settings::batch`] (the last one
-//!   shorter); one batch is written at a time while the next ones are processed, and no
-//!   new item starts while a full batch waits for the writer, so memory stays at a few
-//!   batches whatever the backlog;
+//!   shorter); up to [`Settings::writers`] batches are written at a time while the next
+//!   ones are processed, and no new item starts while a full batch waits for a writer, so
+//!   memory stays at a few batches whatever the backlog;
 //! - after each written batch the counters are published with
 //!   [`JobContext::report_progress`], with [`CONCURRENCY_LIMIT`] set from
 //!   [`Pipeline::concurrency_limit`] when the job has an adaptive limit;
@@ -365,6 +365,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Results per write (at least 1).
     pub batch: usize,
+    /// Writes in flight at once (at least 1): one keeps the batches in order; more suit
+    /// batches that are independent of each other.
+    pub writers: usize,
 }
 
 /// How a run ended.
@@ -435,7 +438,8 @@ pub async fn run<P: Pipeline>(
     let control = &control;
     let mut totals = totals;
     let mut work: FuturesUnordered<BoxFuture<'_, Event<P>>> = FuturesUnordered::new();
-    let mut writing: Option<Written<'_, P>> = None;
+    let writers = settings.writers.max(1);
+    let mut writing: FuturesUnordered<Written<'_, P>> = FuturesUnordered::new();
     let mut scan: Scan<P::Cursor> = Scan::Next(None);
     // Items read and not started yet.
     let mut queue: VecDeque<P::Item> = VecDeque::new();
@@ -480,14 +484,16 @@ pub async fn run<P: Pipeline>(
         if done.len() >= batch_size {
             ready.push_back(std::mem::take(&mut done));
         }
-        start_write(
-            &mut writing,
-            &mut ready,
-            writer_failed,
-            &totals,
-            pipeline,
-            control,
-        );
+        if !writer_failed {
+            start_writes(
+                &mut writing,
+                writers,
+                &mut ready,
+                &totals,
+                pipeline,
+                control,
+            );
+        }
         if !stopping {
             while in_flight < concurrency && ready.is_empty() {
                 let Some(item) = queue.pop_front() else { break };
@@ -510,23 +516,23 @@ pub async fn run<P: Pipeline>(
         if !producing && !done.is_empty() {
             ready.push_back(std::mem::take(&mut done));
         }
-        start_write(
-            &mut writing,
-            &mut ready,
-            writer_failed,
-            &totals,
-            pipeline,
-            control,
-        );
-        if work.is_empty() && writing.is_none() {
+        if !writer_failed {
+            start_writes(
+                &mut writing,
+                writers,
+                &mut ready,
+                &totals,
+                pipeline,
+                control,
+            );
+        }
+        if work.is_empty() && writing.is_empty() {
             break;
         }
 
         let next = poll_fn(|cx| {
-            if let Some(write) = writing.as_mut() {
-                if let Poll::Ready((batch_totals, written)) = write.as_mut().poll(cx) {
-                    return Poll::Ready(Next::Written(batch_totals, written));
-                }
+            if let Poll::Ready(Some((batch_totals, written))) = writing.poll_next_unpin(cx) {
+                return Poll::Ready(Next::Written(batch_totals, written));
             }
             match work.poll_next_unpin(cx) {
                 Poll::Ready(Some(event)) => Poll::Ready(Next::Work(event)),
@@ -536,22 +542,19 @@ pub async fn run<P: Pipeline>(
         .await;
 
         match next {
-            Next::Written(batch_totals, written) => {
-                writing = None;
-                match written {
-                    Ok(()) => {
-                        totals.merge(batch_totals);
-                        if let Some(limit) = pipeline.concurrency_limit() {
-                            totals.stats.set(CONCURRENCY_LIMIT, count(limit));
-                        }
-                        ctx.report_progress(&totals.stats);
+            Next::Written(batch_totals, written) => match written {
+                Ok(()) => {
+                    totals.merge(batch_totals);
+                    if let Some(limit) = pipeline.concurrency_limit() {
+                        totals.stats.set(CONCURRENCY_LIMIT, count(limit));
                     }
-                    Err(e) => {
-                        writer_failed = true;
-                        control.halt(Halt::Abort(e));
-                    }
+                    ctx.report_progress(&totals.stats);
                 }
-            }
+                Err(e) => {
+                    writer_failed = true;
+                    control.halt(Halt::Abort(e));
+                }
+            },
             Next::Work(Event::Fetched(page)) => match page {
                 Ok(page) => {
                     scan = match page.next {
@@ -601,21 +604,21 @@ pub async fn run<P: Pipeline>(
     Report { end, totals }
 }
 
-/// Hands the next waiting batch to the writer when it is free.
-fn start_write<'a, P: Pipeline>(
-    writing: &mut Option<Written<'a, P>>,
+/// Hands waiting batches to the writers while one is free.
+fn start_writes<'a, P: Pipeline>(
+    writing: &mut FuturesUnordered<Written<'a, P>>,
+    writers: usize,
     ready: &mut VecDeque<Vec<P::Done>>,
-    writer_failed: bool,
     totals: &Totals<P::Reason, P::Example>,
     pipeline: &'a P,
     control: &'a Control<P::Error>,
 ) {
-    if writing.is_some() || writer_failed {
-        return;
-    }
-    if let Some(batch) = ready.pop_front() {
+    while writing.len() < writers {
+        let Some(batch) = ready.pop_front() else {
+            return;
+        };
         let mut batch_totals = totals.empty_like();
-        *writing = Some(Box::pin(async move {
+        writing.push(Box::pin(async move {
             let written = pipeline.write(batch, &mut batch_totals, control).await;
             (batch_totals, written)
         }));
@@ -645,6 +648,8 @@ mod tests {
         fetches: AtomicUsize,
         in_flight: AtomicUsize,
         most_in_flight: AtomicUsize,
+        writes_in_flight: AtomicUsize,
+        most_writes_in_flight: AtomicUsize,
         started: Mutex<Vec<u32>>,
         written: Mutex<Vec<Vec<u32>>>,
         /// Processing this item cancels the run.
@@ -669,6 +674,8 @@ mod tests {
                 fetches: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 most_in_flight: AtomicUsize::new(0),
+                writes_in_flight: AtomicUsize::new(0),
+                most_writes_in_flight: AtomicUsize::new(0),
                 started: Mutex::new(Vec::new()),
                 written: Mutex::new(Vec::new()),
                 cancel_at: None,
@@ -744,6 +751,12 @@ mod tests {
             if self.fail_write {
                 return Err("cannot write".to_owned());
             }
+            let now = self.writes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_writes_in_flight.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            self.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
             totals
                 .stats
                 .add("written", i64::try_from(batch.len()).unwrap());
@@ -793,8 +806,21 @@ mod tests {
         concurrency: usize,
         batch: usize,
     ) -> Report<&'static str, u32, String> {
+        let settings = Settings {
+            concurrency,
+            batch,
+            writers: 1,
+        };
+        go_with(numbers, ctx, settings).await
+    }
+
+    async fn go_with(
+        numbers: &Numbers,
+        ctx: &JobContext,
+        settings: Settings,
+    ) -> Report<&'static str, u32, String> {
         let totals = Totals::new(Stats::with_keys(&["written", "failed"]), 2);
-        run(numbers, ctx, Settings { concurrency, batch }, totals).await
+        run(numbers, ctx, settings, totals).await
     }
 
     #[tokio::test]
@@ -846,6 +872,32 @@ mod tests {
                 numbers.most_in_flight.load(Ordering::SeqCst),
                 concurrency,
                 "concurrency {concurrency}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_more_batches_than_the_writers_are_written_at_once() {
+        for writers in [1, 2, 5] {
+            let numbers = Numbers {
+                items: 30,
+                ..Numbers::default()
+            };
+            let (ctx, _) = ctx();
+            let settings = Settings {
+                concurrency: 6,
+                batch: 1,
+                writers,
+            };
+            let report = go_with(&numbers, &ctx, settings).await;
+
+            assert_eq!(report.end, End::Done);
+            assert_eq!(numbers.all_written(), (0..30).collect::<Vec<_>>());
+            assert_eq!(report.totals.stats.get("written"), 30);
+            assert_eq!(
+                numbers.most_writes_in_flight.load(Ordering::SeqCst),
+                writers,
+                "writers {writers}"
             );
         }
     }

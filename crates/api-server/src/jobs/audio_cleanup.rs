@@ -659,10 +659,12 @@ impl Pipeline for Run<'_> {
 
 impl Run<'_> {
     async fn execute(&self, ctx: &JobContext, concurrency: usize) -> Result<Stats, JobError> {
-        // Up to `concurrency` pages are processed at once while the next one is read.
+        // Up to `concurrency` pages are processed at once while the next one is read, and
+        // as many marked (each batch's `UPDATE` is independent of the others').
         let settings = pipeline::Settings {
             concurrency,
             batch: 1,
+            writers: concurrency,
         };
         let totals = Totals::new(Stats::with_keys(&STAT_KEYS), EXAMPLES_PER_REASON);
         let report = pipeline::run(self, ctx, settings, totals).await;

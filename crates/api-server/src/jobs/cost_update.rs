@@ -320,6 +320,7 @@ impl Job for CostUpdateJob {
         let settings = pipeline::Settings {
             concurrency: self.settings.concurrency,
             batch: pricing.batch_size(),
+            writers: 1,
         };
         let totals = Totals::new(Stats::with_keys(&keys::ALL), 1);
         let report = pipeline::run(&pricing, ctx, settings, totals).await;

@@ -284,7 +284,7 @@ impl<R: Ord, X> Totals<R, X> {
     }
 
     /// Empty totals with the same example limit.
-    pub fn empty_like(&self) -> Self {
+    fn empty_like(&self) -> Self {
         Self::new(Stats::new(), self.reasons.examples)
     }
 

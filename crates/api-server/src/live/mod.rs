@@ -281,9 +281,13 @@ impl LiveView {
         let mut out = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            // A switch this server wrote after the re-read was taken stays.
             let mut controls: BTreeMap<String, JobControl> = controls
                 .into_iter()
-                .map(|c| (c.job_name.clone(), c))
+                .map(|c| match state.controls.get(&c.job_name) {
+                    Some(held) if !c.supersedes(Some(held)) => (c.job_name.clone(), held.clone()),
+                    _ => (c.job_name.clone(), c),
+                })
                 .collect();
             for (name, control) in &controls {
                 if state.controls.get(name) != Some(control) {
@@ -336,7 +340,9 @@ impl LiveView {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             match control {
                 Some(control) => {
-                    state.controls.insert(job_name.to_owned(), control);
+                    if control.supersedes(state.controls.get(job_name)) {
+                        state.controls.insert(job_name.to_owned(), control);
+                    }
                 }
                 None => {
                     state.controls.remove(job_name);
@@ -369,7 +375,9 @@ impl LiveView {
         let name = control.job_name.clone();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            if state.controls.get(&name) == Some(&control) {
+            let held = state.controls.get(&name);
+            // Equal, or older than what a notification already brought.
+            if held == Some(&control) || !control.supersedes(held) {
                 return;
             }
             state.controls.insert(name.clone(), control);
@@ -620,6 +628,42 @@ mod tests {
                 ..LiveSettings::default()
             },
         )
+    }
+
+    fn control(job: &str, paused: bool, version: i64) -> JobControl {
+        JobControl {
+            job_name: job.to_owned(),
+            paused,
+            paused_at: None,
+            paused_by: paused.then(|| "admin".to_owned()),
+            pause_reason: None,
+            version,
+        }
+    }
+
+    fn held(view: &LiveView, job: &str) -> Option<JobControl> {
+        let state = view.state.read().unwrap();
+        state.controls.get(job).cloned()
+    }
+
+    #[test]
+    fn an_older_read_of_a_jobs_switches_never_replaces_a_newer_one() {
+        let view = view(4);
+        // This server resumed (version 3); a notification's re-read taken before that
+        // write, and a full re-read taken before it, arrive afterwards.
+        view.apply_control(control("a", false, 3));
+        view.replace_job("a", None, Some(control("a", true, 2)));
+        assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
+        view.replace_all(Vec::new(), vec![control("a", true, 2), control("b", true, 1)]);
+        assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
+        assert_eq!(held(&view, "b"), Some(control("b", true, 1)));
+        // This server's own write arriving after a newer notification is dropped.
+        view.replace_job("a", None, Some(control("a", true, 4)));
+        view.apply_control(control("a", false, 3));
+        assert_eq!(held(&view, "a"), Some(control("a", true, 4)));
+        // A newer read replaces it.
+        view.replace_all(Vec::new(), vec![control("a", false, 5)]);
+        assert_eq!(held(&view, "a"), Some(control("a", false, 5)));
     }
 
     #[test]

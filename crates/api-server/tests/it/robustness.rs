@@ -5,19 +5,17 @@
 //! Storage whose deletes take a set time, one row per batch, so a run's progress is
 //! countable.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use db::testing::TestDatabase;
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::RunQueryDsl;
-use serde_json::json;
-use server::{eventually, free_port, ServerProcess};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
+
+use crate::support::server::{api_server, eventually, free_port, ServerProcess};
+use crate::support::storage::{audio_bucket, deletes_after, SERVICE_ROLE_KEY};
+use crate::support::with;
 
 const TOKEN: &str = "robustness-admin-token-0123456789";
 
@@ -67,38 +65,15 @@ async fn row(db: &TestDatabase, id: i64) -> Row {
 /// A mock Storage with bucket `audio`: the first `slow_deletes` deletes answer after
 /// `slow`, later ones after `fast`.
 async fn storage(slow_deletes: u64, slow: Duration, fast: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
+    let mock = audio_bucket().await;
     if slow_deletes > 0 {
-        Mock::given(method("DELETE"))
-            .and(path("/storage/v1/object/audio"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!([]))
-                    .set_delay(slow),
-            )
+        deletes_after(slow)
             .up_to_n_times(slow_deletes)
             .with_priority(1)
             .mount(&mock)
             .await;
     }
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(fast),
-        )
-        .with_priority(2)
-        .mount(&mock)
-        .await;
+    deletes_after(fast).with_priority(2).mount(&mock).await;
     mock
 }
 
@@ -122,7 +97,7 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
         ("DATABASE_POOL_SIZE", "3"),
         ("ADMIN_TOKEN", TOKEN),
         ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ("SUPABASE_MAX_ATTEMPTS", "1"),
         ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
         ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
@@ -136,38 +111,6 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
         ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
         ("MISFIRE_WINDOW_SECS", "0"),
     ]
-}
-
-fn with<'a>(
-    mut vars: Vec<(&'a str, &'a str)>,
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push((k, v));
-    }
-    vars
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn start_run(server: &ServerProcess) -> i64 {
-    let resp = client()
-        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        202,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-    let body: serde_json::Value = resp.json().await.unwrap();
-    body["data"]["execution_id"].as_i64().unwrap()
 }
 
 /// Waits until the run has finished at least `n` batches (its progress is stored).
@@ -189,19 +132,13 @@ async fn ended(db: &TestDatabase, id: i64) -> Row {
 
 /// `api-server run-job audio_cleanup` as a child process.
 fn run_job(vars: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
-    cmd.args(["run-job", "audio_cleanup"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .current_dir(std::env::temp_dir())
+    api_server(vars)
+        .args(["run-job", "audio_cleanup"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .stdin(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start run-job")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start run-job")
 }
 
 async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -312,7 +249,7 @@ async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connectio
     let server = ServerProcess::start(&vars).await;
     // A second server would close the run if its lease ran out.
     let _watcher = ServerProcess::start(&vars).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
 
     let stop = tokio_util::sync::CancellationToken::new();
     let mut flood = Vec::new();
@@ -325,7 +262,7 @@ async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connectio
             server.url("/internal/api/v1/jobs/executions?limit=500"),
         ];
         flood.push(tokio::spawn(async move {
-            let client = client();
+            let client = reqwest::Client::new();
             let mut n = 0usize;
             while !stop.is_cancelled() {
                 let url = &urls[(i + n) % urls.len()];
@@ -364,15 +301,7 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
     .await;
     let mut looked = 0;
     loop {
-        let body: serde_json::Value = client()
-            .get(server.url("/internal/api/v1/jobs/status"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = server.get("/internal/api/v1/jobs/status").await;
         // Only a look taken while the first run certainly went counts.
         if row(&db, i64::from(first.id)).await.status != "running" {
             break;
@@ -389,17 +318,9 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(looked > 0);
-    let page: serde_json::Value = client()
-        .get(server.url(
-            "/internal/api/v1/jobs/executions?job_name=audio_cleanup&status=skipped&limit=500",
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = server
+        .get("/internal/api/v1/jobs/executions?job_name=audio_cleanup&status=skipped&limit=500")
+        .await;
     let skipped = page["data"].as_array().unwrap();
     assert!(!skipped.is_empty(), "{page}");
     assert!(skipped.iter().all(|r| r["status"] == "skipped"), "{page}");
@@ -472,7 +393,7 @@ async fn a_timeout_ends_the_run_with_the_stats_it_reached() {
         &[("AUDIO_CLEANUP_TIMEOUT_SECS", "2")],
     ))
     .await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     let r = ended(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("timed out after 2s"));
@@ -487,7 +408,7 @@ async fn sigterm_ends_the_run_with_the_stats_it_reached() {
     let uri = mock.uri();
     let mut server =
         ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "0")])).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     progress(&db, id, 2).await;
     let (status, _) = server.terminate(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0));
@@ -506,18 +427,22 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     let vars = base_vars(&db, &uri);
     let runner = ServerProcess::start(&vars).await;
     let other = ServerProcess::start(&vars).await;
-    let id = start_run(&runner).await;
+    let id = runner.start_run("audio_cleanup").await;
     progress(&db, id, 2).await;
 
     let cancel = |id: i64| {
-        client()
-            .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
-            .bearer_auth(TOKEN)
-            .send()
+        let other = &other;
+        async move {
+            other
+                .post(
+                    &format!("/internal/api/v1/jobs/executions/{id}/cancel"),
+                    None,
+                )
+                .await
+        }
     };
-    let resp = cancel(id).await.unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = cancel(id).await;
+    assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["execution_id"], id);
 
     // The admin token asked, from the other server: the reason names the role.
@@ -526,14 +451,13 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     assert_eq!(r.error_message.as_deref(), Some("cancelled by admin"));
     assert!((2..30).contains(&r.considered()), "{r:?}");
 
-    let resp = cancel(id).await.unwrap();
-    assert_eq!(resp.status(), 409);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = cancel(id).await;
+    assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "not_running");
-    let resp = cancel(id + 1000).await.unwrap();
-    assert_eq!(resp.status(), 404);
+    let (status, body) = cancel(id + 1000).await;
+    assert_eq!(status, 404, "{body}");
     // Without the token: 401, and nothing is cancelled.
-    let resp = client()
+    let resp = reqwest::Client::new()
         .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
         .send()
         .await

@@ -3,9 +3,6 @@
 //! retries and catch-up. Runs use `audio_cleanup` against a local mock of Supabase Storage
 //! whose delete can be made slow.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,9 +10,12 @@ use db::testing::TestDatabase;
 use diesel::sql_types::{Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
-use server::{eventually, free_port, ServerProcess};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::server::{eventually, free_port, ServerProcess};
+use crate::support::storage::{storage, SERVICE_ROLE_KEY};
+use crate::support::with;
 
 #[derive(diesel::QueryableByName, Debug, Clone)]
 struct Row {
@@ -45,29 +45,6 @@ async fn rows(conn: &mut AsyncPgConnection) -> Vec<Row> {
     .unwrap()
 }
 
-/// A mock Storage with bucket `audio`; deletes answer after `delete_delay`.
-async fn storage(delete_delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(delete_delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
-
 async fn seed_old_audio(db: &TestDatabase) {
     let mut conn = db.connect().await;
     diesel::sql_query(
@@ -84,7 +61,7 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
         ("DATABASE_URL", db.url()),
         ("DATABASE_POOL_SIZE", "3"),
         ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ("SUPABASE_MAX_ATTEMPTS", "1"),
         ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
         ("SCHEDULER_TICK_MS", "200"),
@@ -97,33 +74,6 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
         // A run asked to stop while its Storage request hangs is abandoned after this.
         ("JOB_CANCEL_GRACE_SECS", "2"),
     ]
-}
-
-fn with<'a>(
-    mut vars: Vec<(&'a str, &'a str)>,
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push((k, v));
-    }
-    vars
-}
-
-async fn start_run(server: &ServerProcess) -> i64 {
-    let resp = reqwest::Client::new()
-        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        202,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-    let body: serde_json::Value = resp.json().await.unwrap();
-    body["data"]["execution_id"].as_i64().unwrap()
 }
 
 async fn row(db: &TestDatabase, id: i64) -> Row {
@@ -213,7 +163,7 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     // 1. Restart: the same server (same port, so the same worker id) closes it at once.
     let port = free_port();
     let mut a = ServerProcess::start_on(port, &vars).await;
-    let first = start_run(&a).await;
+    let first = a.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(row(&db, first).await.status, "running");
     a.kill9().await;
@@ -233,7 +183,7 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
         "{message}"
     );
     // The job is not blocked: a new run starts.
-    let second = start_run(&a2).await;
+    let second = a2.start_run("audio_cleanup").await;
     drop(a2); // killed by drop, like kill -9
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -265,7 +215,7 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
         ServerProcess::start(&vars).await,
         ServerProcess::start(&vars).await,
     ];
-    let id = start_run(&runner).await;
+    let id = runner.start_run("audio_cleanup").await;
     // Eight seconds: well past the 3 s lease, renewed every second.
     let done = eventually(Duration::from_secs(30), "the slow run to end", || async {
         let r = row(&db, id).await;
@@ -283,7 +233,7 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
     let uri = mock.uri();
     let mut server =
         ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "1")])).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, took) = server.terminate(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
@@ -306,7 +256,7 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
         &[("AUDIO_CLEANUP_TIMEOUT_SECS", "1")],
     ))
     .await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     let r = eventually(Duration::from_secs(15), "timeout", || async {
         let r = row(&db, id).await;
         (r.status != "running").then_some(r)
@@ -425,7 +375,7 @@ async fn the_server_survives_a_postgresql_restart_and_the_next_slot_runs() {
         ("DATABASE_URL", url.as_str()),
         ("DATABASE_POOL_SIZE", "3"),
         ("SUPABASE_URL", uri.as_str()),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ("AUDIO_CLEANUP_SCHEDULE", "*/2 * * * * *"),
         ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
         ("SCHEDULER_TICK_MS", "200"),

@@ -354,19 +354,24 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Clicks an element, as a user would (WebDriver element click).
+    /// Clicks an element, as a user would (WebDriver element click). An element the page
+    /// replaced between finding and clicking it (a list re-rendered) is looked up again.
     pub async fn click(&self, selector: &str) {
-        let element = self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(fantoccini::Locator::Css(selector))
-            .await
-            .unwrap_or_else(|e| panic!("no element {selector}: {e}"));
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self
+                .client
+                .wait()
+                .at_most(WAIT)
+                .for_element(fantoccini::Locator::Css(selector))
+                .await
+                .unwrap_or_else(|e| panic!("no element {selector}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("clicking {selector}: {e}"),
+            }
+        }
     }
 
     /// Types into an element.

@@ -10,24 +10,22 @@ use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 
 use crate::support::server::{eventually, ServerProcess};
-use crate::support::storage::{storage, SERVICE_ROLE_KEY};
+use crate::support::storage::storage;
+use crate::support::{seed_old_audio, server_vars, with};
 
 const LONG: Duration = Duration::from_secs(60);
 
 fn vars<'a>(db: &'a TestDatabase, mock: &'a str, schedule: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "5"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        ("AUDIO_CLEANUP_SCHEDULE", schedule),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ]
+    with(
+        server_vars(db, mock),
+        &[
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "5"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            ("AUDIO_CLEANUP_SCHEDULE", schedule),
+        ],
+    )
 }
 
 async fn job(server: &ServerProcess, name: &str) -> Value {
@@ -266,16 +264,7 @@ async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
     let db = TestDatabase::new().await;
-    {
-        let mut conn = db.connect().await;
-        diesel::sql_query(
-            "INSERT INTO transcriptions (created_at, audio_file_path) \
-             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
     let vars = vars(&db, &uri, "0 0 1 1 *");
@@ -366,16 +355,7 @@ async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones() {
     let db = TestDatabase::new().await;
-    {
-        let mut conn = db.connect().await;
-        diesel::sql_query(
-            "INSERT INTO transcriptions (created_at, audio_file_path) \
-             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(8)).await;
     let uri = mock.uri();
     let vars = vars(&db, &uri, "0 0 1 1 *");

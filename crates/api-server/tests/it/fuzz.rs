@@ -64,7 +64,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "1",
         ])
         // The event stream never ends, so it cannot be answered as one response; its
-        // auth and limits are tested in tests/live.rs and tests/access.rs.
+        // auth and limits are tested in the `live` and `access` modules.
         .args(["--exclude-path", "/internal/api/v1/events"])
         .arg("--report-dir")
         .arg(&report_dir)

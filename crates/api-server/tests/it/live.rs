@@ -12,8 +12,8 @@ use db::testing::TestDatabase;
 use serde_json::{json, Value};
 
 use crate::support::server::{eventually, free_port, ServerProcess};
-use crate::support::storage::{storage, SERVICE_ROLE_KEY};
-use crate::support::{sql, with};
+use crate::support::storage::storage;
+use crate::support::{seed_old_audio, server_vars, sql, with};
 
 const TOKEN: &str = "live-admin-token-0123456789";
 /// Generous: these are conditions awaited, not timings asserted (BENCHMARKS.md has those).
@@ -24,17 +24,10 @@ fn vars<'a>(
     storage: &'a str,
     extra: &[(&'a str, &'a str)],
 ) -> Vec<(&'a str, &'a str)> {
-    let vars = vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("ADMIN_TOKEN", TOKEN),
-        ("SUPABASE_URL", storage),
-        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ];
-    with(vars, extra)
+    with(
+        with(server_vars(db, storage), &[("ADMIN_TOKEN", TOKEN)]),
+        extra,
+    )
 }
 
 /// The status of `job` in `/jobs/status` of `server`, with its `started_at`.
@@ -161,12 +154,7 @@ fn is_execution(e: &Event, id: i64, status: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
     let db = TestDatabase::new().await;
-    sql(
-        &db,
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-    )
-    .await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(3)).await;
     let uri = mock.uri();
     let a = ServerProcess::start(&vars(&db, &uri, &[])).await;

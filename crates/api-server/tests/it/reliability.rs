@@ -15,7 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::server::{eventually, free_port, ServerProcess};
 use crate::support::storage::{storage, SERVICE_ROLE_KEY};
-use crate::support::with;
+use crate::support::{seed_old_audio, server_vars, with};
 
 #[derive(diesel::QueryableByName, Debug, Clone)]
 struct Row {
@@ -45,35 +45,19 @@ async fn rows(conn: &mut AsyncPgConnection) -> Vec<Row> {
     .unwrap()
 }
 
-async fn seed_old_audio(db: &TestDatabase) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
-
 fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "3"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        // Far-away schedules unless a test sets its own.
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-        // A run asked to stop while its Storage request hangs is abandoned after this.
-        ("JOB_CANCEL_GRACE_SECS", "2"),
-    ]
+    with(
+        server_vars(db, mock),
+        &[
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "3"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            // A run asked to stop while its Storage request hangs is abandoned after this.
+            ("JOB_CANCEL_GRACE_SECS", "2"),
+        ],
+    )
 }
 
 async fn row(db: &TestDatabase, id: i64) -> Row {
@@ -155,7 +139,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let vars = base_vars(&db, &uri);
@@ -206,7 +190,7 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(8)).await;
     let uri = mock.uri();
     let vars = base_vars(&db, &uri);
@@ -228,7 +212,7 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_interruption() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let mut server =
@@ -248,7 +232,7 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let server = ServerProcess::start(&with(
@@ -269,7 +253,7 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     // The key is refused: every attempt fails.
     let mock = MockServer::start().await;
     Mock::given(method("GET"))

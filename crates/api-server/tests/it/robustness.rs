@@ -14,8 +14,8 @@ use diesel_async::RunQueryDsl;
 use wiremock::MockServer;
 
 use crate::support::server::{api_server, eventually, free_port, ServerProcess};
-use crate::support::storage::{audio_bucket, deletes_after, SERVICE_ROLE_KEY};
-use crate::support::with;
+use crate::support::storage::{audio_bucket, deletes_after};
+use crate::support::{seed_old_audio, server_vars, with};
 
 const TOKEN: &str = "robustness-admin-token-0123456789";
 
@@ -77,40 +77,21 @@ async fn storage(slow_deletes: u64, slow: Duration, fast: Duration) -> MockServe
     mock
 }
 
-/// `n` transcriptions whose audio is old enough to delete.
-async fn seed_old_audio(db: &TestDatabase, n: i64) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         SELECT now() - interval '40 days', 'audio/user-1/' || g || '.webm' \
-         FROM generate_series(1, $1) g",
-    )
-    .bind::<BigInt, _>(n)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
-
 fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("ADMIN_TOKEN", TOKEN),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
-        ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
-        ("AUDIO_CLEANUP_CONCURRENCY", "1"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "3"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        ("JOB_CANCEL_GRACE_SECS", "20"),
-        // Far-away schedules unless a test sets its own.
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ]
+    with(
+        server_vars(db, mock),
+        &[
+            ("ADMIN_TOKEN", TOKEN),
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+            ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "3"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            ("JOB_CANCEL_GRACE_SECS", "20"),
+        ],
+    )
 }
 
 /// Waits until the run has finished at least `n` batches (its progress is stored).

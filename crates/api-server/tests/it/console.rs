@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::testing::TestDatabase;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 
+use crate::support::executions::{audio_cleanup_runs, Execution};
 use crate::support::server::{eventually, ServerProcess};
 use crate::support::storage::storage;
 use crate::support::{seed_old_audio, server_vars, with};
@@ -40,40 +41,6 @@ async fn job(server: &ServerProcess, name: &str) -> Value {
         .unwrap()
 }
 
-#[derive(diesel::QueryableByName, Debug)]
-struct Run {
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    scheduled_for: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Timestamptz)]
-    started_at: DateTime<Utc>,
-    #[diesel(sql_type = Text)]
-    triggered_by: String,
-}
-
-impl Run {
-    fn skipped(&self) -> bool {
-        self.error_message
-            .as_deref()
-            .is_some_and(|m| m.starts_with("skipped:"))
-    }
-}
-
-async fn runs(db: &TestDatabase) -> Vec<Run> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT status::text AS status, error_message, scheduled_for, \
-         started_at, triggered_by::text AS triggered_by \
-         FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap()
-}
-
 async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
     #[derive(diesel::QueryableByName)]
     struct At {
@@ -99,7 +66,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     let a = ServerProcess::start(&vars).await;
     let mut b = ServerProcess::start(&vars).await;
     eventually(LONG, "scheduled runs", || async {
-        let done = runs(&db)
+        let done = audio_cleanup_runs(&db)
             .await
             .iter()
             .filter(|r| r.status == "success")
@@ -139,8 +106,8 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     b.kill9().await;
     b = ServerProcess::start_on(b.port, &vars).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = runs(&db).await;
-    let ran: Vec<&Run> = during
+    let during = audio_cleanup_runs(&db).await;
+    let ran: Vec<&Execution> = during
         .iter()
         .filter(|r| r.started_at > paused_at && r.triggered_by != "manual" && !r.skipped())
         .collect();
@@ -188,7 +155,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     })
     .await;
     let after = eventually(LONG, "a scheduled run after the resume", || async {
-        let all = runs(&db).await;
+        let all = audio_cleanup_runs(&db).await;
         all.iter()
             .any(|r| {
                 r.started_at > resumed_at && r.triggered_by == "schedule" && r.status == "success"
@@ -196,7 +163,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
             .then_some(all)
     })
     .await;
-    let backlog: Vec<&Run> = after
+    let backlog: Vec<&Execution> = after
         .iter()
         .filter(|r| {
             r.triggered_by != "manual"

@@ -7,43 +7,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::testing::TestDatabase;
-use diesel::sql_types::{Integer, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::executions::{audio_cleanup_run, audio_cleanup_runs, Execution};
 use crate::support::server::{eventually, free_port, ServerProcess};
 use crate::support::storage::{storage, SERVICE_ROLE_KEY};
 use crate::support::{seed_old_audio, server_vars, with};
-
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    scheduled_for: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Text)]
-    triggered_by: String,
-    #[diesel(sql_type = Integer)]
-    attempt: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    worker_id: Option<String>,
-}
-
-async fn rows(conn: &mut AsyncPgConnection) -> Vec<Row> {
-    diesel::sql_query(
-        "SELECT id, status::text, error_message, scheduled_for, triggered_by::text, attempt, \
-         worker_id::text FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(conn)
-    .await
-    .unwrap()
-}
 
 fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
     with(
@@ -58,15 +30,6 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
             ("JOB_CANCEL_GRACE_SECS", "2"),
         ],
     )
-}
-
-async fn row(db: &TestDatabase, id: i64) -> Row {
-    let mut conn = db.connect().await;
-    rows(&mut conn)
-        .await
-        .into_iter()
-        .find(|r| i64::from(r.id) == id)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,8 +50,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
         let (status, _) = s.terminate(Duration::from_secs(20)).await;
         assert!(status.success());
     }
-    let mut conn = db.connect().await;
-    let all = rows(&mut conn).await;
+    let all = audio_cleanup_runs(&db).await;
     let mut slots: Vec<DateTime<Utc>> = all.iter().filter_map(|r| r.scheduled_for).collect();
     let n = slots.len();
     slots.sort();
@@ -109,7 +71,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
     }
     // Every slot ran, except that on a loaded machine a slot arriving while the previous
     // run still went is recorded as skipped (the documented overlap policy).
-    let unexpected: Vec<&Row> = all
+    let unexpected: Vec<&Execution> = all
         .iter()
         .filter(|r| {
             r.status != "success"
@@ -149,14 +111,14 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     let mut a = ServerProcess::start_on(port, &vars).await;
     let first = a.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(row(&db, first).await.status, "running");
+    assert_eq!(audio_cleanup_run(&db, first).await.status, "running");
     a.kill9().await;
     let a2 = ServerProcess::start_on(port, &vars).await;
     let closed = eventually(
         Duration::from_secs(10),
         "orphan closed on restart",
         || async {
-            let r = row(&db, first).await;
+            let r = audio_cleanup_run(&db, first).await;
             (r.status == "failed").then_some(r)
         },
     )
@@ -174,7 +136,7 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     // 2. Another live server marks the dead server's run failed once its lease expires.
     let b = ServerProcess::start(&vars).await;
     let closed = eventually(Duration::from_secs(20), "lease expiry", || async {
-        let r = row(&db, second).await;
+        let r = audio_cleanup_run(&db, second).await;
         (r.status == "failed").then_some(r)
     })
     .await;
@@ -202,7 +164,7 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
     let id = runner.start_run("audio_cleanup").await;
     // Eight seconds: well past the 3 s lease, renewed every second.
     let done = eventually(Duration::from_secs(30), "the slow run to end", || async {
-        let r = row(&db, id).await;
+        let r = audio_cleanup_run(&db, id).await;
         (r.status != "running").then_some(r)
     })
     .await;
@@ -222,11 +184,13 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
     let (status, took) = server.terminate(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
-    let mut conn = db.connect().await;
-    assert!(rows(&mut conn).await.iter().all(|r| r.status != "running"));
+    assert!(audio_cleanup_runs(&db)
+        .await
+        .iter()
+        .all(|r| r.status != "running"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +206,7 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
     .await;
     let id = server.start_run("audio_cleanup").await;
     let r = eventually(Duration::from_secs(15), "timeout", || async {
-        let r = row(&db, id).await;
+        let r = audio_cleanup_run(&db, id).await;
         (r.status != "running").then_some(r)
     })
     .await;
@@ -276,8 +240,7 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     ))
     .await;
     let all = eventually(Duration::from_secs(30), "three attempts", || async {
-        let mut conn = db.connect().await;
-        let all = rows(&mut conn).await;
+        let all = audio_cleanup_runs(&db).await;
         (all.iter().filter(|r| r.status == "failed").count() == 3).then_some(all)
     })
     .await;
@@ -293,8 +256,7 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
         .contains("SUPABASE_SERVICE_ROLE_KEY"));
     // No fourth attempt.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut conn = db.connect().await;
-    assert_eq!(rows(&mut conn).await.len(), 3);
+    assert_eq!(audio_cleanup_runs(&db).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,14 +287,13 @@ async fn after_an_outage_the_latest_slot_is_caught_up_and_older_ones_are_recorde
     ))
     .await;
     let all = eventually(Duration::from_secs(20), "the catch-up run", || async {
-        let mut conn = db.connect().await;
-        let all = rows(&mut conn).await;
+        let all = audio_cleanup_runs(&db).await;
         all.iter()
             .any(|r| r.triggered_by == "catch_up" && r.status == "success")
             .then_some(all)
     })
     .await;
-    let skipped: Vec<&Row> = all
+    let skipped: Vec<&Execution> = all
         .iter()
         .filter(|r| {
             r.error_message

@@ -9,58 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use db::testing::TestDatabase;
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
+use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use wiremock::MockServer;
 
+use crate::support::executions::{audio_cleanup_run, audio_cleanup_runs, Execution};
 use crate::support::server::{api_server, eventually, free_port, ServerProcess};
 use crate::support::storage::{audio_bucket, deletes_after};
 use crate::support::{seed_old_audio, server_vars, with};
 
 const TOKEN: &str = "robustness-admin-token-0123456789";
-
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Integer)]
-    attempt: i32,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    stats: Option<serde_json::Value>,
-}
-
-impl Row {
-    /// Rows the run looked at (one per batch here).
-    fn considered(&self) -> i64 {
-        self.stats
-            .as_ref()
-            .and_then(|s| s["considered"].as_i64())
-            .unwrap_or(0)
-    }
-}
-
-async fn rows(db: &TestDatabase) -> Vec<Row> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT id, status::text, error_message, attempt, stats FROM job_executions \
-         WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap()
-}
-
-async fn row(db: &TestDatabase, id: i64) -> Row {
-    rows(db)
-        .await
-        .into_iter()
-        .find(|r| i64::from(r.id) == id)
-        .unwrap()
-}
 
 /// A mock Storage with bucket `audio`: the first `slow_deletes` deletes answer after
 /// `slow`, later ones after `fast`.
@@ -97,15 +55,15 @@ fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)>
 /// Waits until the run has finished at least `n` batches (its progress is stored).
 async fn progress(db: &TestDatabase, id: i64, n: i64) {
     eventually(Duration::from_secs(60), "progress", || async {
-        (row(db, id).await.considered() >= n).then_some(())
+        (audio_cleanup_run(db, id).await.considered() >= n).then_some(())
     })
     .await;
 }
 
 /// Waits until the run is no longer `running`.
-async fn ended(db: &TestDatabase, id: i64) -> Row {
+async fn ended(db: &TestDatabase, id: i64) -> Execution {
     eventually(Duration::from_secs(90), "the run to end", || async {
-        let r = row(db, id).await;
+        let r = audio_cleanup_run(db, id).await;
         (r.status != "running").then_some(r)
     })
     .await
@@ -140,7 +98,10 @@ async fn a_killed_run_job_is_closed_by_a_later_run_job_without_any_server() {
 
     let mut first = run_job(&vars);
     let orphan = eventually(Duration::from_secs(60), "the first run", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     // Killed while its (slow) Storage delete is under way.
@@ -181,7 +142,7 @@ async fn a_killed_run_job_is_closed_by_a_later_run_job_without_any_server() {
     let status = wait_exit(&mut second, Duration::from_secs(60)).await;
     assert!(status.success(), "{status}");
 
-    let all = rows(&db).await;
+    let all = audio_cleanup_runs(&db).await;
     assert_eq!(all.len(), 2, "{all:#?}");
     let closed = all.iter().find(|r| r.id == orphan.id).unwrap();
     assert_eq!(closed.status, "failed");
@@ -203,7 +164,11 @@ async fn sigterm_to_run_job_ends_the_run_failed_with_its_partial_stats_and_exit_
     let uri = mock.uri();
     let mut child = run_job(&base_vars(&db, &uri));
     let id = eventually(Duration::from_secs(60), "the run", || async {
-        rows(&db).await.into_iter().next().map(|r| i64::from(r.id))
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .next()
+            .map(|r| i64::from(r.id))
     })
     .await;
     progress(&db, id, 2).await;
@@ -214,7 +179,7 @@ async fn sigterm_to_run_job_ends_the_run_failed_with_its_partial_stats_and_exit_
     assert!(status.success());
     let exit = wait_exit(&mut child, Duration::from_secs(60)).await;
     assert_eq!(exit.code(), Some(1));
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
     assert!((2..20).contains(&r.considered()), "{r:?}");
@@ -277,14 +242,17 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
     ))
     .await;
     let first = eventually(Duration::from_secs(30), "the first run", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     let mut looked = 0;
     loop {
         let (_, body) = server.get("/internal/api/v1/jobs/status").await;
         // Only a look taken while the first run certainly went counts.
-        if row(&db, i64::from(first.id)).await.status != "running" {
+        if audio_cleanup_run(&db, i64::from(first.id)).await.status != "running" {
             break;
         }
         let job = body["data"]
@@ -306,7 +274,10 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
     assert!(!skipped.is_empty(), "{page}");
     assert!(skipped.iter().all(|r| r["status"] == "skipped"), "{page}");
     assert!(
-        rows(&db).await.iter().all(|r| r.status != "failed"),
+        audio_cleanup_runs(&db)
+            .await
+            .iter()
+            .all(|r| r.status != "failed"),
         "a skipped slot was stored as a failure"
     );
 }
@@ -329,7 +300,10 @@ async fn a_crash_during_attempt_1_leads_to_attempt_2() {
     );
     let mut a = ServerProcess::start_on(free_port(), &vars).await;
     let first = eventually(Duration::from_secs(30), "attempt 1", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     assert_eq!(first.attempt, 1);
@@ -347,7 +321,7 @@ async fn a_crash_during_attempt_1_leads_to_attempt_2() {
     let b = ServerProcess::start(&vars).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let all = loop {
-        let all = rows(&db).await;
+        let all = audio_cleanup_runs(&db).await;
         if all.iter().any(|r| r.attempt == 2 && r.status == "success") {
             break all;
         }
@@ -393,7 +367,7 @@ async fn sigterm_ends_the_run_with_the_stats_it_reached() {
     progress(&db, id, 2).await;
     let (status, _) = server.terminate(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0));
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
     assert!((2..30).contains(&r.considered()), "{r:?}");

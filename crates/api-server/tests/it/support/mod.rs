@@ -1,6 +1,7 @@
 //! What the test modules share.
 
 pub mod browser;
+pub mod executions;
 pub mod server;
 pub mod storage;
 

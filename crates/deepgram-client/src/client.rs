@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backpressure::{AdaptiveLimit, Signal};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use backpressure::{full_jitter, parse_retry_after, AdaptiveLimit, Signal};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -284,7 +284,7 @@ impl Client {
                 return Err(error);
             }
             let delay = retry_after.map_or_else(
-                || backoff(attempt, config.base_backoff, config.max_backoff),
+                || full_jitter(attempt, config.base_backoff, config.max_backoff),
                 |asked| asked.min(config.max_backoff),
             );
             log::warn!(
@@ -335,7 +335,11 @@ impl Client {
             Err(e) => return self.transport_failure(&e),
         };
         let status = response.status();
-        let retry_after = parse_retry_after(response.headers());
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
         let body = match response.bytes().await {
             Ok(body) => body.to_vec(),
             Err(e) => return self.transport_failure(&e),
@@ -473,75 +477,10 @@ fn parse_base_url(base_url: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// Before retry `attempt` (1 = after the first failure): a random wait in
-/// `[0, min(max, base * 2^(attempt-1))]`.
-fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let factor = 1u32 << attempt.saturating_sub(1).min(31);
-    let ceiling = base.saturating_mul(factor).min(max);
-    ceiling.mul_f64(rand::random::<f64>())
-}
-
-/// `Retry-After` as delta-seconds (`"1"`, `"1.5"`) or an HTTP date; `None` if absent or
-/// unreadable. A date in the past means zero.
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds.max(0.0)).ok();
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
-
-    fn headers(retry_after: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(retry_after) {
-            headers.insert(RETRY_AFTER, value);
-        }
-        headers
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(
-            parse_retry_after(&headers("1")),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            parse_retry_after(&headers("0.25")),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_retry_after(&headers("-3")), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&headers("soon")), None);
-        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
-        assert_eq!(
-            parse_retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
-            Some(Duration::ZERO)
-        );
-        let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = parse_retry_after(&headers(&future)).expect("a date parses");
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-    }
-
-    #[test]
-    fn backoff_stays_within_the_exponential_ceiling_and_the_cap() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        for attempt in 1..=40 {
-            let ceiling = (base * 2u32.saturating_pow(attempt - 1).min(1 << 20)).min(max);
-            for _ in 0..50 {
-                assert!(backoff(attempt, base, max) <= ceiling);
-            }
-        }
-        // Jitter actually varies the wait.
-        let waits: std::collections::HashSet<_> = (0..20).map(|_| backoff(3, base, max)).collect();
-        assert!(waits.len() > 1);
-    }
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars

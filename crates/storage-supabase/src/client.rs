@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backpressure::{AdaptiveLimit, Signal};
+use backpressure::{full_jitter, AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Response};
 use url::Url;
@@ -651,17 +651,11 @@ fn retry_delay(config: &Config, error: &Error, attempt: u32) -> Option<Duration>
     {
         return (*after <= config.max_retry_after).then_some(*after);
     }
-    let cap = backoff_cap(config, attempt);
-    Some(cap.mul_f64(rand::random::<f64>()))
-}
-
-/// `base * 2^(attempt-1)`, capped: the upper bound of the full-jitter sleep.
-fn backoff_cap(config: &Config, attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(30);
-    config
-        .base_backoff
-        .saturating_mul(1 << doublings)
-        .min(config.max_backoff)
+    Some(full_jitter(
+        attempt,
+        config.base_backoff,
+        config.max_backoff,
+    ))
 }
 
 /// Errors after which sending further delete chunks is pointless.
@@ -768,16 +762,6 @@ mod tests {
             max_backoff: Duration::from_millis(1000),
             ..Config::default()
         }
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let config = config();
-        assert_eq!(backoff_cap(&config, 1), Duration::from_millis(100));
-        assert_eq!(backoff_cap(&config, 2), Duration::from_millis(200));
-        assert_eq!(backoff_cap(&config, 4), Duration::from_millis(800));
-        assert_eq!(backoff_cap(&config, 5), Duration::from_millis(1000));
-        assert_eq!(backoff_cap(&config, u32::MAX), Duration::from_millis(1000));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use db::{ConnectTarget, PgExecutionLog};
 use job_notify::Notifier;
 use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
@@ -34,7 +35,7 @@ pub struct Services {
 impl Services {
     /// Validates everything that can be validated without the database.
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
-        let target = ConnectTarget::parse(config.database_url.expose())
+        let target = ConnectTarget::parse(config.database_url.expose_secret())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
         if target.transaction_pooling() {
             return Err(ConfigError::new(
@@ -120,7 +121,7 @@ impl Services {
     pub fn live_view(&self) -> Result<(Arc<LiveView>, feed::Feed), db::DbError> {
         let listen = match &self.config.live.listen_url {
             ListenUrl::Database => Some(self.target.clone()),
-            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose())?),
+            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose_secret())?),
             ListenUrl::Off => None,
         };
         let view = LiveView::new(Arc::clone(&self.registry), self.config.live.clone());

@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use job_notify::NotifySettings;
 use jobs_core::{Schedule, Tz};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::live::LiveSettings;
 
@@ -96,33 +97,6 @@ impl ConfigError {
     }
 }
 
-/// A secret value: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// The environment as read at start-up; empty values count as unset.
 #[derive(Clone, Default)]
 pub struct Vars(HashMap<String, String>);
@@ -164,9 +138,10 @@ impl Vars {
         self.get(name).unwrap_or(default)
     }
 
-    /// A secret value.
-    pub fn secret(&self, name: &str) -> Option<Secret> {
-        self.get(name).map(Secret::new)
+    /// A secret value: `Debug` prints `[REDACTED]`, reading it takes
+    /// [`ExposeSecret::expose_secret`].
+    pub fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(SecretString::from)
     }
 
     /// Parses the value, or returns `default` when unset.
@@ -244,7 +219,7 @@ impl Vars {
 #[derive(Debug, Clone)]
 pub struct DeepgramConfig {
     /// `DEEPGRAM_API_KEY`.
-    pub api_key: Option<Secret>,
+    pub api_key: Option<SecretString>,
     /// `DEEPGRAM_API_URL`.
     pub api_url: url::Url,
     /// `DEEPGRAM_PROJECT_ID`.
@@ -257,7 +232,7 @@ pub struct SupabaseConfig {
     /// `SUPABASE_URL`.
     pub url: Option<url::Url>,
     /// `SUPABASE_SERVICE_ROLE_KEY`.
-    pub service_role_key: Option<Secret>,
+    pub service_role_key: Option<SecretString>,
 }
 
 /// Scheduler and runner settings.
@@ -293,7 +268,7 @@ pub struct SchedulingConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL` (secret: it may hold a password).
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// `DATABASE_POOL_SIZE`.
     pub pool_size: usize,
     /// `DATABASE_LOG_POOL_SIZE`: connections reserved for the execution log.
@@ -303,11 +278,11 @@ pub struct Config {
     /// `BIND_ADDR` / `PORT`.
     pub bind_addr: SocketAddr,
     /// `ADMIN_TOKEN`.
-    pub admin_token: Option<Secret>,
+    pub admin_token: Option<SecretString>,
     /// `VIEWER_TOKEN`: reads every `GET` route, may start nothing.
-    pub viewer_token: Option<Secret>,
+    pub viewer_token: Option<SecretString>,
     /// `METRICS_TOKEN`: when set, `/metrics` wants it (or the admin or viewer token).
-    pub metrics_token: Option<Secret>,
+    pub metrics_token: Option<SecretString>,
     /// `PUBLIC_URL`.
     pub public_url: Option<url::Url>,
     /// `WORKER_ID`.
@@ -365,7 +340,8 @@ impl Config {
                 "needs ADMIN_TOKEN: without it every loopback client is already admin",
             ));
         }
-        if viewer_token.is_some() && viewer_token == admin_token {
+        let exposed = |token: &Option<SecretString>| token.as_ref().map(|t| t.expose_secret().to_owned());
+        if viewer_token.is_some() && exposed(&viewer_token) == exposed(&admin_token) {
             return Err(ConfigError::new(
                 "VIEWER_TOKEN",
                 "must differ from ADMIN_TOKEN, or a viewer could do everything",
@@ -466,7 +442,7 @@ impl Config {
         };
 
         Ok(Self {
-            database_url: Secret::new(database_url),
+            database_url: SecretString::from(database_url),
             pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
             log_pool_size: vars.int_in("DATABASE_LOG_POOL_SIZE", DEFAULT_LOG_POOL_SIZE, 1, 50)?,
             statement_timeout: vars.secs(
@@ -525,7 +501,7 @@ impl Config {
     pub fn admin_token_is_weak(&self) -> bool {
         self.admin_token
             .as_ref()
-            .is_some_and(|t| t.expose().chars().count() < 16)
+            .is_some_and(|t| t.expose_secret().chars().count() < 16)
     }
 
     /// Refuses to expose `/internal/*` without a token on a non-loopback address.
@@ -554,7 +530,7 @@ mod tests {
     #[test]
     fn defaults_need_no_configuration() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.database_url.expose_secret(), DEFAULT_DATABASE_URL);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.audio_retention_days, 30);
         assert_eq!(c.deepgram.api_url.as_str(), "https://api.deepgram.com/");

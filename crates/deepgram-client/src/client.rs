@@ -9,7 +9,9 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, ENV_API_KEY, ENV_API_URL, USER_AGENT};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{ClientConfig, USER_AGENT};
 use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};
 use crate::limiter::RateLimiter;
 use crate::model::{
@@ -31,7 +33,7 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
-    api_key: ApiKey,
+    api_key: SecretString,
     auth_header: HeaderValue,
     config: ClientConfig,
     /// Requests in flight: at most `max_concurrency`, fewer while Deepgram answers 429/503.
@@ -63,25 +65,25 @@ enum Attempt {
 impl Client {
     /// A client with default tunables for `base_url` (e.g. `https://api.deepgram.com`, or a
     /// mock server's URL in tests). Fails on an unusable URL or an empty key.
-    pub fn new(base_url: &str, api_key: impl Into<ApiKey>) -> Result<Self, Error> {
+    pub fn new(base_url: &str, api_key: impl Into<SecretString>) -> Result<Self, Error> {
         Self::with_config(base_url, api_key, ClientConfig::default())
     }
 
     /// A client with the given tunables; see [`ClientConfig`].
     pub fn with_config(
         base_url: &str,
-        api_key: impl Into<ApiKey>,
+        api_key: impl Into<SecretString>,
         config: ClientConfig,
     ) -> Result<Self, Error> {
         config.validate()?;
         let api_key = api_key.into();
         let base_url = parse_base_url(base_url)?;
-        if api_key.is_blank() {
+        if api_key.expose_secret().trim().is_empty() {
             return Err(Error::Config {
                 message: "the Deepgram API key is empty".to_owned(),
             });
         }
-        let mut auth_header = HeaderValue::from_str(&format!("Token {}", api_key.expose()))
+        let mut auth_header = HeaderValue::from_str(&format!("Token {}", api_key.expose_secret()))
             .map_err(|_| Error::Config {
                 message: "the Deepgram API key contains characters not allowed in an HTTP header"
                     .to_owned(),
@@ -109,38 +111,6 @@ impl Client {
                 config,
             }),
         })
-    }
-
-    /// A client from `DEEPGRAM_API_KEY` (required) and `DEEPGRAM_API_URL` (default
-    /// `https://api.deepgram.com`), with default tunables.
-    pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with_config(ClientConfig::default())
-    }
-
-    /// Like [`Client::from_env`], with the given tunables.
-    pub fn from_env_with_config(config: ClientConfig) -> Result<Self, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok(), config)
-    }
-
-    fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-        config: ClientConfig,
-    ) -> Result<Self, Error> {
-        let api_key = lookup(ENV_API_KEY)
-            .filter(|key| !key.trim().is_empty())
-            .ok_or_else(|| Error::Config {
-                message: format!("{ENV_API_KEY} must be set to a Deepgram API key"),
-            })?;
-        let base_url = lookup(ENV_API_URL)
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        if let Err(Error::Config { message }) = parse_base_url(&base_url) {
-            return Err(Error::Config {
-                message: format!("{ENV_API_URL}: {message}"),
-            });
-        }
-        Self::with_config(&base_url, api_key.trim(), config)
     }
 
     /// The base URL requests go to.
@@ -439,7 +409,7 @@ impl Client {
 
     /// Removes the API key from text that came from the network.
     fn scrub(&self, text: &str) -> String {
-        redact(text, self.inner.api_key.expose())
+        redact(text, self.inner.api_key.expose_secret())
     }
 }
 
@@ -480,46 +450,6 @@ fn parse_base_url(base_url: &str) -> Result<Url, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn from_env_requires_the_key_and_defaults_the_url() {
-        let err = Client::from_lookup(lookup(&[]), ClientConfig::default())
-            .expect_err("no key must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
-        let err = Client::from_lookup(lookup(&[(ENV_API_KEY, "  ")]), ClientConfig::default())
-            .expect_err("blank key must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
-
-        let client = Client::from_lookup(lookup(&[(ENV_API_KEY, "k")]), ClientConfig::default())
-            .expect("key is enough");
-        assert_eq!(client.base_url().as_str(), "https://api.deepgram.com/");
-
-        let client = Client::from_lookup(
-            lookup(&[
-                (ENV_API_KEY, "k"),
-                (ENV_API_URL, "https://api.eu.deepgram.com"),
-            ]),
-            ClientConfig::default(),
-        )
-        .expect("custom url");
-        assert_eq!(client.base_url().as_str(), "https://api.eu.deepgram.com/");
-
-        let err = Client::from_lookup(
-            lookup(&[(ENV_API_KEY, "k"), (ENV_API_URL, "not a url")]),
-            ClientConfig::default(),
-        )
-        .expect_err("bad url must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_URL"), "{err}");
-    }
 
     #[test]
     fn bad_base_urls_and_keys_are_config_errors_without_the_key() {

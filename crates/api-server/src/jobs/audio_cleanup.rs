@@ -272,7 +272,7 @@ impl AudioCleanupJob {
                 Some("SUPABASE_SERVICE_ROLE_KEY is not set".to_owned()),
             ),
             (Some(url), Some(key)) => {
-                let client = Client::builder(url.as_str(), key.expose())
+                let client = Client::builder(url.as_str(), key.clone())
                     .connect_timeout(settings.connect_timeout)
                     .request_timeout(settings.request_timeout)
                     .max_attempts(settings.max_attempts)

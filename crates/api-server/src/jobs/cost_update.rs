@@ -252,7 +252,7 @@ impl CostUpdateJob {
         let client = match &config.deepgram.api_key {
             None => None,
             Some(key) => Some(
-                Client::with_config(url.as_str(), key.expose(), settings.client_config())
+                Client::with_config(url.as_str(), key.clone(), settings.client_config())
                     // The client's errors never contain the key.
                     .map_err(|e| ConfigError::new("DEEPGRAM_API_KEY", e.to_string()))?,
             ),

@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use db::controls::JobControl;
 
-use crate::config::{ConfigError, Secret, Vars};
+use secrecy::SecretString;
+
+use crate::config::{ConfigError, Vars};
 use crate::http::views::{Data, ExecutionStatus, ExecutionView, JobView};
 
 /// Default of `LIVE_RESYNC_SECS`.
@@ -46,12 +48,12 @@ const REPLAY_EVENTS: usize = 512;
 const STREAM_QUEUE: usize = 256;
 
 /// Where the change feed listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ListenUrl {
     /// `DATABASE_URL` itself (`DATABASE_LISTEN_URL` unset).
     Database,
     /// `DATABASE_LISTEN_URL`: a direct or session-mode address of the same database.
-    Url(Secret),
+    Url(SecretString),
     /// `DATABASE_LISTEN_URL=off`: no listener, the tables are polled every second.
     Off,
 }
@@ -94,7 +96,7 @@ impl LiveSettings {
                     // The parser names DATABASE_URL; this one is read the same way.
                     ConfigError::new(VAR, e.to_string().replace("DATABASE_URL", VAR))
                 })?;
-                ListenUrl::Url(Secret::new(url))
+                ListenUrl::Url(SecretString::from(url))
             }
         };
         Ok(Self {

@@ -14,9 +14,9 @@ pub use config::{
     USER_AGENT,
 };
 pub use error::{Error, TransportErrorKind};
-/// The API key's type: `Debug` never shows it, [`ExposeSecret`] is the one way to read it.
-pub use secrecy::{ExposeSecret, SecretString};
 pub use model::{
     CostState, ListRequestsParams, Project, RequestRecord, RequestResponse, RequestStatus,
     RequestsPage, ResponseDetails, MAX_LIST_LIMIT,
 };
+/// The API key's type: `Debug` never shows it, [`ExposeSecret`] is the one way to read it.
+pub use secrecy::{ExposeSecret, SecretString};

@@ -98,16 +98,15 @@ use crate::live::LiveSettings;
 use crate::logging::{LogFormat, LOG_FORMAT_VAR};
 
 /// Default database, created on first start when missing.
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://postgres:postgres@127.0.0.1:5432/background_jobs";
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/background_jobs";
 /// Default listen address.
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 /// Default Deepgram base URL: the client's own.
-pub const DEFAULT_DEEPGRAM_API_URL: &str = deepgram_client::DEFAULT_BASE_URL;
+const DEFAULT_DEEPGRAM_API_URL: &str = deepgram_client::DEFAULT_BASE_URL;
 /// Default `RUST_LOG`.
 const DEFAULT_LOG_FILTER: &str = "info";
 /// Default retention of audio files.
-pub const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
+const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
 const DEFAULT_POOL_SIZE: usize = 10;
 const DEFAULT_LOG_POOL_SIZE: usize = 2;
 const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 60;
@@ -208,19 +207,6 @@ impl Vars {
     /// [`ExposeSecret::expose_secret`].
     pub fn secret(&self, name: &str) -> Option<SecretString> {
         self.get(name).map(SecretString::from)
-    }
-
-    /// Parses the value, or returns `default` when unset.
-    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse()
-                .map_err(|e| ConfigError::new(name, format!("cannot read {raw:?}: {e}"))),
-        }
     }
 
     /// A whole number within `min..=max`.

@@ -477,11 +477,6 @@ impl LiveView {
         )
     }
 
-    /// Streams open now.
-    pub fn open_streams(&self) -> usize {
-        self.streams.load(Ordering::Acquire)
-    }
-
     /// Ends every open stream cleanly and refuses new ones: the first step of shutdown.
     pub fn close_streams(&self) {
         self.closing.cancel();

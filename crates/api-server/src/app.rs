@@ -6,6 +6,7 @@ use std::time::Duration;
 use db::{ConnectTarget, PgExecutionLog};
 use job_notify::Notifier;
 use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
@@ -34,7 +35,7 @@ pub struct Services {
 impl Services {
     /// Validates everything that can be validated without the database.
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
-        let target = ConnectTarget::parse(config.database_url.expose())
+        let target = ConnectTarget::parse(config.database_url.expose_secret())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
         let pool = target
             .with_statement_timeout(config.statement_timeout)
@@ -118,7 +119,7 @@ impl Services {
         let listen = match &self.config.live.listen_url {
             ListenUrl::Database if pooled => None,
             ListenUrl::Database => Some(self.target.clone()),
-            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose())?),
+            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose_secret())?),
             ListenUrl::Off => None,
         };
         let view = LiveView::new(Arc::clone(&self.registry), self.config.live.clone());

@@ -28,8 +28,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use db::controls::JobControl;
+use secrecy::SecretString;
 
-use crate::config::{ConfigError, Secret, Vars};
 use crate::http::views::{Data, ExecutionStatus, ExecutionView, JobView};
 
 /// Default of `LIVE_RESYNC_SECS`.
@@ -46,12 +46,12 @@ const REPLAY_EVENTS: usize = 512;
 const STREAM_QUEUE: usize = 256;
 
 /// Where the change feed listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ListenUrl {
     /// `DATABASE_URL` itself (`DATABASE_LISTEN_URL` unset).
     Database,
     /// `DATABASE_LISTEN_URL`: a direct or session-mode address of the same database.
-    Url(Secret),
+    Url(SecretString),
     /// `DATABASE_LISTEN_URL=off`: no listener, the tables are polled every second.
     Off,
 }
@@ -78,31 +78,6 @@ impl Default for LiveSettings {
             max_streams: DEFAULT_MAX_STREAMS,
             heartbeat: Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
         }
-    }
-}
-
-impl LiveSettings {
-    /// Reads `DATABASE_LISTEN_URL`, `LIVE_RESYNC_SECS`, `EVENTS_MAX_STREAMS` and
-    /// `EVENTS_HEARTBEAT_SECS`.
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        const VAR: &str = "DATABASE_LISTEN_URL";
-        let listen_url = match vars.get(VAR) {
-            None => ListenUrl::Database,
-            Some(v) if v.eq_ignore_ascii_case("off") => ListenUrl::Off,
-            Some(url) => {
-                db::ConnectTarget::parse(url).map_err(|e| {
-                    // The parser names DATABASE_URL; this one is read the same way.
-                    ConfigError::new(VAR, e.to_string().replace("DATABASE_URL", VAR))
-                })?;
-                ListenUrl::Url(Secret::new(url))
-            }
-        };
-        Ok(Self {
-            listen_url,
-            resync: vars.secs("LIVE_RESYNC_SECS", DEFAULT_RESYNC_SECS, 1, 3_600)?,
-            max_streams: vars.int_in("EVENTS_MAX_STREAMS", DEFAULT_MAX_STREAMS, 0, 100_000)?,
-            heartbeat: vars.secs("EVENTS_HEARTBEAT_SECS", DEFAULT_HEARTBEAT_SECS, 1, 300)?,
-        })
     }
 }
 
@@ -508,11 +483,6 @@ impl LiveView {
                 .map(|e| e.frame.clone())
                 .collect(),
         )
-    }
-
-    /// Streams open now.
-    pub fn open_streams(&self) -> usize {
-        self.streams.load(Ordering::Acquire)
     }
 
     /// Ends every open stream cleanly and refuses new ones: the first step of shutdown.

@@ -624,7 +624,10 @@ mod tests {
         view.apply_control(control("a", false, 3));
         view.replace_job("a", None, Some(control("a", true, 2)));
         assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
-        view.replace_all(Vec::new(), vec![control("a", true, 2), control("b", true, 1)]);
+        view.replace_all(
+            Vec::new(),
+            vec![control("a", true, 2), control("b", true, 1)],
+        );
         assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
         assert_eq!(held(&view, "b"), Some(control("b", true, 1)));
         // This server's own write arriving after a newer notification is dropped.

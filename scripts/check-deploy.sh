@@ -5,7 +5,7 @@
 #                       non-root, read-only root, secrets only by secretKeyRef)
 #   deploy/prometheus   promtool check rules, promtool test rules
 #   deploy/grafana      valid JSON (its metric names are checked against a real scrape by
-#                       `cargo test -p api-server --test production`)
+#                       `cargo test -p api-server --test it production::`)
 # Installs what is missing first (scripts/install-test-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

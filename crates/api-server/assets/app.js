@@ -1289,10 +1289,11 @@
     }
     if (focus) $('run-title').focus({ preventScroll: true });
     try {
-      const [run, events] = await Promise.all([
-        api(`/jobs/executions/${id}`),
-        api(`/jobs/executions/${id}/events`),
-      ]);
+      // The run first, then its lines: a run keeps its log lines before it is marked
+      // finished, so lines read after a finished run are all of them (read together, the
+      // last poll could pair the finished run with lines read before they were kept).
+      const run = await api(`/jobs/executions/${id}`);
+      const events = await api(`/jobs/executions/${id}/events`);
       if (seq !== state.detail.seq) return;
       const data = run.data || {};
       const chain = await attemptChain(data);

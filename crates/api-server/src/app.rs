@@ -6,6 +6,7 @@ use std::time::Duration;
 use db::{ConnectTarget, PgExecutionLog};
 use job_notify::Notifier;
 use jobs_core::{Registry, Runner, RunnerSettings, SchedulerSettings};
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, ConfigError};
 use crate::jobs;
@@ -34,14 +35,8 @@ pub struct Services {
 impl Services {
     /// Validates everything that can be validated without the database.
     pub fn prepare(config: Config) -> Result<Self, ConfigError> {
-        let target = ConnectTarget::parse(config.database_url.expose())
+        let target = ConnectTarget::parse(config.database_url.expose_secret())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
-        if target.transaction_pooling() {
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "leads to a transaction-mode pooler (pgbouncer=true, or Supabase's pooler port 6543), which this service cannot use yet: use the session pooler (Supabase: the same host on port 5432) or the direct database URL".to_owned(),
-            ));
-        }
         let pool = target
             .with_statement_timeout(config.statement_timeout)
             .pool(config.pool_size)
@@ -118,13 +113,22 @@ impl Services {
     /// The live view of this database, empty, and the feed that loads it and keeps it
     /// current once run.
     pub fn live_view(&self) -> Result<(Arc<LiveView>, feed::Feed), db::DbError> {
+        // Through a transaction-mode pooler a LISTEN session would be handed to another
+        // client after its first statement: poll unless a session address is given.
+        let pooled = self.target.transaction_pooling();
         let listen = match &self.config.live.listen_url {
+            ListenUrl::Database if pooled => None,
             ListenUrl::Database => Some(self.target.clone()),
-            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose())?),
+            ListenUrl::Url(url) => Some(ConnectTarget::parse(url.expose_secret())?),
             ListenUrl::Off => None,
         };
         let view = LiveView::new(Arc::clone(&self.registry), self.config.live.clone());
-        let feed = feed::Feed::new(Arc::clone(&view), self.pool.clone(), listen);
+        let feed = feed::Feed::new(
+            Arc::clone(&view),
+            self.pool.clone(),
+            listen,
+            pooled && matches!(self.config.live.listen_url, ListenUrl::Database),
+        );
         Ok((view, feed))
     }
 

@@ -99,11 +99,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Installs the logger in the `LOG_FORMAT` chosen (the environment or `.env`).
+/// Installs the logger as `LOG_FORMAT` and `RUST_LOG` say (the environment or `.env`),
+/// before the rest of the configuration is read so that its errors are logged.
 fn init_logging() -> Result<(), ConfigError> {
-    let _ = dotenvy::dotenv();
-    let value = std::env::var(crate::logging::LOG_FORMAT_VAR).ok();
-    crate::logging::init(crate::logging::LogFormat::parse(value.as_deref())?);
+    let settings = crate::config::LogSettings::from_vars(&crate::config::Vars::from_env())?;
+    crate::logging::init(&settings);
     Ok(())
 }
 

@@ -1,46 +1,88 @@
 //! The server's configuration, read once from the environment (and a `.env` file in the
-//! working directory). Every variable is listed here; a bad value stops start-up with an
-//! error naming the variable.
+//! working directory). This module is the only place that reads a variable: the client
+//! crates take their URL and key as arguments, the jobs' settings are read in
+//! `config/jobs.rs`, the notifier's in `config/notify.rs`, the live view's in
+//! `config/live.rs`, and the logger's ([`LogSettings`]) first of all, before the rest.
+//! A bad value stops start-up with an error naming the variable.
 //!
-//! | variable | default |
-//! |---|---|
-//! | `DATABASE_URL` | `postgres://postgres:postgres@127.0.0.1:5432/background_jobs` |
-//! | `DATABASE_POOL_SIZE` | `10` |
-//! | `DATABASE_LOG_POOL_SIZE` | `2` (the execution log's own connections) |
-//! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `60` (0: no limit) |
-//! | `BIND_ADDR` | `127.0.0.1:8080`, or `0.0.0.0:$PORT` when only `PORT` is set |
-//! | `ADMIN_TOKEN` | unset (then only a loopback address may be bound) |
-//! | `VIEWER_TOKEN` | unset (read-only token; needs `ADMIN_TOKEN`) |
-//! | `METRICS_TOKEN` | unset (then `/metrics` is open) |
-//! | `PUBLIC_URL` | unset (link to the dashboard in notices) |
-//! | `DEEPGRAM_API_KEY`, `DEEPGRAM_API_URL`, `DEEPGRAM_PROJECT_ID` | unset, `https://api.deepgram.com`, unset |
-//! | `SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY` | unset |
-//! | `AUDIO_CLEANUP_SCHEDULE`, `COST_UPDATE_SCHEDULE` (any job: `<JOB_NAME>_SCHEDULE`) | the job's own |
-//! | `JOBS_TIMEZONE` | `UTC` |
-//! | `DISABLED_JOBS` | unset (comma-separated job names) |
-//! | `AUDIO_RETENTION_DAYS` | `30` |
-//! | `JOB_TIMEOUT_SECS` (any job: `<JOB_NAME>_TIMEOUT_SECS`) | `7200` |
-//! | `JOB_MAX_ATTEMPTS`, `JOB_RETRY_DELAY_SECS` | `3`, `60` |
-//! | `JOB_LEASE_SECS`, `JOB_HEARTBEAT_SECS` | `60`, `15` |
-//! | `SCHEDULER_TICK_MS`, `MISFIRE_WINDOW_SECS` | `1000`, `3600` |
-//! | `SHUTDOWN_GRACE_SECS` | `30` |
-//! | `JOB_CANCEL_GRACE_SECS` | `30` |
-//! | `EXECUTION_RETENTION_DAYS` | `90` (0 keeps the history forever) |
-//! | `WORKER_ID` | `<hostname>:<port>` |
-//! | `BACKLOG_REFRESH_SECS` | `60` |
-//! | `LOG_FORMAT` | `text` (read by [`crate::logging`] before everything else) |
-//! | `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO` | unset (failure e-mails) |
-//! | `ALERT_WEBHOOK_URL` | unset (failure webhook) |
-//! | `ALERT_OVERDUE_FACTOR`, `ALERT_OVERDUE_CHECK_SECS`, `ALERT_REMINDER_HOURS` | `2`, `300`, `24` |
-//! | `ALERT_SEND_TIMEOUT_SECS`, `ALERT_SEND_ATTEMPTS`, `ALERT_RETRY_DELAY_MS` | `10`, `3`, `1000` |
-//! | `DATABASE_LISTEN_URL` | unset (listen on `DATABASE_URL`; `off`: poll the tables) |
-//! | `LIVE_RESYNC_SECS`, `EVENTS_MAX_STREAMS`, `EVENTS_HEARTBEAT_SECS` | `30`, `100`, `15` |
+//! Every variable, one per line. The README's configuration tables list the same
+//! variables with the same defaults; a test (`the_readme_lists_every_variable_with_its_default`)
+//! compares the two, and another (`the_table_lists_every_variable_the_server_reads`) checks
+//! this table against what the code asks for.
 //!
-//! Job-specific tunables (`AUDIO_CLEANUP_*`, `SUPABASE_*` client settings, `COST_UPDATE_*`,
-//! `DEEPGRAM_*` client settings) are read by each job's settings type from the same
-//! [`Vars`]; see `jobs/audio_cleanup.rs` and `jobs/cost_update.rs`. The notification
-//! variables are read in `config/notify.rs`.
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `postgres://postgres:postgres@127.0.0.1:5432/background_jobs` | the database, created when missing; TLS as libpq does it (`sslmode`), `pgbouncer=true` marks a transaction pooler |
+//! | `DATABASE_POOL_SIZE` | `10` | connections for the API and the jobs (1–500) |
+//! | `DATABASE_LOG_POOL_SIZE` | `2` | connections reserved for the execution log (1–50) |
+//! | `DATABASE_STATEMENT_TIMEOUT_SECS` | `60` | `statement_timeout` of pooled connections; `0`: no limit |
+//! | `DATABASE_LISTEN_URL` | unset (`DATABASE_URL`) | where the change feed listens; `off` polls the tables |
+//! | `LIVE_RESYNC_SECS` | `30` | full re-read of the jobs' state (1–3600) |
+//! | `EVENTS_MAX_STREAMS` | `100` | open event streams per server |
+//! | `EVENTS_HEARTBEAT_SECS` | `15` | heartbeat comment on an idle event stream (1–300) |
+//! | `BIND_ADDR` | `127.0.0.1:8080` (`0.0.0.0:$PORT` when only `PORT` is set) | HTTP listen address |
+//! | `PORT` | unset | the port to listen on all interfaces when `BIND_ADDR` is unset |
+//! | `ADMIN_TOKEN` | unset | bearer token of `/internal/*`; unset: only a loopback address may be bound |
+//! | `VIEWER_TOKEN` | unset | read-only token; needs `ADMIN_TOKEN` and must differ from it |
+//! | `METRICS_TOKEN` | unset | token of `/metrics`; unset: `/metrics` is open |
+//! | `PUBLIC_URL` | unset | the server's public base URL, for links in notices |
+//! | `SMTP_URL` | unset | failure e-mails: `smtp://`, `smtp://…?tls=required` or `smtps://` |
+//! | `ALERT_EMAIL_FROM` | unset | sender of failure e-mails (with `SMTP_URL`) |
+//! | `ALERT_EMAIL_TO` | unset | comma-separated recipients (with `SMTP_URL`) |
+//! | `ALERT_WEBHOOK_URL` | unset | failure webhook (Slack-compatible JSON) |
+//! | `ALERT_OVERDUE_FACTOR` | `2` | intervals without a success before a job is overdue (≥ 1.5) |
+//! | `ALERT_OVERDUE_CHECK_SECS` | `300` | how often the overdue check runs |
+//! | `ALERT_REMINDER_HOURS` | `24` | reminder while a job stays broken; `0`: never |
+//! | `ALERT_SEND_TIMEOUT_SECS` | `10` | per-attempt limit of a notice |
+//! | `ALERT_SEND_ATTEMPTS` | `3` | attempts per notice |
+//! | `ALERT_RETRY_DELAY_MS` | `1000` | first retry delay of a notice, doubled each time |
+//! | `DEEPGRAM_API_KEY` | unset | `cost_update`'s key; unset: the job is disabled |
+//! | `DEEPGRAM_API_URL` | `https://api.deepgram.com` | Deepgram base URL ([`deepgram_client::DEFAULT_BASE_URL`]) |
+//! | `DEEPGRAM_PROJECT_ID` | unset | the project of bare request ids; unset: every project the key sees |
+//! | `DEEPGRAM_REQUESTS_PER_SECOND` | unset | optional cap on requests started per second |
+//! | `DEEPGRAM_REQUEST_TIMEOUT_SECS` | `30` | one HTTP attempt (1–600; the client's default) |
+//! | `DEEPGRAM_MAX_ATTEMPTS` | `4` | attempts per lookup (1–10; the client's default) |
+//! | `DEEPGRAM_BACKOFF_MS` | `500` | backoff base (0–60000; the client's default) |
+//! | `COST_UPDATE_CONCURRENCY` | `8` | lookups in flight (1–256; the client's default) |
+//! | `COST_UPDATE_BATCH_SIZE` | `500` | rows per read and write (1–10000) |
+//! | `COST_UPDATE_MAX_CHECKS` | `5` | runs without a price before a row is given up (1–1000) |
+//! | `COST_UPDATE_MAX_PENDING_CHECKS` | `30` | the same while Deepgram says "still processing" (1–10000) |
+//! | `COST_UPDATE_MAX_CONSECUTIVE_ERRORS` | `50` | failed lookups in a row that fail the run |
+//! | `SUPABASE_URL` | unset | `audio_cleanup`'s project URL; unset: the job is disabled |
+//! | `SUPABASE_SERVICE_ROLE_KEY` | unset | `audio_cleanup`'s service-role key; unset: the job is disabled |
+//! | `SUPABASE_CONNECT_TIMEOUT_SECS` | `5` | Storage connect timeout (1–300; the client's default) |
+//! | `SUPABASE_REQUEST_TIMEOUT_SECS` | `60` | Storage request timeout (1–3600; the client's default) |
+//! | `SUPABASE_MAX_ATTEMPTS` | `4` | attempts per Storage request (1–10; the client's default) |
+//! | `SUPABASE_BACKOFF_MS` | `500` | first retry backoff (0–60000; the client's default) |
+//! | `SUPABASE_MAX_BACKOFF_MS` | `30000` | cap on one backoff (≥ `SUPABASE_BACKOFF_MS`; the client's default) |
+//! | `AUDIO_RETENTION_DAYS` | `30` | age after which audio is deleted (≥ 1) |
+//! | `AUDIO_CLEANUP_BATCH_SIZE` | `1000` | rows per page (1–10000) |
+//! | `AUDIO_CLEANUP_CONCURRENCY` | `4` | pages and Storage requests in flight (1–32; the client's default) |
+//! | `AUDIO_CLEANUP_DRY_RUN` | `false` | every run only reports what it would delete |
+//! | `AUDIO_CLEANUP_SCHEDULE` | `0 2 * * *` | the job's schedule (any job: `<JOB_NAME>_SCHEDULE`) |
+//! | `COST_UPDATE_SCHEDULE` | `0 3 * * *` | the job's schedule |
+//! | `AUDIO_CLEANUP_TIMEOUT_SECS` | `JOB_TIMEOUT_SECS` | the job's timeout (any job: `<JOB_NAME>_TIMEOUT_SECS`) |
+//! | `COST_UPDATE_TIMEOUT_SECS` | `JOB_TIMEOUT_SECS` | the job's timeout |
+//! | `JOBS_TIMEZONE` | `UTC` | IANA zone the schedules are read in |
+//! | `DISABLED_JOBS` | unset | comma-separated job names to pause |
+//! | `JOB_TIMEOUT_SECS` | `7200` | run time after which a run is asked to stop |
+//! | `JOB_MAX_ATTEMPTS` | `3` | tries per cron slot (1–20) |
+//! | `JOB_RETRY_DELAY_SECS` | `60` | delay before the first retry, doubled each time |
+//! | `JOB_LEASE_SECS` | `60` | lease of a running execution |
+//! | `JOB_HEARTBEAT_SECS` | `15` | lease renewal, shorter than the lease |
+//! | `SCHEDULER_TICK_MS` | `1000` | longest sleep of the cron loop |
+//! | `MISFIRE_WINDOW_SECS` | `3600` | how far back a missed slot is caught up |
+//! | `SHUTDOWN_GRACE_SECS` | `30` | on SIGTERM, time for running jobs to finish |
+//! | `JOB_CANCEL_GRACE_SECS` | `30` | time a run asked to stop has to stop cleanly |
+//! | `EXECUTION_RETENTION_DAYS` | `90` | history kept; `0`: forever |
+//! | `WORKER_ID` | `<hostname>:<port>` | this server's name in `job_executions.worker_id` |
+//! | `BACKLOG_REFRESH_SECS` | `60` | how often each job's backlog is measured |
+//! | `LOG_FORMAT` | `text` | `text` or `json` lines |
+//! | `RUST_LOG` | `info` | log filter (env_logger syntax) |
+//! | `RUST_LOG_STYLE` | `auto` | colours of text lines: `auto`, `always`, `never` |
 
+mod jobs;
+mod live;
 mod notify;
 
 use std::collections::HashMap;
@@ -50,18 +92,21 @@ use std::time::Duration;
 
 use job_notify::NotifySettings;
 use jobs_core::{Schedule, Tz};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::live::LiveSettings;
+use crate::logging::{LogFormat, LOG_FORMAT_VAR};
 
 /// Default database, created on first start when missing.
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://postgres:postgres@127.0.0.1:5432/background_jobs";
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/background_jobs";
 /// Default listen address.
-pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
-/// Default Deepgram base URL.
-pub const DEFAULT_DEEPGRAM_API_URL: &str = "https://api.deepgram.com";
+const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+/// Default Deepgram base URL: the client's own.
+const DEFAULT_DEEPGRAM_API_URL: &str = deepgram_client::DEFAULT_BASE_URL;
+/// Default `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info";
 /// Default retention of audio files.
-pub const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
+const DEFAULT_AUDIO_RETENTION_DAYS: i64 = 30;
 const DEFAULT_POOL_SIZE: usize = 10;
 const DEFAULT_LOG_POOL_SIZE: usize = 2;
 const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 60;
@@ -96,41 +141,19 @@ impl ConfigError {
     }
 }
 
-/// A secret value: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// The environment as read at start-up; empty values count as unset.
 #[derive(Clone, Default)]
-pub struct Vars(HashMap<String, String>);
+pub struct Vars {
+    values: HashMap<String, String>,
+    /// The names asked for, so that a test can compare them with the table above.
+    #[cfg(test)]
+    asked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
 
 impl std::fmt::Debug for Vars {
     /// Names only: values may be secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.0.keys().collect();
+        let mut names: Vec<&String> = self.values.keys().collect();
         names.sort();
         f.debug_tuple("Vars").field(&names).finish()
     }
@@ -141,12 +164,12 @@ impl Vars {
     /// never overrides a variable already set).
     pub fn from_env() -> Self {
         let _ = dotenvy::dotenv();
-        Self(std::env::vars().collect())
+        Self::from_map(std::env::vars().collect())
     }
 
     /// Given pairs; for tests.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(
+        Self::from_map(
             pairs
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -154,9 +177,25 @@ impl Vars {
         )
     }
 
+    fn from_map(values: HashMap<String, String>) -> Self {
+        Self {
+            values,
+            #[cfg(test)]
+            asked: Default::default(),
+        }
+    }
+
     /// The trimmed value, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        #[cfg(test)]
+        self.asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned());
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     /// The value or a default.
@@ -164,22 +203,10 @@ impl Vars {
         self.get(name).unwrap_or(default)
     }
 
-    /// A secret value.
-    pub fn secret(&self, name: &str) -> Option<Secret> {
-        self.get(name).map(Secret::new)
-    }
-
-    /// Parses the value, or returns `default` when unset.
-    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse()
-                .map_err(|e| ConfigError::new(name, format!("cannot read {raw:?}: {e}"))),
-        }
+    /// A secret value: `Debug` prints `[REDACTED]`, reading it takes
+    /// [`ExposeSecret::expose_secret`].
+    pub fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(SecretString::from)
     }
 
     /// A whole number within `min..=max`.
@@ -240,11 +267,34 @@ impl Vars {
     }
 }
 
+/// How the process logs; read before the rest of the configuration, so that its errors
+/// are logged in the chosen shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LOG_FORMAT`.
+    pub format: LogFormat,
+    /// `RUST_LOG`: env_logger's filter syntax.
+    pub filter: String,
+    /// `RUST_LOG_STYLE`: colours of text lines (`auto`, `always`, `never`); `None` is `auto`.
+    pub style: Option<String>,
+}
+
+impl LogSettings {
+    /// Reads `LOG_FORMAT`, `RUST_LOG` and `RUST_LOG_STYLE`.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            format: LogFormat::parse(vars.get(LOG_FORMAT_VAR))?,
+            filter: vars.get_or("RUST_LOG", DEFAULT_LOG_FILTER).to_owned(),
+            style: vars.get("RUST_LOG_STYLE").map(str::to_owned),
+        })
+    }
+}
+
 /// Deepgram settings (the `cost_update` job's client).
 #[derive(Debug, Clone)]
 pub struct DeepgramConfig {
     /// `DEEPGRAM_API_KEY`.
-    pub api_key: Option<Secret>,
+    pub api_key: Option<SecretString>,
     /// `DEEPGRAM_API_URL`.
     pub api_url: url::Url,
     /// `DEEPGRAM_PROJECT_ID`.
@@ -257,7 +307,7 @@ pub struct SupabaseConfig {
     /// `SUPABASE_URL`.
     pub url: Option<url::Url>,
     /// `SUPABASE_SERVICE_ROLE_KEY`.
-    pub service_role_key: Option<Secret>,
+    pub service_role_key: Option<SecretString>,
 }
 
 /// Scheduler and runner settings.
@@ -293,7 +343,7 @@ pub struct SchedulingConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL` (secret: it may hold a password).
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// `DATABASE_POOL_SIZE`.
     pub pool_size: usize,
     /// `DATABASE_LOG_POOL_SIZE`: connections reserved for the execution log.
@@ -303,11 +353,11 @@ pub struct Config {
     /// `BIND_ADDR` / `PORT`.
     pub bind_addr: SocketAddr,
     /// `ADMIN_TOKEN`.
-    pub admin_token: Option<Secret>,
+    pub admin_token: Option<SecretString>,
     /// `VIEWER_TOKEN`: reads every `GET` route, may start nothing.
-    pub viewer_token: Option<Secret>,
+    pub viewer_token: Option<SecretString>,
     /// `METRICS_TOKEN`: when set, `/metrics` wants it (or the admin or viewer token).
-    pub metrics_token: Option<Secret>,
+    pub metrics_token: Option<SecretString>,
     /// `PUBLIC_URL`.
     pub public_url: Option<url::Url>,
     /// `WORKER_ID`.
@@ -365,7 +415,9 @@ impl Config {
                 "needs ADMIN_TOKEN: without it every loopback client is already admin",
             ));
         }
-        if viewer_token.is_some() && viewer_token == admin_token {
+        let exposed =
+            |token: &Option<SecretString>| token.as_ref().map(|t| t.expose_secret().to_owned());
+        if viewer_token.is_some() && exposed(&viewer_token) == exposed(&admin_token) {
             return Err(ConfigError::new(
                 "VIEWER_TOKEN",
                 "must differ from ADMIN_TOKEN, or a viewer could do everything",
@@ -466,7 +518,7 @@ impl Config {
         };
 
         Ok(Self {
-            database_url: Secret::new(database_url),
+            database_url: SecretString::from(database_url),
             pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
             log_pool_size: vars.int_in("DATABASE_LOG_POOL_SIZE", DEFAULT_LOG_POOL_SIZE, 1, 50)?,
             statement_timeout: vars.secs(
@@ -525,7 +577,7 @@ impl Config {
     pub fn admin_token_is_weak(&self) -> bool {
         self.admin_token
             .as_ref()
-            .is_some_and(|t| t.expose().chars().count() < 16)
+            .is_some_and(|t| t.expose_secret().chars().count() < 16)
     }
 
     /// Refuses to expose `/internal/*` without a token on a non-loopback address.
@@ -545,6 +597,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -554,7 +608,7 @@ mod tests {
     #[test]
     fn defaults_need_no_configuration() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.database_url.expose_secret(), DEFAULT_DATABASE_URL);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.audio_retention_days, 30);
         assert_eq!(c.deepgram.api_url.as_str(), "https://api.deepgram.com/");
@@ -682,6 +736,133 @@ mod tests {
         let c = config(&[("COST_UPDATE_SCHEDULE", "every night")]).unwrap();
         let e = c.schedule_for("cost_update", "0 3 * * *").unwrap_err();
         assert_eq!(e.variable, "COST_UPDATE_SCHEDULE");
+    }
+
+    /// `(variable, default)` of every row of every `| variable | default | meaning |` table
+    /// in `text`. A row may name several variables (`A`, `B`); its default then holds one
+    /// value per variable (`` `1`, `2` `` or `` `1` / `2` ``) or one for all. A default is
+    /// compared up to its first ` (`: what follows explains it.
+    fn variable_tables(text: &str) -> Vec<(String, String)> {
+        let mut rows = Vec::new();
+        let mut in_table = false;
+        for line in text.lines() {
+            let line = line.trim_start_matches("//!").trim();
+            if !line.starts_with('|') {
+                in_table = false;
+                continue;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.starts_with(&["variable", "default", "meaning"]) {
+                in_table = true;
+                continue;
+            }
+            if !in_table || cells.len() < 3 || cells[0].starts_with("---") {
+                continue;
+            }
+            let names: Vec<&str> = cells[0]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|name| {
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                })
+                .collect();
+            let default = cells[1].split(" (").next().unwrap_or_default().trim();
+            let parts: Vec<&str> = default
+                .split(", ")
+                .flat_map(|part| part.split(" / "))
+                .collect();
+            for (i, name) in names.iter().enumerate() {
+                let value = if names.len() > 1 && parts.len() == names.len() {
+                    parts[i]
+                } else {
+                    default
+                };
+                rows.push(((*name).to_owned(), value.to_owned()));
+            }
+        }
+        rows
+    }
+
+    fn as_map(rows: Vec<(String, String)>, source: &str) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        for (name, default) in rows {
+            if let Some(other) = map.insert(name.clone(), default.clone()) {
+                assert_eq!(other, default, "{source} gives {name} two defaults");
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn the_readme_lists_every_variable_with_its_default() {
+        let ours = variable_tables(include_str!("config.rs"));
+        assert!(ours.len() > 50, "the table was not found: {ours:?}");
+        let ours = as_map(ours, "config.rs");
+        let readme = as_map(
+            variable_tables(include_str!("../../../README.md")),
+            "README.md",
+        );
+        let only = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+            a.keys()
+                .filter(|k| !b.contains_key(*k))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            only(&ours, &readme),
+            Vec::<String>::new(),
+            "missing in README.md"
+        );
+        assert_eq!(
+            only(&readme, &ours),
+            Vec::<String>::new(),
+            "missing in config.rs"
+        );
+        for (name, default) in &ours {
+            assert_eq!(&readme[name], default, "the default of {name}");
+        }
+    }
+
+    #[test]
+    fn the_table_lists_every_variable_the_server_reads() {
+        let vars = Vars::default();
+        let config = Config::from_vars(vars.clone()).unwrap();
+        LogSettings::from_vars(&vars).unwrap();
+        crate::jobs::audio_cleanup::AudioCleanupSettings::from_vars(&vars).unwrap();
+        crate::jobs::cost_update::CostUpdateSettings::from_vars(&vars).unwrap();
+        for job in ["audio_cleanup", "cost_update"] {
+            config.schedule_for(job, "0 0 * * *").unwrap();
+            config.timeout_for(job).unwrap();
+        }
+        // PORT is read only when BIND_ADDR is unset, which it is here.
+        let asked: BTreeSet<String> = vars.asked.lock().unwrap().clone();
+        let listed: BTreeSet<String> = as_map(variable_tables(include_str!("config.rs")), "")
+            .into_keys()
+            .collect();
+        let read_not_listed: Vec<_> = asked.difference(&listed).collect();
+        let listed_not_read: Vec<_> = listed.difference(&asked).collect();
+        assert!(
+            read_not_listed.is_empty(),
+            "read, not listed: {read_not_listed:?}"
+        );
+        assert!(
+            listed_not_read.is_empty(),
+            "listed, not read: {listed_not_read:?}"
+        );
+    }
+
+    #[test]
+    fn log_settings_default_to_info_text() {
+        let settings = LogSettings::from_vars(&Vars::default()).unwrap();
+        assert_eq!(settings.format, LogFormat::Text);
+        assert_eq!(settings.filter, "info");
+        assert_eq!(settings.style, None);
+        let e = LogSettings::from_vars(&Vars::from_pairs([("LOG_FORMAT", "yaml")])).unwrap_err();
+        assert_eq!(e.variable, "LOG_FORMAT");
     }
 
     #[test]

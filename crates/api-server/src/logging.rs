@@ -15,7 +15,7 @@ use std::io::Write;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, LogSettings};
 
 /// The variable that chooses the format.
 pub const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
@@ -82,13 +82,16 @@ fn json_line(record: &log::Record<'_>) -> String {
     serde_json::to_string(&line).unwrap_or_else(|_| String::from("{}"))
 }
 
-/// Installs the process logger: filter from `RUST_LOG` (default `info`), lines on standard
-/// output in `format`.
-pub fn init(format: LogFormat) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+/// Installs the process logger: the filter of `RUST_LOG` (default `info`), lines on standard
+/// output in the chosen format.
+pub fn init(settings: &LogSettings) {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(&settings.filter);
+    if let Some(style) = &settings.style {
+        builder.parse_write_style(style);
+    }
     builder.target(env_logger::Target::Stdout);
-    if format == LogFormat::Json {
+    if settings.format == LogFormat::Json {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }
     // Each run's own lines are also kept with its execution (see `jobs_core::capture`).

@@ -7,6 +7,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+mod retry;
+
+pub use retry::{backoff_ceiling, full_jitter, parse_retry_after};
+
 /// The factor applied to the limit when the service says it is overloaded.
 const DECREASE: f64 = 0.5;
 /// How much more slowly the limit grows just below the level that was last refused.

@@ -152,7 +152,10 @@ pub async fn mark_audio_deleted<'a>(
     if ids.is_empty() {
         return Ok(0);
     }
-    index_plan::begin(conn).await?;
+    // A mark lost to a crash is redone: the next run finds the row unmarked, Storage
+    // answers that its object is gone (the key's delete rights are proven first), and the
+    // row is marked then. So the commit need not wait for the disk.
+    index_plan::begin_redoable(conn).await?;
     let changed = diesel::sql_query(
         "UPDATE transcriptions AS t SET audio_deleted_at = now() \
          FROM unnest($1::uuid[], $2::text[]) AS m(id, path) \

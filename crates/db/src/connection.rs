@@ -11,14 +11,19 @@ use std::time::Duration;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use url::Url;
 
+use crate::pooler::UnnamedStatements;
 use crate::DbError;
+
+/// A byte stream to the server: TCP, a Unix socket, or TLS over TCP.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A pool of async connections.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
@@ -146,10 +151,10 @@ impl ConnectTarget {
     }
 
     /// True when the URL leads through a transaction-mode pooler (`?pgbouncer=true`, or
-    /// Supabase's pooler on port 6543), where each statement may run on another server
-    /// connection. Connections then keep no prepared statement; diesel-async still prepares
-    /// each statement under a name in one round trip and runs it in the next, which such a
-    /// pooler may split, so the server refuses these URLs for now.
+    /// Supabase's pooler on port 6543), where each round trip outside a transaction may run
+    /// on another server connection. Connections then send every statement unnamed, parsed
+    /// in the round trip that runs it ([`crate::pooler`]), and carry no per-connection
+    /// settings (see [`Self::with_statement_timeout`]).
     pub fn transaction_pooling(&self) -> bool {
         self.transaction_pooling
     }
@@ -203,8 +208,16 @@ impl ConnectTarget {
     /// The same target whose connections cancel any statement running longer than
     /// `timeout` (PostgreSQL's `statement_timeout`; zero means no limit). Pools use it;
     /// migrations connect without it.
+    ///
+    /// Through a transaction-mode pooler it is not set: such a pooler cannot carry a
+    /// connection's settings (PgBouncer refuses the `options` startup parameter unless told
+    /// to ignore it), so there the role's own `statement_timeout` applies
+    /// (`ALTER ROLE … SET statement_timeout`).
     pub fn with_statement_timeout(&self, timeout: Duration) -> Self {
         let mut other = self.clone();
+        if self.transaction_pooling {
+            return other;
+        }
         let setting = format!("-c statement_timeout={}", timeout.as_millis());
         let options = match self.config.get_options() {
             Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
@@ -224,6 +237,17 @@ impl ConnectTarget {
 
     /// Opens one connection.
     pub async fn connect(&self) -> Result<AsyncPgConnection, DbError> {
+        let (connection, encrypted) = if self.transaction_pooling {
+            self.connect_through_pooler().await?
+        } else {
+            self.connect_direct().await?
+        };
+        self.warn_if_plaintext(encrypted);
+        Ok(connection)
+    }
+
+    /// A connection whose socket and TLS tokio-postgres sets up itself.
+    async fn connect_direct(&self) -> Result<(AsyncPgConnection, bool), DbError> {
         let encrypted = Arc::new(AtomicBool::new(false));
         let result = match &self.tls {
             Some(tls) => {
@@ -247,13 +271,130 @@ impl ConnectTarget {
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             }
         };
-        let mut connection = result.map_err(|e| DbError::Connect(e.to_string()))?;
-        if self.transaction_pooling {
-            // A named statement kept on one server connection is unknown on the next one,
-            // and its name collides with another client's there.
-            connection.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        let connection = result.map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok((connection, encrypted.load(Ordering::Relaxed)))
+    }
+
+    /// A connection through a transaction-mode pooler: the socket and TLS are set up here,
+    /// so that [`UnnamedStatements`] can sit between them and tokio-postgres and keep every
+    /// statement within the round trip that runs it (see [`crate::pooler`]).
+    async fn connect_through_pooler(&self) -> Result<(AsyncPgConnection, bool), DbError> {
+        let timeout = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let attempt = async {
+            let (socket, host) = self.open_socket().await?;
+            let (stream, encrypted) = self.negotiate_tls(socket, &host).await?;
+            let mut config = self.config.clone();
+            config.ssl_mode(SslMode::Disable);
+            let (client, connection) = config
+                .connect_raw(UnnamedStatements::new(stream), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| connect_error(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    log::debug!("[Db] a pooler connection ended: {e}");
+                }
+            });
+            let connection = AsyncPgConnection::try_from(client)
+                .await
+                .map_err(|e| DbError::Connect(e.to_string()))?;
+            Ok((connection, encrypted))
+        };
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+            DbError::Connect(format!(
+                "no connection to {} within {} s",
+                self.address(),
+                timeout.as_secs()
+            ))
+        })?
+    }
+
+    /// The first of the URL's hosts that accepts a connection, and its name (for TLS).
+    async fn open_socket(&self) -> Result<(Box<dyn Stream>, String), DbError> {
+        let hosts = self.config.get_hosts();
+        let ports = self.config.get_ports();
+        let addrs = self.config.get_hostaddrs();
+        let mut last_error = String::from("DATABASE_URL names no host");
+        for (i, host) in hosts.iter().enumerate() {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            let opened: std::io::Result<(Box<dyn Stream>, String)> = match host {
+                Host::Tcp(name) => {
+                    let stream = match addrs.get(i) {
+                        Some(ip) => tokio::net::TcpStream::connect((*ip, port)).await,
+                        None => tokio::net::TcpStream::connect((name.as_str(), port)).await,
+                    };
+                    stream.and_then(|tcp| {
+                        tcp.set_nodelay(true)?;
+                        // As for direct connections: a half-open one is found in a minute.
+                        socket2::SockRef::from(&tcp).set_tcp_keepalive(
+                            &socket2::TcpKeepalive::new()
+                                .with_time(Duration::from_secs(30))
+                                .with_interval(Duration::from_secs(10))
+                                .with_retries(3),
+                        )?;
+                        Ok((Box::new(tcp) as Box<dyn Stream>, name.clone()))
+                    })
+                }
+                #[cfg(unix)]
+                Host::Unix(dir) => {
+                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+                        .await
+                        .map(|unix| (Box::new(unix) as Box<dyn Stream>, String::new()))
+                }
+            };
+            match opened {
+                Ok(opened) => return Ok(opened),
+                Err(e) => last_error = format!("cannot connect to the database server: {e}"),
+            }
         }
-        if !encrypted.load(Ordering::Relaxed) && !self.is_loopback() {
+        Err(DbError::Connect(last_error))
+    }
+
+    /// Asks for TLS as `sslmode` says (never on a Unix socket) and sets it up.
+    async fn negotiate_tls(
+        &self,
+        mut socket: Box<dyn Stream>,
+        host: &str,
+    ) -> Result<(Box<dyn Stream>, bool), DbError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_postgres::tls::MakeTlsConnect;
+
+        let Some(tls) = self.tls.as_ref().filter(|_| !host.is_empty()) else {
+            return Ok((socket, false));
+        };
+        let io_error = |e: std::io::Error| DbError::Connect(format!("TLS negotiation: {e}"));
+        // SSLRequest: length 8, code 80877103.
+        socket
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .map_err(io_error)?;
+        let mut answer = [0u8];
+        socket.read_exact(&mut answer).await.map_err(io_error)?;
+        match answer[0] {
+            b'S' => {
+                let mut make = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+                let connect = MakeTlsConnect::<Box<dyn Stream>>::make_tls_connect(&mut make, host)
+                    .map_err(|e| DbError::Connect(format!("TLS setup for {host}: {e}")))?;
+                let stream = tokio_postgres::tls::TlsConnect::connect(connect, socket)
+                    .await
+                    .map_err(|e| DbError::Connect(format!("TLS handshake with {host}: {e}")))?;
+                Ok((Box::new(stream), true))
+            }
+            b'N' if self.config.get_ssl_mode() != SslMode::Require => Ok((socket, false)),
+            b'N' => Err(DbError::Connect(format!(
+                "{host} does not offer TLS, and DATABASE_URL's sslmode requires it"
+            ))),
+            other => Err(DbError::Connect(format!(
+                "{host} answered the TLS request with {other:#04x}: is it a PostgreSQL server or pooler?"
+            ))),
+        }
+    }
+
+    fn warn_if_plaintext(&self, encrypted: bool) {
+        if !encrypted && !self.is_loopback() {
             self.plaintext_warning.call_once(|| {
                 log::warn!(
                     "the connection to database {} on {} is not encrypted ({}); \
@@ -268,7 +409,6 @@ impl ConnectTarget {
                 )
             });
         }
-        Ok(connection)
     }
 
     fn hosts(&self) -> String {

@@ -5,7 +5,7 @@
 //! runs still start. Every change fires the `job_events` notification (see the migration).
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Bool, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel::OptionalExtension;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -29,10 +29,22 @@ pub struct JobControl {
     /// Why, as the operator wrote it.
     #[diesel(sql_type = Nullable<Text>)]
     pub pause_reason: Option<String>,
+    /// Raised by every write: of two reads of the row, the higher version is the newer.
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+}
+
+impl JobControl {
+    /// Whether `self` may take the place of `current`, a read of the same row that may be
+    /// older or newer (reads arrive from a server's own writes, notifications and full
+    /// re-reads, in any order).
+    pub fn supersedes(&self, current: Option<&JobControl>) -> bool {
+        current.is_none_or(|current| self.version >= current.version)
+    }
 }
 
 const COLUMNS: &str =
-    "job_name::text AS job_name, paused, paused_at, paused_by::text AS paused_by, pause_reason";
+    "job_name::text AS job_name, paused, paused_at, paused_by::text AS paused_by, pause_reason, version";
 
 /// Pauses a job (again: the time, actor and reason are replaced).
 pub async fn pause(
@@ -45,7 +57,8 @@ pub async fn pause(
         "INSERT INTO job_controls (job_name, paused, paused_at, paused_by, pause_reason, updated_at) \
          VALUES ($1, true, now(), $2, $3, now()) \
          ON CONFLICT (job_name) DO UPDATE SET paused = true, paused_at = now(), \
-           paused_by = EXCLUDED.paused_by, pause_reason = EXCLUDED.pause_reason, updated_at = now() \
+           paused_by = EXCLUDED.paused_by, pause_reason = EXCLUDED.pause_reason, updated_at = now(), \
+           version = job_controls.version + 1 \
          RETURNING {COLUMNS}"
     ))
     .bind::<Text, _>(job_name)
@@ -61,7 +74,8 @@ pub async fn resume(conn: &mut AsyncPgConnection, job_name: &str) -> Result<JobC
     let row = diesel::sql_query(format!(
         "INSERT INTO job_controls (job_name, paused, updated_at) VALUES ($1, false, now()) \
          ON CONFLICT (job_name) DO UPDATE SET paused = false, paused_at = NULL, \
-           paused_by = NULL, pause_reason = NULL, updated_at = now() \
+           paused_by = NULL, pause_reason = NULL, updated_at = now(), \
+           version = job_controls.version + 1 \
          RETURNING {COLUMNS}"
     ))
     .bind::<Text, _>(job_name)

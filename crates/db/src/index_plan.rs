@@ -23,12 +23,33 @@ pub(crate) const INDEX_PLAN: &str = "SET LOCAL enable_seqscan = off; \
      SET LOCAL enable_hashjoin = off; \
      SET LOCAL enable_mergejoin = off";
 
+/// [`INDEX_PLAN`], and a commit that does not wait for the WAL flush
+/// (`synchronous_commit = off`, this transaction only): for writes that a crash may lose
+/// without harm because the next run does them again. A crash loses at most the last
+/// ~0.6 s of such commits (three times `wal_writer_delay`), never their consistency.
+const INDEX_PLAN_REDOABLE: &str = "SET LOCAL enable_seqscan = off; \
+     SET LOCAL enable_bitmapscan = off; \
+     SET LOCAL enable_sort = off; \
+     SET LOCAL enable_hashjoin = off; \
+     SET LOCAL enable_mergejoin = off; \
+     SET LOCAL synchronous_commit = off";
+
 /// Opens a transaction whose planner settings are [`INDEX_PLAN`]; end it with [`finish`].
 /// The transaction is tracked by diesel-async, so a connection dropped half-way is not
 /// handed out again by the pool in that state.
 pub(crate) async fn begin(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    begin_with(conn, INDEX_PLAN).await
+}
+
+/// [`begin`] for a write the next run redoes if a crash loses it: its commit does not
+/// wait for the disk ([`INDEX_PLAN_REDOABLE`]).
+pub(crate) async fn begin_redoable(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    begin_with(conn, INDEX_PLAN_REDOABLE).await
+}
+
+async fn begin_with(conn: &mut AsyncPgConnection, settings: &str) -> Result<(), DbError> {
     AnsiTransactionManager::begin_transaction(conn).await?;
-    if let Err(error) = conn.batch_execute(INDEX_PLAN).await {
+    if let Err(error) = conn.batch_execute(settings).await {
         let _ = AnsiTransactionManager::rollback_transaction(conn).await;
         return Err(error.into());
     }

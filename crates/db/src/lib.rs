@@ -13,6 +13,7 @@ mod migrate;
 pub mod models;
 pub mod monitoring;
 pub mod notifications;
+pub mod pooler;
 mod prepared;
 pub mod schema;
 #[cfg(feature = "testing")]

@@ -10,6 +10,7 @@ diesel::table! {
         paused_by -> Nullable<Varchar>,
         pause_reason -> Nullable<Text>,
         updated_at -> Timestamptz,
+        version -> Int8,
     }
 }
 

@@ -166,8 +166,19 @@ fn random_suffix() -> String {
 }
 
 async fn build_template() -> Result<String, DbError> {
-    // Named after the migrations' contents: editing one makes a new template.
-    let name = format!("{PREFIX}template_{}", env!("MIGRATIONS_DIGEST"));
+    // Named after the migrations' contents (editing one makes a new template) and after
+    // the versions this build embeds: should the two ever disagree (a build that saw a new
+    // migration's files but not yet its embedding), the name still says which set the
+    // template holds.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in crate::embedded_versions().join(",").bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let name = format!(
+        "{PREFIX}template_{}_{:08x}",
+        env!("MIGRATIONS_DIGEST"),
+        hash as u32
+    );
     let admin = admin_target();
     let mut conn = admin.connect().await?;
     diesel::sql_query(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))

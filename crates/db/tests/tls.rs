@@ -117,3 +117,47 @@ async fn sslmode_prefer_falls_back_to_plaintext_when_the_server_has_no_tls() {
         .await
         .is_err());
 }
+
+/// Connections for a transaction-mode pooler (`pgbouncer=true`) open their socket and set
+/// up TLS themselves: the same sslmode rules hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooler_connections_follow_the_same_sslmode_rules() {
+    let (cluster, ca) = tls_cluster();
+    let verified = format!(
+        "{}?pgbouncer=true&sslmode=require&sslrootcert={}",
+        cluster.url("postgres"),
+        ca.display()
+    );
+    let target = ConnectTarget::parse(&verified).unwrap();
+    assert!(target.transaction_pooling());
+    assert!(is_encrypted(&target).await, "require: plaintext");
+    let preferred = format!("{}?pgbouncer=true", cluster.url("postgres"));
+    assert!(is_encrypted(&ConnectTarget::parse(&preferred).unwrap()).await);
+    let disabled = format!("{}?pgbouncer=true&sslmode=disable", cluster.url("postgres"));
+    assert!(!is_encrypted(&ConnectTarget::parse(&disabled).unwrap()).await);
+    // Without the self-signed root the certificate is refused.
+    let unverified = format!("{}?pgbouncer=true&sslmode=require", cluster.url("postgres"));
+    let err = ConnectTarget::parse(&unverified)
+        .unwrap()
+        .connect()
+        .await
+        .err()
+        .expect("an unverifiable certificate must be refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(ca);
+
+    let plain = TempCluster::start(&["ssl = off"], &[]);
+    let fallback = format!("{}?pgbouncer=true", plain.url("postgres"));
+    assert!(!is_encrypted(&ConnectTarget::parse(&fallback).unwrap()).await);
+    let required = format!("{}?pgbouncer=true&sslmode=require", plain.url("postgres"));
+    let err = ConnectTarget::parse(&required)
+        .unwrap()
+        .connect()
+        .await
+        .err()
+        .expect("require must not fall back to plaintext");
+    assert!(err.to_string().contains("TLS"), "{err}");
+}

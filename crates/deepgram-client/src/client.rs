@@ -4,12 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backpressure::{AdaptiveLimit, Signal};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use backpressure::{full_jitter, parse_retry_after, AdaptiveLimit, Signal};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, ENV_API_KEY, ENV_API_URL, USER_AGENT};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{ClientConfig, USER_AGENT};
 use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};
 use crate::limiter::RateLimiter;
 use crate::model::{
@@ -31,7 +33,7 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
-    api_key: ApiKey,
+    api_key: SecretString,
     auth_header: HeaderValue,
     config: ClientConfig,
     /// Requests in flight: at most `max_concurrency`, fewer while Deepgram answers 429/503.
@@ -63,25 +65,25 @@ enum Attempt {
 impl Client {
     /// A client with default tunables for `base_url` (e.g. `https://api.deepgram.com`, or a
     /// mock server's URL in tests). Fails on an unusable URL or an empty key.
-    pub fn new(base_url: &str, api_key: impl Into<ApiKey>) -> Result<Self, Error> {
+    pub fn new(base_url: &str, api_key: impl Into<SecretString>) -> Result<Self, Error> {
         Self::with_config(base_url, api_key, ClientConfig::default())
     }
 
     /// A client with the given tunables; see [`ClientConfig`].
     pub fn with_config(
         base_url: &str,
-        api_key: impl Into<ApiKey>,
+        api_key: impl Into<SecretString>,
         config: ClientConfig,
     ) -> Result<Self, Error> {
         config.validate()?;
         let api_key = api_key.into();
         let base_url = parse_base_url(base_url)?;
-        if api_key.is_blank() {
+        if api_key.expose_secret().trim().is_empty() {
             return Err(Error::Config {
                 message: "the Deepgram API key is empty".to_owned(),
             });
         }
-        let mut auth_header = HeaderValue::from_str(&format!("Token {}", api_key.expose()))
+        let mut auth_header = HeaderValue::from_str(&format!("Token {}", api_key.expose_secret()))
             .map_err(|_| Error::Config {
                 message: "the Deepgram API key contains characters not allowed in an HTTP header"
                     .to_owned(),
@@ -109,38 +111,6 @@ impl Client {
                 config,
             }),
         })
-    }
-
-    /// A client from `DEEPGRAM_API_KEY` (required) and `DEEPGRAM_API_URL` (default
-    /// `https://api.deepgram.com`), with default tunables.
-    pub fn from_env() -> Result<Self, Error> {
-        Self::from_env_with_config(ClientConfig::default())
-    }
-
-    /// Like [`Client::from_env`], with the given tunables.
-    pub fn from_env_with_config(config: ClientConfig) -> Result<Self, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok(), config)
-    }
-
-    fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-        config: ClientConfig,
-    ) -> Result<Self, Error> {
-        let api_key = lookup(ENV_API_KEY)
-            .filter(|key| !key.trim().is_empty())
-            .ok_or_else(|| Error::Config {
-                message: format!("{ENV_API_KEY} must be set to a Deepgram API key"),
-            })?;
-        let base_url = lookup(ENV_API_URL)
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        if let Err(Error::Config { message }) = parse_base_url(&base_url) {
-            return Err(Error::Config {
-                message: format!("{ENV_API_URL}: {message}"),
-            });
-        }
-        Self::with_config(&base_url, api_key.trim(), config)
     }
 
     /// The base URL requests go to.
@@ -284,7 +254,7 @@ impl Client {
                 return Err(error);
             }
             let delay = retry_after.map_or_else(
-                || backoff(attempt, config.base_backoff, config.max_backoff),
+                || full_jitter(attempt, config.base_backoff, config.max_backoff),
                 |asked| asked.min(config.max_backoff),
             );
             log::warn!(
@@ -335,7 +305,11 @@ impl Client {
             Err(e) => return self.transport_failure(&e),
         };
         let status = response.status();
-        let retry_after = parse_retry_after(response.headers());
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
         let body = match response.bytes().await {
             Ok(body) => body.to_vec(),
             Err(e) => return self.transport_failure(&e),
@@ -435,7 +409,7 @@ impl Client {
 
     /// Removes the API key from text that came from the network.
     fn scrub(&self, text: &str) -> String {
-        redact(text, self.inner.api_key.expose())
+        redact(text, self.inner.api_key.expose_secret())
     }
 }
 
@@ -473,114 +447,9 @@ fn parse_base_url(base_url: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// Before retry `attempt` (1 = after the first failure): a random wait in
-/// `[0, min(max, base * 2^(attempt-1))]`.
-fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let factor = 1u32 << attempt.saturating_sub(1).min(31);
-    let ceiling = base.saturating_mul(factor).min(max);
-    ceiling.mul_f64(rand::random::<f64>())
-}
-
-/// `Retry-After` as delta-seconds (`"1"`, `"1.5"`) or an HTTP date; `None` if absent or
-/// unreadable. A date in the past means zero.
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds.max(0.0)).ok();
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn headers(retry_after: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(retry_after) {
-            headers.insert(RETRY_AFTER, value);
-        }
-        headers
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(
-            parse_retry_after(&headers("1")),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            parse_retry_after(&headers("0.25")),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_retry_after(&headers("-3")), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&headers("soon")), None);
-        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
-        assert_eq!(
-            parse_retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
-            Some(Duration::ZERO)
-        );
-        let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = parse_retry_after(&headers(&future)).expect("a date parses");
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-    }
-
-    #[test]
-    fn backoff_stays_within_the_exponential_ceiling_and_the_cap() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        for attempt in 1..=40 {
-            let ceiling = (base * 2u32.saturating_pow(attempt - 1).min(1 << 20)).min(max);
-            for _ in 0..50 {
-                assert!(backoff(attempt, base, max) <= ceiling);
-            }
-        }
-        // Jitter actually varies the wait.
-        let waits: std::collections::HashSet<_> = (0..20).map(|_| backoff(3, base, max)).collect();
-        assert!(waits.len() > 1);
-    }
-
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn from_env_requires_the_key_and_defaults_the_url() {
-        let err = Client::from_lookup(lookup(&[]), ClientConfig::default())
-            .expect_err("no key must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
-        let err = Client::from_lookup(lookup(&[(ENV_API_KEY, "  ")]), ClientConfig::default())
-            .expect_err("blank key must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_KEY"), "{err}");
-
-        let client = Client::from_lookup(lookup(&[(ENV_API_KEY, "k")]), ClientConfig::default())
-            .expect("key is enough");
-        assert_eq!(client.base_url().as_str(), "https://api.deepgram.com/");
-
-        let client = Client::from_lookup(
-            lookup(&[
-                (ENV_API_KEY, "k"),
-                (ENV_API_URL, "https://api.eu.deepgram.com"),
-            ]),
-            ClientConfig::default(),
-        )
-        .expect("custom url");
-        assert_eq!(client.base_url().as_str(), "https://api.eu.deepgram.com/");
-
-        let err = Client::from_lookup(
-            lookup(&[(ENV_API_KEY, "k"), (ENV_API_URL, "not a url")]),
-            ClientConfig::default(),
-        )
-        .expect_err("bad url must fail");
-        assert!(err.to_string().contains("DEEPGRAM_API_URL"), "{err}");
-    }
 
     #[test]
     fn bad_base_urls_and_keys_are_config_errors_without_the_key() {

@@ -1,20 +1,11 @@
-//! Client tunables, their defaults and the wrapped API key.
-//!
-//! Environment variables read by [`crate::Client::from_env`]:
-//! - `DEEPGRAM_API_KEY` (required, non-empty): the Management API key.
-//! - `DEEPGRAM_API_URL` (optional, default `https://api.deepgram.com`): the base URL.
+//! Client tunables and their defaults.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::error::Error;
 
-/// Base URL of Deepgram's public API, used when `DEEPGRAM_API_URL` is not set.
+/// Base URL of Deepgram's public API.
 pub const DEFAULT_BASE_URL: &str = "https://api.deepgram.com";
-/// Environment variable holding the API key (required by [`crate::Client::from_env`]).
-pub const ENV_API_KEY: &str = "DEEPGRAM_API_KEY";
-/// Environment variable holding the base URL (optional, see [`DEFAULT_BASE_URL`]).
-pub const ENV_API_URL: &str = "DEEPGRAM_API_URL";
 /// `User-Agent` sent with every request.
 pub const USER_AGENT: &str = concat!(
     "background-jobs-deepgram-client/",
@@ -33,48 +24,6 @@ pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Default number of requests in flight at once, shared by all clones of a client.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
-
-/// A Deepgram API key.
-///
-/// Its `Debug` prints `***` and it has no `Display`, so it cannot leak through logs or
-/// error messages by accident; [`ApiKey::expose`] is the one explicit way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key itself; only for building the `Authorization` header or handing it on.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the key is empty or only whitespace.
-    pub fn is_blank(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for ApiKey {
-    fn from(key: String) -> Self {
-        Self(key)
-    }
-}
-
-impl From<&str> for ApiKey {
-    fn from(key: &str) -> Self {
-        Self(key.to_owned())
-    }
-}
 
 /// Tunables of a [`crate::Client`]: timeouts, retries and limits.
 ///
@@ -215,13 +164,6 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_key_debug_hides_the_key() {
-        let key = ApiKey::new("secret-value");
-        assert_eq!(format!("{key:?}"), "***");
-        assert_eq!(key.expose(), "secret-value");
-    }
 
     #[test]
     fn default_config_is_valid_and_matches_the_documented_defaults() {

@@ -147,11 +147,6 @@ impl CostState {
     pub fn usd_f64(&self) -> Option<f64> {
         self.usd().and_then(Number::as_f64)
     }
-
-    /// Whether asking again later may give another answer (only [`CostState::Pending`]).
-    pub fn is_pending(&self) -> bool {
-        matches!(self, Self::Pending)
-    }
 }
 
 impl RequestRecord {
@@ -410,7 +405,6 @@ mod tests {
     fn usd_zero_is_priced_not_pending() {
         let got = state(json!({"details": {"usd": 0}, "code": 200}));
         assert_eq!(got, CostState::Priced(Number::from(0)));
-        assert!(!got.is_pending());
     }
 
     #[test]

@@ -86,8 +86,10 @@ where
                         attempts: n,
                     });
                 }
-                let backoff = base_delay.saturating_mul(1u32 << (n - 1).min(16));
-                let delay = retry_after.unwrap_or(backoff).min(MAX_DELAY);
+                let delay = retry_after.map_or_else(
+                    || backpressure::backoff_ceiling(n, base_delay, MAX_DELAY),
+                    |asked| asked.min(MAX_DELAY),
+                );
                 log::debug!(
                     "[Notify] {what}: attempt {n} failed ({message}); retrying in {delay:?}"
                 );

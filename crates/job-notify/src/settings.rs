@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, Mailboxes};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Default multiple of a job's interval without a success after which it is overdue.
 pub const DEFAULT_OVERDUE_FACTOR: f64 = 2.0;
@@ -158,7 +159,7 @@ pub enum SmtpSecurity {
 #[derive(Clone)]
 pub struct SmtpTarget {
     /// The whole URL, password included; only [`SmtpTarget::url`] hands it out.
-    url: String,
+    url: SecretString,
     host: String,
     /// The host is this machine (`localhost`, `127.0.0.0/8`, `::1`).
     loopback: bool,
@@ -226,7 +227,7 @@ impl SmtpTarget {
         AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
             .map_err(|e| format!("cannot be used for SMTP: {e}"))?;
         Ok(Self {
-            url: raw.to_owned(),
+            url: SecretString::from(raw),
             host,
             loopback,
             port,
@@ -266,7 +267,7 @@ impl SmtpTarget {
 
     /// The URL with its password, for the one place that connects.
     pub(crate) fn url(&self) -> &str {
-        &self.url
+        self.url.expose_secret()
     }
 }
 

@@ -59,8 +59,7 @@ impl WebhookChannel {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(backpressure::parse_retry_after);
         let body = response.text().await.unwrap_or_default();
         let message = format!("{} answered {status}{}", self.target, excerpt(&body));
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {

@@ -14,6 +14,30 @@ use jobs_core::{
     StartError, Stats, Status, TokioClock, Trigger,
 };
 
+/// A first attempt claimed directly in the log by `worker_id`: of the cron `slot`, or a
+/// manual run without one.
+fn attempt_1(
+    job_name: &str,
+    slot: Option<DateTime<Utc>>,
+    worker_id: &str,
+    lease: Duration,
+) -> NewExecution {
+    NewExecution {
+        job_name: job_name.into(),
+        trigger: if slot.is_some() {
+            Trigger::Schedule
+        } else {
+            Trigger::Manual
+        },
+        scheduled_for: slot,
+        attempt: 1,
+        dry_run: false,
+        worker_id: worker_id.into(),
+        lease,
+        requested_by: None,
+    }
+}
+
 /// The wall-clock time every test starts at (a quarter second past a whole second, so
 /// that per-second slots fall between the test's steps).
 fn t0() -> DateTime<Utc> {
@@ -439,23 +463,22 @@ async fn shutdown_interrupts_what_outlives_the_grace_period() {
 #[tokio::test(start_paused = true)]
 async fn expired_leases_are_closed_but_live_ones_are_not() {
     let log = memory_log();
-    let base = jobs_core::NewExecution {
-        job_name: "dead".into(),
-        trigger: jobs_core::Trigger::Manual,
-        scheduled_for: None,
-        attempt: 1,
-        dry_run: false,
-        worker_id: "gone-host:8080".into(),
-        lease: Duration::from_millis(1),
-        requested_by: None,
-    };
-    log.claim(&base).await.unwrap();
-    let live = jobs_core::NewExecution {
-        job_name: "alive".into(),
-        lease: Duration::from_secs(60),
-        ..base.clone()
-    };
-    log.claim(&live).await.unwrap();
+    log.claim(&attempt_1(
+        "dead",
+        None,
+        "gone-host:8080",
+        Duration::from_millis(1),
+    ))
+    .await
+    .unwrap();
+    log.claim(&attempt_1(
+        "alive",
+        None,
+        "gone-host:8080",
+        Duration::from_secs(60),
+    ))
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     let closed = log.expire_leases().await.unwrap();
     assert_eq!(closed.len(), 1);
@@ -530,16 +553,12 @@ async fn on_start_the_latest_missed_slot_is_caught_up_and_older_misses_are_recor
         .latest_at_or_before(now - chrono::Duration::minutes(5))
         .unwrap();
     let jobs_core::Claim::Started { id, .. } = log
-        .claim(&jobs_core::NewExecution {
-            job_name: "minutely".into(),
-            trigger: jobs_core::Trigger::Schedule,
-            scheduled_for: Some(last),
-            attempt: 1,
-            dry_run: false,
-            worker_id: "old:1".into(),
-            lease: Duration::from_secs(60),
-            requested_by: None,
-        })
+        .claim(&attempt_1(
+            "minutely",
+            Some(last),
+            "old:1",
+            Duration::from_secs(60),
+        ))
         .await
         .unwrap()
     else {
@@ -937,16 +956,12 @@ async fn a_scheduled_attempt_lost_with_its_server_gets_its_next_attempt_after_th
     let log = memory_log();
     let slot = t0() - chrono::Duration::seconds(30);
     // Attempt 1 of a slot, claimed by a server that then died (its lease runs out at once).
-    log.claim(&NewExecution {
-        job_name: "flaky".into(),
-        trigger: Trigger::Schedule,
-        scheduled_for: Some(slot),
-        attempt: 1,
-        dry_run: false,
-        worker_id: "dead-host:8080".into(),
-        lease: Duration::from_millis(1),
-        requested_by: None,
-    })
+    log.claim(&attempt_1(
+        "flaky",
+        Some(slot),
+        "dead-host:8080",
+        Duration::from_millis(1),
+    ))
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -998,16 +1013,12 @@ async fn a_scheduled_attempt_lost_with_its_server_gets_its_next_attempt_after_th
 #[tokio::test(start_paused = true)]
 async fn a_lost_attempt_at_its_last_try_is_not_retried() {
     let log = memory_log();
-    log.claim(&NewExecution {
-        job_name: "once".into(),
-        trigger: Trigger::Schedule,
-        scheduled_for: Some(t0()),
-        attempt: 1,
-        dry_run: false,
-        worker_id: "dead-host:8080".into(),
-        lease: Duration::from_millis(1),
-        requested_by: None,
-    })
+    log.claim(&attempt_1(
+        "once",
+        Some(t0()),
+        "dead-host:8080",
+        Duration::from_millis(1),
+    ))
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1044,16 +1055,7 @@ async fn a_lost_attempt_at_its_last_try_is_not_retried() {
 async fn leases_of_years_do_not_overflow() {
     let log = memory_log();
     let claim = log
-        .claim(&NewExecution {
-            job_name: "forever".into(),
-            trigger: Trigger::Manual,
-            scheduled_for: None,
-            attempt: 1,
-            dry_run: false,
-            worker_id: "w".into(),
-            lease: Duration::MAX,
-            requested_by: None,
-        })
+        .claim(&attempt_1("forever", None, "w", Duration::MAX))
         .await
         .unwrap();
     let Claim::Started { id, .. } = claim else {

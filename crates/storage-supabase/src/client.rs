@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backpressure::{AdaptiveLimit, Signal};
+use backpressure::{full_jitter, AdaptiveLimit, Signal};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Response};
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::encode::{encode_path, encode_segment};
@@ -15,11 +16,6 @@ use crate::error::{classify, truncate, MAX_ERROR_BODY};
 use crate::key::{key_rights, KeyRights};
 use crate::types::{deleted_names, Bucket, DeleteOutcome, FailedChunk, ObjectEntry};
 use crate::Error;
-
-/// Environment variable holding the project URL, e.g. `https://abc.supabase.co`.
-pub const ENV_URL: &str = "SUPABASE_URL";
-/// Environment variable holding the service-role key.
-pub const ENV_SERVICE_KEY: &str = "SUPABASE_SERVICE_ROLE_KEY";
 
 /// Default time allowed to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,39 +39,6 @@ pub const DEFAULT_LIST_PAGE_SIZE: u32 = 100;
 
 /// Largest response body read; anything longer is treated as undecodable.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
-/// The service-role key. `Debug` prints `***`; the key never appears in errors.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ServiceKey(String);
-
-impl ServiceKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        ServiceKey(key.into())
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for ServiceKey {
-    fn from(key: String) -> Self {
-        ServiceKey(key)
-    }
-}
-
-impl From<&str> for ServiceKey {
-    fn from(key: &str) -> Self {
-        ServiceKey(key.to_owned())
-    }
-}
 
 /// Tunables of a [`Client`]; see the `DEFAULT_*` constants for the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,26 +91,18 @@ impl Default for Config {
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     base_url: String,
-    key: ServiceKey,
+    key: SecretString,
     config: Config,
 }
 
 impl ClientBuilder {
     /// Starts from the project URL (e.g. `https://abc.supabase.co`) and service-role key.
-    pub fn new(base_url: impl Into<String>, service_key: impl Into<ServiceKey>) -> Self {
+    pub fn new(base_url: impl Into<String>, service_key: impl Into<SecretString>) -> Self {
         ClientBuilder {
             base_url: base_url.into(),
             key: service_key.into(),
             config: Config::default(),
         }
-    }
-
-    /// Starts from [`ENV_URL`] and [`ENV_SERVICE_KEY`]; an error names the missing variable.
-    pub fn from_env() -> Result<Self, Error> {
-        Ok(ClientBuilder::new(
-            env_var(ENV_URL)?,
-            env_var(ENV_SERVICE_KEY)?,
-        ))
     }
 
     /// Replaces every tunable at once.
@@ -214,7 +169,7 @@ impl ClientBuilder {
         let project_url = parse_project_url(&self.base_url)?;
         let api_base = format!("{}/storage/v1", project_url.as_str().trim_end_matches('/'));
 
-        let key = self.key.expose();
+        let key = self.key.expose_secret();
         if key.trim().is_empty() {
             return Err(Error::InvalidKey {
                 reason: "it is empty",
@@ -272,7 +227,7 @@ struct Inner {
     limit: AdaptiveLimit,
     project_url: Url,
     api_base: String,
-    key: ServiceKey,
+    key: SecretString,
     rights: KeyRights,
     config: Config,
 }
@@ -290,19 +245,14 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client with default tunables for the project at `base_url` (e.g.
     /// `https://abc.supabase.co`; `/storage/v1` is appended).
-    pub fn new(base_url: &str, service_key: impl Into<ServiceKey>) -> Result<Self, Error> {
+    pub fn new(base_url: &str, service_key: impl Into<SecretString>) -> Result<Self, Error> {
         ClientBuilder::new(base_url, service_key).build()
-    }
-
-    /// A client with default tunables from [`ENV_URL`] and [`ENV_SERVICE_KEY`].
-    pub fn from_env() -> Result<Self, Error> {
-        ClientBuilder::from_env()?.build()
     }
 
     /// A builder for non-default tunables.
     pub fn builder(
         base_url: impl Into<String>,
-        service_key: impl Into<ServiceKey>,
+        service_key: impl Into<SecretString>,
     ) -> ClientBuilder {
         ClientBuilder::new(base_url, service_key)
     }
@@ -625,7 +575,7 @@ impl Client {
 
     /// Removes the key from text that came from the network, should a server echo it.
     fn redact(&self, text: &str) -> String {
-        text.replace(self.inner.key.expose(), "***")
+        text.replace(self.inner.key.expose_secret(), "***")
     }
 }
 
@@ -651,17 +601,11 @@ fn retry_delay(config: &Config, error: &Error, attempt: u32) -> Option<Duration>
     {
         return (*after <= config.max_retry_after).then_some(*after);
     }
-    let cap = backoff_cap(config, attempt);
-    Some(cap.mul_f64(rand::random::<f64>()))
-}
-
-/// `base * 2^(attempt-1)`, capped: the upper bound of the full-jitter sleep.
-fn backoff_cap(config: &Config, attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(30);
-    config
-        .base_backoff
-        .saturating_mul(1 << doublings)
-        .min(config.max_backoff)
+    Some(full_jitter(
+        attempt,
+        config.base_backoff,
+        config.max_backoff,
+    ))
 }
 
 /// Errors after which sending further delete chunks is pointless.
@@ -692,17 +636,6 @@ fn decode_error(message: &str, body: &[u8]) -> Error {
     Error::Decode {
         message: message.to_owned(),
         body: truncate(&String::from_utf8_lossy(body), MAX_ERROR_BODY),
-    }
-}
-
-fn env_var(name: &str) -> Result<String, Error> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
-        Ok(_) => Err(Error::config(format!("{name} is empty"))),
-        Err(std::env::VarError::NotPresent) => Err(Error::config(format!("{name} is not set"))),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(Error::config(format!("{name} is not valid UTF-8")))
-        }
     }
 }
 
@@ -771,16 +704,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let config = config();
-        assert_eq!(backoff_cap(&config, 1), Duration::from_millis(100));
-        assert_eq!(backoff_cap(&config, 2), Duration::from_millis(200));
-        assert_eq!(backoff_cap(&config, 4), Duration::from_millis(800));
-        assert_eq!(backoff_cap(&config, 5), Duration::from_millis(1000));
-        assert_eq!(backoff_cap(&config, u32::MAX), Duration::from_millis(1000));
-    }
-
-    #[test]
     fn retry_delay_uses_full_jitter_within_the_cap() {
         let config = config();
         let error = Error::Server {
@@ -825,15 +748,6 @@ mod tests {
         assert!(bucket_segment("a/b").is_err());
         assert!(bucket_segment("").is_err());
         assert_eq!(bucket_segment("my bucket").unwrap(), "my%20bucket");
-    }
-
-    #[test]
-    fn missing_environment_variables_are_named() {
-        let name = "STORAGE_SUPABASE_TEST_VARIABLE_THAT_IS_NEVER_SET";
-        assert_eq!(
-            env_var(name),
-            Err(Error::config(format!("{name} is not set")))
-        );
     }
 
     #[test]

@@ -1,28 +1,24 @@
-//! Percent-encoding of URL path segments, and its inverse.
+//! Percent-encoding of URL path segments, and its inverse, through the `percent-encoding`
+//! crate (the one the `url` crate uses).
 //!
-//! Kept in-house (a few lines) so that exactly one rule is used everywhere: every byte
-//! outside the RFC 3986 "unreserved" set (`A-Z a-z 0-9 - . _ ~`) is encoded, which makes
-//! `/`, `?`, `#`, `%`, spaces and non-ASCII characters safe inside a segment.
+//! One rule everywhere: every byte outside the RFC 3986 "unreserved" set
+//! (`A-Z a-z 0-9 - . _ ~`) is encoded, which makes `/`, `?`, `#`, `%`, spaces and non-ASCII
+//! characters safe inside a segment. Decoding is strict where the crate is lenient: a `%`
+//! not followed by two hex digits is refused instead of kept as it is, because an audio URL
+//! with a broken escape is not one Storage issued.
 
-use std::fmt::Write as _;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-/// Whether `byte` may appear unencoded in a path segment.
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
+/// Everything but the RFC 3986 unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Encodes one path segment: every byte outside the unreserved set becomes `%XX`.
 pub(crate) fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for &byte in segment.as_bytes() {
-        if is_unreserved(byte) {
-            out.push(char::from(byte));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 /// Encodes an object path segment by segment, keeping the `/` separators.
@@ -35,22 +31,20 @@ pub(crate) fn encode_path(path: &str) -> String {
 
 /// Decodes `%XX` escapes. `None` when an escape is malformed or the result is not UTF-8.
 pub(crate) fn decode(input: &str) -> Option<String> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes.get(i + 1).and_then(|b| char::from(*b).to_digit(16))?;
-            let lo = bytes.get(i + 2).and_then(|b| char::from(*b).to_digit(16))?;
-            // Two hex digits always fit in a byte.
-            out.push(u8::try_from(hi * 16 + lo).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let mut escapes = input.split('%').skip(1);
+    let well_formed = escapes.all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_decode_str(input)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -77,6 +71,7 @@ mod tests {
         assert_eq!(decode("100%"), None);
         assert_eq!(decode("%4"), None);
         assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("%%41"), None);
         assert_eq!(decode("%FF"), None, "not UTF-8");
     }
 }

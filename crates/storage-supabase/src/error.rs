@@ -228,15 +228,10 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Reads `Retry-After` as delta-seconds or an HTTP date.
-pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+/// Reads `Retry-After` (see [`backpressure::parse_retry_after`]).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    backpressure::parse_retry_after(value)
 }
 
 /// Maps a non-success answer to an [`Error`]. `body` must already be redacted.
@@ -262,7 +257,7 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> E
 
     if http == 429 || effective == 429 || code == "SlowDown" {
         return Error::RateLimited {
-            retry_after: parse_retry_after(headers),
+            retry_after: retry_after(headers),
         };
     }
     if http >= 500 || effective >= 500 {
@@ -397,9 +392,9 @@ mod tests {
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(parse_retry_after(&headers), None);
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

@@ -1,17 +1,7 @@
 //! The notification variables, read with the rest of the configuration into the
 //! notifier's [`NotifySettings`] (the `job-notify` crate checks the values only it
 //! understands: SMTP URLs and e-mail addresses).
-//!
-//! | variable | default |
-//! |---|---|
-//! | `SMTP_URL`, `ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO` | unset (all three or none) |
-//! | `ALERT_WEBHOOK_URL` | unset |
-//! | `ALERT_OVERDUE_FACTOR` | `2` |
-//! | `ALERT_OVERDUE_CHECK_SECS` | `300` |
-//! | `ALERT_REMINDER_HOURS` | `24` (`0` = never) |
-//! | `ALERT_SEND_TIMEOUT_SECS` | `10` |
-//! | `ALERT_SEND_ATTEMPTS` | `3` |
-//! | `ALERT_RETRY_DELAY_MS` | `1000` |
+//! The variables are in the table of [`crate::config`].
 
 use std::time::Duration;
 

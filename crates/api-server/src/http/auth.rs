@@ -23,14 +23,16 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 
 use super::{ApiError, AppState};
-use crate::config::{Config, Secret};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
 
 /// The tokens the server accepts; all unset means loopback mode.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    admin: Option<Secret>,
-    viewer: Option<Secret>,
-    metrics: Option<Secret>,
+    admin: Option<SecretString>,
+    viewer: Option<SecretString>,
+    metrics: Option<SecretString>,
 }
 
 impl Access {
@@ -62,10 +64,10 @@ impl Access {
     }
 }
 
-fn matches(given: &str, expected: &Option<Secret>) -> bool {
+fn matches(given: &str, expected: &Option<SecretString>) -> bool {
     expected
         .as_ref()
-        .is_some_and(|e| constant_time_eq(given.as_bytes(), e.expose().as_bytes()))
+        .is_some_and(|e| constant_time_eq(given.as_bytes(), e.expose_secret().as_bytes()))
 }
 
 /// Who is asking, as the middleware decided; stored in the request's extensions.
@@ -383,8 +385,8 @@ mod tests {
     #[test]
     fn the_viewer_token_grants_viewer_and_the_admin_token_admin() {
         let access = Access {
-            admin: Some(Secret::new("admin-token")),
-            viewer: Some(Secret::new("viewer-token")),
+            admin: Some(SecretString::from("admin-token")),
+            viewer: Some(SecretString::from("viewer-token")),
             metrics: None,
         };
         assert_eq!(access.role_of("admin-token"), Some(Role::Admin));

@@ -93,18 +93,7 @@ pub async fn pause(
 ) -> Result<HttpResponse, ApiError> {
     known_job(&state, &job_name)?;
     let reason = parse_pause_body(&body)?;
-    let actor = auth::actor(&req);
-    let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    let control = db::controls::pause(&mut conn, &job_name, actor, reason.as_deref()).await?;
-    state.live.apply_control(control.clone());
-    log::info!(
-        "[Job] {} paused by {actor}{}",
-        job_name.as_str(),
-        reason.map(|r| format!(": {r}")).unwrap_or_default()
-    );
-    Ok(HttpResponse::Ok().json(Data {
-        data: JobControlView::from(&control),
-    }))
+    set_control(&req, &state, &job_name, Control::Pause { reason }).await
 }
 
 /// Resumes a job's schedule from its next slot; the slots missed while paused stay skipped.
@@ -127,14 +116,40 @@ pub async fn resume(
     job_name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     known_job(&state, &job_name)?;
+    set_control(&req, &state, &job_name, Control::Resume).await
+}
+
+/// What an operator does to a job's schedule.
+enum Control {
+    Pause { reason: Option<String> },
+    Resume,
+}
+
+/// Stores `change` for a known job, shows it in the live view, logs it and answers with
+/// the job's control state.
+async fn set_control(
+    req: &HttpRequest,
+    state: &AppState,
+    job_name: &str,
+    change: Control,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth::actor(req);
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    let control = db::controls::resume(&mut conn, &job_name).await?;
+    let (control, done) = match change {
+        Control::Pause { reason } => (
+            db::controls::pause(&mut conn, job_name, actor, reason.as_deref()).await?,
+            format!(
+                "paused by {actor}{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        ),
+        Control::Resume => (
+            db::controls::resume(&mut conn, job_name).await?,
+            format!("resumed by {actor}"),
+        ),
+    };
     state.live.apply_control(control.clone());
-    log::info!(
-        "[Job] {} resumed by {}",
-        job_name.as_str(),
-        auth::actor(&req)
-    );
+    log::info!("[Job] {job_name} {done}");
     Ok(HttpResponse::Ok().json(Data {
         data: JobControlView::from(&control),
     }))

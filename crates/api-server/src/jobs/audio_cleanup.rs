@@ -72,22 +72,23 @@ use storage_supabase::{parse_audio_path, Client, DeleteOutcome, ObjectRef, PathE
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError, Vars};
+use crate::config::{Config, ConfigError};
 
 /// Rows read per page, and so the most names of one bulk delete per bucket.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
-/// Batches in flight at once, and Storage requests in flight at once.
-pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Batches in flight at once, and Storage requests in flight at once: the client's own
+/// default.
+pub const DEFAULT_CONCURRENCY: usize = storage_supabase::DEFAULT_MAX_CONCURRENCY;
 /// Time allowed to open a connection to Storage.
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = storage_supabase::DEFAULT_CONNECT_TIMEOUT.as_secs();
 /// Time allowed for one Storage request, answer included.
-pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = storage_supabase::DEFAULT_REQUEST_TIMEOUT.as_secs();
 /// Attempts per Storage request, the first included.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = storage_supabase::DEFAULT_MAX_ATTEMPTS;
 /// First backoff before retrying a Storage request (doubled per retry, full jitter).
-pub const DEFAULT_BACKOFF_MS: u64 = 500;
+pub const DEFAULT_BACKOFF_MS: u64 = storage_supabase::DEFAULT_BASE_BACKOFF.as_millis() as u64;
 /// Cap on one backoff sleep.
-pub const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = storage_supabase::DEFAULT_MAX_BACKOFF.as_millis() as u64;
 
 /// Consecutive batches in which every Storage call failed (after the client's retries)
 /// before the run gives up: past that point nothing would succeed.
@@ -137,18 +138,8 @@ const CONSIDERED: &str = "considered";
 /// Rows whose `audio_deleted_at` this run set.
 const MARKED: &str = "marked";
 
-/// The job's tunables, read from the environment with [`AudioCleanupSettings::from_vars`].
-///
-/// | variable | default | meaning |
-/// |---|---|---|
-/// | `AUDIO_CLEANUP_BATCH_SIZE` | `1000` | rows per page (1–10000); one bulk delete per bucket per page |
-/// | `AUDIO_CLEANUP_CONCURRENCY` | `4` | batches and Storage requests in flight (1–32) |
-/// | `AUDIO_CLEANUP_DRY_RUN` | `false` | every run only reports what it would delete |
-/// | `SUPABASE_CONNECT_TIMEOUT_SECS` | `5` | Storage connect timeout (1–300) |
-/// | `SUPABASE_REQUEST_TIMEOUT_SECS` | `60` | Storage request timeout (1–3600) |
-/// | `SUPABASE_MAX_ATTEMPTS` | `4` | attempts per Storage request (1–10) |
-/// | `SUPABASE_BACKOFF_MS` | `500` | first retry backoff (0–60000) |
-/// | `SUPABASE_MAX_BACKOFF_MS` | `30000` | cap on one backoff (≥ `SUPABASE_BACKOFF_MS`, ≤ 600000) |
+/// The job's tunables, read from the environment with [`AudioCleanupSettings::from_vars`]
+/// (in `config/jobs.rs`; the variables are in the table of [`crate::config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioCleanupSettings {
     /// `AUDIO_CLEANUP_BATCH_SIZE`.
@@ -181,60 +172,6 @@ impl Default for AudioCleanupSettings {
             base_backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
             max_backoff: Duration::from_millis(DEFAULT_MAX_BACKOFF_MS),
         }
-    }
-}
-
-impl AudioCleanupSettings {
-    /// Reads the tunables; a bad value is an error naming its variable.
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let base_backoff_ms = vars.int_in("SUPABASE_BACKOFF_MS", DEFAULT_BACKOFF_MS, 0, 60_000)?;
-        let max_backoff_ms = vars.int_in(
-            "SUPABASE_MAX_BACKOFF_MS",
-            DEFAULT_MAX_BACKOFF_MS,
-            0,
-            600_000,
-        )?;
-        if max_backoff_ms < base_backoff_ms {
-            return Err(ConfigError::new(
-                "SUPABASE_MAX_BACKOFF_MS",
-                format!("must be ≥ SUPABASE_BACKOFF_MS ({base_backoff_ms}), got {max_backoff_ms}"),
-            ));
-        }
-        Ok(Self {
-            batch_size: vars.int_in("AUDIO_CLEANUP_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 10_000)?,
-            concurrency: vars.int_in("AUDIO_CLEANUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 32)?,
-            dry_run: flag(vars, "AUDIO_CLEANUP_DRY_RUN", false)?,
-            connect_timeout: vars.secs(
-                "SUPABASE_CONNECT_TIMEOUT_SECS",
-                DEFAULT_CONNECT_TIMEOUT_SECS,
-                1,
-                300,
-            )?,
-            request_timeout: vars.secs(
-                "SUPABASE_REQUEST_TIMEOUT_SECS",
-                DEFAULT_REQUEST_TIMEOUT_SECS,
-                1,
-                3_600,
-            )?,
-            max_attempts: vars.int_in("SUPABASE_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 10)?,
-            base_backoff: Duration::from_millis(base_backoff_ms),
-            max_backoff: Duration::from_millis(max_backoff_ms),
-        })
-    }
-}
-
-/// A yes/no variable: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
-fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, ConfigError> {
-    match vars.get(name) {
-        None => Ok(default),
-        Some(raw) => match raw.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::new(
-                name,
-                format!("must be true or false, got {raw:?}"),
-            )),
-        },
     }
 }
 
@@ -272,7 +209,7 @@ impl AudioCleanupJob {
                 Some("SUPABASE_SERVICE_ROLE_KEY is not set".to_owned()),
             ),
             (Some(url), Some(key)) => {
-                let client = Client::builder(url.as_str(), key.expose())
+                let client = Client::builder(url.as_str(), key.clone())
                     .connect_timeout(settings.connect_timeout)
                     .request_timeout(settings.request_timeout)
                     .max_attempts(settings.max_attempts)
@@ -1056,66 +993,6 @@ impl AudioCleanupJob {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Result<AudioCleanupSettings, ConfigError> {
-        AudioCleanupSettings::from_vars(&Vars::from_pairs(pairs.iter().copied()))
-    }
-
-    #[test]
-    fn defaults_need_no_configuration() {
-        assert_eq!(settings(&[]).unwrap(), AudioCleanupSettings::default());
-        let defaults = AudioCleanupSettings::default();
-        assert_eq!(defaults.batch_size, 1000);
-        assert_eq!(defaults.concurrency, 4);
-        assert!(!defaults.dry_run);
-    }
-
-    #[test]
-    fn tunables_are_read() {
-        let s = settings(&[
-            ("AUDIO_CLEANUP_BATCH_SIZE", "250"),
-            ("AUDIO_CLEANUP_CONCURRENCY", "8"),
-            ("AUDIO_CLEANUP_DRY_RUN", "TRUE"),
-            ("SUPABASE_MAX_ATTEMPTS", "2"),
-            ("SUPABASE_BACKOFF_MS", "1"),
-            ("SUPABASE_MAX_BACKOFF_MS", "5"),
-            ("SUPABASE_REQUEST_TIMEOUT_SECS", "10"),
-        ])
-        .unwrap();
-        assert_eq!((s.batch_size, s.concurrency, s.dry_run), (250, 8, true));
-        assert_eq!(s.max_attempts, 2);
-        assert_eq!(s.base_backoff, Duration::from_millis(1));
-        assert_eq!(s.max_backoff, Duration::from_millis(5));
-        assert_eq!(s.request_timeout, Duration::from_secs(10));
-        assert!(
-            !settings(&[("AUDIO_CLEANUP_DRY_RUN", "off")])
-                .unwrap()
-                .dry_run
-        );
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        for (variable, value) in [
-            ("AUDIO_CLEANUP_BATCH_SIZE", "0"),
-            ("AUDIO_CLEANUP_BATCH_SIZE", "10001"),
-            ("AUDIO_CLEANUP_CONCURRENCY", "many"),
-            ("AUDIO_CLEANUP_DRY_RUN", "maybe"),
-            ("SUPABASE_MAX_ATTEMPTS", "0"),
-            ("SUPABASE_CONNECT_TIMEOUT_SECS", "0"),
-            ("SUPABASE_REQUEST_TIMEOUT_SECS", "-1"),
-            ("SUPABASE_BACKOFF_MS", "1.5"),
-        ] {
-            let e = settings(&[(variable, value)]).unwrap_err();
-            assert_eq!(e.variable, variable, "{e}");
-        }
-        let e = settings(&[
-            ("SUPABASE_BACKOFF_MS", "100"),
-            ("SUPABASE_MAX_BACKOFF_MS", "10"),
-        ])
-        .unwrap_err();
-        assert_eq!(e.variable, "SUPABASE_MAX_BACKOFF_MS");
-    }
 
     #[test]
     fn failures_add_up_to_the_failed_counter() {

@@ -23,19 +23,8 @@
 //! project the key can see (listed once per run; a 404 in one moves on to the next, and the
 //! project that answered is tried first for the following ids).
 //!
-//! Tunables ([`CostUpdateSettings`]):
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `COST_UPDATE_CONCURRENCY` | `8` | Deepgram lookups in flight at once (1–256) |
-//! | `COST_UPDATE_BATCH_SIZE` | `500` | rows read and written per batch (1–10000) |
-//! | `COST_UPDATE_MAX_CHECKS` | `5` | runs without a price before a row is given up (1–1000) |
-//! | `COST_UPDATE_MAX_PENDING_CHECKS` | `30` | the same when the last answer was "still processing" (1–10000) |
-//! | `COST_UPDATE_MAX_CONSECUTIVE_ERRORS` | `50` | lookups failing in a row (429, 5xx, network, 403) that fail the run |
-//! | `DEEPGRAM_REQUESTS_PER_SECOND` | unset | optional cap on requests started per second |
-//! | `DEEPGRAM_REQUEST_TIMEOUT_SECS` | `30` | time allowed for one HTTP attempt (1–600) |
-//! | `DEEPGRAM_MAX_ATTEMPTS` | `4` | attempts per lookup on 429, 5xx and network errors (1–10) |
-//! | `DEEPGRAM_BACKOFF_MS` | `500` | base of the exponential backoff between attempts (0–60000) |
+//! Tunables: [`CostUpdateSettings`], read in `config/jobs.rs`; the variables
+//! (`COST_UPDATE_*`, `DEEPGRAM_*`) are in the table of [`crate::config`].
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,10 +39,10 @@ use log::{info, warn};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError, Vars};
+use crate::config::{Config, ConfigError};
 
-/// Default `COST_UPDATE_CONCURRENCY`.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default `COST_UPDATE_CONCURRENCY`: the client's own default.
+pub const DEFAULT_CONCURRENCY: usize = deepgram_client::DEFAULT_MAX_CONCURRENCY;
 /// Default `COST_UPDATE_BATCH_SIZE`.
 pub const DEFAULT_BATCH_SIZE: i64 = 500;
 /// Default `COST_UPDATE_MAX_CHECKS`.
@@ -63,11 +52,11 @@ pub const DEFAULT_MAX_PENDING_CHECKS: i32 = 30;
 /// Default `COST_UPDATE_MAX_CONSECUTIVE_ERRORS`.
 pub const DEFAULT_MAX_CONSECUTIVE_ERRORS: u32 = 50;
 /// Default `DEEPGRAM_REQUEST_TIMEOUT_SECS`.
-pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = deepgram_client::DEFAULT_REQUEST_TIMEOUT.as_secs();
 /// Default `DEEPGRAM_MAX_ATTEMPTS`.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = deepgram_client::DEFAULT_MAX_ATTEMPTS;
 /// Default `DEEPGRAM_BACKOFF_MS`.
-pub const DEFAULT_BACKOFF_MS: u64 = 500;
+pub const DEFAULT_BACKOFF_MS: u64 = deepgram_client::DEFAULT_BASE_BACKOFF.as_millis() as u64;
 
 /// `audio_cost_usd` is `NUMERIC(12,6)`: six decimals, and below one million.
 const COST_SCALE: i64 = 6;
@@ -150,53 +139,6 @@ impl Default for CostUpdateSettings {
 }
 
 impl CostUpdateSettings {
-    /// Reads and checks the tunables; an error names the variable.
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let requests_per_second = match vars.get("DEEPGRAM_REQUESTS_PER_SECOND") {
-            None => None,
-            Some(raw) => match raw.parse::<f64>() {
-                Ok(rate) if (0.001..=100_000.0).contains(&rate) => Some(rate),
-                _ => {
-                    return Err(ConfigError::new(
-                        "DEEPGRAM_REQUESTS_PER_SECOND",
-                        format!("must be a number of requests per second between 0.001 and 100000, got {raw:?}"),
-                    ))
-                }
-            },
-        };
-        Ok(Self {
-            concurrency: vars.int_in("COST_UPDATE_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 256)?,
-            batch_size: vars.int_in("COST_UPDATE_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 10_000)?,
-            max_checks: vars.int_in("COST_UPDATE_MAX_CHECKS", DEFAULT_MAX_CHECKS, 1, 1_000)?,
-            max_pending_checks: vars.int_in(
-                "COST_UPDATE_MAX_PENDING_CHECKS",
-                DEFAULT_MAX_PENDING_CHECKS,
-                1,
-                10_000,
-            )?,
-            max_consecutive_errors: vars.int_in(
-                "COST_UPDATE_MAX_CONSECUTIVE_ERRORS",
-                DEFAULT_MAX_CONSECUTIVE_ERRORS,
-                1,
-                1_000_000,
-            )?,
-            requests_per_second,
-            request_timeout: vars.secs(
-                "DEEPGRAM_REQUEST_TIMEOUT_SECS",
-                DEFAULT_REQUEST_TIMEOUT_SECS,
-                1,
-                600,
-            )?,
-            max_attempts: vars.int_in("DEEPGRAM_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 10)?,
-            backoff: Duration::from_millis(vars.int_in(
-                "DEEPGRAM_BACKOFF_MS",
-                DEFAULT_BACKOFF_MS,
-                0,
-                60_000,
-            )?),
-        })
-    }
-
     /// The Deepgram client's tunables: its concurrency limit matches the job's.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig::default()
@@ -253,7 +195,7 @@ impl CostUpdateJob {
         let client = match &config.deepgram.api_key {
             None => None,
             Some(key) => Some(
-                Client::with_config(url.as_str(), key.expose(), settings.client_config())
+                Client::with_config(url.as_str(), key.clone(), settings.client_config())
                     // The client's errors never contain the key.
                     .map_err(|e| ConfigError::new("DEEPGRAM_API_KEY", e.to_string()))?,
             ),
@@ -1229,41 +1171,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn defaults_match_the_documentation_and_bad_values_name_their_variable() {
-        let settings = CostUpdateSettings::from_vars(&Vars::default()).expect("defaults");
-        assert_eq!(settings, CostUpdateSettings::default());
-        assert_eq!(settings.concurrency, 8);
-        assert_eq!(settings.batch_size, 500);
-        assert_eq!(settings.max_checks, 5);
-        assert!(settings.client_config().validate().is_ok());
-        for (name, value) in [
-            ("COST_UPDATE_CONCURRENCY", "0"),
-            ("COST_UPDATE_CONCURRENCY", "many"),
-            ("COST_UPDATE_BATCH_SIZE", "0"),
-            ("COST_UPDATE_BATCH_SIZE", "100000"),
-            ("COST_UPDATE_MAX_CHECKS", "0"),
-            ("COST_UPDATE_MAX_PENDING_CHECKS", "-1"),
-            ("COST_UPDATE_MAX_CONSECUTIVE_ERRORS", "0"),
-            ("DEEPGRAM_REQUESTS_PER_SECOND", "0"),
-            ("DEEPGRAM_REQUESTS_PER_SECOND", "-3"),
-            ("DEEPGRAM_REQUESTS_PER_SECOND", "NaN"),
-            ("DEEPGRAM_REQUESTS_PER_SECOND", "fast"),
-            ("DEEPGRAM_REQUEST_TIMEOUT_SECS", "0"),
-            ("DEEPGRAM_MAX_ATTEMPTS", "0"),
-            ("DEEPGRAM_BACKOFF_MS", "-5"),
-        ] {
-            let error =
-                CostUpdateSettings::from_vars(&Vars::from_pairs([(name, value)])).expect_err(value);
-            assert_eq!(error.variable, name, "{error}");
-        }
-        let rate = CostUpdateSettings::from_vars(&Vars::from_pairs([(
-            "DEEPGRAM_REQUESTS_PER_SECOND",
-            "2.5",
-        )]))
-        .expect("a rate");
-        assert_eq!(rate.requests_per_second, Some(2.5));
     }
 }

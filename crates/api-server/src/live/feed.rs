@@ -83,8 +83,10 @@ pub async fn apply(view: &LiveView, pool: &Pool, changes: &[Change]) -> Result<(
 pub struct Feed {
     view: Arc<LiveView>,
     pool: Pool,
-    /// `None`: `DATABASE_LISTEN_URL=off`.
+    /// `None`: `DATABASE_LISTEN_URL=off`, or unset with `DATABASE_URL` leading to a
+    /// transaction-mode pooler (`pooled`).
     listen: Option<ConnectTarget>,
+    pooled: bool,
 }
 
 enum Ended {
@@ -108,9 +110,20 @@ enum ListenFailure {
 }
 
 impl Feed {
-    /// A feed for `view`, reading through `pool` and listening on `listen`.
-    pub fn new(view: Arc<LiveView>, pool: Pool, listen: Option<ConnectTarget>) -> Self {
-        Self { view, pool, listen }
+    /// A feed for `view`, reading through `pool` and listening on `listen`; `pooled` says
+    /// that `listen` is `None` because `DATABASE_URL` leads to a transaction-mode pooler.
+    pub fn new(
+        view: Arc<LiveView>,
+        pool: Pool,
+        listen: Option<ConnectTarget>,
+        pooled: bool,
+    ) -> Self {
+        Self {
+            view,
+            pool,
+            listen,
+            pooled,
+        }
     }
 
     /// Runs until `stop` is cancelled.
@@ -124,7 +137,13 @@ impl Feed {
         }
         let Some(target) = self.listen.clone() else {
             info!(
-                "[Live] DATABASE_LISTEN_URL=off: polling the tables every {}s for changes",
+                "[Live] {}: polling the tables every {}s for changes",
+                if self.pooled {
+                    "DATABASE_URL leads to a transaction-mode pooler, where LISTEN cannot work, \
+                     and DATABASE_LISTEN_URL is unset"
+                } else {
+                    "DATABASE_LISTEN_URL=off"
+                },
                 POLL_INTERVAL.as_secs()
             );
             self.poll(None, &stop).await;

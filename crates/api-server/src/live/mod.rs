@@ -28,8 +28,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use db::controls::JobControl;
+use secrecy::SecretString;
 
-use crate::config::{ConfigError, Secret, Vars};
 use crate::http::views::{Data, ExecutionStatus, ExecutionView, JobView};
 
 /// Default of `LIVE_RESYNC_SECS`.
@@ -46,12 +46,12 @@ const REPLAY_EVENTS: usize = 512;
 const STREAM_QUEUE: usize = 256;
 
 /// Where the change feed listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ListenUrl {
     /// `DATABASE_URL` itself (`DATABASE_LISTEN_URL` unset).
     Database,
     /// `DATABASE_LISTEN_URL`: a direct or session-mode address of the same database.
-    Url(Secret),
+    Url(SecretString),
     /// `DATABASE_LISTEN_URL=off`: no listener, the tables are polled every second.
     Off,
 }
@@ -78,31 +78,6 @@ impl Default for LiveSettings {
             max_streams: DEFAULT_MAX_STREAMS,
             heartbeat: Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
         }
-    }
-}
-
-impl LiveSettings {
-    /// Reads `DATABASE_LISTEN_URL`, `LIVE_RESYNC_SECS`, `EVENTS_MAX_STREAMS` and
-    /// `EVENTS_HEARTBEAT_SECS`.
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        const VAR: &str = "DATABASE_LISTEN_URL";
-        let listen_url = match vars.get(VAR) {
-            None => ListenUrl::Database,
-            Some(v) if v.eq_ignore_ascii_case("off") => ListenUrl::Off,
-            Some(url) => {
-                db::ConnectTarget::parse(url).map_err(|e| {
-                    // The parser names DATABASE_URL; this one is read the same way.
-                    ConfigError::new(VAR, e.to_string().replace("DATABASE_URL", VAR))
-                })?;
-                ListenUrl::Url(Secret::new(url))
-            }
-        };
-        Ok(Self {
-            listen_url,
-            resync: vars.secs("LIVE_RESYNC_SECS", DEFAULT_RESYNC_SECS, 1, 3_600)?,
-            max_streams: vars.int_in("EVENTS_MAX_STREAMS", DEFAULT_MAX_STREAMS, 0, 100_000)?,
-            heartbeat: vars.secs("EVENTS_HEARTBEAT_SECS", DEFAULT_HEARTBEAT_SECS, 1, 300)?,
-        })
     }
 }
 
@@ -281,9 +256,13 @@ impl LiveView {
         let mut out = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            // A switch this server wrote after the re-read was taken stays.
             let mut controls: BTreeMap<String, JobControl> = controls
                 .into_iter()
-                .map(|c| (c.job_name.clone(), c))
+                .map(|c| match state.controls.get(&c.job_name) {
+                    Some(held) if !c.supersedes(Some(held)) => (c.job_name.clone(), held.clone()),
+                    _ => (c.job_name.clone(), c),
+                })
                 .collect();
             for (name, control) in &controls {
                 if state.controls.get(name) != Some(control) {
@@ -336,7 +315,9 @@ impl LiveView {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
             match control {
                 Some(control) => {
-                    state.controls.insert(job_name.to_owned(), control);
+                    if control.supersedes(state.controls.get(job_name)) {
+                        state.controls.insert(job_name.to_owned(), control);
+                    }
                 }
                 None => {
                     state.controls.remove(job_name);
@@ -369,7 +350,9 @@ impl LiveView {
         let name = control.job_name.clone();
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            if state.controls.get(&name) == Some(&control) {
+            let held = state.controls.get(&name);
+            // Equal, or older than what a notification already brought.
+            if held == Some(&control) || !control.supersedes(held) {
                 return;
             }
             state.controls.insert(name.clone(), control);
@@ -502,11 +485,6 @@ impl LiveView {
         )
     }
 
-    /// Streams open now.
-    pub fn open_streams(&self) -> usize {
-        self.streams.load(Ordering::Acquire)
-    }
-
     /// Ends every open stream cleanly and refuses new ones: the first step of shutdown.
     pub fn close_streams(&self) {
         self.closing.cancel();
@@ -620,6 +598,45 @@ mod tests {
                 ..LiveSettings::default()
             },
         )
+    }
+
+    fn control(job: &str, paused: bool, version: i64) -> JobControl {
+        JobControl {
+            job_name: job.to_owned(),
+            paused,
+            paused_at: None,
+            paused_by: paused.then(|| "admin".to_owned()),
+            pause_reason: None,
+            version,
+        }
+    }
+
+    fn held(view: &LiveView, job: &str) -> Option<JobControl> {
+        let state = view.state.read().unwrap();
+        state.controls.get(job).cloned()
+    }
+
+    #[test]
+    fn an_older_read_of_a_jobs_switches_never_replaces_a_newer_one() {
+        let view = view(4);
+        // This server resumed (version 3); a notification's re-read taken before that
+        // write, and a full re-read taken before it, arrive afterwards.
+        view.apply_control(control("a", false, 3));
+        view.replace_job("a", None, Some(control("a", true, 2)));
+        assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
+        view.replace_all(
+            Vec::new(),
+            vec![control("a", true, 2), control("b", true, 1)],
+        );
+        assert_eq!(held(&view, "a"), Some(control("a", false, 3)));
+        assert_eq!(held(&view, "b"), Some(control("b", true, 1)));
+        // This server's own write arriving after a newer notification is dropped.
+        view.replace_job("a", None, Some(control("a", true, 4)));
+        view.apply_control(control("a", false, 3));
+        assert_eq!(held(&view, "a"), Some(control("a", true, 4)));
+        // A newer read replaces it.
+        view.replace_all(Vec::new(), vec![control("a", false, 5)]);
+        assert_eq!(held(&view, "a"), Some(control("a", false, 5)));
     }
 
     #[test]

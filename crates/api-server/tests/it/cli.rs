@@ -1,27 +1,21 @@
 //! The command line as a user runs it: the real binary, a real database, exit codes.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use db::testing::TestDatabase;
-use server::ServerProcess;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::server::{self, run, ServerProcess};
+use crate::support::storage::audio_bucket;
+
 /// The binary with a clean environment and a working directory without `.env`.
+/// The binary with a clean environment in a directory without a `.env` file.
 fn api_server(vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .current_dir(empty_dir());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
+    let mut cmd = server::api_server(vars);
+    cmd.current_dir(empty_dir());
     cmd
 }
 
@@ -29,19 +23,6 @@ fn empty_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bgjobs-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run api-server");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -270,16 +251,7 @@ async fn a_dry_run_reports_what_it_would_delete_and_changes_nothing() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let storage = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"id": "audio", "name": "audio", "public": false}),
-            ),
-        )
-        .mount(&storage)
-        .await;
+    let storage = audio_bucket().await;
     let (code, out, err) = run(api_server(&[
         ("DATABASE_URL", db.url()),
         ("SUPABASE_URL", &storage.uri()),

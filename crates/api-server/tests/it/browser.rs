@@ -6,36 +6,29 @@
 //! `target/test-artifacts/`; with `UPDATE_DASHBOARD_SCREENSHOT=1`, the one of the cards
 //! after a success and a failure is also copied to `docs/dashboard.png`.
 
-mod browser_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use browser_support::{js_str, Browser, Server};
 use db::testing::TestDatabase;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::browser::{js_str, Browser, Server};
+use crate::support::sql;
+use crate::support::storage::{audio_bucket, SERVICE_ROLE_KEY};
+
 const TOKEN: &str = "browser-admin-token-0123456789";
 
 /// Both jobs enabled; their services are never reached unless a test runs a job.
 const BOTH_ENABLED: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http://127.0.0.1:9"),
-    ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+    ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
     ("DEEPGRAM_API_KEY", "browser-test-deepgram-key"),
     ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
 ];
-
-async fn sql(db: &TestDatabase, query: &str) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(query)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-}
 
 /// The latest cron slot of a job's default schedule (daily, UTC) at or before now, in SQL.
 fn latest_slot(job: &str) -> String {
@@ -341,7 +334,7 @@ async fn empty_state_with_never_run_and_disabled_jobs() {
         db.url(),
         &[
             ("SUPABASE_URL", "http://127.0.0.1:9"),
-            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ],
     )
     .await;
@@ -816,15 +809,7 @@ async fn error_messages_and_stats_keys_are_shown_literally_and_run_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_now_goes_running_then_success() {
-    let storage = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z"
-        })))
-        .mount(&storage)
-        .await;
+    let storage = audio_bucket().await;
     Mock::given(method("DELETE"))
         .and(path("/storage/v1/object/audio"))
         .and(body_json(json!({"prefixes": ["a.webm"]})))
@@ -863,7 +848,7 @@ async fn run_now_goes_running_then_success() {
         db.url(),
         &[
             ("SUPABASE_URL", &storage.uri()),
-            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ],
     )
     .await;
@@ -1347,15 +1332,7 @@ fn publish(shot: &Path, name: &str) {
 
 /// A Storage mock with bucket `audio` that must receive no delete.
 async fn storage_without_deletes() -> MockServer {
-    let storage = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z"
-        })))
-        .mount(&storage)
-        .await;
+    let storage = audio_bucket().await;
     Mock::given(method("DELETE"))
         .respond_with(ResponseTemplate::new(500))
         .expect(0)
@@ -1385,7 +1362,7 @@ async fn pause_and_resume_from_the_card_persist_and_a_disabled_job_offers_neithe
         db.url(),
         &[
             ("SUPABASE_URL", "http://127.0.0.1:9"),
-            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ],
     )
     .await;
@@ -1504,7 +1481,7 @@ async fn a_dry_run_from_the_card_shows_what_it_would_do_and_changes_nothing() {
         db.url(),
         &[
             ("SUPABASE_URL", &storage.uri()),
-            ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ],
     )
     .await;

@@ -1,79 +1,36 @@
 //! The operator console's API (contract §7.3) with two real servers on one database:
 //! pause and resume across servers and restarts, a run's log lines, and the live servers.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::testing::TestDatabase;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
-use server::{eventually, ServerProcess};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::executions::{audio_cleanup_runs, Execution};
+use crate::support::server::{eventually, ServerProcess};
+use crate::support::storage::storage;
+use crate::support::{seed_old_audio, server_vars, with};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// A mock Storage with bucket `audio`; deletes answer after `delete_delay`.
-async fn storage(delete_delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(delete_delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
-
 fn vars<'a>(db: &'a TestDatabase, mock: &'a str, schedule: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "5"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        ("AUDIO_CLEANUP_SCHEDULE", schedule),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ]
-}
-
-async fn get(server: &ServerProcess, route: &str) -> (u16, Value) {
-    let resp = reqwest::get(server.url(route)).await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(server: &ServerProcess, route: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().post(server.url(route));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    with(
+        server_vars(db, mock),
+        &[
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "5"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            ("AUDIO_CLEANUP_SCHEDULE", schedule),
+        ],
+    )
 }
 
 async fn job(server: &ServerProcess, name: &str) -> Value {
-    let (status, body) = get(server, "/internal/api/v1/jobs").await;
+    let (status, body) = server.get("/internal/api/v1/jobs").await;
     assert_eq!(status, 200, "{body}");
     body["data"]
         .as_array()
@@ -82,40 +39,6 @@ async fn job(server: &ServerProcess, name: &str) -> Value {
         .find(|j| j["job_name"] == name)
         .cloned()
         .unwrap()
-}
-
-#[derive(diesel::QueryableByName, Debug)]
-struct Run {
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    scheduled_for: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Timestamptz)]
-    started_at: DateTime<Utc>,
-    #[diesel(sql_type = Text)]
-    triggered_by: String,
-}
-
-impl Run {
-    fn skipped(&self) -> bool {
-        self.error_message
-            .as_deref()
-            .is_some_and(|m| m.starts_with("skipped:"))
-    }
-}
-
-async fn runs(db: &TestDatabase) -> Vec<Run> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT status::text AS status, error_message, scheduled_for, \
-         started_at, triggered_by::text AS triggered_by \
-         FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap()
 }
 
 async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
@@ -143,7 +66,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     let a = ServerProcess::start(&vars).await;
     let mut b = ServerProcess::start(&vars).await;
     eventually(LONG, "scheduled runs", || async {
-        let done = runs(&db)
+        let done = audio_cleanup_runs(&db)
             .await
             .iter()
             .filter(|r| r.status == "success")
@@ -152,12 +75,12 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     })
     .await;
 
-    let (status, body) = post(
-        &a,
-        "/internal/api/v1/jobs/audio_cleanup/pause",
-        Some(json!({"reason": "storage migration"})),
-    )
-    .await;
+    let (status, body) = a
+        .post(
+            "/internal/api/v1/jobs/audio_cleanup/pause",
+            Some(json!({"reason": "storage migration"})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["paused"], true);
     assert_eq!(body["data"]["paused_by"], "local");
@@ -183,8 +106,8 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     b.kill9().await;
     b = ServerProcess::start_on(b.port, &vars).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = runs(&db).await;
-    let ran: Vec<&Run> = during
+    let during = audio_cleanup_runs(&db).await;
+    let ran: Vec<&Execution> = during
         .iter()
         .filter(|r| r.started_at > paused_at && r.triggered_by != "manual" && !r.skipped())
         .collect();
@@ -198,7 +121,9 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(job(&b, "audio_cleanup").await["paused"], true);
 
     // A manual run goes ahead and says so, in its answer and its log lines.
-    let (status, body) = post(&b, "/internal/api/v1/jobs/audio_cleanup/run", None).await;
+    let (status, body) = b
+        .post("/internal/api/v1/jobs/audio_cleanup/run", None)
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["paused"], true);
     let note = body["data"]["note"].as_str().unwrap().to_owned();
@@ -208,7 +133,9 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     );
     let id = body["data"]["execution_id"].as_i64().unwrap();
     let events = eventually(LONG, "the manual run's lines", || async {
-        let (_, body) = get(&a, &format!("/internal/api/v1/jobs/executions/{id}/events")).await;
+        let (_, body) = a
+            .get(&format!("/internal/api/v1/jobs/executions/{id}/events"))
+            .await;
         let lines = body["data"].as_array().cloned().unwrap_or_default();
         (lines.len() >= 2).then_some(lines)
     })
@@ -217,7 +144,9 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(events[0]["message"], note);
 
     // Resume on the other server: the next slot runs, none of the paused ones does.
-    let (status, body) = post(&b, "/internal/api/v1/jobs/audio_cleanup/resume", None).await;
+    let (status, body) = b
+        .post("/internal/api/v1/jobs/audio_cleanup/resume", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["paused"], false);
     let resumed_at = control_time(&db).await;
@@ -226,7 +155,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     })
     .await;
     let after = eventually(LONG, "a scheduled run after the resume", || async {
-        let all = runs(&db).await;
+        let all = audio_cleanup_runs(&db).await;
         all.iter()
             .any(|r| {
                 r.started_at > resumed_at && r.triggered_by == "schedule" && r.status == "success"
@@ -234,7 +163,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
             .then_some(all)
     })
     .await;
-    let backlog: Vec<&Run> = after
+    let backlog: Vec<&Execution> = after
         .iter()
         .filter(|r| {
             r.triggered_by != "manual"
@@ -259,12 +188,12 @@ async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
     let a = ServerProcess::start(&vars(&db, &uri, "0 0 1 1 *")).await;
-    let (status, body) = post(&a, "/internal/api/v1/jobs/nope/pause", None).await;
+    let (status, body) = a.post("/internal/api/v1/jobs/nope/pause", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("unknown_job"))
     );
-    let (status, body) = post(&a, "/internal/api/v1/jobs/nope/resume", None).await;
+    let (status, body) = a.post("/internal/api/v1/jobs/nope/resume", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("unknown_job"))
@@ -279,59 +208,53 @@ async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_body");
-    let (status, body) = post(
-        &a,
-        "/internal/api/v1/jobs/audio_cleanup/pause",
-        Some(json!({"reason": "x".repeat(501)})),
-    )
-    .await;
+    let (status, body) = a
+        .post(
+            "/internal/api/v1/jobs/audio_cleanup/pause",
+            Some(json!({"reason": "x".repeat(501)})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_parameter"))
     );
     // Without a body, a pause has no reason.
-    let (status, body) = post(&a, "/internal/api/v1/jobs/audio_cleanup/pause", None).await;
+    let (status, body) = a
+        .post("/internal/api/v1/jobs/audio_cleanup/pause", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["pause_reason"], Value::Null);
-    let (status, _) = get(&a, "/internal/api/v1/jobs/audio_cleanup/pause").await;
+    let (status, _) = a.get("/internal/api/v1/jobs/audio_cleanup/pause").await;
     assert_eq!(status, 405);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
     let db = TestDatabase::new().await;
-    {
-        let mut conn = db.connect().await;
-        diesel::sql_query(
-            "INSERT INTO transcriptions (created_at, audio_file_path) \
-             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
     let vars = vars(&db, &uri, "0 0 1 1 *");
     let a = ServerProcess::start(&vars).await;
     let b = ServerProcess::start(&vars).await;
 
-    let (status, body) = post(
-        &a,
-        "/internal/api/v1/jobs/audio_cleanup/run?dry_run=true",
-        None,
-    )
-    .await;
+    let (status, body) = a
+        .post("/internal/api/v1/jobs/audio_cleanup/run?dry_run=true", None)
+        .await;
     assert_eq!(status, 202, "{body}");
     assert!(body["data"].get("note").is_none(), "{body}");
     assert_eq!(body["data"]["paused"], false);
     let id = body["data"]["execution_id"].as_i64().unwrap();
     eventually(LONG, "the dry run to end", || async {
-        let (_, body) = get(&b, &format!("/internal/api/v1/jobs/executions/{id}")).await;
+        let (_, body) = b
+            .get(&format!("/internal/api/v1/jobs/executions/{id}"))
+            .await;
         (body["data"]["status"] != "running").then_some(())
     })
     .await;
-    let (status, body) = get(&b, &format!("/internal/api/v1/jobs/executions/{id}/events")).await;
+    let (status, body) = b
+        .get(&format!("/internal/api/v1/jobs/executions/{id}/events"))
+        .await;
     assert_eq!(status, 200, "{body}");
     let lines = body["data"].as_array().unwrap();
     assert!(
@@ -354,13 +277,11 @@ async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
     );
 
     // Another run's lines are its own.
-    let (_, other) = post(&a, "/internal/api/v1/jobs/cost_update/run", None).await;
+    let (_, other) = a.post("/internal/api/v1/jobs/cost_update/run", None).await;
     if let Some(other) = other["data"]["execution_id"].as_i64() {
-        let (_, body) = get(
-            &a,
-            &format!("/internal/api/v1/jobs/executions/{other}/events"),
-        )
-        .await;
+        let (_, body) = a
+            .get(&format!("/internal/api/v1/jobs/executions/{other}/events"))
+            .await;
         assert!(body["data"]
             .as_array()
             .unwrap()
@@ -368,12 +289,14 @@ async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
             .all(|l| !l["message"].as_str().unwrap().contains("audio_cleanup")));
     }
 
-    let (status, body) = get(&a, "/internal/api/v1/jobs/executions/999999/events").await;
+    let (status, body) = a
+        .get("/internal/api/v1/jobs/executions/999999/events")
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (status, _) = get(&a, "/internal/api/v1/jobs/executions/abc/events").await;
+    let (status, _) = a.get("/internal/api/v1/jobs/executions/abc/events").await;
     assert_eq!(status, 400);
 
     // Pruning the execution prunes its lines.
@@ -399,16 +322,7 @@ async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones() {
     let db = TestDatabase::new().await;
-    {
-        let mut conn = db.connect().await;
-        diesel::sql_query(
-            "INSERT INTO transcriptions (created_at, audio_file_path) \
-             VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(8)).await;
     let uri = mock.uri();
     let vars = vars(&db, &uri, "0 0 1 1 *");
@@ -418,7 +332,7 @@ async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones
     let id_b = format!("{}:{}", gethostname(), b.port);
 
     let listed = eventually(LONG, "both servers listed", || async {
-        let (_, body) = get(&b, "/internal/api/v1/workers").await;
+        let (_, body) = b.get("/internal/api/v1/workers").await;
         let workers = body["data"].as_array().cloned().unwrap_or_default();
         (workers.len() == 2).then_some(workers)
     })
@@ -438,10 +352,12 @@ async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones
     }
 
     // A slow run on A shows under A on B's list.
-    let (status, body) = post(&a, "/internal/api/v1/jobs/audio_cleanup/run", None).await;
+    let (status, body) = a
+        .post("/internal/api/v1/jobs/audio_cleanup/run", None)
+        .await;
     assert_eq!(status, 202, "{body}");
     let run = body["data"]["execution_id"].as_i64().unwrap();
-    let (_, body) = get(&b, "/internal/api/v1/workers").await;
+    let (_, body) = b.get("/internal/api/v1/workers").await;
     let on_a = body["data"]
         .as_array()
         .unwrap()
@@ -454,7 +370,7 @@ async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones
     // B dies without a word: it drops off within two heartbeats (here 1 s each).
     b.kill9().await;
     eventually(LONG, "the dead server to drop off", || async {
-        let (_, body) = get(&a, "/internal/api/v1/workers").await;
+        let (_, body) = a.get("/internal/api/v1/workers").await;
         let ids: Vec<String> = body["data"]
             .as_array()?
             .iter()

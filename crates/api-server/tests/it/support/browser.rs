@@ -9,15 +9,10 @@ use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
+use super::server::{api_server, free_port, wait_until_up};
+
 /// How long any one expected state may take to show.
 pub const WAIT: Duration = Duration::from_secs(20);
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// `target/test-artifacts/`, created on first use.
 pub fn artifacts_dir() -> PathBuf {
@@ -105,36 +100,22 @@ impl Server {
             .open(&self.log)
             .expect("server log file");
         let err = log.try_clone().expect("server log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND_ADDR", format!("127.0.0.1:{}", self.port))
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err);
-        for (k, v) in &self.vars {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("start api-server"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
-                    "api-server exited with {status}; log: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "api-server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let vars: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let child = self.child.insert(
+            api_server(&vars)
+                .arg("serve")
+                .env("BIND_ADDR", format!("127.0.0.1:{}", self.port))
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                .spawn()
+                .expect("start api-server"),
+        );
+        wait_until_up(child, &self.base, &self.log).await;
     }
 
     /// Stops the server at once (SIGKILL): open connections are cut.
@@ -373,19 +354,24 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Clicks an element, as a user would (WebDriver element click).
+    /// Clicks an element, as a user would (WebDriver element click). An element the page
+    /// replaced between finding and clicking it (a list re-rendered) is looked up again.
     pub async fn click(&self, selector: &str) {
-        let element = self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(fantoccini::Locator::Css(selector))
-            .await
-            .unwrap_or_else(|e| panic!("no element {selector}: {e}"));
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self
+                .client
+                .wait()
+                .at_most(WAIT)
+                .for_element(fantoccini::Locator::Css(selector))
+                .await
+                .unwrap_or_else(|e| panic!("no element {selector}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("clicking {selector}: {e}"),
+            }
+        }
     }
 
     /// Types into an element.

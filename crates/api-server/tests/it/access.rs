@@ -2,15 +2,13 @@
 //! socket: an HTTP client library would normalise the hostile spellings of a path before
 //! sending them and so hide exactly the bug these tests are about.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use db::testing::TestDatabase;
 use serde_json::Value;
-use server::ServerProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::server::ServerProcess;
 
 const ADMIN: &str = "access-admin-token-0123456789";
 const VIEWER: &str = "access-viewer-token-0123456789";

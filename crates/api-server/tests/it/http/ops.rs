@@ -6,12 +6,13 @@ use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;
 use serde_json::Value;
 
-use crate::TestApp;
+use super::TestApp;
+use crate::support::storage::SERVICE_ROLE_KEY;
 
 /// Storage credentials pointing nowhere useful: enough to enable audio_cleanup.
 const STORAGE: &[(&str, &str)] = &[
     ("SUPABASE_URL", "http://127.0.0.1:9"),
-    ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+    ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
 ];
 
 #[actix_web::test]

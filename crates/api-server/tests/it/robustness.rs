@@ -5,183 +5,65 @@
 //! Storage whose deletes take a set time, one row per batch, so a run's progress is
 //! countable.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use db::testing::TestDatabase;
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
+use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use serde_json::json;
-use server::{eventually, free_port, ServerProcess};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
+
+use crate::support::executions::{audio_cleanup_run, audio_cleanup_runs, Execution};
+use crate::support::server::{api_server, eventually, free_port, ServerProcess};
+use crate::support::storage::{audio_bucket, deletes_after};
+use crate::support::{seed_old_audio, server_vars, with};
 
 const TOKEN: &str = "robustness-admin-token-0123456789";
-
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Integer)]
-    attempt: i32,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    stats: Option<serde_json::Value>,
-}
-
-impl Row {
-    /// Rows the run looked at (one per batch here).
-    fn considered(&self) -> i64 {
-        self.stats
-            .as_ref()
-            .and_then(|s| s["considered"].as_i64())
-            .unwrap_or(0)
-    }
-}
-
-async fn rows(db: &TestDatabase) -> Vec<Row> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT id, status::text, error_message, attempt, stats FROM job_executions \
-         WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap()
-}
-
-async fn row(db: &TestDatabase, id: i64) -> Row {
-    rows(db)
-        .await
-        .into_iter()
-        .find(|r| i64::from(r.id) == id)
-        .unwrap()
-}
 
 /// A mock Storage with bucket `audio`: the first `slow_deletes` deletes answer after
 /// `slow`, later ones after `fast`.
 async fn storage(slow_deletes: u64, slow: Duration, fast: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
+    let mock = audio_bucket().await;
     if slow_deletes > 0 {
-        Mock::given(method("DELETE"))
-            .and(path("/storage/v1/object/audio"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!([]))
-                    .set_delay(slow),
-            )
+        deletes_after(slow)
             .up_to_n_times(slow_deletes)
             .with_priority(1)
             .mount(&mock)
             .await;
     }
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(fast),
-        )
-        .with_priority(2)
-        .mount(&mock)
-        .await;
+    deletes_after(fast).with_priority(2).mount(&mock).await;
     mock
 }
 
-/// `n` transcriptions whose audio is old enough to delete.
-async fn seed_old_audio(db: &TestDatabase, n: i64) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         SELECT now() - interval '40 days', 'audio/user-1/' || g || '.webm' \
-         FROM generate_series(1, $1) g",
-    )
-    .bind::<BigInt, _>(n)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
-
 fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("ADMIN_TOKEN", TOKEN),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
-        ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
-        ("AUDIO_CLEANUP_CONCURRENCY", "1"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "3"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        ("JOB_CANCEL_GRACE_SECS", "20"),
-        // Far-away schedules unless a test sets its own.
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ]
-}
-
-fn with<'a>(
-    mut vars: Vec<(&'a str, &'a str)>,
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push((k, v));
-    }
-    vars
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn start_run(server: &ServerProcess) -> i64 {
-    let resp = client()
-        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        202,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-    let body: serde_json::Value = resp.json().await.unwrap();
-    body["data"]["execution_id"].as_i64().unwrap()
+    with(
+        server_vars(db, mock),
+        &[
+            ("ADMIN_TOKEN", TOKEN),
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+            ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "3"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            ("JOB_CANCEL_GRACE_SECS", "20"),
+        ],
+    )
 }
 
 /// Waits until the run has finished at least `n` batches (its progress is stored).
 async fn progress(db: &TestDatabase, id: i64, n: i64) {
     eventually(Duration::from_secs(60), "progress", || async {
-        (row(db, id).await.considered() >= n).then_some(())
+        (audio_cleanup_run(db, id).await.considered() >= n).then_some(())
     })
     .await;
 }
 
 /// Waits until the run is no longer `running`.
-async fn ended(db: &TestDatabase, id: i64) -> Row {
+async fn ended(db: &TestDatabase, id: i64) -> Execution {
     eventually(Duration::from_secs(90), "the run to end", || async {
-        let r = row(db, id).await;
+        let r = audio_cleanup_run(db, id).await;
         (r.status != "running").then_some(r)
     })
     .await
@@ -189,19 +71,13 @@ async fn ended(db: &TestDatabase, id: i64) -> Row {
 
 /// `api-server run-job audio_cleanup` as a child process.
 fn run_job(vars: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
-    cmd.args(["run-job", "audio_cleanup"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .current_dir(std::env::temp_dir())
+    api_server(vars)
+        .args(["run-job", "audio_cleanup"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .stdin(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start run-job")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start run-job")
 }
 
 async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -222,7 +98,10 @@ async fn a_killed_run_job_is_closed_by_a_later_run_job_without_any_server() {
 
     let mut first = run_job(&vars);
     let orphan = eventually(Duration::from_secs(60), "the first run", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     // Killed while its (slow) Storage delete is under way.
@@ -263,7 +142,7 @@ async fn a_killed_run_job_is_closed_by_a_later_run_job_without_any_server() {
     let status = wait_exit(&mut second, Duration::from_secs(60)).await;
     assert!(status.success(), "{status}");
 
-    let all = rows(&db).await;
+    let all = audio_cleanup_runs(&db).await;
     assert_eq!(all.len(), 2, "{all:#?}");
     let closed = all.iter().find(|r| r.id == orphan.id).unwrap();
     assert_eq!(closed.status, "failed");
@@ -285,7 +164,11 @@ async fn sigterm_to_run_job_ends_the_run_failed_with_its_partial_stats_and_exit_
     let uri = mock.uri();
     let mut child = run_job(&base_vars(&db, &uri));
     let id = eventually(Duration::from_secs(60), "the run", || async {
-        rows(&db).await.into_iter().next().map(|r| i64::from(r.id))
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .next()
+            .map(|r| i64::from(r.id))
     })
     .await;
     progress(&db, id, 2).await;
@@ -296,7 +179,7 @@ async fn sigterm_to_run_job_ends_the_run_failed_with_its_partial_stats_and_exit_
     assert!(status.success());
     let exit = wait_exit(&mut child, Duration::from_secs(60)).await;
     assert_eq!(exit.code(), Some(1));
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
     assert!((2..20).contains(&r.considered()), "{r:?}");
@@ -312,7 +195,7 @@ async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connectio
     let server = ServerProcess::start(&vars).await;
     // A second server would close the run if its lease ran out.
     let _watcher = ServerProcess::start(&vars).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
 
     let stop = tokio_util::sync::CancellationToken::new();
     let mut flood = Vec::new();
@@ -325,7 +208,7 @@ async fn a_long_run_keeps_its_lease_under_a_flood_of_requests_on_a_two_connectio
             server.url("/internal/api/v1/jobs/executions?limit=500"),
         ];
         flood.push(tokio::spawn(async move {
-            let client = client();
+            let client = reqwest::Client::new();
             let mut n = 0usize;
             while !stop.is_cancelled() {
                 let url = &urls[(i + n) % urls.len()];
@@ -359,22 +242,17 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
     ))
     .await;
     let first = eventually(Duration::from_secs(30), "the first run", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     let mut looked = 0;
     loop {
-        let body: serde_json::Value = client()
-            .get(server.url("/internal/api/v1/jobs/status"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = server.get("/internal/api/v1/jobs/status").await;
         // Only a look taken while the first run certainly went counts.
-        if row(&db, i64::from(first.id)).await.status != "running" {
+        if audio_cleanup_run(&db, i64::from(first.id)).await.status != "running" {
             break;
         }
         let job = body["data"]
@@ -389,22 +267,17 @@ async fn a_slow_run_on_a_per_second_schedule_stays_the_latest_status_while_slots
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(looked > 0);
-    let page: serde_json::Value = client()
-        .get(server.url(
-            "/internal/api/v1/jobs/executions?job_name=audio_cleanup&status=skipped&limit=500",
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = server
+        .get("/internal/api/v1/jobs/executions?job_name=audio_cleanup&status=skipped&limit=500")
+        .await;
     let skipped = page["data"].as_array().unwrap();
     assert!(!skipped.is_empty(), "{page}");
     assert!(skipped.iter().all(|r| r["status"] == "skipped"), "{page}");
     assert!(
-        rows(&db).await.iter().all(|r| r.status != "failed"),
+        audio_cleanup_runs(&db)
+            .await
+            .iter()
+            .all(|r| r.status != "failed"),
         "a skipped slot was stored as a failure"
     );
 }
@@ -427,7 +300,10 @@ async fn a_crash_during_attempt_1_leads_to_attempt_2() {
     );
     let mut a = ServerProcess::start_on(free_port(), &vars).await;
     let first = eventually(Duration::from_secs(30), "attempt 1", || async {
-        rows(&db).await.into_iter().find(|r| r.status == "running")
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
     })
     .await;
     assert_eq!(first.attempt, 1);
@@ -445,7 +321,7 @@ async fn a_crash_during_attempt_1_leads_to_attempt_2() {
     let b = ServerProcess::start(&vars).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let all = loop {
-        let all = rows(&db).await;
+        let all = audio_cleanup_runs(&db).await;
         if all.iter().any(|r| r.attempt == 2 && r.status == "success") {
             break all;
         }
@@ -472,7 +348,7 @@ async fn a_timeout_ends_the_run_with_the_stats_it_reached() {
         &[("AUDIO_CLEANUP_TIMEOUT_SECS", "2")],
     ))
     .await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     let r = ended(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("timed out after 2s"));
@@ -487,11 +363,11 @@ async fn sigterm_ends_the_run_with_the_stats_it_reached() {
     let uri = mock.uri();
     let mut server =
         ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "0")])).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     progress(&db, id, 2).await;
     let (status, _) = server.terminate(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0));
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
     assert!((2..30).contains(&r.considered()), "{r:?}");
@@ -506,18 +382,22 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     let vars = base_vars(&db, &uri);
     let runner = ServerProcess::start(&vars).await;
     let other = ServerProcess::start(&vars).await;
-    let id = start_run(&runner).await;
+    let id = runner.start_run("audio_cleanup").await;
     progress(&db, id, 2).await;
 
     let cancel = |id: i64| {
-        client()
-            .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
-            .bearer_auth(TOKEN)
-            .send()
+        let other = &other;
+        async move {
+            other
+                .post(
+                    &format!("/internal/api/v1/jobs/executions/{id}/cancel"),
+                    None,
+                )
+                .await
+        }
     };
-    let resp = cancel(id).await.unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = cancel(id).await;
+    assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["execution_id"], id);
 
     // The admin token asked, from the other server: the reason names the role.
@@ -526,14 +406,13 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     assert_eq!(r.error_message.as_deref(), Some("cancelled by admin"));
     assert!((2..30).contains(&r.considered()), "{r:?}");
 
-    let resp = cancel(id).await.unwrap();
-    assert_eq!(resp.status(), 409);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = cancel(id).await;
+    assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "not_running");
-    let resp = cancel(id + 1000).await.unwrap();
-    assert_eq!(resp.status(), 404);
+    let (status, body) = cancel(id + 1000).await;
+    assert_eq!(status, 404, "{body}");
     // Without the token: 401, and nothing is cancelled.
-    let resp = client()
+    let resp = reqwest::Client::new()
         .post(other.url(&format!("/internal/api/v1/jobs/executions/{id}/cancel")))
         .send()
         .await

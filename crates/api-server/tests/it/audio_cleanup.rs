@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::support::sql;
+
 /// A legacy service-role key: a JWT whose payload says `{"role": "service_role"}` (the
 /// signature is Storage's business, not the client's).
 const KEY: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.c2VydmljZS1yb2xlLWtleS10aGF0LW11c3QtbmV2ZXItbGVhaw";
@@ -249,11 +251,6 @@ async fn seed_many(db: &TestDatabase, age: &str, paths: &[String]) {
     }
 }
 
-async fn exec(db: &TestDatabase, sql: &str) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
-}
-
 #[derive(diesel::QueryableByName)]
 struct PathRow {
     #[diesel(sql_type = Nullable<Text>)]
@@ -401,7 +398,7 @@ async fn seed_mixed(db: &TestDatabase, uri: &str) -> BTreeSet<String> {
     // Just inside the retention period by the database's clock.
     seed(db, "29 days 23 hours", Some("audio/young/edge.webm")).await;
     seed(db, OLD, None).await;
-    exec(
+    sql(
         db,
         "INSERT INTO transcriptions (created_at, audio_file_path, audio_deleted_at) \
          VALUES (now() - interval '90 days', 'audio/done/z.webm', '2026-01-01T00:00:00Z')",
@@ -952,7 +949,7 @@ async fn bulk_deletes_carry_at_most_1000_names_per_call() {
     let db = TestDatabase::new().await;
     let objects = Objects::with((1..=2500).map(|i| format!("bulk/{i}.webm")));
     let server = storage(&objects, Duration::ZERO).await;
-    exec(
+    sql(
         &db,
         "INSERT INTO transcriptions (created_at, audio_file_path) \
          SELECT now() - interval '40 days' - g * interval '1 second', 'audio/bulk/' || g || '.webm' \
@@ -986,7 +983,7 @@ async fn the_default_batch_sends_one_call_per_thousand_rows() {
     let db = TestDatabase::new().await;
     let objects = Objects::with((1..=2500).map(|i| format!("bulk/{i}.webm")));
     let server = storage(&objects, Duration::ZERO).await;
-    exec(
+    sql(
         &db,
         "INSERT INTO transcriptions (created_at, audio_file_path) \
          SELECT now() - interval '40 days', 'audio/bulk/' || g || '.webm' \
@@ -1200,7 +1197,7 @@ async fn a_million_old_rows_are_cleaned_within_a_minute() {
         })
         .mount(&server)
         .await;
-    exec(
+    sql(
         &db,
         &format!(
             "INSERT INTO transcriptions (created_at, audio_file_path) \
@@ -1210,7 +1207,7 @@ async fn a_million_old_rows_are_cleaned_within_a_minute() {
         ),
     )
     .await;
-    exec(&db, "ANALYZE transcriptions").await;
+    sql(&db, "ANALYZE transcriptions").await;
 
     let started = Instant::now();
     let stats = run(&job(&server, &db, &[]), false).await.unwrap();
@@ -1349,7 +1346,7 @@ async fn an_rls_stand_in_answering_200_empty_never_leads_to_marking() {
             "{calls:?}"
         );
         assert_eq!(calls.len(), usize::from(!upload_refused));
-        exec(&db, "DELETE FROM transcriptions").await;
+        sql(&db, "DELETE FROM transcriptions").await;
     }
 }
 

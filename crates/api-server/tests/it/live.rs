@@ -6,89 +6,33 @@
 //! `pg_terminate_backend` (the shared test cluster cannot be restarted): to a server it
 //! looks the same, its session ends under it.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::time::{Duration, Instant};
 
 use db::testing::TestDatabase;
-use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
-use server::{eventually, ServerProcess};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::server::{eventually, free_port, ServerProcess};
+use crate::support::storage::storage;
+use crate::support::{seed_old_audio, server_vars, sql, with};
 
 const TOKEN: &str = "live-admin-token-0123456789";
 /// Generous: these are conditions awaited, not timings asserted (BENCHMARKS.md has those).
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A mock Storage whose bulk delete answers after `delay`, so a run stays running.
-async fn storage(delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
-
-async fn sql(db: &TestDatabase, query: &str) -> usize {
-    let mut conn = db.connect().await;
-    diesel::sql_query(query)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
-}
 
 fn vars<'a>(
     db: &'a TestDatabase,
     storage: &'a str,
     extra: &[(&'a str, &'a str)],
 ) -> Vec<(&'a str, &'a str)> {
-    let mut vars = vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("ADMIN_TOKEN", TOKEN),
-        ("SUPABASE_URL", storage),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push((k, v));
-    }
-    vars
-}
-
-async fn get(server: &ServerProcess, route: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(server.url(route))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    with(
+        with(server_vars(db, storage), &[("ADMIN_TOKEN", TOKEN)]),
+        extra,
+    )
 }
 
 /// The status of `job` in `/jobs/status` of `server`, with its `started_at`.
 async fn status_of(server: &ServerProcess, job: &str) -> Option<(String, String)> {
-    let (_, body) = get(server, "/internal/api/v1/jobs/status").await;
+    let (_, body) = server.get("/internal/api/v1/jobs/status").await;
     body["data"].as_array()?.iter().find_map(|e| {
         (e["job_name"] == job).then(|| {
             (
@@ -207,27 +151,10 @@ fn is_execution(e: &Event, id: i64, status: &str) -> bool {
     }
 }
 
-async fn start_run(server: &ServerProcess) -> i64 {
-    let resp = reqwest::Client::new()
-        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
-    body["data"]["execution_id"].as_i64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
     let db = TestDatabase::new().await;
-    sql(
-        &db,
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-    )
-    .await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(3)).await;
     let uri = mock.uri();
     let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
@@ -241,7 +168,7 @@ async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
     assert_eq!(first.json()["job_name"], "audio_cleanup");
     assert_eq!(first.json()["latest_execution"], Value::Null);
 
-    let id = start_run(&a).await;
+    let id = a.start_run("audio_cleanup").await;
     let started = Instant::now();
     let running = stream
         .until("the run on B's stream", |e| is_execution(e, id, "running"))
@@ -265,7 +192,7 @@ async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
         "A's run on B's stream after {on_stream:?}, in B's status after {:?}",
         started.elapsed()
     );
-    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    let (_, jobs) = b.get("/internal/api/v1/jobs").await;
     assert_eq!(jobs["data"][0]["latest_execution"]["id"], id);
 
     // And its end.
@@ -314,7 +241,7 @@ async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
         "success",
         "a skipped slot took the latest's place"
     );
-    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    let (_, jobs) = b.get("/internal/api/v1/jobs").await;
     assert_eq!(jobs["data"][0]["latest_execution"]["id"], id);
     drop(a);
 }
@@ -330,17 +257,16 @@ async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
     stream
         .until("the snapshot", |e| e.event.as_deref() == Some("job"))
         .await;
-    let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+    let (_, jobs) = b.get("/internal/api/v1/jobs").await;
     assert_eq!(jobs["data"][0]["paused"], false);
 
-    let resp = reqwest::Client::new()
-        .post(a.url("/internal/api/v1/jobs/audio_cleanup/pause"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"reason": "storage maintenance"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = a
+        .post(
+            "/internal/api/v1/jobs/audio_cleanup/pause",
+            Some(json!({"reason": "storage maintenance"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let started = Instant::now();
     let paused = stream
         .until("the pause on B's stream", |e| {
@@ -351,7 +277,7 @@ async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
     assert_eq!(paused.json()["pause_reason"], "storage maintenance");
     assert_eq!(paused.json()["paused_by"], "admin");
     let job = eventually(LIMIT, "the pause in B's /jobs", || async {
-        let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+        let (_, jobs) = b.get("/internal/api/v1/jobs").await;
         let job = jobs["data"][0].clone();
         (job["paused"] == true).then_some(job)
     })
@@ -363,20 +289,17 @@ async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
     assert!(job.get("backlog").is_some(), "{job}");
     assert!(job.get("backlog_capped").is_some(), "{job}");
 
-    let resp = reqwest::Client::new()
-        .post(a.url("/internal/api/v1/jobs/audio_cleanup/resume"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = a
+        .post("/internal/api/v1/jobs/audio_cleanup/resume", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
     stream
         .until("the resume on B's stream", |e| {
             e.event.as_deref() == Some("job") && e.json()["paused"] == false
         })
         .await;
     eventually(LIMIT, "the resume in B's /jobs", || async {
-        let (_, jobs) = get(&b, "/internal/api/v1/jobs").await;
+        let (_, jobs) = b.get("/internal/api/v1/jobs").await;
         (jobs["data"][0]["paused"] == false).then_some(())
     })
     .await;
@@ -504,7 +427,7 @@ async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
 
     // Gone while a run happens; back with the id of the last event it had.
     drop(stream);
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     let (_, status) = eventually(LIMIT, "the run's end", || async {
         status_of(&server, "audio_cleanup")
             .await
@@ -550,10 +473,7 @@ async fn without_a_usable_listener_the_server_polls_and_says_so() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
-    let dead = format!(
-        "postgres://postgres@127.0.0.1:{}/nowhere",
-        server::free_port()
-    );
+    let dead = format!("postgres://postgres@127.0.0.1:{}/nowhere", free_port());
     let off = ServerProcess::start(&vars(&db, &uri, &[("DATABASE_LISTEN_URL", "off")])).await;
     let broken =
         ServerProcess::start(&vars(&db, &uri, &[("DATABASE_LISTEN_URL", dead.as_str())])).await;

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;
 use serde_json::{json, Value};
 
-use crate::TestApp;
+use super::TestApp;
 
 #[actix_web::test]
 async fn trends_give_one_entry_per_day_with_counts_percentiles_and_summed_stats() {

@@ -3,9 +3,6 @@
 //! a running server exports, the backlog reaches the API and `/metrics`, and
 //! `LOG_FORMAT=json` prints one JSON object per line.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,9 +10,11 @@ use std::time::Duration;
 
 use db::testing::TestDatabase;
 use diesel_async::RunQueryDsl;
-use server::{eventually, ServerProcess};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::server::{eventually, ServerProcess};
+use crate::support::sql;
 
 fn repo_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,14 +31,6 @@ async fn deepgram_without_projects() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-async fn sql(db: &TestDatabase, statement: &str) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(statement)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
 /// Metric names of a Prometheus text exposition (`_bucket`, `_sum`, `_count` included).

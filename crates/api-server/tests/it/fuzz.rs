@@ -2,13 +2,12 @@
 //! PyPI; `scripts/test.sh` installs it): no request may get a 5xx, and every answer must
 //! match the documented schema, status codes and content types.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::process::Command;
 
 use db::testing::TestDatabase;
-use server::ServerProcess;
+
+use crate::support::server::ServerProcess;
+use crate::support::storage::SERVICE_ROLE_KEY;
 
 const TOKEN: &str = "fuzz-admin-token-0123456789";
 
@@ -36,7 +35,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         ("ADMIN_TOKEN", TOKEN),
         ("RUST_LOG", "warn"),
         ("SUPABASE_URL", "http://127.0.0.1:9"),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ("DEEPGRAM_API_KEY", "fuzz-deepgram-key"),
         ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
     ])
@@ -65,7 +64,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "1",
         ])
         // The event stream never ends, so it cannot be answered as one response; its
-        // auth and limits are tested in tests/live.rs and tests/access.rs.
+        // auth and limits are tested in the `live` and `access` modules.
         .args(["--exclude-path", "/internal/api/v1/events"])
         .arg("--report-dir")
         .arg(&report_dir)

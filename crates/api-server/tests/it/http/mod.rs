@@ -29,7 +29,7 @@ impl TestApp {
         let services = Services::prepare(config).expect("services");
         let runner = services.runner("test-host:0".into());
         // Loaded here and after every `exec`; the feed that follows other servers' writes
-        // is tested with real server processes (tests/live.rs).
+        // is tested with real server processes (the `live` module).
         let (live, _feed) = services.live_view().expect("live view");
         api_server::live::feed::resync(&live, &services.pool)
             .await

@@ -1,9 +1,38 @@
 //! Runs the real `api-server` binary as a child process for tests.
 
-#![allow(dead_code)]
-
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `api-server` binary with a clean environment: `PATH`, `RUST_LOG=info`, then `vars`,
+/// run in the temporary directory.
+pub fn api_server(vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `cmd` to its end: exit code (-1 for a signal), stdout and stderr.
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run api-server");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
@@ -18,7 +47,9 @@ pub fn free_port() -> u16 {
 pub struct ServerProcess {
     child: Option<Child>,
     pub port: u16,
-    pub log_path: std::path::PathBuf,
+    pub log_path: PathBuf,
+    /// Its `ADMIN_TOKEN`, sent by the request helpers below.
+    admin_token: Option<String>,
 }
 
 impl ServerProcess {
@@ -36,45 +67,63 @@ impl ServerProcess {
             uuid::Uuid::new_v4().simple()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-server"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+        let child = api_server(vars)
+            .arg("serve")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .current_dir(std::env::temp_dir())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .stdin(Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start api-server");
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start api-server");
+        let admin_token = vars
+            .iter()
+            .find(|(k, _)| *k == "ADMIN_TOKEN")
+            .map(|(_, v)| (*v).to_owned());
         let mut server = Self {
             child: Some(child),
             port,
             log_path,
+            admin_token,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if reqwest::get(server.url("/healthz")).await.is_ok() {
-                break;
-            }
-            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited early ({status}):\n{}", server.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start:\n{}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let base = server.url("");
+        wait_until_up(server.child.as_mut().unwrap(), &base, &server.log_path).await;
         server
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A request to `path`, with the server's `ADMIN_TOKEN` as bearer token if it has one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = reqwest::Client::new().request(method, self.url(path));
+        match &self.admin_token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// `GET path`: the status and the JSON body (`null` if there is none).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        answer(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// `POST path` with an optional JSON body: the status and the JSON body.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.request(reqwest::Method::POST, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        answer(req).await
+    }
+
+    /// Starts a manual run of `job` and returns its execution id.
+    pub async fn start_run(&self, job: &str) -> i64 {
+        let (status, body) = self
+            .post(&format!("/internal/api/v1/jobs/{job}/run"), None)
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body["data"]["execution_id"].as_i64().unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -139,6 +188,33 @@ impl Drop for ServerProcess {
         }
         let _ = std::fs::remove_file(&self.log_path);
     }
+}
+
+/// Waits until the server `child` answers `GET /healthz` at `base`; panics with its log
+/// if it exits first or takes more than a minute.
+pub async fn wait_until_up(child: &mut Child, base: &str, log: &Path) {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("server exited early ({status}):\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not start:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;
 use serde_json::json;
 
-use crate::TestApp;
+use super::TestApp;
 
 #[actix_web::test]
 async fn status_is_an_empty_list_before_anything_ran() {

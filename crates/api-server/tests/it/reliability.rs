@@ -3,136 +3,33 @@
 //! retries and catch-up. Runs use `audio_cleanup` against a local mock of Supabase Storage
 //! whose delete can be made slow.
 
-#[path = "support/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use db::testing::TestDatabase;
-use diesel::sql_types::{Integer, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use serde_json::json;
-use server::{eventually, free_port, ServerProcess};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    error_message: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    scheduled_for: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Text)]
-    triggered_by: String,
-    #[diesel(sql_type = Integer)]
-    attempt: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    worker_id: Option<String>,
-}
-
-async fn rows(conn: &mut AsyncPgConnection) -> Vec<Row> {
-    diesel::sql_query(
-        "SELECT id, status::text, error_message, scheduled_for, triggered_by::text, attempt, \
-         worker_id::text FROM job_executions WHERE job_name = 'audio_cleanup' ORDER BY id",
-    )
-    .load(conn)
-    .await
-    .unwrap()
-}
-
-/// A mock Storage with bucket `audio`; deletes answer after `delete_delay`.
-async fn storage(delete_delay: Duration) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/storage/v1/bucket/audio"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "audio", "name": "audio", "owner": "", "public": false,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
-        })))
-        .mount(&mock)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path("/storage/v1/object/audio"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(delete_delay),
-        )
-        .mount(&mock)
-        .await;
-    mock
-}
-
-async fn seed_old_audio(db: &TestDatabase) {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "INSERT INTO transcriptions (created_at, audio_file_path) \
-         VALUES (now() - interval '40 days', 'audio/user-1/a.webm')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
+use crate::support::executions::{audio_cleanup_run, audio_cleanup_runs, Execution};
+use crate::support::server::{eventually, free_port, ServerProcess};
+use crate::support::storage::{storage, SERVICE_ROLE_KEY};
+use crate::support::{seed_old_audio, server_vars, with};
 
 fn base_vars<'a>(db: &'a TestDatabase, mock: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("DATABASE_URL", db.url()),
-        ("DATABASE_POOL_SIZE", "3"),
-        ("SUPABASE_URL", mock),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
-        ("SUPABASE_MAX_ATTEMPTS", "1"),
-        ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
-        ("SCHEDULER_TICK_MS", "200"),
-        ("JOB_LEASE_SECS", "3"),
-        ("JOB_HEARTBEAT_SECS", "1"),
-        // Far-away schedules unless a test sets its own.
-        ("AUDIO_CLEANUP_SCHEDULE", "0 0 1 1 *"),
-        ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
-        ("MISFIRE_WINDOW_SECS", "0"),
-        // A run asked to stop while its Storage request hangs is abandoned after this.
-        ("JOB_CANCEL_GRACE_SECS", "2"),
-    ]
-}
-
-fn with<'a>(
-    mut vars: Vec<(&'a str, &'a str)>,
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push((k, v));
-    }
-    vars
-}
-
-async fn start_run(server: &ServerProcess) -> i64 {
-    let resp = reqwest::Client::new()
-        .post(server.url("/internal/api/v1/jobs/audio_cleanup/run"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        202,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-    let body: serde_json::Value = resp.json().await.unwrap();
-    body["data"]["execution_id"].as_i64().unwrap()
-}
-
-async fn row(db: &TestDatabase, id: i64) -> Row {
-    let mut conn = db.connect().await;
-    rows(&mut conn)
-        .await
-        .into_iter()
-        .find(|r| i64::from(r.id) == id)
-        .unwrap()
+    with(
+        server_vars(db, mock),
+        &[
+            ("SUPABASE_MAX_ATTEMPTS", "1"),
+            ("SUPABASE_REQUEST_TIMEOUT_SECS", "120"),
+            ("SCHEDULER_TICK_MS", "200"),
+            ("JOB_LEASE_SECS", "3"),
+            ("JOB_HEARTBEAT_SECS", "1"),
+            // A run asked to stop while its Storage request hangs is abandoned after this.
+            ("JOB_CANCEL_GRACE_SECS", "2"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,8 +50,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
         let (status, _) = s.terminate(Duration::from_secs(20)).await;
         assert!(status.success());
     }
-    let mut conn = db.connect().await;
-    let all = rows(&mut conn).await;
+    let all = audio_cleanup_runs(&db).await;
     let mut slots: Vec<DateTime<Utc>> = all.iter().filter_map(|r| r.scheduled_for).collect();
     let n = slots.len();
     slots.sort();
@@ -175,7 +71,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
     }
     // Every slot ran, except that on a loaded machine a slot arriving while the previous
     // run still went is recorded as skipped (the documented overlap policy).
-    let unexpected: Vec<&Row> = all
+    let unexpected: Vec<&Execution> = all
         .iter()
         .filter(|r| {
             r.status != "success"
@@ -205,7 +101,7 @@ async fn three_servers_run_each_per_second_slot_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let vars = base_vars(&db, &uri);
@@ -213,16 +109,16 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
     // 1. Restart: the same server (same port, so the same worker id) closes it at once.
     let port = free_port();
     let mut a = ServerProcess::start_on(port, &vars).await;
-    let first = start_run(&a).await;
+    let first = a.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(row(&db, first).await.status, "running");
+    assert_eq!(audio_cleanup_run(&db, first).await.status, "running");
     a.kill9().await;
     let a2 = ServerProcess::start_on(port, &vars).await;
     let closed = eventually(
         Duration::from_secs(10),
         "orphan closed on restart",
         || async {
-            let r = row(&db, first).await;
+            let r = audio_cleanup_run(&db, first).await;
             (r.status == "failed").then_some(r)
         },
     )
@@ -233,14 +129,14 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
         "{message}"
     );
     // The job is not blocked: a new run starts.
-    let second = start_run(&a2).await;
+    let second = a2.start_run("audio_cleanup").await;
     drop(a2); // killed by drop, like kill -9
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // 2. Another live server marks the dead server's run failed once its lease expires.
     let b = ServerProcess::start(&vars).await;
     let closed = eventually(Duration::from_secs(20), "lease expiry", || async {
-        let r = row(&db, second).await;
+        let r = audio_cleanup_run(&db, second).await;
         (r.status == "failed").then_some(r)
     })
     .await;
@@ -256,7 +152,7 @@ async fn a_killed_servers_run_is_closed_on_restart_and_by_another_live_server() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(8)).await;
     let uri = mock.uri();
     let vars = base_vars(&db, &uri);
@@ -265,10 +161,10 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
         ServerProcess::start(&vars).await,
         ServerProcess::start(&vars).await,
     ];
-    let id = start_run(&runner).await;
+    let id = runner.start_run("audio_cleanup").await;
     // Eight seconds: well past the 3 s lease, renewed every second.
     let done = eventually(Duration::from_secs(30), "the slow run to end", || async {
-        let r = row(&db, id).await;
+        let r = audio_cleanup_run(&db, id).await;
         (r.status != "running").then_some(r)
     })
     .await;
@@ -278,27 +174,29 @@ async fn a_slow_but_live_run_is_never_marked_by_other_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_interruption() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let mut server =
         ServerProcess::start(&with(base_vars(&db, &uri), &[("SHUTDOWN_GRACE_SECS", "1")])).await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, took) = server.terminate(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    let r = row(&db, id).await;
+    let r = audio_cleanup_run(&db, id).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.error_message.as_deref(), Some("interrupted by shutdown"));
-    let mut conn = db.connect().await;
-    assert!(rows(&mut conn).await.iter().all(|r| r.status != "running"));
+    assert!(audio_cleanup_runs(&db)
+        .await
+        .iter()
+        .all(|r| r.status != "running"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let server = ServerProcess::start(&with(
@@ -306,9 +204,9 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
         &[("AUDIO_CLEANUP_TIMEOUT_SECS", "1")],
     ))
     .await;
-    let id = start_run(&server).await;
+    let id = server.start_run("audio_cleanup").await;
     let r = eventually(Duration::from_secs(15), "timeout", || async {
-        let r = row(&db, id).await;
+        let r = audio_cleanup_run(&db, id).await;
         (r.status != "running").then_some(r)
     })
     .await;
@@ -319,7 +217,7 @@ async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     let db = TestDatabase::new().await;
-    seed_old_audio(&db).await;
+    seed_old_audio(&db, 1).await;
     // The key is refused: every attempt fails.
     let mock = MockServer::start().await;
     Mock::given(method("GET"))
@@ -342,8 +240,7 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     ))
     .await;
     let all = eventually(Duration::from_secs(30), "three attempts", || async {
-        let mut conn = db.connect().await;
-        let all = rows(&mut conn).await;
+        let all = audio_cleanup_runs(&db).await;
         (all.iter().filter(|r| r.status == "failed").count() == 3).then_some(all)
     })
     .await;
@@ -359,8 +256,7 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
         .contains("SUPABASE_SERVICE_ROLE_KEY"));
     // No fourth attempt.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut conn = db.connect().await;
-    assert_eq!(rows(&mut conn).await.len(), 3);
+    assert_eq!(audio_cleanup_runs(&db).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,14 +287,13 @@ async fn after_an_outage_the_latest_slot_is_caught_up_and_older_ones_are_recorde
     ))
     .await;
     let all = eventually(Duration::from_secs(20), "the catch-up run", || async {
-        let mut conn = db.connect().await;
-        let all = rows(&mut conn).await;
+        let all = audio_cleanup_runs(&db).await;
         all.iter()
             .any(|r| r.triggered_by == "catch_up" && r.status == "success")
             .then_some(all)
     })
     .await;
-    let skipped: Vec<&Row> = all
+    let skipped: Vec<&Execution> = all
         .iter()
         .filter(|r| {
             r.error_message
@@ -425,7 +320,7 @@ async fn the_server_survives_a_postgresql_restart_and_the_next_slot_runs() {
         ("DATABASE_URL", url.as_str()),
         ("DATABASE_POOL_SIZE", "3"),
         ("SUPABASE_URL", uri.as_str()),
-        ("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.dGVzdC1zaWduYXR1cmU"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
         ("AUDIO_CLEANUP_SCHEDULE", "*/2 * * * * *"),
         ("COST_UPDATE_SCHEDULE", "0 0 1 1 *"),
         ("SCHEDULER_TICK_MS", "200"),

@@ -1,0 +1,1 @@
+ALTER TABLE public.job_controls DROP COLUMN IF EXISTS version;

@@ -121,16 +121,81 @@ pub struct FailedChunk {
 }
 
 /// The deleted-object array: only `name` matters; entries without a string name are
-/// dropped (their objects then count as "not returned", never as deleted).
+/// dropped (their objects then count as "not returned", never as deleted). Read without
+/// building the records (1 000 of them per bulk delete, each with its metadata): every
+/// other field is skipped as it is parsed.
 pub(crate) fn deleted_names(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
-    let items: Vec<serde_json::Value> = serde_json::from_slice(body)?;
-    Ok(items
-        .into_iter()
-        .filter_map(|item| match item.get("name") {
-            Some(serde_json::Value::String(name)) => Some(name.clone()),
-            _ => None,
+    let entries: Vec<NameOnly> = serde_json::from_slice(body)?;
+    Ok(entries.into_iter().filter_map(|e| e.0).collect())
+}
+
+/// One entry of the deleted-object array: its `name` when the entry is an object whose
+/// `name` is a string, else nothing.
+struct NameOnly(Option<String>);
+
+impl<'de> Deserialize<'de> for NameOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+        struct Entry;
+        impl<'de> Visitor<'de> for Entry {
+            type Value = NameOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NameOnly, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    // A repeated key: the last one counts, as in a JSON object read whole.
+                    if key == "name" {
+                        name = map.next_value::<StringOrNot>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(NameOnly(name))
+            }
+            // Anything but an object is no record: skipped, as it was.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NameOnly, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(NameOnly(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+            fn visit_unit<E>(self) -> Result<NameOnly, E> {
+                Ok(NameOnly(None))
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
+/// A value kept when it is a string.
+struct StringOrNot(Option<String>);
+
+impl<'de> Deserialize<'de> for StringOrNot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => StringOrNot(Some(s)),
+            _ => StringOrNot(None),
         })
-        .collect())
+    }
 }
 
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -211,6 +276,14 @@ mod tests {
         .unwrap();
         assert_eq!(names, ["a", "b"]);
         assert!(deleted_names(b"{}").is_err());
+        // Entries that are no object, escapes, nesting and a repeated key.
+        let names = deleted_names(
+            br#"["x", 3, null, true, [{"name":"in"}], {"metadata":{"name":"meta"},"name":"q\u00e9\"1"},
+                {"name":"first","name":"last"}, {"name":{"nested":1}}]"#,
+        )
+        .unwrap();
+        assert_eq!(names, ["q\u{e9}\"1", "last"]);
+        assert!(deleted_names(b"[{\"name\":\"a\"}").is_err());
     }
 
     #[test]

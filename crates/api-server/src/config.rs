@@ -549,7 +549,7 @@ impl Config {
             supabase,
             scheduling,
             notify: notify::settings(&vars)?,
-            live: LiveSettings::from_vars(&vars)?,
+            live: live::live_settings(&vars)?,
             vars,
         })
     }

@@ -6,5 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
-pub mod live;
+pub use live_view as live;
 pub mod logging;

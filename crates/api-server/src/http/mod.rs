@@ -11,7 +11,8 @@ pub mod metrics;
 pub mod openapi;
 mod probes;
 mod status;
-pub mod views;
+/// The JSON shapes of executions and jobs, shared with the live view's event streams.
+pub use live_view::views;
 
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
+#![doc = include_str!("../README.md")]
+//!
 //! The live view: what every server holds in memory of the jobs' state, kept current by
-//! the change feed ([`feed`]), and the event streams that follow it.
+//! the change feed ([`feed`]), and the event streams that follow it; and the JSON shapes
+//! ([`views`]) in which the API and the streams show executions and jobs.
 //!
 //! The database stays the source of truth. The view holds the latest execution of each job
 //! (and through it the job list), so `GET /jobs/status` and `GET /jobs` answer without a
@@ -15,13 +18,14 @@
 //! it.
 
 pub mod feed;
+pub mod views;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use chrono::Utc;
 use jobs_core::{ExecutionRecord, Registry, Status};
 use tokio::sync::broadcast;
@@ -30,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use db::controls::JobControl;
 use secrecy::SecretString;
 
-use crate::http::views::{Data, ExecutionStatus, ExecutionView, JobView};
+use crate::views::{Data, ExecutionStatus, ExecutionView, JobView};
 
 /// Default of `LIVE_RESYNC_SECS`.
 pub const DEFAULT_RESYNC_SECS: u64 = 30;

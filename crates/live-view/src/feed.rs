@@ -25,7 +25,7 @@ use log::{info, warn};
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{LiveView, POLL_INTERVAL};
+use crate::{LiveView, POLL_INTERVAL};
 
 /// First wait before reconnecting a lost listener; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(200);

@@ -67,7 +67,18 @@ impl ServerProcess {
             uuid::Uuid::new_v4().simple()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = api_server(vars)
+        // Unless a test says otherwise, no slot falls due while it runs: the jobs' default
+        // schedules (02:00 and 03:00 UTC) would otherwise add a run to a test that happens
+        // to run at that hour, or catch one up on start.
+        let mut vars = vars.to_vec();
+        let schedules = ["AUDIO_CLEANUP_SCHEDULE", "COST_UPDATE_SCHEDULE"];
+        if !vars.iter().any(|(k, _)| schedules.contains(k)) {
+            vars.extend(schedules.map(|name| (name, "0 0 1 1 *")));
+            if !vars.iter().any(|(k, _)| *k == "MISFIRE_WINDOW_SECS") {
+                vars.push(("MISFIRE_WINDOW_SECS", "0"));
+            }
+        }
+        let child = api_server(&vars)
             .arg("serve")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .stdout(log.try_clone().unwrap())

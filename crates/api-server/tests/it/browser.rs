@@ -882,10 +882,14 @@ async fn run_now_goes_running_then_success() {
             .await,
         json!(true)
     );
-    let message = browser
-        .text("article[data-job=audio_cleanup] [data-role=run-message]")
+    // The event stream may show the run before the request's own answer brings its message.
+    browser
+        .wait_for(
+            "the run's message",
+            "(document.querySelector('article[data-job=audio_cleanup] [data-role=run-message]') \
+             || {}).textContent?.startsWith('Started run #')",
+        )
         .await;
-    assert!(message.starts_with("Started run #"), "{message}");
     browser.screenshot("1-running").await;
 
     wait_status(&browser, "audio_cleanup", "success").await;
@@ -1466,10 +1470,15 @@ async fn pause_and_resume_from_the_card_persist_and_a_disabled_job_offers_neithe
             ),
         )
         .await;
-    let message = browser
-        .text("article[data-job=audio_cleanup] [data-role=run-message]")
+    // The event stream may show the card resumed before the request's own answer comes
+    // back with its message.
+    browser
+        .wait_for(
+            "the resume message",
+            "(document.querySelector('article[data-job=audio_cleanup] [data-role=run-message]') \
+             || {}).textContent?.includes('is resumed')",
+        )
         .await;
-    assert!(message.contains("is resumed"), "{message}");
     assert_eq!(violations(&browser).await, json!([]));
     browser.close().await;
 }

@@ -328,13 +328,16 @@ impl ConnectTarget {
                     };
                     stream.and_then(|tcp| {
                         tcp.set_nodelay(true)?;
-                        // As for direct connections: a half-open one is found in a minute.
-                        socket2::SockRef::from(&tcp).set_tcp_keepalive(
-                            &socket2::TcpKeepalive::new()
-                                .with_time(Duration::from_secs(30))
-                                .with_interval(Duration::from_secs(10))
-                                .with_retries(3),
-                        )?;
+                        // The keepalives `parse` set for direct connections.
+                        let mut keepalive = socket2::TcpKeepalive::new()
+                            .with_time(self.config.get_keepalives_idle());
+                        if let Some(interval) = self.config.get_keepalives_interval() {
+                            keepalive = keepalive.with_interval(interval);
+                        }
+                        if let Some(retries) = self.config.get_keepalives_retries() {
+                            keepalive = keepalive.with_retries(retries);
+                        }
+                        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
                         Ok((Box::new(tcp) as Box<dyn Stream>, name.clone()))
                     })
                 }

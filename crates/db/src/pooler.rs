@@ -34,7 +34,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Replies wait here at most this long in bytes before a write is held back.
+/// Rewritten messages not yet taken by the socket, in bytes, beyond which a write waits.
 const MAX_PENDING_OUT: usize = 256 * 1024;
 
 /// A byte stream (TCP or TLS, client side of the PostgreSQL protocol) whose named

@@ -56,8 +56,8 @@
 //! | `SUPABASE_BACKOFF_MS` | `500` | first retry backoff (0–60000; the client's default) |
 //! | `SUPABASE_MAX_BACKOFF_MS` | `30000` | cap on one backoff (≥ `SUPABASE_BACKOFF_MS`; the client's default) |
 //! | `AUDIO_RETENTION_DAYS` | `30` | age after which audio is deleted (≥ 1) |
-//! | `AUDIO_CLEANUP_BATCH_SIZE` | `1000` | rows per page (1–10000) |
-//! | `AUDIO_CLEANUP_CONCURRENCY` | `4` | pages and Storage requests in flight (1–32; the client's default) |
+//! | `AUDIO_CLEANUP_BATCH_SIZE` | `1000` | rows per batch: bulk deletes, then one `UPDATE` (1–10000) |
+//! | `AUDIO_CLEANUP_CONCURRENCY` | `4` | batches and Storage requests in flight (1–32; the client's default) |
 //! | `AUDIO_CLEANUP_DRY_RUN` | `false` | every run only reports what it would delete |
 //! | `AUDIO_CLEANUP_SCHEDULE` | `0 2 * * *` | the job's schedule (any job: `<JOB_NAME>_SCHEDULE`) |
 //! | `COST_UPDATE_SCHEDULE` | `0 3 * * *` | the job's schedule |

@@ -11,13 +11,62 @@
 //!
 //! The same index serves [`referenced_page`]: the rows *inside* the retention period that
 //! still point at audio, whose objects the job must not delete.
+//!
+//! Each candidate carries where its row version lies in the table ([`RowLocation`], the
+//! `ctid`), so that [`mark_audio_deleted`] reaches it directly instead of looking each id
+//! up in the primary key again; a row that moved since it was read is found by id.
 
 use chrono::{DateTime, Utc};
+use std::io::Write;
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{index_plan, DbError};
+
+/// PostgreSQL's `tid`: where a row version lies in its table.
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
+#[diesel(postgres_type(oid = 27, array_oid = 1010))]
+pub struct Tid;
+
+/// A row version's place in the table (its `ctid`): a block and an item in it. It stays
+/// valid while the version lives; an update, or a table rewrite, gives the row another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, FromSqlRow, AsExpression)]
+#[diesel(sql_type = Tid)]
+pub struct RowLocation {
+    /// The block number.
+    pub block: u32,
+    /// The item's number in the block (from 1).
+    pub item: u16,
+}
+
+impl FromSql<Tid, Pg> for RowLocation {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        // `tidsend`: the block as a 4-byte and the item as a 2-byte integer, big-endian.
+        match *value.as_bytes() {
+            [b0, b1, b2, b3, i0, i1] => Ok(Self {
+                block: u32::from_be_bytes([b0, b1, b2, b3]),
+                item: u16::from_be_bytes([i0, i1]),
+            }),
+            ref other => Err(format!("a tid is 6 bytes, got {}", other.len()).into()),
+        }
+    }
+}
+
+impl ToSql<Tid, Pg> for RowLocation {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(&self.block.to_be_bytes())?;
+        out.write_all(&self.item.to_be_bytes())?;
+        Ok(IsNull::No)
+    }
+}
 
 /// A transcription whose audio is due for deletion.
 #[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
@@ -31,6 +80,9 @@ pub struct CleanupCandidate {
     /// Where the audio lives, exactly as stored (never `NULL` here).
     #[diesel(sql_type = Text)]
     pub audio_file_path: String,
+    /// Where the row version read lies in the table.
+    #[diesel(sql_type = Tid)]
+    pub location: RowLocation,
 }
 
 impl CleanupCandidate {
@@ -110,7 +162,7 @@ async fn page(
     limit: i64,
 ) -> Result<Vec<CleanupCandidate>, DbError> {
     let base = format!(
-        "SELECT id, created_at, audio_file_path FROM transcriptions \
+        "SELECT id, created_at, audio_file_path, ctid AS location FROM transcriptions \
          WHERE audio_deleted_at IS NULL AND audio_file_path IS NOT NULL AND {bound}"
     );
     index_plan::begin(conn).await?;
@@ -137,18 +189,27 @@ async fn page(
     index_plan::finish(conn, rows).await
 }
 
-/// Sets `audio_deleted_at = now()` on the given rows in one statement, and returns how many
-/// rows it changed.
+/// Sets `audio_deleted_at = now()` on the given rows, and returns how many rows it
+/// changed.
 ///
-/// Each row is given with the `audio_file_path` it was read with, and is changed only if
-/// it still has that path and is still unmarked: a row whose path the application changed
-/// since it was read (a new upload) keeps its new file's claim, and a row marked meanwhile
-/// by another run is left alone.
+/// Each row is changed only if it still has the `audio_file_path` it was read with and is
+/// still unmarked: a row whose path the application changed since it was read (a new
+/// upload) keeps its new file's claim, and a row marked meanwhile by another run is left
+/// alone. The rows are reached by the [`RowLocation`] they were read at; those that moved
+/// since (any update gives a row a new location) are then looked up by id, in the same
+/// transaction.
 pub async fn mark_audio_deleted<'a>(
     conn: &mut AsyncPgConnection,
-    rows: impl IntoIterator<Item = (Uuid, &'a str)>,
+    rows: impl IntoIterator<Item = &'a CleanupCandidate>,
 ) -> Result<usize, DbError> {
-    let (ids, paths): (Vec<Uuid>, Vec<&str>) = rows.into_iter().unzip();
+    let mut locations = Vec::new();
+    let mut ids = Vec::new();
+    let mut paths = Vec::new();
+    for row in rows {
+        locations.push(row.location);
+        ids.push(row.id);
+        paths.push(row.audio_file_path.as_str());
+    }
     if ids.is_empty() {
         return Ok(0);
     }
@@ -156,16 +217,42 @@ pub async fn mark_audio_deleted<'a>(
     // answers that its object is gone (the key's delete rights are proven first), and the
     // row is marked then. So the commit need not wait for the disk.
     index_plan::begin_redoable(conn).await?;
-    let changed = diesel::sql_query(
+    let changed = mark(conn, &locations, &ids, &paths).await;
+    index_plan::finish(conn, changed).await
+}
+
+async fn mark(
+    conn: &mut AsyncPgConnection,
+    locations: &[RowLocation],
+    ids: &[Uuid],
+    paths: &[&str],
+) -> Result<usize, diesel::result::Error> {
+    let in_place = diesel::sql_query(
+        "UPDATE transcriptions AS t SET audio_deleted_at = now() \
+         FROM unnest($1::tid[], $2::uuid[], $3::text[]) AS m(location, id, path) \
+         WHERE t.ctid = m.location AND t.id = m.id AND t.audio_file_path = m.path \
+         AND t.audio_deleted_at IS NULL",
+    )
+    .bind::<Array<Tid>, _>(locations)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Text>, _>(paths)
+    .execute(conn)
+    .await?;
+    if in_place == ids.len() {
+        return Ok(in_place);
+    }
+    // Some rows moved, or no longer qualify: the rest by id (the rows just marked no
+    // longer match `audio_deleted_at IS NULL`).
+    let moved = diesel::sql_query(
         "UPDATE transcriptions AS t SET audio_deleted_at = now() \
          FROM unnest($1::uuid[], $2::text[]) AS m(id, path) \
          WHERE t.id = m.id AND t.audio_file_path = m.path AND t.audio_deleted_at IS NULL",
     )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
-    .bind::<Array<Text>, _>(&paths)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Text>, _>(paths)
     .execute(conn)
-    .await;
-    index_plan::finish(conn, changed).await
+    .await?;
+    Ok(in_place + moved)
 }
 
 #[cfg(all(test, feature = "testing"))]
@@ -242,6 +329,24 @@ mod tests {
             seen += page.len();
         }
         assert_eq!(seen, 50000);
+
+        // The marking reaches each row where it was read, without a scan or a sort.
+        index_plan::begin_redoable(&mut conn).await.expect("begin");
+        let plan: Result<Vec<Plan>, _> = diesel::sql_query(
+            "EXPLAIN UPDATE transcriptions AS t SET audio_deleted_at = now() \
+             FROM unnest($1::tid[], $2::uuid[], $3::text[]) AS m(location, id, path) \
+             WHERE t.ctid = m.location AND t.id = m.id AND t.audio_file_path = m.path \
+             AND t.audio_deleted_at IS NULL",
+        )
+        .bind::<Array<Tid>, _>(vec![RowLocation { block: 0, item: 1 }])
+        .bind::<Array<diesel::sql_types::Uuid>, _>(vec![Uuid::nil()])
+        .bind::<Array<Text>, _>(vec!["audio/u1.webm"])
+        .load(&mut conn)
+        .await;
+        let plan = index_plan::finish(&mut conn, plan).await.expect("explain");
+        let plan: Vec<String> = plan.into_iter().map(|p| p.line).collect();
+        assert!(plan.iter().any(|l| l.contains("Tid Scan")), "{plan:#?}");
+        assert!(!plan.iter().any(|l| l.contains("Seq Scan")), "{plan:#?}");
         // The settings did not outlive the job's transaction.
         #[derive(diesel::QueryableByName)]
         struct Setting {
@@ -253,5 +358,102 @@ mod tests {
             .await
             .expect("show");
         assert_eq!(setting.enable_sort, "on");
+    }
+
+    /// Rows of `(path)` created long ago, in insertion order.
+    async fn old_rows(conn: &mut AsyncPgConnection, paths: &[&str]) -> Vec<CleanupCandidate> {
+        for path in paths {
+            diesel::sql_query(
+                "INSERT INTO transcriptions (created_at, audio_file_path) \
+                 VALUES (now() - interval '40 days', $1)",
+            )
+            .bind::<Text, _>(*path)
+            .execute(conn)
+            .await
+            .expect("insert");
+        }
+        let cutoff = retention_cutoff(conn, 30).await.expect("cutoff");
+        candidates_page(conn, cutoff, None, 100)
+            .await
+            .expect("page")
+    }
+
+    async fn marked(conn: &mut AsyncPgConnection) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Path {
+            #[diesel(sql_type = Text)]
+            audio_file_path: String,
+        }
+        let rows: Vec<Path> = diesel::sql_query(
+            "SELECT audio_file_path FROM transcriptions WHERE audio_deleted_at IS NOT NULL \
+             ORDER BY audio_file_path",
+        )
+        .load(conn)
+        .await
+        .expect("marked");
+        rows.into_iter().map(|p| p.audio_file_path).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_that_moved_since_they_were_read_are_marked_by_id() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let rows = old_rows(&mut conn, &["a/1.webm", "a/2.webm", "a/3.webm", "a/4.webm"]).await;
+        assert_eq!(rows.len(), 4);
+        // Row 2 is updated in a column the job does not look at: a new version, elsewhere.
+        // Row 3 gets a new upload. Row 4 is marked by someone else.
+        conn.batch_execute(
+            "UPDATE transcriptions SET cost_status = 'pending' WHERE audio_file_path = 'a/2.webm'; \
+             UPDATE transcriptions SET audio_file_path = 'a/3-new.webm' WHERE audio_file_path = 'a/3.webm'; \
+             UPDATE transcriptions SET audio_deleted_at = now() WHERE audio_file_path = 'a/4.webm'",
+        )
+        .await
+        .expect("updates");
+        let moved = candidates_page(&mut conn, Utc::now(), None, 100)
+            .await
+            .expect("page");
+        let before = rows
+            .iter()
+            .find(|r| r.audio_file_path == "a/2.webm")
+            .expect("row 2");
+        let after = moved
+            .iter()
+            .find(|r| r.id == before.id)
+            .expect("row 2 again");
+        assert_ne!(after.location, before.location, "an update moves a row");
+
+        let changed = mark_audio_deleted(&mut conn, &rows).await.expect("mark");
+
+        assert_eq!(changed, 2);
+        assert_eq!(
+            marked(&mut conn).await,
+            ["a/1.webm", "a/2.webm", "a/4.webm"]
+        );
+        // Marking again changes nothing.
+        assert_eq!(
+            mark_audio_deleted(&mut conn, &rows).await.expect("again"),
+            0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_location_now_holding_another_row_marks_only_the_row_read() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let rows = old_rows(&mut conn, &["b/1.webm", "b/2.webm"]).await;
+        let by_path = |path: &str| {
+            rows.iter()
+                .find(|r| r.audio_file_path == path)
+                .cloned()
+                .expect("row")
+        };
+        // Row 1 as read before a table rewrite put row 2 where row 1 was.
+        let mut stale = by_path("b/1.webm");
+        stale.location = by_path("b/2.webm").location;
+
+        let changed = mark_audio_deleted(&mut conn, [&stale]).await.expect("mark");
+
+        assert_eq!(changed, 1);
+        assert_eq!(marked(&mut conn).await, ["b/1.webm"]);
     }
 }

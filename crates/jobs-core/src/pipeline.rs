@@ -8,7 +8,9 @@
 //! [`run`] drives it:
 //!
 //! - pages are read one after another; the next page is read as soon as every item of
-//!   the last one has started, so at most one page waits while items are in flight;
+//!   the last one has started (or, for a job that reads large pages, as soon as only
+//!   [`Pipeline::read_ahead`] items of it are left), so at most one page waits while items
+//!   are in flight;
 //! - up to [`Settings::concurrency`] items are processed at once, across page boundaries;
 //! - results are handed to the writer in batches of [`Settings::batch`] (the last one
 //!   shorter); up to [`Settings::writers`] batches are written at a time while the next
@@ -69,6 +71,22 @@ impl<I, C> Page<I, C> {
             None
         };
         Self { items: rows, next }
+    }
+
+    /// The page cut into items of `size` rows (the last one shorter), for a job whose
+    /// unit of work is a group of rows (one bulk call per group) and that reads several
+    /// groups at a time. An empty page has no item.
+    pub fn chunks(self, size: usize) -> Page<Vec<I>, C> {
+        let size = size.max(1);
+        let mut items = Vec::with_capacity(self.items.len().div_ceil(size));
+        let mut rows = self.items.into_iter().peekable();
+        while rows.peek().is_some() {
+            items.push(rows.by_ref().take(size).collect());
+        }
+        Page {
+            items,
+            next: self.next,
+        }
     }
 
     /// The whole page as one item, for a job whose unit of work is a page (one bulk call
@@ -356,6 +374,14 @@ pub trait Pipeline: Send + Sync {
     fn concurrency_limit(&self) -> Option<usize> {
         None
     }
+
+    /// How many items of the last page may still be waiting to start when the next page
+    /// is read: 0 (the default) reads it once every item has started. A job whose pages
+    /// hold many items and take long to read says more, so that the read overlaps the
+    /// work instead of stalling it; up to this many items more are then held at once.
+    fn read_ahead(&self) -> usize {
+        0
+    }
 }
 
 /// How much work a run keeps in flight.
@@ -505,7 +531,7 @@ pub async fn run<P: Pipeline>(
                         .boxed(),
                 );
             }
-            if queue.is_empty() && matches!(scan, Scan::Next(_)) {
+            if queue.len() <= pipeline.read_ahead() && matches!(scan, Scan::Next(_)) {
                 if let Scan::Next(after) = std::mem::replace(&mut scan, Scan::Fetching) {
                     work.push(pipeline.fetch(after).map(Event::Fetched).boxed());
                 }
@@ -664,6 +690,10 @@ mod tests {
         fail_fetch_after: Option<u32>,
         /// Writing fails.
         fail_write: bool,
+        /// Items of a page left to start when the next one is read.
+        read_ahead: usize,
+        /// How many items had started at each read.
+        started_at_fetch: Mutex<Vec<usize>>,
     }
 
     impl Default for Numbers {
@@ -684,6 +714,8 @@ mod tests {
                 abort_at: None,
                 fail_fetch_after: None,
                 fail_write: false,
+                read_ahead: 0,
+                started_at_fetch: Mutex::new(Vec::new()),
             }
         }
     }
@@ -711,6 +743,8 @@ mod tests {
 
         async fn fetch(&self, after: Option<u32>) -> Result<Page<u32, u32>, String> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            let started = self.started.lock().unwrap().len();
+            self.started_at_fetch.lock().unwrap().push(started);
             if after.is_some() && after == self.fail_fetch_after {
                 return Err(format!("cannot read after {after:?}"));
             }
@@ -792,6 +826,10 @@ mod tests {
         fn concurrency_limit(&self) -> Option<usize> {
             Some(7)
         }
+
+        fn read_ahead(&self) -> usize {
+            self.read_ahead
+        }
     }
 
     fn ctx() -> (JobContext, CancellationToken) {
@@ -838,6 +876,28 @@ mod tests {
         assert_eq!(report.totals.stats.get("written"), 10);
         // Published after each write, and the last one is the final count.
         assert_eq!(ctx.last_progress(), Some(report.totals.stats.clone()));
+    }
+
+    #[tokio::test]
+    async fn the_next_page_is_read_when_only_the_read_ahead_is_left_to_start() {
+        for (read_ahead, expected) in [(0, [0, 10, 20]), (3, [0, 7, 17])] {
+            let numbers = Numbers {
+                items: 20,
+                page: 10,
+                read_ahead,
+                ..Numbers::default()
+            };
+            let (ctx, _) = ctx();
+            let report = go(&numbers, &ctx, 1, 4).await;
+
+            assert_eq!(report.end, End::Done);
+            assert_eq!(numbers.all_written(), (0..20).collect::<Vec<_>>());
+            assert_eq!(
+                *numbers.started_at_fetch.lock().unwrap(),
+                expected,
+                "read ahead {read_ahead}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1062,6 +1122,16 @@ mod tests {
         let short = Page::keyset(vec![1, 2], 3, |n| *n * 10);
         assert_eq!(short.next, None);
         assert_eq!(full.whole().items, [vec![1, 2, 3]]);
+        let page = Page::keyset(vec![1, 2, 3, 4, 5], 5, |n| *n);
+        assert_eq!(page.chunks(2).items, [vec![1, 2], vec![3, 4], vec![5]]);
+        assert_eq!(
+            Page::keyset(vec![1, 2], 5, |n| *n).chunks(2).items,
+            [vec![1, 2]]
+        );
+        assert!(Page::<u8, u8>::keyset(Vec::new(), 3, |n| *n)
+            .chunks(2)
+            .items
+            .is_empty());
         assert!(Page::<u8, u8>::keyset(Vec::new(), 3, |n| *n)
             .whole()
             .items

@@ -1034,23 +1034,22 @@ async fn marking_leaves_rows_whose_path_changed_since_they_were_read() {
     let db = TestDatabase::new().await;
     seed(&db, OLD, Some("audio/u/new-upload.webm")).await;
     let mut conn = db.connect().await;
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: uuid::Uuid,
-    }
-    let row: Id = diesel::sql_query("SELECT id FROM transcriptions")
-        .get_result(&mut conn)
+    let cutoff = db::cleanup::retention_cutoff(&mut conn, 30).await.unwrap();
+    let rows = db::cleanup::candidates_page(&mut conn, cutoff, None, 10)
         .await
         .unwrap();
+    assert_eq!(rows.len(), 1);
+    // The same row as read before the application stored a new upload in it.
+    let mut read_before = rows[0].clone();
+    read_before.audio_file_path = "audio/u/old.webm".to_owned();
 
-    let stale = db::cleanup::mark_audio_deleted(&mut conn, [(row.id, "audio/u/old.webm")])
+    let stale = db::cleanup::mark_audio_deleted(&mut conn, [&read_before])
         .await
         .unwrap();
-    let current = db::cleanup::mark_audio_deleted(&mut conn, [(row.id, "audio/u/new-upload.webm")])
+    let current = db::cleanup::mark_audio_deleted(&mut conn, &rows)
         .await
         .unwrap();
-    let again = db::cleanup::mark_audio_deleted(&mut conn, [(row.id, "audio/u/new-upload.webm")])
+    let again = db::cleanup::mark_audio_deleted(&mut conn, &rows)
         .await
         .unwrap();
 

@@ -98,7 +98,8 @@ const STORAGE_FAILURE_LIMIT: u32 = 3;
 /// Reading many at once visits each table page fewer times when the index order is not
 /// the table's (rows sharing one `created_at`): with 1 000 000 such rows, the reads cost
 /// PostgreSQL 6.0 s of CPU 1000 rows at a time and 2.8 s 50 000 at a time
-/// (BENCHMARKS.md). Memory: a few MiB.
+/// (BENCHMARKS.md). Memory: about one and a half reads (see `read_ahead`),
+/// a few MiB with short paths, some 45 MiB if every path were a 500-character URL.
 pub const ROWS_PER_READ: usize = 50_000;
 
 /// Batches of `batch_size` rows read by one page query.

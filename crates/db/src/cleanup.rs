@@ -16,9 +16,9 @@
 //! `ctid`), so that [`mark_audio_deleted`] reaches it directly instead of looking each id
 //! up in the primary key again; a row that moved since it was read is found by id.
 
-use chrono::{DateTime, Utc};
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
@@ -30,9 +30,7 @@ use uuid::Uuid;
 use crate::{index_plan, DbError};
 
 /// PostgreSQL's `tid`: where a row version lies in its table.
-#[derive(
-    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
-)]
+#[derive(Debug, Clone, Copy, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
 #[diesel(postgres_type(oid = 27, array_oid = 1010))]
 pub struct Tid;
 
@@ -221,23 +219,25 @@ pub async fn mark_audio_deleted<'a>(
     index_plan::finish(conn, changed).await
 }
 
+/// Marks the rows still at the locations they were read at (`$1`), with their ids (`$2`)
+/// and paths (`$3`): a nested loop of `Tid Scan`s under the pinned plan.
+const MARK_IN_PLACE: &str = "UPDATE transcriptions AS t SET audio_deleted_at = now() \
+     FROM unnest($1::tid[], $2::uuid[], $3::text[]) AS m(location, id, path) \
+     WHERE t.ctid = m.location AND t.id = m.id AND t.audio_file_path = m.path \
+     AND t.audio_deleted_at IS NULL";
+
 async fn mark(
     conn: &mut AsyncPgConnection,
     locations: &[RowLocation],
     ids: &[Uuid],
     paths: &[&str],
 ) -> Result<usize, diesel::result::Error> {
-    let in_place = diesel::sql_query(
-        "UPDATE transcriptions AS t SET audio_deleted_at = now() \
-         FROM unnest($1::tid[], $2::uuid[], $3::text[]) AS m(location, id, path) \
-         WHERE t.ctid = m.location AND t.id = m.id AND t.audio_file_path = m.path \
-         AND t.audio_deleted_at IS NULL",
-    )
-    .bind::<Array<Tid>, _>(locations)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
-    .bind::<Array<Text>, _>(paths)
-    .execute(conn)
-    .await?;
+    let in_place = diesel::sql_query(MARK_IN_PLACE)
+        .bind::<Array<Tid>, _>(locations)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Text>, _>(paths)
+        .execute(conn)
+        .await?;
     if in_place == ids.len() {
         return Ok(in_place);
     }
@@ -332,17 +332,12 @@ mod tests {
 
         // The marking reaches each row where it was read, without a scan or a sort.
         index_plan::begin_redoable(&mut conn).await.expect("begin");
-        let plan: Result<Vec<Plan>, _> = diesel::sql_query(
-            "EXPLAIN UPDATE transcriptions AS t SET audio_deleted_at = now() \
-             FROM unnest($1::tid[], $2::uuid[], $3::text[]) AS m(location, id, path) \
-             WHERE t.ctid = m.location AND t.id = m.id AND t.audio_file_path = m.path \
-             AND t.audio_deleted_at IS NULL",
-        )
-        .bind::<Array<Tid>, _>(vec![RowLocation { block: 0, item: 1 }])
-        .bind::<Array<diesel::sql_types::Uuid>, _>(vec![Uuid::nil()])
-        .bind::<Array<Text>, _>(vec!["audio/u1.webm"])
-        .load(&mut conn)
-        .await;
+        let plan: Result<Vec<Plan>, _> = diesel::sql_query(format!("EXPLAIN {MARK_IN_PLACE}"))
+            .bind::<Array<Tid>, _>(vec![RowLocation { block: 0, item: 1 }])
+            .bind::<Array<diesel::sql_types::Uuid>, _>(vec![Uuid::nil()])
+            .bind::<Array<Text>, _>(vec!["audio/u1.webm"])
+            .load(&mut conn)
+            .await;
         let plan = index_plan::finish(&mut conn, plan).await.expect("explain");
         let plan: Vec<String> = plan.into_iter().map(|p| p.line).collect();
         assert!(plan.iter().any(|l| l.contains("Tid Scan")), "{plan:#?}");
@@ -392,6 +387,32 @@ mod tests {
         .await
         .expect("marked");
         rows.into_iter().map(|p| p.audio_file_path).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_read_are_found_again_at_their_location() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let rows = old_rows(&mut conn, &["c/1.webm", "c/2.webm", "c/3.webm"]).await;
+        let locations: Vec<RowLocation> = rows.iter().map(|r| r.location).collect();
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.audio_file_path.as_str()).collect();
+
+        // The in-place statement alone, without the look-up by id behind it: the
+        // locations read come back as the same `tid`s.
+        let changed = diesel::sql_query(MARK_IN_PLACE)
+            .bind::<Array<Tid>, _>(&locations)
+            .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+            .bind::<Array<Text>, _>(&paths)
+            .execute(&mut conn)
+            .await
+            .expect("mark in place");
+
+        assert_eq!(changed, 3);
+        assert_eq!(
+            marked(&mut conn).await,
+            ["c/1.webm", "c/2.webm", "c/3.webm"]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

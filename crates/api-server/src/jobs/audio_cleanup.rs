@@ -45,10 +45,11 @@
 //! The work runs on the shared batch pipeline ([`jobs_core::pipeline`]) with a batch of
 //! `AUDIO_CLEANUP_BATCH_SIZE` rows as its unit: the candidates are read about
 //! [`ROWS_PER_READ`] rows (whole batches) at a time while up to
-//! `AUDIO_CLEANUP_CONCURRENCY` batches are in flight, each batch sending one bulk delete per bucket (1000 names at most per
-//! call), then one `UPDATE` for the rows it confirmed. A fatal answer, a failed
-//! mark or the Storage failure streak *drains* the run: nothing more is read or sent, and
-//! the batches in flight finish and mark what they confirmed.
+//! `AUDIO_CLEANUP_CONCURRENCY` batches are in flight, each batch sending one bulk delete
+//! per bucket (1000 names at most per call), then one `UPDATE` for the rows it
+//! confirmed. A fatal answer, a failed mark or the Storage failure streak *drains* the
+//! run: nothing more is read or sent, and the batches in flight finish and mark what they
+//! confirmed.
 //!
 //! Stats, one per row considered (rows, not distinct objects: when several rows name the
 //! same object, Storage is asked once and every one of them counts):

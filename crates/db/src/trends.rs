@@ -27,7 +27,7 @@ pub struct DayTrend {
     #[diesel(sql_type = Nullable<BigInt>)]
     pub p95_ms: Option<i64>,
     /// The sum of each numeric stats key over the day's runs (`{}` without runs).
-    #[diesel(sql_type = Jsonb)]
+    #[diesel(sql_type = Jsonb, deserialize_as = crate::models::StoredJson)]
     pub stats: serde_json::Value,
 }
 

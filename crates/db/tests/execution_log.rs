@@ -539,3 +539,66 @@ async fn runs_and_leases_longer_than_an_int_of_milliseconds_still_close() {
         .unwrap();
     assert_eq!(record.duration_ms, Some(i64::from(i32::MAX)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_that_json_parsers_refuse_are_read_as_their_text_and_never_fail_the_read() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    // PostgreSQL keeps numbers beyond f64 and deep nesting; another writer may have left
+    // them. Each row must still be served, with what it holds.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    diesel::sql_query(format!(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, stats) VALUES \
+           ('audio_cleanup', 'success', now() - interval '3 hours', now(), 5, '{{\"deleted\": 1e400, \"failed\": 1}}'), \
+           ('audio_cleanup', 'success', now() - interval '2 hours', now(), 5, '{deep}'), \
+           ('audio_cleanup', 'success', now() - interval '1 hour', now(), 5, NULL), \
+           ('cost_update', 'success', now() - interval '1 hour', now(), 5, '{{\"updated\": 1e400}}')"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let query = db::executions::HistoryQuery {
+        job_name: Some("audio_cleanup".into()),
+        status: None,
+        trigger: None,
+        since: Utc::now() - chrono::Duration::days(1),
+        until: Utc::now() + chrono::Duration::days(1),
+        before: None,
+        limit: 50,
+    };
+    let history = db::executions::history(&mut conn, &query).await.unwrap();
+    let stats: Vec<serde_json::Value> = history.iter().map(|r| r.stats.clone()).collect();
+    assert_eq!(stats.len(), 3, "{stats:?}");
+    assert_eq!(
+        stats[0],
+        serde_json::json!({}),
+        "NULL reads as an empty object"
+    );
+    let deep_text = stats[1].as_str().expect("deep nesting read as its text");
+    assert!(
+        deep_text.starts_with("[[[[") && deep_text.contains('1'),
+        "{deep_text}"
+    );
+    let big = stats[2].as_str().expect("an f64 overflow read as its text");
+    assert!(
+        big.contains("\"deleted\"") && big.contains("\"failed\": 1"),
+        "{big}"
+    );
+    // PostgreSQL writes 1e400 out in full; the text keeps every digit.
+    assert!(big.contains(&format!("1{}", "0".repeat(400))), "{big}");
+
+    let latest = db::executions::latest_per_job(&mut conn).await.unwrap();
+    assert_eq!(latest.len(), 2, "{latest:?}");
+    assert!(latest
+        .iter()
+        .any(|r| r.job_name == "cost_update" && r.stats.is_string()));
+
+    // The day's sums overflow f64 too: read as their text, the other figures intact.
+    let days = db::trends::daily(&mut conn, "cost_update", 1)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!((days[0].runs, days[0].succeeded), (1, 1));
+    assert!(days[0].stats.is_string(), "{:?}", days[0].stats);
+}

@@ -101,6 +101,33 @@ async fn a_failed_latest_execution_carries_its_error_message() {
 }
 
 #[actix_web::test]
+async fn stats_no_json_parser_reads_are_served_as_their_text_on_every_route() {
+    let app = TestApp::new(&[]).await;
+    // PostgreSQL keeps a number beyond f64; the replaced system or a manual edit may have
+    // left one.
+    app.exec(
+        "INSERT INTO job_executions (id, job_name, status, started_at, completed_at, duration_ms, stats) \
+         VALUES (7, 'audio_cleanup', 'success', now() - interval '1 hour', now(), 5, '{\"deleted\": 1e400}')",
+    )
+    .await;
+    for uri in [
+        "/internal/api/v1/jobs/status",
+        "/internal/api/v1/jobs",
+        "/internal/api/v1/jobs/executions",
+        "/internal/api/v1/jobs/executions/7",
+        "/internal/api/v1/jobs/audio_cleanup/trends?days=2",
+    ] {
+        let (status, _, body) = app.call(TestRequest::get().uri(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    }
+    let (_, _, body) = app
+        .call(TestRequest::get().uri("/internal/api/v1/jobs/executions/7"))
+        .await;
+    let stats = body["data"]["stats"].as_str().unwrap_or_default();
+    assert!(stats.starts_with("{\"deleted\": 1000"), "{body}");
+}
+
+#[actix_web::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::new(&[]).await;
     let (status, _, body) = app.call(TestRequest::get().uri("/healthz")).await;

@@ -200,7 +200,9 @@ pub async fn running_counts(conn: &mut AsyncPgConnection) -> Result<Vec<(String,
 
 /// Deletes finished executions that started more than `retention_days` ago, `batch` rows
 /// per statement so that no statement holds many locks or runs long; returns how many
-/// rows went. Running executions are never deleted.
+/// rows went. Running executions are never deleted, nor the history of the system this
+/// service took the table over from: its rows are the ones without a `worker_id`, which
+/// every execution recorded here has. That history is the operator's to delete.
 pub async fn prune(
     conn: &mut AsyncPgConnection,
     retention_days: i32,
@@ -213,6 +215,7 @@ pub async fn prune(
             "DELETE FROM job_executions WHERE id IN ( \
                SELECT id FROM job_executions \
                WHERE started_at < now() - make_interval(days => $1) AND status <> 'running' \
+                 AND worker_id IS NOT NULL \
                ORDER BY started_at LIMIT $2)",
         )
         .bind::<Integer, _>(retention_days)

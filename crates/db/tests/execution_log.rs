@@ -383,17 +383,20 @@ async fn pruning_deletes_old_finished_executions_in_batches_and_keeps_the_rest()
     let db = TestDatabase::new().await;
     let mut conn = db.connect().await;
     diesel::sql_query(
-        "INSERT INTO job_executions (job_name, status, started_at) \
-         SELECT 'audio_cleanup', 'success', now() - (n || ' days')::interval \
+        "INSERT INTO job_executions (job_name, status, started_at, worker_id) \
+         SELECT 'audio_cleanup', 'success', now() - (n || ' days')::interval, 'web-1:8080' \
          FROM generate_series(1, 150) n",
     )
     .execute(&mut conn)
     .await
     .unwrap();
-    // An ancient execution still marked running is left to lease expiry, not pruned.
+    // An ancient execution still marked running is left to lease expiry, not pruned, and
+    // the history of the system the table was taken over from (no worker) is kept.
     diesel::sql_query(
-        "INSERT INTO job_executions (job_name, status, started_at) \
-         VALUES ('cost_update', 'running', now() - interval '200 days')",
+        "INSERT INTO job_executions (job_name, status, started_at, worker_id) \
+         VALUES ('cost_update', 'running', now() - interval '200 days', 'web-1:8080'), \
+                ('cost_update', 'success', now() - interval '3 years', NULL), \
+                ('audio_cleanup', 'failed', now() - interval '100 days', NULL)",
     )
     .execute(&mut conn)
     .await
@@ -409,7 +412,7 @@ async fn pruning_deletes_old_finished_executions_in_batches_and_keeps_the_rest()
         .get_result(&mut conn)
         .await
         .unwrap();
-    assert_eq!(left.n, 90);
+    assert_eq!(left.n, 92);
     let again = db::executions::prune(&mut conn, 90, 7).await.unwrap();
     assert_eq!(again, 0);
 }

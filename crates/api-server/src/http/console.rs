@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::{rfc3339, Data, ErrorBody, EventView, JobControlView, TrendDay, WorkerView};
-use super::{auth, ApiError, AppState};
+use super::{auth, ApiError, AppState, MAX_JSON_BODY};
 
 /// Longest pause reason accepted, in characters.
 const MAX_REASON_CHARS: usize = 500;
@@ -35,6 +35,24 @@ fn known_job(state: &AppState, job_name: &str) -> Result<(), ApiError> {
             state.registry.names().join(", ")
         ),
     ))
+}
+
+/// A body of any content type, at most [`MAX_JSON_BODY`] bytes; a larger one gets the
+/// JSON error, not actix's plain-text 413.
+async fn read_body(body: web::Payload) -> Result<web::Bytes, ApiError> {
+    match body.to_bytes_limited(MAX_JSON_BODY).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {MAX_JSON_BODY} bytes"),
+        )),
+    }
 }
 
 fn parse_pause_body(body: &[u8]) -> Result<Option<String>, ApiError> {
@@ -89,9 +107,10 @@ pub async fn pause(
     req: HttpRequest,
     state: web::Data<AppState>,
     job_name: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     known_job(&state, &job_name)?;
+    let body = read_body(body).await?;
     let reason = parse_pause_body(&body)?;
     set_control(&req, &state, &job_name, Control::Pause { reason }).await
 }

@@ -39,7 +39,7 @@ pub struct AppState {
 }
 
 /// Largest JSON body accepted.
-const MAX_JSON_BODY: usize = 16 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// The application: routes, error handlers and auth, for the server and for tests.
 pub fn build_app(

@@ -218,6 +218,19 @@ async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_parameter"))
     );
+    // A body over the 16 KiB limit gets the JSON error, whatever its size or type.
+    for (size, content_type) in [(20 * 1024, "text/plain"), (1024 * 1024, "application/json")] {
+        let resp = reqwest::Client::new()
+            .post(a.url("/internal/api/v1/jobs/audio_cleanup/pause"))
+            .header("content-type", content_type)
+            .body(format!("{{\"reason\": \"{}\"}}", "x".repeat(size)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413, "{size}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "payload_too_large", "{size}");
+    }
     // Without a body, a pause has no reason.
     let (status, body) = a
         .post("/internal/api/v1/jobs/audio_cleanup/pause", None)

@@ -144,14 +144,14 @@ impl RunObserver for MetricsObserver {
     }
 }
 
-/// Counts requests and their latency by matched route (never by raw path, so that
-/// unknown paths cannot blow up the label set).
+/// Counts requests and their latency by matched route and standard method (never by raw
+/// path or a made-up method, so that no request can blow up the label set).
 pub async fn track_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let response = next.call(req).await?;
     let route = response
         .request()
@@ -168,6 +168,27 @@ pub async fn track_requests(
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+/// The method as a label: one of HTTP's own, or `other` for any other token a client
+/// sends (actix accepts every token as a method).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
 }
 
 /// Prometheus text format.

@@ -332,6 +332,10 @@ async fn metrics_are_valid_prometheus_text_with_job_and_http_series() {
     // Some traffic to count.
     app.call(TestRequest::get().uri("/healthz")).await;
     app.call(TestRequest::get().uri("/nope")).await;
+    // A made-up method is counted, under one label whatever its name.
+    let made_up = actix_web::http::Method::from_bytes(b"FROBNICATE").unwrap();
+    app.call(TestRequest::default().method(made_up).uri("/healthz"))
+        .await;
 
     let app_service =
         actix_web::test::init_service(api_server::http::build_app(app.state.clone())).await;
@@ -360,9 +364,11 @@ async fn metrics_are_valid_prometheus_text_with_job_and_http_series() {
         "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}",
         "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
         "http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.005\"}",
+        "http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}",
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
+    assert!(!text.contains("FROBNICATE"), "{text}");
     let promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -166,11 +166,23 @@ fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
+/// The earliest and latest times a filter may name: in UTC they must be writable back in
+/// RFC 3339, whose years have four digits (`+10000-…` or `-0001-…` are not RFC 3339).
+fn time_range() -> (DateTime<Utc>, DateTime<Utc>) {
+    let earliest = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z");
+    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999Z");
+    match (earliest, latest) {
+        (Ok(earliest), Ok(latest)) => (earliest.to_utc(), latest.to_utc()),
+        _ => (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC),
+    }
+}
+
 fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
+    let (earliest, latest) = time_range();
     let time = |name: &str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
         given(raw)
             .map(|v| {
-                DateTime::parse_from_rfc3339(v)
+                let t = DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|_| {
                         ApiError::bad_parameter(
@@ -179,13 +191,22 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
                                 "must be an RFC 3339 time such as 2026-11-01T00:00:00Z, got {v:?}"
                             ),
                         )
-                    })
+                    })?;
+                if t < earliest || t > latest {
+                    return Err(ApiError::bad_parameter(
+                        name,
+                        format!(
+                            "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC, got {v:?}"
+                        ),
+                    ));
+                }
+                Ok(t)
             })
             .transpose()
     };
     let until = time("until", &params.until)?.unwrap_or(now);
     let since = time("since", &params.since)?
-        .unwrap_or_else(|| until - Duration::days(DEFAULT_WINDOW_DAYS));
+        .unwrap_or_else(|| (until - Duration::days(DEFAULT_WINDOW_DAYS)).max(earliest));
     if since > until {
         return Err(ApiError::bad_parameter("since", "must not be after until"));
     }
@@ -317,5 +338,30 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(decode_cursor(&beyond), None);
+    }
+
+    #[test]
+    fn times_rfc_3339_cannot_write_back_are_refused_and_the_default_window_stops_at_year_1() {
+        let now = Utc::now();
+        let query = |q: &str| {
+            let params = actix_web::web::Query::<HistoryParams>::from_query(q).unwrap();
+            parse(&params, now)
+        };
+        for bad in [
+            "until=9999-12-31T23:59:59-23:59",
+            "until=0000-01-01T00:00:00Z",
+            "since=0000-12-31T23:59:59Z",
+            "since=0001-01-01T00:00:00%2B01:00",
+        ] {
+            let error = query(bad).map(|_| ()).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let edge = query("until=0001-01-02T00:00:00Z&since=0001-01-01T00:00:00Z").unwrap();
+        assert_eq!(rfc3339(edge.since), "0001-01-01T00:00:00.000Z");
+        let last = query("until=9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(rfc3339(last.until), "9999-12-31T23:59:59.000Z");
+        // 30 days before 0001-01-05 would be year 0: the window starts at year 1.
+        let clamped = query("until=0001-01-05T00:00:00Z").unwrap();
+        assert_eq!(rfc3339(clamped.since), "0001-01-01T00:00:00.000Z");
     }
 }

@@ -68,7 +68,8 @@ const MAX_REASON_CHARS: usize = 500;
 /// Longest piece of a request id quoted in a reason.
 const MAX_QUOTED_ID_CHARS: usize = 80;
 
-/// The counters of a run. `considered = updated + unchanged + skipped + failed + pending`.
+/// The counters of a run. `considered = updated + would_update + unchanged + skipped +
+/// failed + pending`.
 mod keys {
     /// Cost stored on the row.
     pub const UPDATED: &str = "updated";
@@ -82,18 +83,24 @@ mod keys {
     pub const PENDING: &str = "pending";
     /// Rows given up on by this run (also counted in skipped, failed or pending).
     pub const GAVE_UP: &str = "gave_up";
+    /// A dry run's `updated`: a price found that a real run would store.
+    pub const WOULD_UPDATE: &str = "would_update";
+    /// A dry run's `gave_up`.
+    pub const WOULD_GIVE_UP: &str = "would_give_up";
     /// Rows looked at by this run.
     pub const CONSIDERED: &str = "considered";
     /// Deepgram lookups allowed in flight right now: `COST_UPDATE_CONCURRENCY`, lowered
     /// for the whole job while Deepgram answers 429 or 503 (not a row counter).
     pub const CONCURRENCY_LIMIT: &str = "concurrency_limit";
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         UPDATED,
         UNCHANGED,
         SKIPPED,
         FAILED,
         PENDING,
         GAVE_UP,
+        WOULD_UPDATE,
+        WOULD_GIVE_UP,
         CONSIDERED,
         CONCURRENCY_LIMIT,
     ];
@@ -233,8 +240,8 @@ impl Job for CostUpdateJob {
     fn summary_keys(&self) -> &[&'static str] {
         &["updated", "unchanged", "skipped", "failed"]
     }
-    /// A dry run asks Deepgram as usual and counts what it would store (`updated`) and give
-    /// up on, but writes nothing to the database.
+    /// A dry run asks Deepgram as usual and counts what it would store (`would_update`)
+    /// and give up on (`would_give_up`), but writes nothing to the database.
     fn supports_dry_run(&self) -> bool {
         true
     }
@@ -386,9 +393,9 @@ impl Pipeline for Pricing<'_> {
             }
         }
         if self.dry_run {
-            totals.stats.add(keys::UPDATED, count(priced.len()));
+            totals.stats.add(keys::WOULD_UPDATE, count(priced.len()));
             totals.stats.add(
-                keys::GAVE_UP,
+                keys::WOULD_GIVE_UP,
                 count(checks.iter().filter(|c| c.give_up).count()),
             );
         } else {
@@ -493,10 +500,18 @@ fn log_summary(totals: &CostTotals, dry_run: bool) {
             info!("{line}");
         }
     }
+    if dry_run {
+        let would = totals.stats.get(keys::WOULD_UPDATE);
+        let give_up = totals.stats.get(keys::WOULD_GIVE_UP);
+        info!(
+            "{prefix}cost_update would store {would} costs and give up on {give_up} rows; \
+             nothing was written"
+        );
+    }
     let gave_up = totals.stats.get(keys::GAVE_UP);
     if gave_up > 0 {
         info!(
-            "{prefix}cost_update gave up on {gave_up} rows that cannot be priced \
+            "cost_update gave up on {gave_up} rows that cannot be priced \
              (see transcriptions.cost_status and cost_error; clear cost_gave_up_at to retry)"
         );
     }

@@ -143,10 +143,17 @@ async fn run_ok(job: &CostUpdateJob) -> Stats {
 
 /// Every row looked at ends in exactly one of the five outcomes.
 fn assert_adds_up(stats: &Stats) {
-    let sum: i64 = ["updated", "unchanged", "skipped", "failed", "pending"]
-        .iter()
-        .map(|k| stats.get(k))
-        .sum();
+    let sum: i64 = [
+        "updated",
+        "would_update",
+        "unchanged",
+        "skipped",
+        "failed",
+        "pending",
+    ]
+    .iter()
+    .map(|k| stats.get(k))
+    .sum();
     assert_eq!(
         sum,
         stats.get("considered"),
@@ -942,12 +949,19 @@ async fn a_dry_run_counts_what_it_would_do_and_writes_nothing() {
         .await
         .expect("dry run");
     assert_adds_up(&stats);
-    assert_eq!(counts(&stats), [1, 0, 1, 1, 0, 1, 3], "{stats:?}");
+    // What a real run would store and give up on is told apart from what it did.
+    assert_eq!(counts(&stats), [0, 0, 1, 1, 0, 0, 3], "{stats:?}");
+    assert_eq!(
+        (stats.get("would_update"), stats.get("would_give_up")),
+        (1, 1),
+        "{stats:?}"
+    );
     for id in rows {
         assert_eq!(row(&mut conn, id).await, untouched());
     }
     let real = run_ok(&job).await;
     assert_eq!(counts(&real), [1, 0, 1, 1, 0, 1, 3], "{real:?}");
+    assert_eq!(real.get("would_update"), 0, "{real:?}");
     assert_eq!(row(&mut conn, rows[0]).await.cost(), Some("0.004300"));
 }
 

@@ -173,10 +173,12 @@ async fn invalid_history_parameters_get_a_400_naming_the_parameter() {
         ("limit=99999999999999999999999", "limit"),
         ("limit=-1", "limit"),
         ("limit=1e3", "limit"),
+        // Years RFC 3339 cannot write back in UTC.
         (
             "since=0000-01-01T00:00:00-23:59&until=0000-01-01T00:00:00Z",
-            "since",
+            "until",
         ),
+        ("until=9999-12-31T23:59:59-23:59", "until"),
         ("since=%00", "since"),
         ("status=success%00", "status"),
         ("job_name=audio_cleanup%00", "job_name"),

@@ -111,9 +111,21 @@ fn access(req: &ServiceRequest) -> Option<&Access> {
     req.app_data::<web::Data<AppState>>().map(|s| &s.access)
 }
 
-/// The token of `Authorization: Bearer <token>`.
+/// The value of a header sent exactly once; `None` when absent or repeated (two
+/// `Authorization` or `Origin` headers are not a browser's, and which one counts would be
+/// a guess).
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &header::HeaderName,
+) -> Option<&'a header::HeaderValue> {
+    let mut values = headers.get_all(name);
+    let value = values.next()?;
+    values.next().is_none().then_some(value)
+}
+
+/// The token of `Authorization: Bearer <token>`, sent once.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = single(headers, &header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -260,9 +272,14 @@ fn split_host(host: &str) -> Option<(&str, Option<&str>)> {
 
 /// True when the browser says the request comes from another site, or its `Origin` is not
 /// `http(s)://<host>` of this request. `Origin: null` (sandboxed frames, files) is foreign.
+/// Either header sent more than once counts as foreign.
 fn is_cross_origin(headers: &HeaderMap, host: Option<&str>) -> bool {
+    let sec_fetch_site = header::HeaderName::from_static("sec-fetch-site");
+    if headers.get_all(&sec_fetch_site).count() > 1 || headers.get_all(header::ORIGIN).count() > 1 {
+        return true;
+    }
     let cross_site = headers
-        .get("sec-fetch-site")
+        .get(&sec_fetch_site)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
     if cross_site {
         return true;
@@ -295,7 +312,12 @@ fn same_origin(origin: &str, host: &str) -> bool {
             Err(_) => return false,
         },
     };
+    // An origin is scheme, host and port only: a browser never sends more.
     origin.path() == "/"
+        && origin.username().is_empty()
+        && origin.password().is_none()
+        && origin.query().is_none()
+        && origin.fragment().is_none()
         && origin
             .host_str()
             .is_some_and(|h| h.eq_ignore_ascii_case(name))
@@ -369,6 +391,14 @@ mod tests {
         assert!(!same_origin("https://localhost", "localhost:80"));
         assert!(!same_origin("null", "localhost"));
         assert!(!same_origin("file://", "localhost"));
+        for decorated in [
+            "http://evil.com@127.0.0.1:8080",
+            "http://127.0.0.1:8080?x",
+            "http://127.0.0.1:8080#x",
+            "http://127.0.0.1:8080/path",
+        ] {
+            assert!(!same_origin(decorated, "127.0.0.1:8080"), "{decorated}");
+        }
     }
 
     #[test]
@@ -380,6 +410,36 @@ mod tests {
             header::HeaderValue::from_static("cross-site"),
         );
         assert!(is_cross_origin(&headers, Some("localhost:1")));
+    }
+
+    #[test]
+    fn a_repeated_origin_sec_fetch_site_or_authorization_header_counts_for_nothing() {
+        let sec_fetch_site = header::HeaderName::from_static("sec-fetch-site");
+        let mut headers = HeaderMap::new();
+        headers.append(
+            sec_fetch_site.clone(),
+            header::HeaderValue::from_static("same-origin"),
+        );
+        assert!(!is_cross_origin(&headers, Some("localhost:1")));
+        headers.append(
+            sec_fetch_site,
+            header::HeaderValue::from_static("cross-site"),
+        );
+        assert!(is_cross_origin(&headers, Some("localhost:1")));
+
+        let mut headers = HeaderMap::new();
+        let own = header::HeaderValue::from_static("http://localhost:1");
+        headers.append(header::ORIGIN, own.clone());
+        assert!(!is_cross_origin(&headers, Some("localhost:1")));
+        headers.append(header::ORIGIN, own);
+        assert!(is_cross_origin(&headers, Some("localhost:1")));
+
+        let mut headers = HeaderMap::new();
+        let token = header::HeaderValue::from_static("Bearer secret");
+        headers.append(header::AUTHORIZATION, token.clone());
+        assert_eq!(bearer(&headers), Some("secret"));
+        headers.append(header::AUTHORIZATION, token);
+        assert_eq!(bearer(&headers), None);
     }
 
     #[test]

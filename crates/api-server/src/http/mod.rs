@@ -66,12 +66,12 @@ pub fn build_app(
         .wrap(middleware::from_fn(auth::loopback_only))
         .wrap(middleware::from_fn(metrics::track_requests))
         .wrap(middleware::NormalizePath::trim())
-        .service(get("/", web::get().to(dashboard::index)))
-        .service(get("/assets/{name}", web::get().to(dashboard::asset)))
-        .service(get("/healthz", web::get().to(status::healthz)))
-        .service(get("/readyz", web::get().to(status::readyz)))
+        .service(get("/", dashboard::index))
+        .service(get("/assets/{name}", dashboard::asset))
+        .service(get("/healthz", status::healthz))
+        .service(get("/readyz", status::readyz))
         .service(
-            get("/metrics", web::get().to(metrics::metrics))
+            get("/metrics", metrics::metrics)
                 .wrap(middleware::from_fn(auth::require_metrics_reader)),
         )
         .service(internal())
@@ -90,13 +90,10 @@ fn internal() -> impl actix_web::dev::HttpServiceFactory {
 /// The routes of `/internal/api/v1` (paths relative to it). Register every new internal
 /// route here; handlers learn who asked from [`auth::actor`].
 fn internal_api_v1(cfg: &mut web::ServiceConfig) {
-    cfg.service(get("/jobs/status", web::get().to(status::jobs_status)))
-        .service(get("/jobs", web::get().to(jobs::list_jobs)))
-        .service(get("/jobs/executions", web::get().to(executions::history)))
-        .service(get(
-            "/jobs/executions/{id}",
-            web::get().to(executions::execution),
-        ))
+    cfg.service(get("/jobs/status", status::jobs_status))
+        .service(get("/jobs", jobs::list_jobs))
+        .service(get("/jobs/executions", executions::history))
+        .service(get("/jobs/executions/{id}", executions::execution))
         .service(post("/jobs/{job_name}/run", web::post().to(jobs::run_job)))
         .service(post(
             "/jobs/executions/{id}/cancel",
@@ -110,21 +107,29 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
             "/jobs/{job_name}/resume",
             web::post().to(console::resume),
         ))
-        .service(get(
-            "/jobs/{job_name}/trends",
-            web::get().to(console::trends),
-        ))
-        .service(get("/events", web::get().to(events::events)))
-        .service(get(
-            "/jobs/executions/{id}/events",
-            web::get().to(console::events),
-        ))
-        .service(get("/workers", web::get().to(console::workers)))
-        .service(get("/openapi.json", web::get().to(openapi::openapi_json)));
+        .service(get("/jobs/{job_name}/trends", console::trends))
+        .service(get_only("/events", web::get().to(events::events)))
+        .service(get("/jobs/executions/{id}/events", console::events))
+        .service(get("/workers", console::workers))
+        .service(get("/openapi.json", openapi::openapi_json));
 }
 
-/// A GET route; other methods answer 405 with `Allow` and the JSON error body.
-fn get(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A GET route that answers HEAD too, with the same handler (actix sends only the head
+/// of the answer); other methods answer 405 with `Allow` and the JSON error body.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|req| error::method_not_allowed(req, "GET, HEAD")))
+}
+
+/// A GET route without HEAD: an event stream, whose answer never ends.
+fn get_only(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
         .default_service(web::to(|req| error::method_not_allowed(req, "GET")))

@@ -171,6 +171,28 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(headers.get("allow").unwrap(), "GET, HEAD");
+
+    // HEAD is answered wherever GET is (the server sends the head only), except on the
+    // event stream, whose answer never ends.
+    for uri in ["/internal/api/v1/jobs/status", "/healthz", "/readyz"] {
+        let (status, _, _) = app
+            .call(
+                TestRequest::default()
+                    .method(actix_web::http::Method::HEAD)
+                    .uri(uri),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+    let (status, headers, _) = app
+        .call(
+            TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri("/internal/api/v1/events"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers.get("allow").unwrap(), "GET");
 
     let (status, headers, _) = app

@@ -82,10 +82,17 @@ fn json_line(record: &log::Record<'_>) -> String {
     serde_json::to_string(&line).unwrap_or_else(|_| String::from("{}"))
 }
 
+/// The module that logs clients' malformed requests.
+const NOISY_CLIENT_ERRORS: &str = "actix_http::h1::dispatcher";
+
 /// Installs the process logger: the filter of `RUST_LOG` (default `info`), lines on standard
 /// output in the chosen format.
 pub fn init(settings: &LogSettings) {
     let mut builder = env_logger::Builder::new();
+    // actix-http logs every malformed request a client sends as an ERROR: anyone who can
+    // reach the port could fill the log with them, and they are nothing an operator can
+    // act on (the client got its 400). Off unless `RUST_LOG` names the module itself.
+    builder.filter_module(NOISY_CLIENT_ERRORS, log::LevelFilter::Off);
     builder.parse_filters(&settings.filter);
     if let Some(style) = &settings.style {
         builder.parse_write_style(style);

@@ -483,3 +483,21 @@ async fn metrics_are_open_unless_metrics_token_is_set_then_any_token_reads_them(
     let answer = send(server.port, "GET", "/internal/api/v1/jobs", &[(k, &v)]).await;
     assert_eq!(answer.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_from_clients_get_400_and_no_error_lines_in_the_log() {
+    let db = TestDatabase::new().await;
+    let server = start(&db, &[]).await;
+    let port = server.port;
+    // A space in the target, a byte that is not a token character, a header line with no
+    // name: each refused by the HTTP parser before any route.
+    for (method, target) in [("GET", "/a b"), ("GET", "/\u{7f}"), ("G\u{1}T", "/healthz")] {
+        let answer = send(port, method, target, &[]).await;
+        assert_eq!(answer.status, 400, "{method} {target}: {}", answer.raw);
+    }
+    // The server still answers, and logged nothing an operator would have to look at.
+    let answer = send(port, "GET", "/healthz", &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let log = server.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}

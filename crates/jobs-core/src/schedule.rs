@@ -88,6 +88,15 @@ impl Schedule {
         let [sec, min, hour, dom, month, dow] = &fields;
         let dom = if dom == "?" { "*" } else { dom.as_str() };
         let dow_src = if dow == "?" { "*" } else { dow.as_str() };
+        for (field, name, low, high) in [
+            (sec.as_str(), "second", 0, 59),
+            (min.as_str(), "minute", 0, 59),
+            (hour.as_str(), "hour", 0, 23),
+            (dom, "day-of-month", 1, 31),
+            (month.as_str(), "month", 1, 12),
+        ] {
+            numbers_in_range(field, name, low, high).map_err(&err)?;
+        }
         let dow_names = weekday_names(dow_src).map_err(&err)?;
         let build = |dom: &str, dow: &str| {
             cron::Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}"))
@@ -241,6 +250,23 @@ fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Checks the numbers of a field (`5`, `1-5`, `*/15`, `10-50/5`, lists of these) against
+/// the field's range, so that the message names the field and its range; the `cron`
+/// crate's own would show its rewritten expression and an off-by-one bound.
+fn numbers_in_range(field: &str, name: &str, low: u32, high: u32) -> Result<(), String> {
+    for item in field.split(',') {
+        let range = item.split_once('/').map_or(item, |(range, _)| range);
+        for token in range.split('-') {
+            if let Ok(n) = token.parse::<u32>() {
+                if n < low || n > high {
+                    return Err(format!("{name} {n} is out of range {low}-{high}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a Unix day-of-week field (0–7 from Sunday, names, ranges, steps, lists) and
@@ -501,6 +527,30 @@ mod tests {
         ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(!err.reason.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_number_out_of_its_fields_range_is_named_with_the_range() {
+        for (bad, reason) in [
+            ("61 * * * *", "minute 61 is out of range 0-59"),
+            ("0 24 * * *", "hour 24 is out of range 0-23"),
+            ("0 2 32 * *", "day-of-month 32 is out of range 1-31"),
+            ("0 2 0 * *", "day-of-month 0 is out of range 1-31"),
+            ("0 2 * 13 *", "month 13 is out of range 1-12"),
+            ("0-60/5 0 * * *", "minute 60 is out of range 0-59"),
+            ("60 0 2 * * *", "second 60 is out of range 0-59"),
+        ] {
+            assert_eq!(Schedule::parse(bad).unwrap_err().reason, reason, "{bad}");
+        }
+        // The bounds themselves, steps and names are fine.
+        for good in [
+            "59 23 31 12 *",
+            "*/15 * * * *",
+            "0 2 1 jan-dec *",
+            "0-59/15 0 * * *",
+        ] {
+            assert!(Schedule::parse(good).is_ok(), "{good}");
         }
     }
 

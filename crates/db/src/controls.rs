@@ -46,7 +46,8 @@ impl JobControl {
 const COLUMNS: &str =
     "job_name::text AS job_name, paused, paused_at, paused_by::text AS paused_by, pause_reason, version";
 
-/// Pauses a job (again: the time, actor and reason are replaced).
+/// Pauses a job. Pausing a paused job keeps `paused_at` (how long it has been off), and
+/// keeps who paused it and why unless a new reason is given, which then replaces both.
 pub async fn pause(
     conn: &mut AsyncPgConnection,
     job_name: &str,
@@ -56,9 +57,13 @@ pub async fn pause(
     let row = diesel::sql_query(format!(
         "INSERT INTO job_controls (job_name, paused, paused_at, paused_by, pause_reason, updated_at) \
          VALUES ($1, true, now(), $2, $3, now()) \
-         ON CONFLICT (job_name) DO UPDATE SET paused = true, paused_at = now(), \
-           paused_by = EXCLUDED.paused_by, pause_reason = EXCLUDED.pause_reason, updated_at = now(), \
-           version = job_controls.version + 1 \
+         ON CONFLICT (job_name) DO UPDATE SET paused = true, \
+           paused_at = CASE WHEN job_controls.paused THEN job_controls.paused_at ELSE now() END, \
+           paused_by = CASE WHEN job_controls.paused AND EXCLUDED.pause_reason IS NULL \
+             THEN job_controls.paused_by ELSE EXCLUDED.paused_by END, \
+           pause_reason = CASE WHEN job_controls.paused AND EXCLUDED.pause_reason IS NULL \
+             THEN job_controls.pause_reason ELSE EXCLUDED.pause_reason END, \
+           updated_at = now(), version = job_controls.version + 1 \
          RETURNING {COLUMNS}"
     ))
     .bind::<Text, _>(job_name)
@@ -105,4 +110,53 @@ pub async fn get(
     .get_result(conn)
     .await
     .optional()?)
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pausing_a_paused_job_keeps_since_when_and_a_new_reason_replaces_who_and_why() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let first = pause(&mut conn, "cost_update", "admin", Some("migration"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+        let again = pause(&mut conn, "cost_update", "viewer", None)
+            .await
+            .unwrap();
+        assert_eq!(again.paused_at, first.paused_at);
+        assert_eq!(
+            (again.paused_by.as_deref(), again.pause_reason.as_deref()),
+            (Some("admin"), Some("migration"))
+        );
+        assert!(again.version > first.version);
+
+        let reasoned = pause(&mut conn, "cost_update", "local", Some("Deepgram outage"))
+            .await
+            .unwrap();
+        assert_eq!(reasoned.paused_at, first.paused_at);
+        assert_eq!(
+            (
+                reasoned.paused_by.as_deref(),
+                reasoned.pause_reason.as_deref()
+            ),
+            (Some("local"), Some("Deepgram outage"))
+        );
+
+        // After a resume, a pause starts afresh.
+        resume(&mut conn, "cost_update").await.unwrap();
+        let fresh = pause(&mut conn, "cost_update", "admin", None)
+            .await
+            .unwrap();
+        assert!(fresh.paused_at > first.paused_at);
+        assert_eq!(
+            (fresh.paused_by.as_deref(), fresh.pause_reason.as_deref()),
+            (Some("admin"), None)
+        );
+    }
 }

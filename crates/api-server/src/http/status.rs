@@ -78,6 +78,11 @@ pub async fn readyz(
     };
     drop(ready);
     answer.map_err(ApiError::database)?;
+    // The jobs' routes answer from the live view: until it has been read once they would
+    // answer 503, so the server is not ready either.
+    if !state.live.wait_loaded(std::time::Duration::ZERO).await {
+        return Err(ApiError::not_loaded());
+    }
     Ok(HttpResponse::Ok().json(Ready {
         status: "ready".into(),
         database: "ok".into(),

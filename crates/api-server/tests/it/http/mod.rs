@@ -21,6 +21,22 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new(extra: &[(&str, &str)]) -> Self {
+        Self::build(extra, true).await
+    }
+
+    /// A server whose live view has not been read from the database yet.
+    pub async fn unloaded() -> Self {
+        Self::build(&[], false).await
+    }
+
+    /// Reads the live view from the database, as a server does at start.
+    pub async fn load(&self) {
+        api_server::live::feed::resync(&self.state.live, &self.state.pool)
+            .await
+            .expect("load the live view");
+    }
+
+    async fn build(extra: &[(&str, &str)], load: bool) -> Self {
         let db = TestDatabase::new().await;
         let mut pairs: Vec<(&str, &str)> =
             vec![("DATABASE_URL", db.url()), ("DATABASE_POOL_SIZE", "4")];
@@ -31,9 +47,6 @@ impl TestApp {
         // Loaded here and after every `exec`; the feed that follows other servers' writes
         // is tested with real server processes (the `live` module).
         let (live, _feed) = services.live_view().expect("live view");
-        api_server::live::feed::resync(&live, &services.pool)
-            .await
-            .expect("load the live view");
         let state = web::Data::new(AppState {
             pool: services.pool.clone(),
             registry: Arc::clone(&services.registry),
@@ -41,7 +54,11 @@ impl TestApp {
             access: api_server::http::Access::from_config(&services.config),
             live,
         });
-        Self { db, state }
+        let app = Self { db, state };
+        if load {
+            app.load().await;
+        }
+        app
     }
 
     /// Sends a request and returns status, headers and JSON body.

@@ -141,6 +141,17 @@ async fn health_and_readiness_answer() {
 }
 
 #[actix_web::test]
+async fn a_server_is_not_ready_before_it_has_read_the_jobs_state() {
+    let app = TestApp::unloaded().await;
+    let (status, _, body) = app.call(TestRequest::get().uri("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "not_ready");
+    app.load().await;
+    let (status, _, body) = app.call(TestRequest::get().uri("/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[actix_web::test]
 async fn readiness_fails_with_a_json_error_when_the_database_is_gone() {
     let app = TestApp::new(&[]).await;
     let name = app.db.name().to_owned();

@@ -297,7 +297,7 @@ mod tests {
                 .to_request();
             let resp = actix_test::call_service(&app, req).await;
             assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
-            assert_eq!(header(resp.headers(), "allow"), "GET");
+            assert_eq!(header(resp.headers(), "allow"), "GET, HEAD");
         }
     }
 

@@ -21,7 +21,13 @@
 //! Bucket names must be 1 to 100 characters of `A-Z a-z 0-9 _ . -` and neither `.` nor
 //! `..`. This is stricter than Storage itself, which also allows a few punctuation marks
 //! and spaces; buckets made by the product follow it. Object names must be at most 1024
-//! bytes with no empty, `.` or `..` segment.
+//! bytes with no empty, `.` or `..` segment, and only of the characters Storage allows in
+//! names ([`is_storage_name_char`]): a stored name with `%` or `ü` names no object that can
+//! exist, so Storage's "not found" for it would say nothing about the real audio. A path
+//! with white space around it is refused too, and a `token` only belongs to a `/sign/` URL.
+//!
+//! [`plausible_objects`] reads a path the other way, for keeping files rather than deleting
+//! them: every object it could mean, even when [`parse_audio_path`] refuses it.
 
 use std::fmt;
 
@@ -133,6 +139,17 @@ pub enum PathError {
         /// Which part of the query is unknown (cut short).
         detail: String,
     },
+    /// A character Storage never allows in an object name (`%`, `#`, non-ASCII, …): no
+    /// object can have this name, so the path was most likely encoded twice or is wrong,
+    /// and Storage's "not found" for it would prove nothing about the real audio.
+    #[error("the object name contains {character:?}, which Storage does not allow in names (encoded twice?)")]
+    NotAStorageName {
+        /// The first such character.
+        character: char,
+    },
+    /// Spaces or other white space before or after the path.
+    #[error("the audio path has white space before or after it")]
+    SurroundingWhitespace,
     /// A URL of this project that does not name a Storage object.
     #[error("the audio URL is not a Storage object URL (expected a path under {expected_prefix})")]
     NotStorageObjectUrl {
@@ -160,11 +177,63 @@ pub fn parse_audio_path(raw: &str, project_url: &Url) -> Result<ObjectRef, PathE
     if raw.trim().is_empty() {
         return Err(PathError::Empty);
     }
+    if raw.trim() != raw {
+        return Err(PathError::SurroundingWhitespace);
+    }
     check_no_forbidden_chars(raw)?;
     match split_scheme(raw) {
         Some((scheme, rest)) => parse_url(scheme, rest, project_url),
         None => parse_plain(raw),
     }
+}
+
+/// Every object a stored path could plausibly name, valid or not: for keeping the objects
+/// that newer rows still point at, never for choosing what to delete. A path
+/// [`parse_audio_path`] refuses still protects what it might mean, and one it accepts
+/// also protects the readings it chose against: the name with its query kept (an
+/// unescaped `?`), decoded once more (encoded twice), trimmed. Any host is read, since
+/// the same files may be reached through another name of the project.
+pub fn plausible_objects(raw: &str) -> Vec<ObjectRef> {
+    let trimmed = raw.trim();
+    let located = match split_scheme(trimmed) {
+        Some((_, rest)) => {
+            let path = rest.find('/').map_or("", |start| &rest[start..]);
+            let after_route = ["/object/", "/render/image/"]
+                .iter()
+                .filter_map(|route| path.find(route).map(|at| &path[at + route.len()..]))
+                .next()
+                .unwrap_or(path.trim_start_matches('/'));
+            let (first, rest) = after_route.split_once('/').unwrap_or((after_route, ""));
+            if ACCESS_MODES.contains(&first) {
+                rest
+            } else {
+                after_route
+            }
+        }
+        None => trimmed,
+    };
+    let without_fragment = &located[..located.find('#').unwrap_or(located.len())];
+    let mut readings = vec![without_fragment.to_owned()];
+    if let Some(at) = without_fragment.find('?') {
+        readings.push(without_fragment[..at].to_owned());
+    }
+    for _ in 0..2 {
+        let decoded: Vec<String> = readings.iter().filter_map(|r| decode(r)).collect();
+        readings.extend(decoded);
+    }
+    let mut objects: Vec<ObjectRef> = readings
+        .iter()
+        .filter_map(|reading| {
+            let (bucket, name) = reading.trim().split_once('/')?;
+            (!bucket.is_empty() && !name.is_empty()).then(|| ObjectRef {
+                bucket: bucket.to_owned(),
+                name: name.trim().to_owned(),
+            })
+        })
+        .collect();
+    objects.sort();
+    objects.dedup();
+    objects
 }
 
 /// Checks a bucket name: 1 to [`MAX_BUCKET_NAME_CHARS`] characters of
@@ -219,8 +288,11 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
     if authority.is_empty() {
         return Err(PathError::InvalidUrl);
     }
-    if let Some(query) = after[path_end..].strip_prefix('?') {
-        check_query(&query[..query.find('#').unwrap_or(query.len())])?;
+    let query = after[path_end..]
+        .strip_prefix('?')
+        .map(|query| &query[..query.find('#').unwrap_or(query.len())]);
+    if let Some(query) = query {
+        check_query(query)?;
     }
     let origin = Url::parse(&format!("{scheme}://{authority}/"))
         .map_err(|_| PathError::InvalidUrl)?
@@ -253,6 +325,14 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
 
     let (first, after_first) = rest.split_once('/').unwrap_or((rest, ""));
     let first = decode_component(first)?;
+    // Only a signed URL carries a token: on any other URL `?token=…` is part of a name.
+    let signed = first == "sign";
+    if !signed && query.is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some("token")))
+    {
+        return Err(PathError::UnexpectedQuery {
+            detail: "a token on a URL that is not a signed URL".to_owned(),
+        });
+    }
     let rest = if ACCESS_MODES.contains(&first.as_str()) {
         after_first
     } else if RESERVED_ROUTES.contains(&first.as_str()) {
@@ -304,12 +384,21 @@ fn check_no_forbidden_chars(text: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Whether Storage allows `c` in an object name: `A-Z a-z 0-9` and
+/// `` _/!.*'() &$=@;:+,?- `` (EXTERNAL_APIS.md; others get `400 InvalidKey` at upload).
+pub fn is_storage_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_/!.*'() &$=@;:+,?-".contains(c)
+}
+
 fn check_object_name(name: &str) -> Result<(), PathError> {
     if name.is_empty() {
         return Err(PathError::MissingObject);
     }
     if name.len() > MAX_OBJECT_NAME_BYTES {
         return Err(PathError::NameTooLong { len: name.len() });
+    }
+    if let Some(character) = name.chars().find(|c| !is_storage_name_char(*c)) {
+        return Err(PathError::NotAStorageName { character });
     }
     for segment in name.split('/') {
         if segment.is_empty() {
@@ -352,10 +441,29 @@ mod tests {
             Ok(obj("audio", "user1/a.webm"))
         );
         assert_eq!(parse("audio/a.webm"), Ok(obj("audio", "a.webm")));
+        // Every character Storage allows in a name, '?' included, is part of the name.
         assert_eq!(
-            parse("audio/100%25 ü?#.webm"),
-            Ok(obj("audio", "100%25 ü?#.webm"))
+            parse("audio/it's (1) & $=@;:+,?!*-_.webm"),
+            Ok(obj("audio", "it's (1) & $=@;:+,?!*-_.webm"))
         );
+        // A character Storage refuses cannot be in a real name: not taken literally.
+        for (raw, character) in [
+            ("audio/100%25.webm", '%'),
+            ("audio/e%20f.webm", '%'),
+            ("audio/ü.webm", 'ü'),
+            ("audio/a#b.webm", '#'),
+            ("audio/a\"b.webm", '"'),
+        ] {
+            assert_eq!(
+                parse(raw),
+                Err(PathError::NotAStorageName { character }),
+                "{raw}"
+            );
+        }
+        // White space around a path is a writer's slip, not part of a name.
+        for raw in ["audio/a.webm ", " audio/a.webm", "audio/a.webm\u{a0}"] {
+            assert_eq!(parse(raw), Err(PathError::SurroundingWhitespace), "{raw:?}");
+        }
         assert_eq!(parse("public/a.webm"), Ok(obj("public", "a.webm")));
     }
 
@@ -383,6 +491,10 @@ mod tests {
             format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=t&x=1"),
             format!("{PROJECT}/storage/v1/object/public/audio/a.webm?&"),
             format!("{PROJECT}/storage/v1/object/public/audio/a?token.webm"),
+            // Only a signed URL carries a token: elsewhere it is part of a name.
+            format!("{PROJECT}/storage/v1/object/public/audio/qq?token=1.webm"),
+            format!("{PROJECT}/storage/v1/object/audio/qq?token=1.webm"),
+            format!("{PROJECT}/storage/v1/object/authenticated/audio/a.webm?download&token=t"),
         ] {
             assert!(
                 matches!(parse(&raw), Err(PathError::UnexpectedQuery { .. })),
@@ -411,15 +523,84 @@ mod tests {
     }
 
     #[test]
+    fn a_path_protects_every_object_it_could_mean_even_when_refused() {
+        let cases = [
+            // A query that is no Storage query: the name with it and without it.
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/u1/x.webm?v=2"),
+                vec!["u1/x.webm", "u1/x.webm?v=2"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/u1/what?1.webm"),
+                vec!["u1/what", "u1/what?1.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/u1/z5.webm?"),
+                vec!["u1/z5.webm"],
+            ),
+            // Image transforms, another host, white space, encodings.
+            (
+                format!("{PROJECT}/storage/v1/render/image/public/audio/u1/z6.webm?width=10"),
+                vec!["u1/z6.webm"],
+            ),
+            (
+                "http://localhost:18451/storage/v1/object/public/audio/u1/host.webm".to_owned(),
+                vec!["u1/host.webm"],
+            ),
+            (" audio/u1/t.webm".to_owned(), vec!["u1/t.webm"]),
+            ("audio/u1/v.webm ".to_owned(), vec!["u1/v.webm"]),
+            (
+                "audio/u1/e%20f.webm".to_owned(),
+                vec!["u1/e f.webm", "u1/e%20f.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/u1/l%2520m.webm"),
+                vec!["u1/l m.webm", "u1/l%20m.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/u1/dl?download"),
+                vec!["u1/dl", "u1/dl?download"],
+            ),
+        ];
+        for (raw, names) in cases {
+            let objects = plausible_objects(&raw);
+            for name in names {
+                assert!(
+                    objects.contains(&obj("audio", name)),
+                    "{raw}: {name} not in {objects:?}"
+                );
+            }
+        }
+        assert!(plausible_objects("").is_empty());
+        assert!(plausible_objects("audio").is_empty());
+    }
+
+    #[test]
     fn url_names_are_percent_decoded() {
-        let raw = format!("{PROJECT}/storage/v1/object/public/audio/user%201/%C3%BC%23%3F%25.webm");
-        assert_eq!(parse(&raw), Ok(obj("audio", "user 1/ü#?%.webm")));
+        let raw = format!("{PROJECT}/storage/v1/object/public/audio/user%201/%21%3F%27.webm");
+        assert_eq!(parse(&raw), Ok(obj("audio", "user 1/!?'.webm")));
+        // Decoded to a character Storage refuses: encoded twice, or not a Storage name.
+        for (raw, character) in [
+            ("user%201/%C3%BC.webm", 'ü'),
+            ("l%2520m.webm", '%'),
+            ("a%23b.webm", '#'),
+        ] {
+            let raw = format!("{PROJECT}/storage/v1/object/public/audio/{raw}");
+            assert_eq!(
+                parse(&raw),
+                Err(PathError::NotAStorageName { character }),
+                "{raw}"
+            );
+        }
         // An encoded slash separates folders like a plain one: the name is the decoded path.
         let raw = format!("{PROJECT}/storage/v1/object/audio/user1%2Fa.webm");
         assert_eq!(parse(&raw), Ok(obj("audio", "user1/a.webm")));
-        // Raw unicode is accepted as is.
+        // Raw unicode is no Storage name either.
         let raw = format!("{PROJECT}/storage/v1/object/audio/ü.webm");
-        assert_eq!(parse(&raw), Ok(obj("audio", "ü.webm")));
+        assert_eq!(
+            parse(&raw),
+            Err(PathError::NotAStorageName { character: 'ü' })
+        );
     }
 
     #[test]
@@ -615,8 +796,11 @@ mod tests {
     }
 
     fn segment_strategy() -> impl Strategy<Value = String> {
-        // Any non-control character but '/' and '\'; includes '%', '?', '#', spaces, unicode.
-        "[^/\\\\\\p{Cc}]{1,12}".prop_filter("dot segments", |s| s != "." && s != "..")
+        // Any character Storage allows in a name but '/': includes '?', spaces, quotes.
+        "[A-Za-z0-9_!.*'() &$=@;:+,?-]{1,12}"
+            .prop_filter("dot segments and surrounding spaces", |s| {
+                s != "." && s != ".." && s.trim() == s
+            })
     }
 
     fn name_strategy() -> impl Strategy<Value = String> {
@@ -646,10 +830,12 @@ mod tests {
         for mode in ["", "public/", "sign/", "authenticated/"] {
             let base = format!("{PROJECT}/storage/v1/object/{mode}{bucket}");
             forms.push(format!("{base}/{}", encode_path(name)));
-            forms.push(format!(
-                "{base}/{}?token=a.b.c&download=x.webm",
-                encode_path(name)
-            ));
+            let query = if mode == "sign/" {
+                "token=a.b.c&download=x.webm"
+            } else {
+                "download=x.webm"
+            };
+            forms.push(format!("{base}/{}?{query}", encode_path(name)));
             forms.push(format!("{base}/{}", encode_minimal(name)));
             forms.push(format!("{base}/{slash_encoded}#t=1"));
         }
@@ -665,6 +851,8 @@ mod tests {
             let expected = obj(&bucket, &name);
             for raw in renderings(&bucket, &name) {
                 prop_assert_eq!(parse(&raw), Ok(expected.clone()), "{}", raw);
+                // What a path is read as for deleting is always among what it protects.
+                prop_assert!(plausible_objects(&raw).contains(&expected), "{}", raw);
             }
         }
 

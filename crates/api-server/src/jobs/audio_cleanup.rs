@@ -70,7 +70,9 @@ use db::cleanup::{CleanupCandidate, PageCursor};
 use jobs_core::pipeline::{self, Control, End, Halt, Page, Pipeline, Streak, Totals};
 use jobs_core::{async_trait, Job, JobContext, JobError, Stats};
 use log::{info, warn};
-use storage_supabase::{parse_audio_path, Client, DeleteOutcome, ObjectRef, PathError};
+use storage_supabase::{
+    parse_audio_path, plausible_objects, Client, DeleteOutcome, ObjectRef, PathError,
+};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -730,7 +732,6 @@ impl Run<'_> {
         let mut references = self.references.lock().await;
         let cutoff = self.cutoff;
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
-        let project_url = self.storage.project_url();
         let mut conn = self
             .pool
             .get()
@@ -743,8 +744,10 @@ impl Run<'_> {
             let Some(last) = rows.last() else { break };
             references.after = Some(last.cursor());
             let full = rows.len() >= self.batch_size;
+            // Every object a newer row could mean is kept, even when its path is one this
+            // job would refuse to delete by: a guess may only ever keep a file.
             for row in &rows {
-                if let Ok(object) = parse_audio_path(&row.audio_file_path, project_url) {
+                for object in plausible_objects(&row.audio_file_path) {
                     references.objects.insert(object_key(&object));
                 }
             }

@@ -335,8 +335,18 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         }
     }
 
-    // Before any request is accepted: a run started through the API must never be taken
-    // for a leftover of this server's previous process.
+    // The port first: a second process started by mistake with this server's address (and
+    // so its worker id) must stop here, before it takes the live server's runs for
+    // leftovers of its own previous life and closes them.
+    let listener = std::net::TcpListener::bind(config.bind_addr).map_err(|e| {
+        Exit::failure(format!(
+            "cannot listen on {} (BIND_ADDR): {e}",
+            config.bind_addr
+        ))
+    })?;
+
+    // Before any request is served (they wait in the socket's queue): a run started
+    // through the API must never be taken for a leftover of this server's previous process.
     scheduler.recover().await;
 
     let (live, feed) = services
@@ -355,7 +365,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         .client_request_timeout(std::time::Duration::from_secs(10))
         .client_disconnect_timeout(std::time::Duration::from_secs(5))
         .keep_alive(std::time::Duration::from_secs(30))
-        .bind(config.bind_addr)
+        .listen(listener)
         .map_err(|e| {
             Exit::failure(format!(
                 "cannot listen on {} (BIND_ADDR): {e}",

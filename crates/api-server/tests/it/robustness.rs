@@ -434,3 +434,35 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_a_taken_address_stops_before_touching_the_live_servers_runs() {
+    let db = TestDatabase::new().await;
+    // The live server: its port is held, and it runs an execution under its worker id.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    crate::support::sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, triggered_by, worker_id, heartbeat_at, lease_expires_at) \
+         VALUES ('audio_cleanup', 'running', 'manual', 'web-1', now(), now() + interval '1 hour')",
+    )
+    .await;
+
+    let storage = audio_bucket().await;
+    let uri = storage.uri();
+    let vars = with(
+        server_vars(&db, &uri),
+        &[("BIND_ADDR", addr.as_str()), ("WORKER_ID", "web-1")],
+    );
+    let output = api_server(&vars).output().unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("BIND_ADDR"), "{stderr}");
+    let runs = audio_cleanup_runs(&db).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    assert_eq!(run.status, "running", "{run:?}");
+    assert_eq!(run.error_message, None, "{run:?}");
+    drop(taken);
+}

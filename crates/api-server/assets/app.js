@@ -44,7 +44,13 @@
     route: { kind: 'dashboard' },
     detail: { id: null, seq: 0, timer: 0, run: null, last: null },
     trends: { seq: 0 },
+    // What the token may do (GET /session): a viewer token reads only, so the write
+    // controls are shown disabled. `sessionFor` is the token it was asked for.
+    canWrite: true,
+    sessionFor: null,
   };
+
+  const READ_ONLY_TITLE = 'Read-only: this token may view but not run or change jobs (use the admin token)';
 
   const $ = (id) => document.getElementById(id);
 
@@ -373,6 +379,7 @@
       renderJobs();
       noticeChanges();
       if (token()) show($('sign-out'), true);
+      loadSession();
       syncHistory();
       loadWorkers();
       // The job's name and whether it may run again come from the jobs list.
@@ -391,6 +398,24 @@
       renderUpdated();
       if (state.again && !state.needsAuth) setTimeout(refresh, 0);
       else schedule();
+    }
+  }
+
+  // Asks once per token what it may do, and redraws the controls when that changes.
+  async function loadSession() {
+    const asked = token();
+    if (state.sessionFor === asked) return;
+    state.sessionFor = asked;
+    try {
+      const body = await api('/session');
+      const canWrite = !(body.data && body.data.can_write === false);
+      if (state.sessionFor !== asked || canWrite === state.canWrite) return;
+      state.canWrite = canWrite;
+      renderJobs();
+      if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
+    } catch (error) {
+      // An older server without the route: offer everything, the API still decides.
+      if (state.sessionFor === asked) state.sessionFor = null;
     }
   }
 
@@ -691,7 +716,7 @@
     }
 
     const starting = state.starting.has(job.job_name);
-    const runDisabled = running || !job.enabled || starting;
+    const runDisabled = running || !job.enabled || starting || !state.canWrite;
     const runLabel = running ? 'Running…' : starting ? 'Starting…' : 'Run now';
     const reasonId = id + '-run-reason';
     const runButton = h('button', {
@@ -700,7 +725,7 @@
       'data-action': 'run',
       disabled: runDisabled,
       'aria-describedby': !job.enabled ? reasonId : null,
-      title: !job.enabled ? `Disabled: ${job.disabled_reason || 'switched off'}` : running ? 'This job is running now' : null,
+      title: !job.enabled ? `Disabled: ${job.disabled_reason || 'switched off'}` : running ? 'This job is running now' : !state.canWrite ? READ_ONLY_TITLE : null,
       onclick: () => runNow(job),
     }, running ? icon('running') : icon('play'), runLabel);
     const historyButton = h('button', {
@@ -1045,21 +1070,23 @@
 
   function controlButtons(job, latest) {
     const name = job.job_name;
-    const busy = state.busy.has(name);
+    // A viewer's token may not write: every control below is shown, disabled, saying why.
+    const busy = state.busy.has(name) || !state.canWrite;
+    const readOnly = state.canWrite ? null : READ_ONLY_TITLE;
     const buttons = [];
     if (job.enabled && job.supports_dry_run) {
       buttons.push(h('button', {
         type: 'button', class: 'btn', 'data-action': 'dry-run', disabled: busy || (latest && latest.status === 'running'),
-        title: 'Runs the job without changing anything and shows what it would do',
+        title: readOnly || 'Runs the job without changing anything and shows what it would do',
         onclick: () => dryRun(job),
       }, 'Dry run'));
     }
     // DISABLED_JOBS is configuration: a disabled job is neither paused nor resumed here.
     if (job.enabled && job.paused) {
-      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'resume', disabled: busy, onclick: () => resumeJob(job) }, icon('play'), 'Resume'));
+      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'resume', disabled: busy, title: readOnly, onclick: () => resumeJob(job) }, icon('play'), 'Resume'));
     } else if (job.enabled && !state.pauseDrafts.has(name)) {
       buttons.push(h('button', {
-        type: 'button', class: 'btn', 'data-action': 'pause', disabled: busy,
+        type: 'button', class: 'btn', 'data-action': 'pause', disabled: busy, title: readOnly,
         onclick: () => {
           state.pauseDrafts.set(name, '');
           renderJobs();
@@ -1070,7 +1097,7 @@
     }
     if (latest && latest.status === 'running') {
       buttons.push(h('button', {
-        type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy,
+        type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy, title: readOnly,
         onclick: () => cancelRun(latest.id, (text, kind) => {
           state.messages.set(name, { kind, text, at: new Date() });
           renderJobs();
@@ -1392,6 +1419,12 @@
 
     show($('run-again'), run.status === 'failed' && Boolean(job && job.enabled));
     show($('run-cancel'), run.status === 'running');
+    for (const id of ['run-again', 'run-cancel']) {
+      const button = $(id);
+      button.disabled = !state.canWrite;
+      if (state.canWrite) button.removeAttribute('title');
+      else button.title = READ_ONLY_TITLE;
+    }
   }
 
   async function runAgain() {

@@ -271,6 +271,37 @@ pub async fn trends(
     }))
 }
 
+/// What the caller's token may do, for the dashboard to offer only the controls that
+/// will work.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SessionView {
+    /// `admin`, `viewer`, or `local` (no token configured; loopback only).
+    pub role: &'static str,
+    /// Whether writes (run, pause, resume, cancel) are allowed.
+    pub can_write: bool,
+}
+
+/// The caller's role.
+#[utoipa::path(
+    get,
+    path = "/internal/api/v1/session",
+    tag = "jobs",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The role of the token sent", body = Data<SessionView>),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+pub async fn session(req: HttpRequest) -> HttpResponse {
+    let role = auth::actor(&req);
+    HttpResponse::Ok().json(Data {
+        data: SessionView {
+            role,
+            can_write: role != "viewer",
+        },
+    })
+}
+
 /// The live servers and what each runs.
 #[utoipa::path(
     get,

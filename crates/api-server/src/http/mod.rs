@@ -111,6 +111,7 @@ fn internal_api_v1(cfg: &mut web::ServiceConfig) {
         .service(get_only("/events", web::get().to(events::events)))
         .service(get("/jobs/executions/{id}/events", console::events))
         .service(get("/workers", console::workers))
+        .service(get("/session", console::session))
         .service(get("/openapi.json", openapi::openapi_json));
 }
 

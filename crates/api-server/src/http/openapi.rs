@@ -29,6 +29,7 @@ use super::{console, events, executions, jobs, metrics, status, views};
         console::events,
         console::trends,
         console::workers,
+        console::session,
     ),
     components(schemas(
         views::ExecutionStatus,
@@ -48,6 +49,7 @@ use super::{console, events, executions, jobs, metrics, status, views};
         views::TrendDay,
         views::WorkerView,
         console::PauseBody,
+        console::SessionView,
     )),
     modifiers(&BearerAuth)
 )]

@@ -1099,6 +1099,78 @@ async fn asks_for_the_token_and_says_when_it_is_wrong() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_enabled() {
+    const VIEWER: &str = "viewer-token-0123456789abcdef";
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "failed",
+            0,
+            1500,
+            json!({"deleted": 1}),
+            Some("boom"),
+        ),
+    )
+    .await;
+    let mut vars = BOTH_ENABLED.to_vec();
+    vars.push(("ADMIN_TOKEN", TOKEN));
+    vars.push(("VIEWER_TOKEN", VIEWER));
+    let server = Server::start("viewer", db.url(), &vars).await;
+    let browser = Browser::open("viewer", 1280, 800).await;
+    browser.goto(&server.base).await;
+    browser
+        .wait_for("the token form", "!document.getElementById('auth').hidden")
+        .await;
+    browser.type_into("#token-input", VIEWER).await;
+    browser.click("#auth-form button[type=submit]").await;
+    cards_shown(&browser, 2).await;
+
+    let controls = "[...document.querySelectorAll('article[data-job=audio_cleanup] \
+         [data-action=run], article[data-job=audio_cleanup] [data-action=pause], \
+         article[data-job=audio_cleanup] [data-action=dry-run]')]";
+    browser
+        .wait_for(
+            "the write controls disabled for the viewer",
+            &format!("{controls}.length === 3 && {controls}.every((b) => b.disabled)"),
+        )
+        .await;
+    let titles = browser
+        .eval(&format!("{controls}.map((b) => b.title)"))
+        .await;
+    for title in titles.as_array().unwrap() {
+        assert!(title.as_str().unwrap().starts_with("Read-only"), "{titles}");
+    }
+    // Reading still works: the history.
+    browser
+        .wait_for(
+            "the history for the viewer",
+            "document.querySelector('#history-rows tr[data-status=failed]')",
+        )
+        .await;
+    browser.screenshot("1-viewer").await;
+
+    // The admin token gets them back.
+    browser.click("#sign-out").await;
+    browser
+        .wait_for(
+            "the token form again",
+            "!document.getElementById('auth').hidden",
+        )
+        .await;
+    browser.type_into("#token-input", TOKEN).await;
+    browser.click("#auth-form button[type=submit]").await;
+    browser
+        .wait_for(
+            "the write controls enabled for the admin",
+            &format!("{controls}.length === 3 && {controls}.every((b) => !b.disabled)"),
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_screen_shows_one_column() {
     let db = TestDatabase::new().await;
     sql(

@@ -10,6 +10,8 @@
   const FAST_POLL_MS = 2000;
   const SLOW_POLL_MS = 30000;
   const ERROR_POLL_MS = 15000;
+  // A run's details page asks again this soon after a failed read.
+  const DETAIL_RETRY_MS = 3000;
   const HISTORY_PAGE = 20;
   const CHART_LIMIT = 500;
   const CHART_MIN_SLOTS = 30;
@@ -525,6 +527,13 @@
       live.retryMs = STREAM_RETRY_MS;
       schedule();
       renderUpdated();
+      // Back after an outage: read the state now instead of at the next slow poll, so the
+      // error banner and a run shown as running do not outlive the outage.
+      if (state.failedSince) refresh();
+      if (state.route.kind === 'detail' && state.detail.id === state.route.id
+        && (!state.detail.run || state.detail.run.status === 'running')) {
+        loadDetail(state.route.id, false);
+      }
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = '';
@@ -1338,11 +1347,18 @@
         needAuth();
         return;
       }
+      const missing = error instanceof ApiError && error.status === 404;
       const el = $('run-error-load');
-      el.textContent = error instanceof ApiError && error.status === 404
+      el.textContent = missing
         ? `There is no run #${id}: it never existed or was pruned with the old history.`
-        : `Could not load run #${id}: ${error instanceof ApiError ? error.message : 'unexpected error'}`;
+        : `Could not load run #${id}: ${error instanceof ApiError ? error.message : 'unexpected error'}. Trying again…`;
       show(el, true);
+      // The server may be restarting: a run shown as running (or not shown yet) is asked
+      // for again, so the page does not keep a state the server has left.
+      const wasRunning = !state.detail.run || state.detail.run.status === 'running';
+      if (!missing && wasRunning && state.route.kind === 'detail' && state.route.id === id) {
+        state.detail.timer = setTimeout(() => loadDetail(id, false), DETAIL_RETRY_MS);
+      }
     }
   }
 

@@ -1171,6 +1171,51 @@ async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_ena
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_details_page_follows_the_run_through_a_server_outage() {
+    let db = TestDatabase::new().await;
+    sql(&db, &running("cost_update", 30, json!({"updated": 3}))).await;
+    let mut server = Server::start("outage-detail", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("outage-detail", 1280, 900).await;
+    browser
+        .goto(&format!("{}/#/executions/1", server.base))
+        .await;
+    browser
+        .wait_for(
+            "the running run's details",
+            "!document.getElementById('run-detail').hidden && \
+             !document.getElementById('run-cancel').hidden",
+        )
+        .await;
+
+    // The server goes away; meanwhile the run ends (as a restart's recovery would end it).
+    server.kill();
+    browser
+        .wait_for(
+            "the failed read said",
+            "!document.getElementById('run-error-load').hidden",
+        )
+        .await;
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'failed', completed_at = now(), duration_ms = 31000, \
+         error_message = 'interrupted: server web-2:8080 restarted while it ran', lease_expires_at = NULL",
+    )
+    .await;
+    server.restart().await;
+
+    // Without navigating: the page reads the run again and shows how it ended.
+    browser
+        .wait_for(
+            "the run shown as failed after the outage",
+            "document.getElementById('run-cancel').hidden && \
+             document.getElementById('run-error-load').hidden && \
+             document.getElementById('run-error-text').textContent.includes('interrupted')",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_screen_shows_one_column() {
     let db = TestDatabase::new().await;
     sql(

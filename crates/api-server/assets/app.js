@@ -189,15 +189,22 @@
 
   function formatValue(value) {
     if (value === null || value === undefined) return '—';
-    if (typeof value === 'number') return numberFormat.format(value);
+    if (typeof value === 'number') {
+      // Digits a float does not hold are not shown as if it did (1e30 is not
+      // "1,000,000,000,000,000,019,884,624,838,656"), nor is 1e-9 shown as 0.
+      const size = Math.abs(value);
+      if (size >= 1e15 || (size > 0 && size < 1e-6)) return value.toExponential(3);
+      return numberFormat.format(value);
+    }
     if (typeof value === 'boolean') return value ? 'Yes' : 'No';
     if (typeof value === 'string') return value === '' ? '—' : value;
     if (Array.isArray(value)) {
       if (value.length === 0) return 'None';
       if (value.every((v) => v === null || typeof v !== 'object')) return value.map(formatValue).join(', ');
-      return `${value.length} items`;
     }
-    return `${Object.keys(value).length} values`;
+    // Deeper than the page lays out: the JSON itself, cut short.
+    const text = JSON.stringify(value);
+    return text.length > 200 ? text.slice(0, 200) + '…' : text;
   }
 
   // Every stat as [label, value, isZero]; nested objects are flattened ("Parent › child").
@@ -214,6 +221,9 @@
       }
     };
     if (stats && typeof stats === 'object' && !Array.isArray(stats)) walk(stats, '', 0);
+    // Stats that are not an object (a string the server could not read as JSON, a list)
+    // are still shown, as they are.
+    else if (stats !== null && stats !== undefined && stats !== '') out.push(['Stats', formatValue(stats), false]);
     return out;
   }
 
@@ -976,7 +986,7 @@
     if (state.history.rows === 0) {
       if (status === 'running') empty.textContent = `No run of ${name} is in progress.`;
       else if (filter || state.history.trigger) empty.textContent = `No${filter} runs of ${name} ${range} match the filters.`;
-      else empty.textContent = `${state.history.job ? name : 'No job'} has not run ${range}.`;
+      else empty.textContent = state.history.job ? `${name} has not run ${range}.` : `No job has run ${range}.`;
       show(empty, true);
       $('history-count').textContent = '';
     } else {
@@ -994,6 +1004,8 @@
     let details;
     if (run.status === 'failed') {
       details = h('span', { class: 'details-error' }, run.error_message || 'Failed without a message.');
+    } else if (run.status === 'skipped') {
+      details = h('span', { class: 'details-skipped' }, run.error_message || 'This slot was not run.');
     } else {
       details = h('span', { class: 'details-stats' }, statsSummary(run.stats) || (run.status === 'running' ? 'In progress' : 'Nothing to do'));
     }
@@ -1011,8 +1023,9 @@
   function renderChart(runs) {
     const chart = $('chart');
     const now = new Date();
-    const ordered = runs.slice().reverse(); // oldest first
     const counts = { success: 0, failed: 0, running: 0 };
+    // Runs only: a skipped slot is not a run (it has no duration and is no success).
+    const ordered = runs.filter((run) => run.status in counts).reverse(); // oldest first
     for (const run of ordered) if (run.status in counts) counts[run.status] += 1;
 
     const legend = $('chart-legend');
@@ -1039,7 +1052,7 @@
     const nodes = [desc, defs, svg('line', { x1: 0, y1: 1, x2: W, y2: 1, class: 'grid-line' }), svg('line', { x1: 0, y1: H / 2, x2: W, y2: H / 2, class: 'grid-line' })];
     ordered.forEach((run, i) => {
       const height = Math.max(3, (durations[i] / max) * (H - 4));
-      const status = run.status in counts ? run.status : 'success';
+      const status = run.status;
       const rect = svg('rect', {
         x: (offset + i * slot + (slot - barWidth) / 2).toFixed(2),
         y: (H - height).toFixed(2),
@@ -1417,6 +1430,10 @@
     const error = run.status === 'failed' ? (run.error_message || 'Failed without a message.') : '';
     $('run-error-text').textContent = error;
     show($('run-error'), Boolean(error));
+    // A skipped slot is no failure, but why it was not run is what there is to know.
+    const skipped = run.status === 'skipped' ? (run.error_message || 'This slot was not run.') : '';
+    $('run-skipped-text').textContent = skipped;
+    show($('run-skipped'), Boolean(skipped));
 
     const rows = flattenStats(orderedStats(run.stats));
     $('run-stats').replaceChildren(...(rows.length

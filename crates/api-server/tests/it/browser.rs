@@ -408,7 +408,7 @@ async fn empty_state_with_never_run_and_disabled_jobs() {
     browser
         .wait_for(
             "the empty history",
-            "document.getElementById('history-empty').textContent.includes('has not run')",
+            "document.getElementById('history-empty').textContent === 'No job has run in the last 30 days.'",
         )
         .await;
     browser.screenshot("never-run-and-disabled").await;
@@ -1212,6 +1212,110 @@ async fn a_runs_details_page_follows_the_run_through_a_server_outage() {
              document.getElementById('run-error-text').textContent.includes('interrupted')",
         )
         .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_slots_say_why_and_odd_values_stay_readable() {
+    let db = TestDatabase::new().await;
+    let long_error = format!("Storage answered 500: {}", "x".repeat(20_000));
+    for statement in [
+        finished(
+            "cost_update",
+            "failed",
+            3,
+            1200,
+            json!({}),
+            Some(&long_error),
+        ),
+        finished(
+            "audio_cleanup",
+            "skipped",
+            2,
+            0,
+            json!({}),
+            Some("skipped: the job was paused"),
+        ),
+        finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1500,
+            json!({"deleted": 1e30, "tiny": 1e-9, "nested": {"a": {"b": {"c": 1}}}}),
+            None,
+        ),
+    ] {
+        sql(&db, &statement).await;
+    }
+    let server = Server::start("odd-values", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("odd-values", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the history rows",
+            "['1', '2', '3'].every((id) => document.querySelector(`#history-rows tr[data-id=\"${id}\"]`))",
+        )
+        .await;
+
+    // A skipped slot says why, and is no bar of the runs chart (the server may have
+    // recorded a missed slot of its own: skipped too).
+    assert_eq!(
+        browser
+            .text("#history-rows tr[data-id=\"2\"] .details-skipped")
+            .await,
+        "skipped: the job was paused"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#chart rect.bar').length")
+            .await,
+        json!(2)
+    );
+    // A 20 000-character message takes a few lines of its row, not pages.
+    let height = browser
+        .eval("document.querySelector('#history-rows tr[data-id=\"1\"]').getBoundingClientRect().height")
+        .await;
+    assert!(height.as_f64().unwrap() < 120.0, "{height}");
+    // Numbers a float cannot hold exactly are not shown digit by digit; deep values as JSON.
+    let shown = stats(&browser, "audio_cleanup").await;
+    assert_eq!(
+        shown.get("Deleted").map(String::as_str),
+        Some("1.000e+30"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.get("Tiny").map(String::as_str),
+        Some("1.000e-9"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.get("Nested › A › B").map(String::as_str),
+        Some("{\"c\":1}"),
+        "{shown:?}"
+    );
+
+    // The skipped slot's page shows the reason, not an error.
+    browser
+        .click("#history-rows tr[data-id=\"2\"] a[data-role=open-run]")
+        .await;
+    browser
+        .wait_for(
+            "the skipped slot's reason",
+            "!document.getElementById('run-detail').hidden && \
+             !document.getElementById('run-skipped').hidden",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#run-skipped-text").await,
+        "skipped: the job was paused"
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('run-error').hidden")
+            .await,
+        json!(true)
+    );
     browser.close().await;
 }
 

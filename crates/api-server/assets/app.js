@@ -396,6 +396,10 @@
       loadWorkers();
       // The job's name and whether it may run again come from the jobs list.
       if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
+      if (state.route.kind === 'trends') {
+        const job = state.jobs.find((j) => j.job_name === state.route.job);
+        if (job) $('trends-title').textContent = `Trends · ${job.display_name}`;
+      }
       ensureStream();
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {

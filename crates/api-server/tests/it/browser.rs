@@ -2146,6 +2146,18 @@ async fn trends_draw_success_rate_duration_and_counters_per_day() {
         )
         .await;
     assert_eq!(violations(&browser).await, json!([]));
+
+    // Opened directly by its address, the page names the job as the cards do.
+    browser
+        .goto(&format!("{}/#/jobs/audio_cleanup/trends", server.base))
+        .await;
+    browser.client.refresh().await.unwrap();
+    browser
+        .wait_for(
+            "the trends title with the display name",
+            "document.getElementById('trends-title').textContent === 'Trends · Audio Cleanup'",
+        )
+        .await;
     browser.close().await;
 }
 

@@ -329,9 +329,14 @@ enum BucketState {
 /// A bucket's state, or the fatal error Storage answered when asked.
 type BucketAnswer = Result<BucketState, storage_supabase::Error>;
 
+/// How far back each read of the newer rows starts again: longer than any transaction
+/// of the application that inserts a transcription.
+const REFERENCE_LOOKBACK: chrono::Duration = chrono::Duration::seconds(30);
+
 /// The objects that rows inside the retention period point at, as hashes of bucket and
 /// name (8 bytes a row; a collision only keeps an object that could have gone). Read
-/// once, then extended before each delete with the rows added since.
+/// once, then extended before each delete with the rows added since (and the last
+/// [`REFERENCE_LOOKBACK`] again).
 #[derive(Default)]
 struct References {
     /// Where the next read starts; `None` before the first.
@@ -754,6 +759,13 @@ impl Run<'_> {
             if !full {
                 break;
             }
+        }
+        // A row's `created_at` defaults to its transaction's start, so a row may become
+        // visible after rows with later times were read: the next call reads the last
+        // moments again.
+        if let Some(cursor) = references.after.as_mut() {
+            cursor.created_at -= REFERENCE_LOOKBACK;
+            cursor.id = uuid::Uuid::nil();
         }
         if references.objects.is_empty() {
             return Ok(());

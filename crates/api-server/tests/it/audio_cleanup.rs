@@ -1547,6 +1547,47 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_row_whose_insert_commits_late_still_protects_its_object() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/a.webm", "u/b.webm"]);
+    let server = storage(&objects, Duration::from_millis(1500)).await;
+    seed(&db, "50 days", Some("audio/u/a.webm")).await;
+    seed(&db, "45 days", Some("audio/u/b.webm")).await;
+    // The application's insert of a new transcription that reuses b's file: its
+    // `created_at` is its transaction's start, and it commits only while the job runs.
+    use diesel_async::SimpleAsyncConnection;
+    let mut late = db.connect().await;
+    late.batch_execute(
+        "BEGIN; INSERT INTO transcriptions (audio_file_path) VALUES ('audio/u/b.webm')",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    seed(&db, "0 seconds", Some("audio/u/other.webm")).await;
+
+    // One row per batch: the first batch reads the newer rows (without the late one), the
+    // second is b's.
+    let job = job(
+        &server,
+        &db,
+        &[
+            ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+        ],
+    );
+    let running = tokio::spawn(async move { run(&job, false).await });
+    while delete_calls(&server, "audio").await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    late.batch_execute("COMMIT").await.unwrap();
+    let stats = running.await.unwrap().unwrap();
+
+    assert_eq!(objects.remaining(), names(&["u/b.webm"]));
+    assert_eq!(marked(&db).await, names(&["audio/u/a.webm"]));
+    assert_eq!(stats.get("still_referenced"), 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_naming_no_possible_object_is_refused_not_marked_as_already_gone() {
     let db = TestDatabase::new().await;
     // The audio exists under its real name; the rows spell it encoded (twice, for the URL),

@@ -91,6 +91,9 @@ impl Client {
         auth_header.set_sensitive(true);
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
+            // Deepgram does not redirect its API: an answer from wherever a 3xx points is
+            // not Deepgram's, and is an error (`Error::Http`) instead.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .build()
@@ -305,6 +308,16 @@ impl Client {
             Err(e) => return self.transport_failure(&e),
         };
         let status = response.status();
+        let html = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/html")
+            });
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -314,6 +327,15 @@ impl Client {
             Ok(body) => body.to_vec(),
             Err(e) => return self.transport_failure(&e),
         };
+        // An HTML page is no answer of Deepgram's (JSON or plain text), unless it is a 429
+        // or 5xx, which are retried as such whatever their body.
+        let retried = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+        if !retried && status != StatusCode::UNAUTHORIZED && (html || looks_like_html(&body)) {
+            return Attempt::Done(Err(Error::NotDeepgram {
+                status: status.as_u16(),
+                body: truncate(self.scrub(&String::from_utf8_lossy(&body)).trim()),
+            }));
+        }
         if status.is_success() {
             return Attempt::Done(Ok(body));
         }
@@ -396,8 +418,12 @@ impl Client {
         }
     }
 
+    /// Reads a success answer, with any copy of the key in it (an echoed error message)
+    /// replaced first: its text may be stored and logged.
     fn decode<T: DeserializeOwned>(&self, url: &Url, body: &[u8]) -> Result<T, Error> {
-        serde_json::from_slice(body).map_err(|e| self.decode_error(url, &e.to_string(), body))
+        let text = String::from_utf8_lossy(body);
+        let scrubbed = self.scrub(&text);
+        serde_json::from_str(&scrubbed).map_err(|e| self.decode_error(url, &e.to_string(), body))
     }
 
     fn decode_error(&self, url: &Url, reason: &str, body: &[u8]) -> Error {
@@ -411,6 +437,17 @@ impl Client {
     fn scrub(&self, text: &str) -> String {
         redact(text, self.inner.api_key.expose_secret())
     }
+}
+
+/// Whether a body starts like an HTML document (`<!DOCTYPE html>`, `<html>`).
+fn looks_like_html(body: &[u8]) -> bool {
+    let start: Vec<u8> = body
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(15)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    start.starts_with(b"<!doctype html") || start.starts_with(b"<html")
 }
 
 /// Rejects ids that would change the route: empty, `.` or `..` (the URL library drops

@@ -69,6 +69,16 @@ pub enum Error {
         /// Readable text from the body.
         message: String,
     },
+    /// An HTML page where Deepgram answers JSON or plain text: a proxy, a captive portal or a
+    /// `DEEPGRAM_API_URL` that is not Deepgram answered. Says nothing about the request, so
+    /// a later run tries again ([`Error::is_retryable`]). Never retried at once.
+    #[error("the answer (HTTP {status}) is an HTML page, not Deepgram's: is DEEPGRAM_API_URL right? body: {body}")]
+    NotDeepgram {
+        /// The status received.
+        status: u16,
+        /// The body received, cut to a few hundred characters.
+        body: String,
+    },
     /// A success status whose body is not the expected JSON. Never retried.
     #[error("could not decode Deepgram's answer: {message}; body: {body}")]
     Decode {
@@ -140,7 +150,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Server { .. } | Self::Transport { .. }
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport { .. }
+                | Self::NotDeepgram { .. }
         )
     }
 
@@ -168,7 +181,9 @@ impl Error {
             Self::Forbidden { .. } => Some(403),
             Self::NotFound { .. } => Some(404),
             Self::RateLimited { .. } => Some(429),
-            Self::Server { status, .. } | Self::Http { status, .. } => Some(*status),
+            Self::Server { status, .. }
+            | Self::Http { status, .. }
+            | Self::NotDeepgram { status, .. } => Some(*status),
             _ => None,
         }
     }

@@ -323,6 +323,64 @@ async fn a_body_echoing_the_key_is_scrubbed() {
 }
 
 #[tokio::test]
+async fn a_failed_request_message_echoing_the_key_is_scrubbed_too() {
+    let response = json!({"code": 400, "message": format!("failed for {KEY}")});
+    let state = cost_state_for(record_with_response(Some(response))).await;
+    assert_eq!(
+        state,
+        CostState::RequestFailed {
+            code: Some(400),
+            message: Some("failed for ***".to_owned()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_html_page_is_no_answer_of_deepgrams_and_is_worth_asking_again() {
+    let page = "<!DOCTYPE html><html><body>Welcome to nginx</body></html>";
+    for (status, content_type) in [
+        (200, "text/html"),
+        (404, "text/html; charset=utf-8"),
+        (403, "text/plain"),
+    ] {
+        let (_server, result) = fetch_with(
+            ResponseTemplate::new(status).set_body_raw(page.as_bytes().to_vec(), content_type),
+        )
+        .await;
+        let err = result.expect_err("an HTML page is an error");
+        assert!(
+            matches!(err, Error::NotDeepgram { status: s, .. } if s == status),
+            "{status}: {err:?}"
+        );
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("DEEPGRAM_API_URL"), "{err}");
+    }
+    // Deepgram's own plain-text 404 (a project id that is not a UUID) is still not found.
+    let (_server, result) =
+        fetch_with(ResponseTemplate::new(404).set_body_string("Project not found")).await;
+    assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(documented_record()))
+        .mount(&elsewhere)
+        .await;
+    let (_server, result) = fetch_with(
+        ResponseTemplate::new(302)
+            .insert_header("location", format!("{}{}", elsewhere.uri(), request_path())),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(Error::Http { status: 302, .. })),
+        "{result:?}"
+    );
+    assert_eq!(received(&elsewhere).await, 0);
+}
+
+#[tokio::test]
 async fn insufficient_permissions_is_forbidden() {
     let (server, result) = fetch_with(ResponseTemplate::new(403).set_body_json(json!({
         "category": "INSUFFICIENT_PERMISSIONS",

@@ -429,9 +429,11 @@ impl Pipeline for Pricing<'_> {
         match outcome {
             Outcome::Priced(_) => Streak::Reset,
             Outcome::Unpriced { reason, .. } => match reason {
-                Reason::NoRequestId | Reason::MalformedRequestId | Reason::NoProject => {
-                    Streak::Keep
-                }
+                // Nothing was asked, so nothing was learnt about Deepgram.
+                Reason::NoRequestId
+                | Reason::MalformedRequestId
+                | Reason::NoProject
+                | Reason::ProjectRefused => Streak::Keep,
                 Reason::Forbidden | Reason::Unavailable => Streak::Fail,
                 _ => Streak::Reset,
             },
@@ -546,6 +548,8 @@ enum Reason {
     Rejected,
     /// 403: the key may not read this project.
     Forbidden,
+    /// The project answered 403 earlier in the run; not asked again.
+    ProjectRefused,
     /// 429, 5xx or network failure after every attempt.
     Unavailable,
 }
@@ -574,7 +578,7 @@ impl Reason {
             Self::InvalidPrice => "invalid_price",
             Self::BadAnswer => "bad_answer",
             Self::Rejected => "rejected",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::ProjectRefused => "forbidden",
             Self::Unavailable => "unavailable",
         }
     }
@@ -592,7 +596,7 @@ impl Reason {
             Self::InvalidPrice => "unusable price",
             Self::BadAnswer => "malformed answer",
             Self::Rejected => "request rejected",
-            Self::Forbidden => "access refused",
+            Self::Forbidden | Self::ProjectRefused => "access refused",
             Self::Unavailable => "Deepgram unavailable",
         }
     }
@@ -610,6 +614,7 @@ impl Reason {
             | Self::BadAnswer
             | Self::Rejected
             | Self::Forbidden
+            | Self::ProjectRefused
             | Self::Unavailable => keys::FAILED,
         }
     }
@@ -624,7 +629,9 @@ impl Reason {
             | Self::InvalidPrice
             | Self::BadAnswer
             | Self::Rejected => Limit::After(settings.max_checks),
-            Self::NoProject | Self::Forbidden | Self::Unavailable => Limit::Never,
+            Self::NoProject | Self::Forbidden | Self::ProjectRefused | Self::Unavailable => {
+                Limit::Never
+            }
         }
     }
 }
@@ -666,6 +673,10 @@ struct Lookups<'a> {
     client: &'a Client,
     projects: Projects,
     preferred: AtomicUsize,
+    /// Projects that answered 403 in this run: their other rows are not asked about again
+    /// (and do not grow the error streak), so that a project the key may not read does not
+    /// stop the run before the other projects' rows are reached.
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<'a> Lookups<'a> {
@@ -677,7 +688,15 @@ impl<'a> Lookups<'a> {
                 None => Projects::Listed(OnceCell::new()),
             },
             preferred: AtomicUsize::new(0),
+            refused: std::sync::Mutex::default(),
         }
+    }
+
+    fn was_refused(&self, project: &str) -> bool {
+        self.refused
+            .lock()
+            .map(|refused| refused.contains(project))
+            .unwrap_or(false)
     }
 
     /// The outcome for one row; `Err` only when the whole run must stop.
@@ -685,8 +704,31 @@ impl<'a> Lookups<'a> {
         match parse_request_id(row) {
             Err(outcome) => Ok(outcome),
             Ok(RequestRef::Composed { project, request }) => {
+                if self.was_refused(project) {
+                    return Ok(Outcome::unpriced(
+                        Reason::ProjectRefused,
+                        format!(
+                            "Deepgram refused the API key access to project {project} (HTTP 403) \
+                             earlier in this run; not asked again"
+                        ),
+                    ));
+                }
                 match self.client.get_request(project, request).await {
                     Ok(record) => Ok(record_outcome(&record, request)),
+                    Err(e @ DeepgramError::Forbidden { .. }) => {
+                        // Only the project's first 403 counts towards the error streak:
+                        // lookups already in flight for it say nothing new.
+                        let first = self
+                            .refused
+                            .lock()
+                            .map(|mut refused| refused.insert(project.to_owned()))
+                            .unwrap_or(true);
+                        if first {
+                            error_outcome(&e, "")
+                        } else {
+                            Ok(Outcome::unpriced(Reason::ProjectRefused, e.to_string()))
+                        }
+                    }
                     Err(e) => error_outcome(&e, ""),
                 }
             }

@@ -1118,3 +1118,74 @@ async fn under_a_vendor_concurrency_limit_the_job_slows_down_as_a_whole_and_no_r
         "the live limit came down: {limit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_others() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    // OTHER_PROJECT refuses the key; its rows come first in id order.
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/v1/projects/{OTHER_PROJECT}/requests/.*$"
+        )))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "category": "INSUFFICIENT_PERMISSIONS",
+            "message": "Your account does not have permission to access this project.",
+        })))
+        .mount(&server)
+        .await;
+    for n in 0..10 {
+        diesel::sql_query(format!(
+            "INSERT INTO transcriptions (id, stt_provider_request_id) VALUES \
+             ('00000000-0000-4000-8000-{n:012}', '{OTHER_PROJECT}.{}')",
+            new_id()
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let good = new_id();
+    answer(
+        &server,
+        PROJECT,
+        &good,
+        ok(record(PROJECT, &good, priced(json!(0.0043)))),
+    )
+    .await;
+    diesel::sql_query(format!(
+        "INSERT INTO transcriptions (id, stt_provider_request_id) VALUES \
+         ('ffffffff-0000-4000-8000-000000000000', '{PROJECT}.{good}')"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    // One lookup at a time, so that none is in flight when the first 403 comes back.
+    let job = job(
+        &db,
+        &server,
+        &[
+            ("COST_UPDATE_MAX_CONSECUTIVE_ERRORS", "3"),
+            ("COST_UPDATE_CONCURRENCY", "1"),
+        ],
+    );
+    let stats = run_ok(&job).await;
+
+    assert_eq!(
+        (stats.get("updated"), stats.get("failed")),
+        (1, 10),
+        "{stats:?}"
+    );
+    let refused_calls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().contains(OTHER_PROJECT))
+        .count();
+    assert_eq!(
+        refused_calls, 1,
+        "the refused project is asked once per run"
+    );
+}

@@ -82,6 +82,11 @@ enum Role {
 }
 
 impl Role {
+    /// Whether the role may use methods that change something (the viewer reads only).
+    fn may_write(self) -> bool {
+        self != Role::Viewer
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
@@ -95,11 +100,19 @@ impl Role {
 /// decided by [`require_role`]; handlers record it with what they change. Every route
 /// under `/internal` is behind that middleware, which always decides.
 pub fn actor(req: &HttpRequest) -> &'static str {
+    role(req).as_str()
+}
+
+/// Whether this request's token may change things, by the rule [`require_role`] applies.
+pub fn may_write(req: &HttpRequest) -> bool {
+    role(req).may_write()
+}
+
+fn role(req: &HttpRequest) -> Role {
     req.extensions()
         .get::<Role>()
         .copied()
         .unwrap_or(Role::Local)
-        .as_str()
 }
 
 /// Methods a viewer may use: those that change nothing.
@@ -159,7 +172,7 @@ pub async fn require_role(
         };
         match access.role_of(token) {
             None => return Ok(refuse(req, unauthorized("the bearer token is not valid"))),
-            Some(Role::Viewer) if !is_safe(req.method()) => {
+            Some(role) if !role.may_write() && !is_safe(req.method()) => {
                 let error = ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",

@@ -293,11 +293,10 @@ pub struct SessionView {
     )
 )]
 pub async fn session(req: HttpRequest) -> HttpResponse {
-    let role = auth::actor(&req);
     HttpResponse::Ok().json(Data {
         data: SessionView {
-            role,
-            can_write: role != "viewer",
+            role: auth::actor(&req),
+            can_write: auth::may_write(&req),
         },
     })
 }

@@ -1506,28 +1506,25 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
     ]);
     let server = storage(&objects, Duration::ZERO).await;
     let base = format!("{}/storage/v1", server.uri());
-    for old in [
-        "audio/u/cache.webm",
-        "audio/u/what?1.webm",
-        "audio/u/spaced.webm",
-        "audio/u/render.webm",
-        "audio/u/own.webm",
-    ] {
-        seed(&db, OLD, Some(old)).await;
-    }
-    let old_url = format!("{base}/object/public/audio/u/e%20f.webm");
-    seed(&db, OLD, Some(&old_url)).await;
+    let old = [
+        "audio/u/cache.webm".to_owned(),
+        "audio/u/what?1.webm".to_owned(),
+        "audio/u/spaced.webm".to_owned(),
+        "audio/u/render.webm".to_owned(),
+        "audio/u/own.webm".to_owned(),
+        format!("{base}/object/public/audio/u/e%20f.webm"),
+    ];
+    seed_many(&db, OLD, &old).await;
     // Recent rows the job would refuse to delete by: a cache-busting query, an unescaped
     // '?', white space, a path written encoded in the plain form, an image transform.
-    for recent in [
+    let recent = [
         format!("{base}/object/public/audio/u/cache.webm?v=2"),
         format!("{base}/object/public/audio/u/what?1.webm"),
         "audio/u/spaced.webm ".to_owned(),
         "audio/u/e%20f.webm".to_owned(),
         format!("{base}/render/image/public/audio/u/render.webm?width=100"),
-    ] {
-        seed(&db, YOUNG, Some(&recent)).await;
-    }
+    ];
+    seed_many(&db, YOUNG, &recent).await;
 
     let stats = run(&job(&server, &db, &[]), false).await.unwrap();
 
@@ -1601,14 +1598,13 @@ async fn a_path_naming_no_possible_object_is_refused_not_marked_as_already_gone(
     ]);
     let server = storage(&objects, Duration::ZERO).await;
     let base = format!("{}/storage/v1/object", server.uri());
-    for old in [
+    let old = [
         "audio/u/e%20f.webm".to_owned(),
         format!("{base}/public/audio/u/l%2520m.webm"),
         "audio/u/v.webm ".to_owned(),
         format!("{base}/public/audio/u/qq?token=1.webm"),
-    ] {
-        seed(&db, OLD, Some(&old)).await;
-    }
+    ];
+    seed_many(&db, OLD, &old).await;
 
     // Invalid paths are counted failed and logged, the run itself succeeds (README).
     let stats = run(&job(&server, &db, &[]), false).await.unwrap();

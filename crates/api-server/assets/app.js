@@ -1216,8 +1216,10 @@
   // Asks the server that runs an execution to stop it; `report(text, kind)` tells the user.
   async function cancelRun(id, report) {
     try {
-      await api(`/jobs/executions/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
-      report(`Cancellation of run #${id} requested; it stops at its next checkpoint.`, 'ok');
+      const answer = await api(`/jobs/executions/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+      // No live server held it: the request itself closed it.
+      if (answer.data && answer.data.status === 'failed') report(`Run #${id} was not held by any server; it is now closed as failed.`, 'ok');
+      else report(`Cancellation of run #${id} requested; it stops at its next checkpoint.`, 'ok');
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {
         needAuth();

@@ -90,7 +90,8 @@ impl Services {
     /// The same, also telling `notifier` about every execution that ends.
     pub fn runner_with(&self, worker_id: String, notifier: Option<Arc<Notifier>>) -> Arc<Runner> {
         let scheduling = &self.config.scheduling;
-        let log = Arc::new(PgExecutionLog::new(self.log_pool.clone()));
+        let log =
+            Arc::new(PgExecutionLog::new(self.log_pool.clone()).unleased_grace(scheduling.lease));
         // Installs the recorder before the first execution is counted.
         crate::http::metrics::handle();
         Arc::new(

@@ -257,10 +257,13 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
         Ok(closed) => {
             for record in closed {
                 log::warn!(
-                    "[Job] {} execution {} lost its process (worker {}); marked failed",
+                    "[Job] {} execution {} marked failed: {}",
                     record.job_name,
                     record.id,
-                    record.worker_id.as_deref().unwrap_or("unknown")
+                    record
+                        .error_message
+                        .as_deref()
+                        .unwrap_or("its lease expired")
                 );
                 if let Some(job) = services.registry.get(&record.job_name) {
                     runner.report_closed(&job, &record, false).await;

@@ -36,19 +36,38 @@ fn lease_secs(lease: Duration) -> f64 {
     lease.min(MAX_LEASE).as_secs_f64()
 }
 
+/// The same in whole seconds (at least 1), for a message.
+fn whole_secs(lease: Duration) -> i32 {
+    i32::try_from(lease.min(MAX_LEASE).as_secs().max(1)).unwrap_or(i32::MAX)
+}
+
+/// SQL for a `timestamptz` column as RFC 3339 text in UTC, to the second.
+fn utc_text(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+}
+
 /// Longest error message stored; longer ones are cut with a marker.
 const MAX_ERROR_LEN: usize = 8 * 1024;
+
+/// How long a `running` row without a lease is left alone by default: the default lease.
+pub const DEFAULT_UNLEASED_GRACE: Duration = Duration::from_secs(60);
+
+/// What the `error_message` of a `running` row that never had a lease starts with once the
+/// lease check closes it.
+pub const UNLEASED_MESSAGE_PREFIX: &str = "interrupted: running without a lease";
 
 /// [`ExecutionLog`] on the `job_executions` table.
 #[derive(Clone)]
 pub struct PgExecutionLog {
     pool: Pool,
+    unleased_grace: Duration,
 }
 
 impl std::fmt::Debug for PgExecutionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgExecutionLog")
             .field("pool", &self.pool.status())
+            .field("unleased_grace", &self.unleased_grace)
             .finish()
     }
 }
@@ -56,7 +75,19 @@ impl std::fmt::Debug for PgExecutionLog {
 impl PgExecutionLog {
     /// A log writing through `pool`.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            unleased_grace: DEFAULT_UNLEASED_GRACE,
+        }
+    }
+
+    /// How long [`ExecutionLog::expire_leases`] leaves a `running` row that has no lease
+    /// (written by another system, or by hand: every row this service writes has one)
+    /// before closing it, counted from its start or last heartbeat. Such a row would
+    /// otherwise hold the job's one running place for ever. A server passes its own lease.
+    pub fn unleased_grace(mut self, grace: Duration) -> Self {
+        self.unleased_grace = grace;
+        self
     }
 
     async fn conn(&self) -> Result<PooledConnection, LogError> {
@@ -214,17 +245,25 @@ impl ExecutionLog for PgExecutionLog {
 
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError> {
         let mut conn = self.conn().await?;
+        // GREATEST skips a NULL heartbeat; `$1` is a whole number of seconds.
         let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
             "UPDATE job_executions \
              SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
-                 error_message = 'interrupted: server ' || COALESCE(worker_id, 'unknown') \
-                   || ' stopped renewing its lease (expired ' \
-                   || to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-                   || ')', \
+                 error_message = CASE WHEN lease_expires_at IS NULL \
+                   THEN '{UNLEASED_MESSAGE_PREFIX} since ' || {STARTED} \
+                     || ', so no server of this service was running it (another system or a \
+                     hand-written row); closed after ' || $1 || ' s' \
+                   ELSE 'interrupted: server ' || COALESCE(worker_id, 'unknown') \
+                     || ' stopped renewing its lease (expired ' || {EXPIRED} || ')' END, \
                  lease_expires_at = NULL \
-             WHERE status = 'running' AND lease_expires_at < now() \
-             RETURNING {COLUMNS}"
+             WHERE status = 'running' AND (lease_expires_at < now() \
+               OR (lease_expires_at IS NULL \
+                   AND GREATEST(started_at, heartbeat_at) < now() - make_interval(secs => $1)))\
+             RETURNING {COLUMNS}",
+            STARTED = utc_text("started_at"),
+            EXPIRED = utc_text("lease_expires_at"),
         ))
+        .bind::<Integer, _>(whole_secs(self.unleased_grace))
         .load(&mut conn)
         .await
         .map_err(log_err)?;
@@ -345,6 +384,27 @@ pub async fn request_cancel(
     struct Found {
         #[diesel(sql_type = Bool)]
         found: bool,
+    }
+    // Nothing would ever stop a row that no live server holds: it is closed here.
+    let closed = diesel::sql_query(format!(
+        "UPDATE job_executions \
+         SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
+             error_message = 'cancelled by ' || $2 || ': no server held it (' \
+               || CASE WHEN lease_expires_at IS NULL THEN 'it never had a lease' \
+                  ELSE 'its lease had expired at ' || {EXPIRED} END || ')', \
+             cancel_requested_at = COALESCE(cancel_requested_at, now()), \
+             cancel_requested_by = COALESCE(cancel_requested_by, $2), \
+             lease_expires_at = NULL \
+         WHERE id = $1 AND status = 'running' \
+           AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+        EXPIRED = utc_text("lease_expires_at"),
+    ))
+    .bind::<Integer, _>(to_i32(id))
+    .bind::<Text, _>(actor)
+    .execute(conn)
+    .await?;
+    if closed == 1 {
+        return Ok(CancelRequest::Closed);
     }
     let updated = diesel::sql_query(
         "UPDATE job_executions \

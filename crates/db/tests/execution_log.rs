@@ -272,6 +272,152 @@ async fn an_expired_lease_is_closed_naming_the_server_and_cannot_be_reopened() {
     assert!(log.expire_leases().await.unwrap().is_empty());
 }
 
+/// The `(status, error_message)` of execution `id`.
+async fn outcome(db: &TestDatabase, id: i64) -> (String, Option<String>) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        error_message: Option<String>,
+    }
+    let mut conn = db.connect().await;
+    let row: Row = diesel::sql_query(format!(
+        "SELECT status, error_message FROM job_executions WHERE id = {id}"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    (row.status, row.error_message)
+}
+
+/// A `running` row as another system (or a person) writes it: no worker, no lease.
+async fn insert_unleased(db: &TestDatabase, job: &str, started: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        id: i32,
+    }
+    let mut conn = db.connect().await;
+    let row: Id = diesel::sql_query(format!(
+        "INSERT INTO job_executions (job_name, status, started_at) \
+         VALUES ('{job}', 'running', {started}) RETURNING id"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    i64::from(row.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_row_without_a_lease_is_closed_after_the_grace_and_frees_the_job() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool()).unleased_grace(Duration::from_secs(30));
+    let stale = insert_unleased(&db, "audio_cleanup", "now() - interval '31 seconds'").await;
+    let fresh = insert_unleased(&db, "cost_update", "now() - interval '29 seconds'").await;
+    // While it stands, the job has no place to run.
+    assert!(matches!(
+        log.claim(&new_execution("audio_cleanup", None))
+            .await
+            .unwrap(),
+        Claim::AlreadyRunning
+    ));
+
+    let closed = log.expire_leases().await.unwrap();
+    let ids: Vec<i64> = closed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [stale]);
+    let (status, message) = outcome(&db, stale).await;
+    assert_eq!(status, "failed");
+    let message = message.unwrap();
+    assert!(
+        message.starts_with(db::execution_log::UNLEASED_MESSAGE_PREFIX),
+        "{message}"
+    );
+    assert!(message.contains("closed after 30 s"), "{message}");
+    assert_eq!(outcome(&db, fresh).await.0, "running");
+    assert!(matches!(
+        log.claim(&new_execution("audio_cleanup", None))
+            .await
+            .unwrap(),
+        Claim::Started { .. }
+    ));
+
+    // A heartbeat written by hand counts as a sign of life.
+    exec(
+        &db,
+        &format!(
+            "UPDATE job_executions SET started_at = now() - interval '1 hour', \
+             heartbeat_at = now() WHERE id = {fresh}"
+        ),
+    )
+    .await;
+    assert!(log.expire_leases().await.unwrap().is_empty());
+    exec(
+        &db,
+        &format!(
+            "UPDATE job_executions SET heartbeat_at = now() - interval '31 seconds' \
+             WHERE id = {fresh}"
+        ),
+    )
+    .await;
+    assert_eq!(log.expire_leases().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_closes_at_once_a_row_no_live_server_holds() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    // Written by another system a moment ago: the lease check would wait; a cancel does not.
+    let foreign = insert_unleased(&db, "audio_cleanup", "now()").await;
+    assert_eq!(
+        log.request_cancel(foreign, "admin").await.unwrap(),
+        CancelRequest::Closed
+    );
+    let (status, message) = outcome(&db, foreign).await;
+    assert_eq!(status, "failed");
+    assert_eq!(
+        message.as_deref(),
+        Some("cancelled by admin: no server held it (it never had a lease)")
+    );
+    assert_eq!(
+        log.request_cancel(foreign, "admin").await.unwrap(),
+        CancelRequest::NotRunning
+    );
+
+    // A server that died: its lease is over, and nobody will read the request.
+    let dying = NewExecution {
+        lease: Duration::from_millis(200),
+        ..new_execution("cost_update", None)
+    };
+    let Claim::Started { id, .. } = log.claim(&dying).await.unwrap() else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        log.request_cancel(id, "viewer-turned-admin").await.unwrap(),
+        CancelRequest::Closed
+    );
+    let message = outcome(&db, id).await.1.unwrap();
+    assert!(
+        message.starts_with(
+            "cancelled by viewer-turned-admin: no server held it (its lease had expired at 20"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT count(*) AS n FROM job_executions WHERE id = {id} \
+                 AND cancel_requested_by = 'viewer-turned-admin' AND completed_at IS NOT NULL \
+                 AND duration_ms IS NOT NULL AND lease_expires_at IS NULL"
+            )
+        )
+        .await,
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_closes_only_its_own_leftovers() {
     let db = TestDatabase::new().await;

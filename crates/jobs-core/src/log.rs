@@ -108,6 +108,10 @@ pub enum Beat {
 pub enum CancelRequest {
     /// Recorded; the server running it stops it at its next heartbeat.
     Requested,
+    /// No live server held it (its lease had expired, or it never had one: a row written
+    /// by another system or by hand), so nothing would ever stop it: closed at once as
+    /// failed, `cancelled by …`.
+    Closed,
     /// The execution exists but is not running.
     NotRunning,
     /// No such execution.
@@ -391,6 +395,18 @@ impl ExecutionLog for MemoryExecutionLog {
         match rows.iter_mut().find(|r| r.record.id == id) {
             None => Ok(CancelRequest::NotFound),
             Some(row) if row.record.status != Status::Running => Ok(CancelRequest::NotRunning),
+            Some(row) if row.expires < self.clock.now() => {
+                let now = self.clock.now();
+                close(
+                    &mut row.record,
+                    now,
+                    Status::Failed,
+                    Some(format!(
+                        "cancelled by {actor}: no server held it (its lease had expired)"
+                    )),
+                );
+                Ok(CancelRequest::Closed)
+            }
             Some(row) => {
                 row.cancel_requested_by
                     .get_or_insert_with(|| actor.to_owned());

@@ -346,10 +346,13 @@ impl Scheduler {
             Ok(closed) => {
                 for record in closed {
                     warn!(
-                        "[Job] {} execution {} lost its server (worker {}); marked failed",
+                        "[Job] {} execution {} marked failed: {}",
                         record.job_name,
                         record.id,
-                        record.worker_id.as_deref().unwrap_or("unknown")
+                        record
+                            .error_message
+                            .as_deref()
+                            .unwrap_or("its lease expired")
                     );
                     self.report_closed(&record).await;
                 }

@@ -839,6 +839,36 @@ async fn a_cancel_recorded_in_the_log_reaches_the_run_at_its_next_heartbeat() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cancel_of_a_row_whose_lease_is_over_closes_it_at_once() {
+    let log = memory_log();
+    let claim = log
+        .claim(&attempt_1(
+            "batches",
+            None,
+            "gone:8080",
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap();
+    let Claim::Started { id, .. } = claim else {
+        panic!("{claim:?}")
+    };
+    // Its server died: no heartbeat comes, and nobody would read the request.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        log.request_cancel(id, "admin").await.unwrap(),
+        CancelRequest::Closed
+    );
+    let row = &log.all()[0];
+    assert_eq!(row.status, Status::Failed);
+    assert_eq!(
+        row.error_message.as_deref(),
+        Some("cancelled by admin: no server held it (its lease had expired)")
+    );
+    assert!(log.expire_leases().await.unwrap().is_empty());
+}
+
 /// A log whose heartbeats can be made to fail, as when the database is unreachable.
 struct FlakyLog {
     inner: Arc<MemoryExecutionLog>,

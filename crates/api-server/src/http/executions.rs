@@ -120,7 +120,7 @@ pub async fn execution(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "Execution id")),
     responses(
-        (status = 202, description = "Asked to stop: it ends `failed` with `cancelled by …` and the counters it reached", body = Data<CancelRequested>),
+        (status = 202, description = "Asked to stop: it ends `failed` with `cancelled by …` and the counters it reached (`status` `running`); a row no live server holds (lease expired, or none: written by another system) is closed at once (`status` `failed`)", body = Data<CancelRequested>),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
@@ -138,8 +138,10 @@ pub async fn cancel(
     // Recorded in the row whether it runs here or elsewhere: the history shows who asked,
     // and the server that runs it learns of it at its next heartbeat.
     let mut conn = state.pool.get().await.map_err(ApiError::database)?;
-    match db::execution_log::request_cancel(&mut conn, id, actor).await? {
-        CancelRequest::Requested => {}
+    let status = match db::execution_log::request_cancel(&mut conn, id, actor).await? {
+        CancelRequest::Requested => StatusView::Running,
+        // No server held it: it was closed by the request itself.
+        CancelRequest::Closed => StatusView::Failed,
         CancelRequest::NotRunning => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -148,14 +150,16 @@ pub async fn cancel(
             ))
         }
         CancelRequest::NotFound => return Err(ApiError::not_found(format!("no execution {id}"))),
-    }
+    };
     drop(conn);
-    // Running here: stop it now rather than at the next heartbeat.
-    state.runner.cancel(id, format!("cancelled by {actor}"));
+    if matches!(status, StatusView::Running) {
+        // Running here: stop it now rather than at the next heartbeat.
+        state.runner.cancel(id, format!("cancelled by {actor}"));
+    }
     Ok(HttpResponse::Accepted().json(Data {
         data: CancelRequested {
             execution_id: id,
-            status: StatusView::Running,
+            status,
             requested_by: actor.to_owned(),
         },
     }))

@@ -2166,6 +2166,13 @@ async fn trends_draw_success_rate_duration_and_counters_per_day() {
 async fn cancel_on_a_running_card_asks_its_server_to_stop() {
     let db = TestDatabase::new().await;
     sql(&db, &running("audio_cleanup", 20, json!({"deleted": 3}))).await;
+    // Written by another system: no server holds it, so the cancel closes it at once.
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at) \
+         VALUES ('cost_update', 'running', now())",
+    )
+    .await;
     let server = Server::start("cancel", db.url(), BOTH_ENABLED).await;
     let browser = Browser::open("cancel", 1280, 900).await;
     browser.goto(&server.base).await;
@@ -2187,5 +2194,24 @@ async fn cancel_on_a_running_card_asks_its_server_to_stop() {
             .starts_with("Cancellation of run #"),
         "{message}"
     );
+
+    wait_status(&browser, "cost_update", "running").await;
+    browser
+        .click("article[data-job=cost_update] [data-action=cancel]")
+        .await;
+    let message = browser
+        .wait_for(
+            "the answer for a run no server held",
+            "document.querySelector('article[data-job=cost_update] [data-role=run-message]').textContent",
+        )
+        .await;
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .ends_with("was not held by any server; it is now closed as failed."),
+        "{message}"
+    );
+    wait_status(&browser, "cost_update", "failed").await;
     browser.close().await;
 }

@@ -435,6 +435,81 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     assert_eq!(resp.status(), 401);
 }
 
+/// Inserts a `running` row as another system or a person writes it (no worker, no lease).
+async fn insert_unleased(db: &TestDatabase, job: &str, started: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let mut conn = db.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO job_executions (job_name, status, started_at) \
+         VALUES ('{job}', 'running', {started}) RETURNING id::int8 AS id"
+    ))
+    .get_result::<Id>(&mut conn)
+    .await
+    .unwrap()
+    .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_row_no_server_holds_is_closed_by_a_cancel_or_by_the_lease_check() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 2).await;
+    let mock = storage(0, Duration::ZERO, Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&base_vars(&db, &uri)).await;
+
+    // Written a moment ago by another system: it holds the job's one running place.
+    let foreign = insert_unleased(&db, "audio_cleanup", "now()").await;
+    let (status, body) = server
+        .post("/internal/api/v1/jobs/audio_cleanup/run", None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_running");
+
+    // Nothing would ever stop it, so the cancel closes it and says so.
+    let (status, body) = server
+        .post(
+            &format!("/internal/api/v1/jobs/executions/{foreign}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["status"], "failed");
+    let (status, body) = server
+        .get(&format!("/internal/api/v1/jobs/executions/{foreign}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "failed");
+    assert_eq!(
+        body["data"]["error_message"],
+        "cancelled by admin: no server held it (it never had a lease)"
+    );
+    let id = server.start_run("audio_cleanup").await;
+    assert_eq!(ended(&db, id).await.status, "success");
+
+    // One left without a cancel is closed by the lease check once it is older than a lease
+    // (3 s here), so the job is not blocked for good.
+    let stale = insert_unleased(&db, "audio_cleanup", "now() - interval '1 minute'").await;
+    let r = ended(&db, stale).await;
+    assert_eq!(r.status, "failed");
+    let message = r.error_message.unwrap_or_default();
+    assert!(
+        message.starts_with("interrupted: running without a lease since "),
+        "{message}"
+    );
+    assert!(message.ends_with("closed after 3 s"), "{message}");
+    assert!(
+        server.log().contains(&format!(
+            "audio_cleanup execution {stale} marked failed: interrupted: running without a lease"
+        )),
+        "{}",
+        server.log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_a_taken_address_stops_before_touching_the_live_servers_runs() {
     let db = TestDatabase::new().await;

@@ -505,7 +505,7 @@
 
   const STREAM_RETRY_MS = 1000;
   const STREAM_RETRY_MAX_MS = 30000;
-  const live = { controller: null, connected: false, retryMs: STREAM_RETRY_MS, timer: 0, lastId: '', updatedAt: new Map() };
+  const live = { controller: null, connected: false, retryMs: STREAM_RETRY_MS, timer: 0, lastId: '', updatedAt: new Map(), historyTimer: 0 };
 
   function ensureStream() {
     if (live.controller || live.timer || state.needsAuth) return;
@@ -605,6 +605,10 @@
       else if (field === 'event') kind = value;
       else if (field === 'data') data += value;
     }
+    if (kind === 'execution' && data) {
+      onExecutionEvent(data);
+      return;
+    }
     if (kind !== 'job' || !data || !Array.isArray(state.jobs)) return;
     let job;
     try {
@@ -624,6 +628,22 @@
     syncHistory();
     // The detail view takes the job's name and whether it may run again from the list.
     if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
+  }
+
+  // A skipped slot never becomes a job's latest execution, so no `job` event follows it:
+  // the history shows it by reloading when it matches the list's job filter.
+  function onExecutionEvent(data) {
+    let run;
+    try {
+      run = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    if (!run || run.status !== 'skipped' || state.route.kind !== 'dashboard') return;
+    if (state.history.job && state.history.job !== run.job_name) return;
+    // One reload for a burst (several jobs' slots skipped in the same second).
+    clearTimeout(live.historyTimer);
+    live.historyTimer = setTimeout(() => loadHistory(true), 250);
   }
 
   // ---- cards -----------------------------------------------------------------------

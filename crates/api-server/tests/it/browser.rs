@@ -1279,6 +1279,26 @@ async fn skipped_slots_say_why_and_odd_values_stay_readable() {
             .await,
         json!(2)
     );
+    // A slot skipped later is no job's latest execution, yet the list shows it without a
+    // reload of the page.
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "skipped",
+            1,
+            0,
+            json!({}),
+            Some("skipped: a later slot"),
+        ),
+    )
+    .await;
+    browser
+        .wait_for(
+            "the later skipped slot in the history",
+            "[...document.querySelectorAll('#history-rows .details-skipped')].some((e) => e.textContent === 'skipped: a later slot')",
+        )
+        .await;
     // A 20 000-character message takes a few lines of its row, not pages.
     let height = browser
         .eval("document.querySelector('#history-rows tr[data-id=\"1\"]').getBoundingClientRect().height")

@@ -489,7 +489,9 @@
         if (latest.status === 'running') lines.push(`${job.display_name} is running.`);
         else lines.push(`${job.display_name} finished: ${STATUS_LABEL[latest.status] || latest.status}.`);
         const message = state.messages.get(job.job_name);
-        if (message && message.kind === 'ok' && latest.status !== 'running') state.messages.delete(job.job_name);
+        // A note about the run in progress is over with it; one that already tells how the
+        // run ended (a cancel that closed it) stays.
+        if (message && message.kind === 'ok' && !message.final && latest.status !== 'running') state.messages.delete(job.job_name);
       }
       state.statuses.set(job.job_name, key);
     }
@@ -1144,8 +1146,8 @@
     if (latest && latest.status === 'running') {
       buttons.push(h('button', {
         type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy, title: readOnly,
-        onclick: () => cancelRun(latest.id, (text, kind) => {
-          state.messages.set(name, { kind, text, at: new Date() });
+        onclick: () => cancelRun(latest.id, (text, kind, final) => {
+          state.messages.set(name, { kind, text, final, at: new Date() });
           renderJobs();
         }),
       }, 'Cancel run'));
@@ -1233,12 +1235,13 @@
     }
   }
 
-  // Asks the server that runs an execution to stop it; `report(text, kind)` tells the user.
+  // Asks the server that runs an execution to stop it; `report(text, kind, final)` tells the
+  // user (`final`: the text already says how the run ended).
   async function cancelRun(id, report) {
     try {
       const answer = await api(`/jobs/executions/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
       // No live server held it: the request itself closed it.
-      if (answer.data && answer.data.status === 'failed') report(`Run #${id} was not held by any server; it is now closed as failed.`, 'ok');
+      if (answer.data && answer.data.status === 'failed') report(`Run #${id} was not held by any server; it is now closed as failed.`, 'ok', true);
       else report(`Cancellation of run #${id} requested; it stops at its next checkpoint.`, 'ok');
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {

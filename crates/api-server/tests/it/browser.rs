@@ -2186,11 +2186,12 @@ async fn trends_draw_success_rate_duration_and_counters_per_day() {
 async fn cancel_on_a_running_card_asks_its_server_to_stop() {
     let db = TestDatabase::new().await;
     sql(&db, &running("audio_cleanup", 20, json!({"deleted": 3}))).await;
-    // Written by another system: no server holds it, so the cancel closes it at once.
+    // Written by another system: no server holds it, so the cancel closes it at once. (Its
+    // hand-kept heartbeat keeps the lease check off it for as long as the test runs.)
     sql(
         &db,
-        "INSERT INTO job_executions (job_name, status, started_at) \
-         VALUES ('cost_update', 'running', now())",
+        "INSERT INTO job_executions (job_name, status, started_at, heartbeat_at) \
+         VALUES ('cost_update', 'running', now(), now() + interval '1 hour')",
     )
     .await;
     let server = Server::start("cancel", db.url(), BOTH_ENABLED).await;

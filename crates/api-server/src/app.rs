@@ -52,6 +52,8 @@ impl Services {
             .pool(config.log_pool_size)
             .map_err(|e| ConfigError::new("DATABASE_LOG_POOL_SIZE", e.to_string()))?;
         let registry = Arc::new(jobs::build_registry(&config, &pool)?);
+        // The jobs' settings are read by now.
+        config.vars.check_readable()?;
         Ok(Self {
             config: Arc::new(config),
             target,

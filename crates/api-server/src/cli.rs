@@ -102,7 +102,9 @@ pub fn main() -> ExitCode {
 /// Installs the logger as `LOG_FORMAT` and `RUST_LOG` say (the environment or `.env`),
 /// before the rest of the configuration is read so that its errors are logged.
 fn init_logging() -> Result<(), ConfigError> {
-    let settings = crate::config::LogSettings::from_vars(&crate::config::Vars::from_env())?;
+    let vars = crate::config::Vars::from_env()?;
+    let settings = crate::config::LogSettings::from_vars(&vars)?;
+    vars.check_readable()?;
     crate::logging::init(&settings);
     Ok(())
 }

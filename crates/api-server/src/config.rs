@@ -141,10 +141,54 @@ impl ConfigError {
     }
 }
 
+/// The variables of the `.env` file, if there is one; a line that is not `NAME=value` (or
+/// a file that is not UTF-8) is an error naming the file and the line, never its text.
+fn dot_env() -> Result<Vec<(String, String)>, ConfigError> {
+    const NAME: &str = ".env";
+    let iter = match dotenvy::dotenv_iter() {
+        Ok(iter) => iter,
+        Err(e) if e.not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(ConfigError::new(NAME, format!("could not be read: {e}"))),
+    };
+    let mut pairs = Vec::new();
+    for item in iter {
+        match item {
+            Ok(pair) => pairs.push(pair),
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                // Found in the working directory; one found in a parent gets no number.
+                let number = std::fs::read_to_string(NAME)
+                    .ok()
+                    .and_then(|text| text.lines().position(|l| l.trim_end() == line.trim_end()))
+                    .map_or_else(String::new, |n| format!(" (line {})", n + 1));
+                return Err(ConfigError::new(
+                    NAME,
+                    format!(
+                        "has a line that is not NAME=value{number}; nothing of the file was \
+                         used (a value with spaces or '#' needs quotes, and a quote its closing \
+                         quote)"
+                    ),
+                ));
+            }
+            Err(dotenvy::Error::Io(e)) => {
+                return Err(ConfigError::new(
+                    NAME,
+                    format!("could not be read: {e}; nothing of the file was used"),
+                ))
+            }
+            Err(e) => return Err(ConfigError::new(NAME, format!("could not be read: {e}"))),
+        }
+    }
+    Ok(pairs)
+}
+
 /// The environment as read at start-up; empty values count as unset.
 #[derive(Clone, Default)]
 pub struct Vars {
     values: HashMap<String, String>,
+    /// Variables whose value is not UTF-8 text: never read, never shown.
+    unreadable: std::sync::Arc<std::collections::BTreeSet<String>>,
+    /// The first of those the configuration asked for ([`Vars::check_readable`]).
+    unreadable_asked: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// The names asked for, so that a test can compare them with the table above.
     #[cfg(test)]
     asked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
@@ -160,11 +204,35 @@ impl std::fmt::Debug for Vars {
 }
 
 impl Vars {
-    /// The process environment, after loading `.env` from the working directory (which
-    /// never overrides a variable already set).
-    pub fn from_env() -> Self {
-        let _ = dotenvy::dotenv();
-        Self::from_map(std::env::vars().collect())
+    /// The process environment, with the variables of a `.env` file (found by `dotenvy`:
+    /// the working directory or a parent) that the environment does not set. A `.env` that
+    /// cannot be read whole is an error: loading the lines before a typo and dropping the
+    /// rest would run with settings nobody chose.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut values = HashMap::new();
+        let mut unreadable = std::collections::BTreeSet::new();
+        for (name, value) in std::env::vars_os() {
+            // Every name this server reads is ASCII; another name is no concern of ours.
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => {
+                    values.insert(name, value);
+                }
+                Err(_) => {
+                    unreadable.insert(name);
+                }
+            }
+        }
+        for (name, value) in dot_env()? {
+            if !values.contains_key(&name) && !unreadable.contains(&name) {
+                values.insert(name, value);
+            }
+        }
+        let mut vars = Self::from_map(values);
+        vars.unreadable = std::sync::Arc::new(unreadable);
+        Ok(vars)
     }
 
     /// Given pairs; for tests.
@@ -180,6 +248,8 @@ impl Vars {
     fn from_map(values: HashMap<String, String>) -> Self {
         Self {
             values,
+            unreadable: Default::default(),
+            unreadable_asked: Default::default(),
             #[cfg(test)]
             asked: Default::default(),
         }
@@ -192,10 +262,34 @@ impl Vars {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_owned());
+        if self.unreadable.contains(name) {
+            self.unreadable_asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| name.to_owned());
+            return None;
+        }
         self.values
             .get(name)
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// An error naming the first variable asked for whose value is not UTF-8 text (read
+    /// as unset until then). Called once the settings that use these variables are read.
+    pub fn check_readable(&self) -> Result<(), ConfigError> {
+        let asked = self
+            .unreadable_asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match asked {
+            Some(name) => Err(ConfigError::new(
+                &name,
+                "is not valid UTF-8 text (its value is not shown)",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The value or a default.
@@ -385,7 +479,7 @@ pub struct Config {
 impl Config {
     /// Reads the process environment (and `.env`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(Vars::from_env())
+        Self::from_vars(Vars::from_env()?)
     }
 
     /// Reads the given variables.
@@ -551,6 +645,10 @@ impl Config {
             notify: notify::settings(&vars)?,
             live: live::live_settings(&vars)?,
             vars,
+        })
+        .and_then(|config: Self| {
+            config.vars.check_readable()?;
+            Ok(config)
         })
     }
 

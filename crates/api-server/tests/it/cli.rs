@@ -11,7 +11,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::server::{self, run, ServerProcess};
 use crate::support::storage::audio_bucket;
 
-/// The binary with a clean environment and a working directory without `.env`.
 /// The binary with a clean environment in a directory without a `.env` file.
 fn api_server(vars: &[(&str, &str)]) -> Command {
     let mut cmd = server::api_server(vars);
@@ -43,6 +42,67 @@ fn jobs_lists_both_jobs_with_next_run_and_why_they_are_disabled() {
         cost.contains("no: DEEPGRAM_API_KEY is not set") && cost.contains("T03:00:00Z"),
         "{cost}"
     );
+}
+
+#[test]
+fn a_setting_that_is_not_utf8_exits_2_naming_it_without_its_value() {
+    use std::os::unix::ffi::OsStrExt;
+    let secret = std::ffi::OsStr::from_bytes(b"TOKSECRET\xffTAIL");
+    for var in [
+        "ADMIN_TOKEN",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "RUST_LOG",
+        "AUDIO_CLEANUP_SCHEDULE",
+    ] {
+        let (code, out, err) = run(api_server(&[]).env(var, secret).arg("jobs"));
+        assert_eq!(code, 2, "{var}: {out}{err}");
+        assert!(
+            err.contains(&format!("{var}: is not valid UTF-8 text")),
+            "{var}: {err}"
+        );
+        assert!(!err.contains("TOKSECRET") && !err.contains("TAIL"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A variable this server does not read is none of its business.
+    let (code, _, err) = run(api_server(&[])
+        .env("SOME_OTHER_TOOL_SETTING", secret)
+        .arg("jobs"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_dot_env_file_with_a_bad_line_is_refused_whole() {
+    let dir = empty_dir().join("dot-env");
+    std::fs::create_dir_all(&dir).unwrap();
+    let jobs = |contents: &[u8]| {
+        std::fs::write(dir.join(".env"), contents).unwrap();
+        let mut cmd = server::api_server(&[]);
+        cmd.current_dir(&dir).arg("jobs");
+        run(&mut cmd)
+    };
+    // Read whole, the file's setting counts: a retention of 0 days is refused.
+    let (code, _, err) = jobs(b"# a comment\nAUDIO_RETENTION_DAYS=0\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("AUDIO_RETENTION_DAYS"), "{err}");
+    // A typo above it does not quietly drop it: the whole file is refused.
+    for (contents, line) in [
+        (&b"JUNK LINE\nAUDIO_RETENTION_DAYS=365\n"[..], Some(1)),
+        (
+            &b"AUDIO_RETENTION_DAYS=365\nADMIN_TOKEN=\"unterminated secret\n"[..],
+            Some(2),
+        ),
+        (&b"AUDIO_RETENTION_DAYS=365\nX=\xff\n"[..], None),
+    ] {
+        let (code, out, err) = jobs(contents);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(".env: "), "{err}");
+        assert!(err.contains("nothing of the file was used"), "{err}");
+        if let Some(line) = line {
+            assert!(err.contains(&format!("(line {line})")), "{err}");
+        }
+        assert!(!err.contains("secret"), "{err}");
+    }
+    std::fs::remove_file(dir.join(".env")).unwrap();
 }
 
 #[test]

@@ -346,7 +346,7 @@ impl Client {
     pub async fn get_bucket(&self, bucket: &str) -> Result<Bucket, Error> {
         let url = format!("{}/bucket/{}", self.inner.api_base, bucket_segment(bucket)?);
         let body = self.execute(Method::GET, &url, Payload::None).await?;
-        decode(&body)
+        self.decode(&body)
     }
 
     /// Deletes one object. A missing object (or bucket) is [`Error::NotFound`].
@@ -400,7 +400,7 @@ impl Client {
                 .execute(Method::DELETE, &url, Payload::Json(&body))
                 .await
                 .and_then(|bytes| {
-                    deleted_names(&bytes).map_err(|e| decode_error(&e.to_string(), &bytes))
+                    deleted_names(&bytes).map_err(|e| self.decode_error(&e.to_string(), &bytes))
                 });
             match answer {
                 Ok(returned) => {
@@ -455,7 +455,7 @@ impl Client {
         let bytes = self
             .execute(Method::POST, &url, Payload::Json(&body))
             .await?;
-        decode(&bytes)
+        self.decode(&bytes)
     }
 
     /// Lists the whole folder `prefix`, page by page (`page_size` entries per call) until
@@ -551,7 +551,7 @@ impl Client {
         let (bytes, complete) = read_body(response).await.map_err(|e| self.transport(&e))?;
         if status.is_success() {
             if !complete {
-                return Err(decode_error("answer too large", &bytes));
+                return Err(self.decode_error("answer too large", &bytes));
             }
             return Ok(bytes);
         }
@@ -576,6 +576,19 @@ impl Client {
     /// Removes the key from text that came from the network, should a server echo it.
     fn redact(&self, text: &str) -> String {
         text.replace(self.inner.key.expose_secret(), "***")
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, Error> {
+        serde_json::from_slice(bytes).map_err(|e| self.decode_error(&e.to_string(), bytes))
+    }
+
+    /// A successful answer that could not be read, with its start for the reader: redacted
+    /// whole before it is cut, as a captive portal or a proxy may echo the request's headers.
+    fn decode_error(&self, message: &str, body: &[u8]) -> Error {
+        Error::Decode {
+            message: self.redact(message),
+            body: truncate(&self.redact(&String::from_utf8_lossy(body)), MAX_ERROR_BODY),
+        }
     }
 }
 
@@ -626,17 +639,6 @@ async fn read_body(mut response: Response) -> Result<(Vec<u8>, bool), reqwest::E
         body.extend_from_slice(&chunk);
     }
     Ok((body, true))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| decode_error(&e.to_string(), bytes))
-}
-
-fn decode_error(message: &str, body: &[u8]) -> Error {
-    Error::Decode {
-        message: message.to_owned(),
-        body: truncate(&String::from_utf8_lossy(body), MAX_ERROR_BODY),
-    }
 }
 
 /// Reads `SUPABASE_URL`. No message repeats the value: its query or user info may hold a

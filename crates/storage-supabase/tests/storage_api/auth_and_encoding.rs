@@ -139,6 +139,41 @@ async fn debug_output_and_errors_never_show_the_key() {
 }
 
 #[tokio::test]
+async fn a_successful_answer_that_cannot_be_read_never_shows_the_key() {
+    let server = MockServer::start().await;
+    // A captive portal or a debugging proxy answers 200 with the request's headers in its
+    // page: unreadable as Storage's answer, and the error quotes the page's start.
+    let echo = format!("<html>apikey: {KEY}<br>authorization: Bearer {KEY}</html>");
+    Mock::given(method("GET"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string(echo.clone()))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_string(format!("{{\"echo\": \"{KEY}\", \"not\": \"an array\"}}")),
+        )
+        .mount(&server)
+        .await;
+    let client = client(&server);
+
+    let err = client.get_bucket("audio").await.unwrap_err();
+    let Error::Decode { body, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        body.contains("apikey: ***<br>authorization: Bearer ***"),
+        "{body}"
+    );
+    assert!(!format!("{err} {err:?}").contains(KEY));
+
+    let outcome = client.delete_objects("audio", &["a.webm"]).await.unwrap();
+    let failed = &outcome.failed[0].error;
+    assert!(matches!(failed, Error::Decode { .. }), "{failed:?}");
+    assert!(!format!("{failed} {failed:?}").contains(KEY), "{failed:?}");
+}
+
+#[tokio::test]
 async fn clones_share_the_concurrency_limit() {
     let server = MockServer::start().await;
     let delay = Duration::from_millis(150);

@@ -101,13 +101,16 @@ impl EmailChannel {
         let exchange = transport.send_raw(message.envelope(), &raw);
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(_)) => Ok(()),
+            // The server's reply is quoted: it may echo what AUTH sent.
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!(
-                "{} refused the e-mail: {e}",
-                self.target
+                "{} refused the e-mail: {}",
+                self.target,
+                self.target.redact(&e.to_string())
             ))),
             Ok(Err(e)) => Err(SendError::transient(format!(
-                "sending through {} failed: {e}",
-                self.target
+                "sending through {} failed: {}",
+                self.target,
+                self.target.redact(&e.to_string())
             ))),
             Err(_) => Err(SendError::transient(format!(
                 "{} did not complete the exchange within {:?}",

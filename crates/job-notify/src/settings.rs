@@ -269,6 +269,47 @@ impl SmtpTarget {
     pub(crate) fn url(&self) -> &str {
         self.url.expose_secret()
     }
+
+    /// `text` (a server's reply, quoted in a log line) without the password, in any form
+    /// it crossed the network: as typed, and inside AUTH PLAIN's or AUTH LOGIN's base64.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        use base64::Engine;
+        let Ok(url) = url::Url::parse(self.url()) else {
+            return text.to_owned();
+        };
+        let decode = |raw: &str| {
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (user, password) = (decode(url.username()), decode(url.password().unwrap_or("")));
+        if password.is_empty() {
+            return text.to_owned();
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secrets = vec![
+            b64.encode(format!("\0{user}\0{password}")),
+            b64.encode(format!("{user}\0{password}")),
+            b64.encode(&password),
+            url.password().unwrap_or("").to_owned(),
+            password,
+        ];
+        redact_all(text, secrets)
+    }
+}
+
+/// `text` with each of `secrets` (the longest first) replaced by `***`.
+fn redact_all(text: &str, mut secrets: Vec<String>) -> String {
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    let mut out = text.to_owned();
+    for secret in &secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for SmtpTarget {
@@ -306,6 +347,38 @@ impl WebhookTarget {
     /// The whole URL, for the one place that posts to it.
     pub fn url(&self) -> &url::Url {
         &self.0
+    }
+
+    /// `text` (the receiver's answer, quoted in a log line) without what `Display` hides:
+    /// the path and query as sent, and each longer piece of them (a path segment of 6
+    /// characters or more, a query value of 4 or more), should the receiver echo them.
+    pub fn redact(&self, text: &str) -> String {
+        let url = &self.0;
+        let mut secrets = vec![
+            url[url::Position::BeforePath..url::Position::AfterQuery].to_owned(),
+            url.path().to_owned(),
+            url.query().unwrap_or("").to_owned(),
+        ];
+        if let Some(segments) = url.path_segments() {
+            secrets.extend(segments.filter(|s| s.len() >= 6).map(str::to_owned));
+        }
+        for (_, value) in url.query_pairs() {
+            if value.len() >= 4 {
+                secrets.push(value.into_owned());
+            }
+        }
+        if let Some(query) = url.query() {
+            secrets.extend(
+                query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('=').map(|(_, v)| v))
+                    .filter(|v| v.len() >= 4)
+                    .map(str::to_owned),
+            );
+        }
+        // A path of "/" alone hides nothing; replacing every slash would garble the text.
+        secrets.retain(|s| s.len() > 1);
+        redact_all(text, secrets)
     }
 }
 
@@ -440,5 +513,44 @@ mod tests {
 
         let e = SmtpTarget::parse("ftp://u:hunter2-smtp@mail.example.com").unwrap_err();
         assert!(!e.contains("hunter2-smtp"), "{e}");
+    }
+
+    #[test]
+    fn a_reply_that_echoes_the_credentials_is_quoted_without_them() {
+        // A server that echoes AUTH back: PLAIN's and LOGIN's base64, and the password as
+        // typed (percent-encoded in the URL, decoded on the wire).
+        let smtp = email("smtp://smtpuser:SmtpPw%2FSecret3390@127.0.0.1:2525")
+            .unwrap()
+            .smtp;
+        let reply = "535 5.7.8 AHNtdHB1c2VyAFNtdHBQdy9TZWNyZXQzMzkw rejected; \
+                     LOGIN U210cFB3L1NlY3JldDMzOTA=; you said SmtpPw/Secret3390 (SmtpPw%2FSecret3390)";
+        let quoted = smtp.redact(reply);
+        assert_eq!(
+            quoted,
+            "535 5.7.8 *** rejected; LOGIN ***; you said *** (***)"
+        );
+        // Without a password there is nothing to hide.
+        let open = email("smtp://127.0.0.1:2525").unwrap().smtp;
+        assert_eq!(open.redact(reply), reply);
+
+        let webhook = WebhookTarget(
+            url::Url::parse(
+                "http://127.0.0.1:18250/hook/HookPathSecret1177?token=HookQuerySecret2288&v=1",
+            )
+            .unwrap(),
+        );
+        let echo = r#"{"path": "/hook/HookPathSecret1177?token=HookQuerySecret2288&v=1",
+            "escaped": "\/hook\/HookPathSecret1177", "args": {"token": "HookQuerySecret2288"}}"#;
+        let quoted = webhook.redact(echo);
+        assert!(!quoted.contains("HookPathSecret"), "{quoted}");
+        assert!(!quoted.contains("HookQuerySecret"), "{quoted}");
+        assert!(quoted.contains(r#""path": "***""#), "{quoted}");
+        // Short pieces stay: they are no secret, and hiding them would garble the text.
+        assert!(
+            quoted.contains(r#""token": "***""#) && quoted.contains("\\/hook"),
+            "{quoted}"
+        );
+        let root = WebhookTarget(url::Url::parse("https://example.com/").unwrap());
+        assert_eq!(root.redact("a/b/c"), "a/b/c");
     }
 }

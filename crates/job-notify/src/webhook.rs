@@ -61,7 +61,11 @@ impl WebhookChannel {
             .and_then(|v| v.to_str().ok())
             .and_then(backpressure::parse_retry_after);
         let body = response.text().await.unwrap_or_default();
-        let message = format!("{} answered {status}{}", self.target, excerpt(&body));
+        let message = format!(
+            "{} answered {status}{}",
+            self.target,
+            excerpt(&self.target.redact(&body))
+        );
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             Err(SendError::Transient {
                 message,

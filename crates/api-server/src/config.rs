@@ -355,9 +355,32 @@ impl Vars {
                         "must be an http:// or https:// URL with a host",
                     ));
                 }
+                if url.port() == Some(0) {
+                    return Err(ConfigError::new(name, "must not name port 0"));
+                }
                 Ok(Some(url))
             }
         }
+    }
+
+    /// An `http(s)://` URL without a user name or password: for a URL whose requests carry
+    /// their credentials another way, or that is shown to people. Its value is not repeated.
+    pub fn url_without_credentials(
+        &self,
+        name: &str,
+        why: &str,
+    ) -> Result<Option<url::Url>, ConfigError> {
+        let url = self.url(name)?;
+        if url
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            return Err(ConfigError::new(
+                name,
+                format!("must not carry a user name or password ({why})"),
+            ));
+        }
+        Ok(url)
     }
 }
 
@@ -520,9 +543,14 @@ impl Config {
 
         let deepgram = DeepgramConfig {
             api_key: vars.secret("DEEPGRAM_API_KEY"),
-            api_url: vars.url("DEEPGRAM_API_URL")?.unwrap_or_else(|| {
-                url::Url::parse(DEFAULT_DEEPGRAM_API_URL).expect("valid default URL")
-            }),
+            api_url: vars
+                .url_without_credentials(
+                    "DEEPGRAM_API_URL",
+                    "they would replace the DEEPGRAM_API_KEY sent with every request",
+                )?
+                .unwrap_or_else(|| {
+                    url::Url::parse(DEFAULT_DEEPGRAM_API_URL).expect("valid default URL")
+                }),
             project_id: vars.get("DEEPGRAM_PROJECT_ID").map(str::to_owned),
         };
         let supabase = SupabaseConfig {
@@ -603,6 +631,19 @@ impl Config {
             ));
         }
         let worker_id = match vars.get("WORKER_ID") {
+            // It goes into VARCHAR(255) columns and into log lines.
+            Some(id) if id.chars().count() > 255 => {
+                return Err(ConfigError::new(
+                    "WORKER_ID",
+                    format!("must be at most 255 characters, got {}", id.chars().count()),
+                ))
+            }
+            Some(id) if id.chars().any(char::is_control) => {
+                return Err(ConfigError::new(
+                    "WORKER_ID",
+                    "must not contain control characters",
+                ))
+            }
             Some(id) => id.to_owned(),
             None => format!(
                 "{}:{}",
@@ -625,7 +666,8 @@ impl Config {
             admin_token,
             viewer_token,
             metrics_token: vars.secret("METRICS_TOKEN"),
-            public_url: vars.url("PUBLIC_URL")?,
+            public_url: vars
+                .url_without_credentials("PUBLIC_URL", "it is shown in every notice's links")?,
             worker_id,
             backlog_refresh: vars.secs(
                 "BACKLOG_REFRESH_SECS",
@@ -742,6 +784,23 @@ mod tests {
             (&[("BIND_ADDR", "localhost")], "BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("DEEPGRAM_API_URL", "not a url")], "DEEPGRAM_API_URL"),
+            (
+                &[(
+                    "DEEPGRAM_API_URL",
+                    "http://dguser:DgUrlPwSecret55@127.0.0.1:1",
+                )],
+                "DEEPGRAM_API_URL",
+            ),
+            (
+                &[("DEEPGRAM_API_URL", "http://127.0.0.1:0")],
+                "DEEPGRAM_API_URL",
+            ),
+            (
+                &[("PUBLIC_URL", "https://ops:pw@jobs.example.com")],
+                "PUBLIC_URL",
+            ),
+            (&[("WORKER_ID", &"w".repeat(256))], "WORKER_ID"),
+            (&[("WORKER_ID", "web-1\nforged line")], "WORKER_ID"),
             (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
             (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
             (
@@ -770,6 +829,8 @@ mod tests {
         for (pairs, variable) in cases {
             let e = config(pairs).unwrap_err();
             assert_eq!(&e.variable, variable, "{e}");
+            // A refused URL's credentials are not repeated.
+            assert!(!e.to_string().contains("DgUrlPwSecret55"), "{e}");
         }
         assert_eq!(
             config(&[("AUDIO_RETENTION_DAYS", "0")])

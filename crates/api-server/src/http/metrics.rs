@@ -1,7 +1,8 @@
 //! Prometheus metrics: process counters through the `metrics` facade, and job gauges read
 //! from the database at scrape time, so that every replica reports the same, true state.
 
-use std::sync::OnceLock;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -258,14 +259,7 @@ async fn refresh_gauges(state: &AppState) {
                     metrics::gauge!("job_last_duration_seconds", "job" => name.clone())
                         .set(ms as f64 / 1000.0);
                 }
-                if let Some(stats) = last.stats.as_object() {
-                    for (key, value) in stats {
-                        if let Some(v) = value.as_f64() {
-                            metrics::gauge!("job_last_run_items", "job" => name.clone(), "stat" => key.clone())
-                                .set(v);
-                        }
-                    }
-                }
+                last_run_items(&name, &last.stats);
             }
             if let Ok(Some(success)) = db::executions::last_success(&mut conn, &name).await {
                 let at = success.completed_at.unwrap_or(success.started_at);
@@ -273,6 +267,38 @@ async fn refresh_gauges(state: &AppState) {
                     .set(at.timestamp_millis() as f64 / 1000.0);
             }
         }
+    }
+}
+
+/// `job_last_run_items` of a job's latest finished execution. A key an earlier execution
+/// had and this one lacks is set to 0, not left at the old run's count: a series cannot be
+/// removed, and a stale one would describe a run that is no longer the latest.
+fn last_run_items(job: &str, stats: &serde_json::Value) {
+    static SHOWN: OnceLock<Mutex<HashMap<String, BTreeSet<String>>>> = OnceLock::new();
+    let current: Vec<(&String, f64)> = stats
+        .as_object()
+        .map(|stats| {
+            stats
+                .iter()
+                .filter_map(|(key, value)| value.as_f64().map(|v| (key, v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut shown = SHOWN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let keys = shown.entry(job.to_owned()).or_default();
+    for stale in keys.iter() {
+        if !current.iter().any(|(key, _)| *key == stale) {
+            metrics::gauge!("job_last_run_items", "job" => job.to_owned(), "stat" => stale.clone())
+                .set(0.0);
+        }
+    }
+    for (key, value) in current {
+        metrics::gauge!("job_last_run_items", "job" => job.to_owned(), "stat" => key.clone())
+            .set(value);
+        keys.insert(key.clone());
     }
 }
 
@@ -304,5 +330,34 @@ fn job_gauges(
     }
     if let Some(timeout) = job.policy.timeout {
         metrics::gauge!("job_timeout_seconds", "job" => label).set(timeout.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_the_latest_run_lacks_reads_0_not_an_older_runs_count() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            last_run_items(
+                "items_unit_job",
+                &serde_json::json!({"deleted": 3, "failed": 6}),
+            );
+            last_run_items(
+                "items_unit_job",
+                &serde_json::json!({"deleted": 5, "note": "x"}),
+            );
+        });
+        let text = handle.render();
+        for series in [
+            "job_last_run_items{job=\"items_unit_job\",stat=\"deleted\"} 5",
+            "job_last_run_items{job=\"items_unit_job\",stat=\"failed\"} 0",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+        assert!(!text.contains("stat=\"note\""), "{text}");
     }
 }

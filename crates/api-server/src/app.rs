@@ -16,6 +16,8 @@ use crate::live::{feed, ListenUrl, LiveView};
 const LOG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one execution-log call (a connection from its pool included).
 const LOG_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of the live view's re-reads and the server's presence row.
+const LIVE_POOL_SIZE: usize = 2;
 
 /// What every command builds from the configuration, before touching the database.
 pub struct Services {
@@ -28,6 +30,10 @@ pub struct Services {
     /// A small pool of its own for the execution log (claims, heartbeats, completions),
     /// so that no load on the API can delay a run's lease renewal.
     pub log_pool: db::Pool,
+    /// Two connections of their own for the live view's re-reads and this server's row in
+    /// the servers list, so that a burst of slow API requests holding every connection of
+    /// `pool` cannot hold back what every other server's pages show.
+    pub live_pool: db::Pool,
     /// The jobs.
     pub registry: Arc<Registry>,
 }
@@ -51,6 +57,10 @@ impl Services {
             .with_statement_timeout(log_statement_timeout)
             .pool(config.log_pool_size)
             .map_err(|e| ConfigError::new("DATABASE_LOG_POOL_SIZE", e.to_string()))?;
+        let live_pool = target
+            .with_statement_timeout(LOG_STATEMENT_TIMEOUT)
+            .pool(LIVE_POOL_SIZE)
+            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
         let registry = Arc::new(jobs::build_registry(&config, &pool)?);
         // The jobs' settings are read by now.
         config.vars.check_readable()?;
@@ -59,6 +69,7 @@ impl Services {
             target,
             pool,
             log_pool,
+            live_pool,
             registry,
         })
     }
@@ -128,7 +139,7 @@ impl Services {
         let view = LiveView::new(Arc::clone(&self.registry), self.config.live.clone());
         let feed = feed::Feed::new(
             Arc::clone(&view),
-            self.pool.clone(),
+            self.live_pool.clone(),
             listen,
             pooled && matches!(self.config.live.listen_url, ListenUrl::Database),
         );

@@ -397,7 +397,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         stop_watch.clone(),
     ));
     let presence = tokio::spawn(announce_worker(
-        services.pool.clone(),
+        services.live_pool.clone(),
         config.worker_id.clone(),
         config.scheduling.heartbeat,
         stop_watch.clone(),

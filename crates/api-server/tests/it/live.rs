@@ -307,6 +307,63 @@ async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_requests_holding_every_connection_do_not_hold_back_bs_live_view() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
+    let b = ServerProcess::start(&vars(&db, &uri, &[("DATABASE_POOL_SIZE", "1")])).await;
+    let mut stream = Stream::open(&b, None).await;
+    stream
+        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+        .await;
+
+    // A slow API request on B holds its only API connection: it waits on a lock.
+    let mut locker = db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE job_workers IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let base = b.url("/internal/api/v1/workers");
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(base)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (status, body) = a
+        .post("/internal/api/v1/jobs/cost_update/pause", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Well before the lock goes (and the 30 s re-read would repair a missed change).
+    let waited = Instant::now();
+    stream
+        .until("the pause on B's stream while its API pool is busy", |e| {
+            e.event.as_deref() == Some("job")
+                && e.json()["job_name"] == "cost_update"
+                && e.json()["paused"] == true
+        })
+        .await;
+    assert!(
+        waited.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        waited.elapsed()
+    );
+    assert!(
+        !slow.is_finished(),
+        "the slow request was not holding the pool"
+    );
+
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_listeners_session_is_lost_b_reconnects_and_converges() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;

@@ -64,6 +64,11 @@ impl ApiError {
     /// 503 `database_unavailable`.
     pub fn database(detail: impl std::fmt::Display) -> Self {
         log::warn!("database unavailable: {detail}");
+        Self::database_again()
+    }
+
+    /// The same answer for a failure already logged (a probe's reused answer).
+    pub fn database_again() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",

@@ -59,7 +59,11 @@ pub async fn readyz(
 ) -> Result<HttpResponse, ApiError> {
     let mut ready = cache.ready.lock().await;
     let answer = match &*ready {
-        Some((at, answer)) if fresh(*at, READY_TTL) => answer.clone(),
+        // A reused failure was logged when it was found: once per check, not per probe.
+        Some((at, answer)) if fresh(*at, READY_TTL) => {
+            answer.clone().map_err(|_| ApiError::database_again())?;
+            Ok(())
+        }
         _ => {
             let check = async {
                 let mut conn = state.pool.get().await.map_err(|e| e.to_string())?;

@@ -435,6 +435,40 @@ async fn a_cancel_sent_to_another_server_stops_the_run_with_its_partial_stats() 
     assert_eq!(resp.status(), 401);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_flood_during_an_outage_logs_each_check_once_not_each_probe() {
+    let db = TestDatabase::new().await;
+    let mock = storage(0, Duration::ZERO, Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&base_vars(&db, &uri)).await;
+    let mut admin = db::testing::admin_target().connect().await.unwrap();
+    diesel::sql_query(format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name()))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let resp = client.get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let logged = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("database unavailable:"))
+        .count() as u64;
+    // One check per second per HTTP worker (two cores here: two workers).
+    assert!(
+        (1..=2 * (seconds + 1)).contains(&logged),
+        "{logged} lines in {seconds} s:\n{}",
+        server.log()
+    );
+}
+
 /// Inserts a `running` row as another system or a person writes it (no worker, no lease).
 async fn insert_unleased(db: &TestDatabase, job: &str, started: &str) -> i64 {
     #[derive(diesel::QueryableByName)]

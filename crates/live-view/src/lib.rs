@@ -139,6 +139,8 @@ pub struct LiveView {
     sender: broadcast::Sender<Arc<Event>>,
     streams: AtomicUsize,
     closing: CancellationToken,
+    /// Bumped to have every open stream send a heartbeat now ([`LiveView::probe_streams`]).
+    probe: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for LiveView {
@@ -180,6 +182,7 @@ impl LiveView {
             sender,
             streams: AtomicUsize::new(0),
             closing: CancellationToken::new(),
+            probe: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -465,8 +468,17 @@ impl LiveView {
             pending,
             receiver,
             heartbeat: ticker,
+            probe: self.probe.subscribe(),
             _slot: slot,
         })
+    }
+
+    /// Has every open stream send a heartbeat now. A client that went away without closing
+    /// its connection cleanly is only noticed when a write to it fails (the second one after
+    /// it left, as a rule), which idle streams do once per heartbeat; called twice, a short
+    /// moment apart, this frees such a stream's place at once.
+    pub fn probe_streams(&self) {
+        self.probe.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The frames after `id`, when `id` is one of this process's and still kept.
@@ -541,6 +553,7 @@ pub struct Subscription {
     pending: VecDeque<Bytes>,
     receiver: broadcast::Receiver<Arc<Event>>,
     heartbeat: tokio::time::Interval,
+    probe: tokio::sync::watch::Receiver<u64>,
     _slot: StreamSlot,
 }
 
@@ -565,6 +578,7 @@ impl Subscription {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": heartbeat\n\n")),
+                Ok(()) = self.probe.changed() => return Some(Bytes::from_static(b": heartbeat\n\n")),
             }
         }
     }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human text; never holds secrets.
     pub message: String,
+    /// Seconds for a `Retry-After` header, when the client should come back later.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -34,6 +36,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -101,6 +104,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"internal\""));
+        }
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.json(Body {
             error: Inner {

@@ -23,6 +23,16 @@ pub struct SseEvent {
     retry: Option<u64>,
 }
 
+/// How long a request that found every place taken waits between making the open streams
+/// write, so that those whose clients left are noticed (see [`crate::live::LiveView::probe_streams`]).
+const PROBE_PAUSES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(150),
+];
+
+/// `Retry-After` of a refused stream.
+const STREAMS_RETRY_AFTER_SECS: u64 = 5;
+
 /// Server-Sent Events: an `execution` event (the JSON of `GET /jobs/executions/{id}`'s
 /// `data`) whenever any server starts, advances or ends an execution, and a `job` event
 /// (one entry of `GET /jobs`) whenever a job's entry changes. A new stream starts with a
@@ -49,17 +59,29 @@ pub async fn events(
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let subscription = match state.live.subscribe(last_event_id) {
+    let mut subscribed = state.live.subscribe(last_event_id);
+    if matches!(subscribed, Err(StreamRefused::Full { .. })) {
+        // Some of the places may be held by clients that left (a reload, a proxy's blip)
+        // and would be noticed only at their streams' next heartbeats: make those now.
+        for pause in PROBE_PAUSES {
+            state.live.probe_streams();
+            tokio::time::sleep(pause).await;
+        }
+        subscribed = state.live.subscribe(last_event_id);
+    }
+    let subscription = match subscribed {
         Ok(subscription) => subscription,
         Err(StreamRefused::Full { max }) => {
-            return Err(ApiError::new(
+            let mut refused = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_streams",
                 format!(
                     "this server already serves {max} event streams (EVENTS_MAX_STREAMS); \
                      try again later or poll GET /internal/api/v1/jobs"
                 ),
-            ))
+            );
+            refused.retry_after = Some(STREAMS_RETRY_AFTER_SECS);
+            return Err(refused);
         }
         Err(StreamRefused::Closing) => {
             return Err(ApiError::new(

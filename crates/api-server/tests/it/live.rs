@@ -479,6 +479,7 @@ async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
 
@@ -529,6 +530,44 @@ async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
             || first.contains(&format!("\"status\":{ended:?}")),
         "{buffer}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_places_of_clients_that_left_are_free_at_once() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    // Heartbeats far apart: without a probe, a place would come back only after two.
+    let server = ServerProcess::start(&vars(
+        &db,
+        &uri,
+        &[("EVENTS_MAX_STREAMS", "3"), ("EVENTS_HEARTBEAT_SECS", "60")],
+    ))
+    .await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut stream = Stream::open(&server, None).await;
+        stream
+            .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+            .await;
+        streams.push(stream);
+    }
+    // Every tab reloads at once: the old connections close, the new ones come.
+    drop(streams);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut reopened = Vec::new();
+    for _ in 0..3 {
+        reopened.push(Stream::open(&server, None).await);
+    }
+    // And the cap still holds against live clients.
+    let resp = reqwest::Client::new()
+        .get(server.url("/internal/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    drop(reopened);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,67 @@ async fn api_requests_holding_every_connection_do_not_hold_back_bs_live_view() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_moved_to_another_job_or_deleted_by_hand_leaves_its_jobs_entry_at_once() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    // The full re-read is far off: only the feed can bring the change in time.
+    let b = ServerProcess::start(&vars(&db, &uri, &[("LIVE_RESYNC_SECS", "3600")])).await;
+    let latest_id = |job: &'static str| {
+        let b = &b;
+        async move {
+            let (_, jobs) = b.get("/internal/api/v1/jobs").await;
+            jobs["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["job_name"] == job)
+                .map(|j| j["latest_execution"]["id"].as_i64())
+                .unwrap()
+        }
+    };
+    sql(
+        &db,
+        "INSERT INTO job_executions (id, job_name, status, started_at, completed_at, duration_ms, stats) \
+         VALUES (6, 'audio_cleanup', 'success', now(), now(), 5, '{}')",
+    )
+    .await;
+    eventually(LIMIT, "row 6 as audio_cleanup's latest", || async {
+        (latest_id("audio_cleanup").await == Some(6)).then_some(())
+    })
+    .await;
+
+    sql(
+        &db,
+        "UPDATE job_executions SET job_name = 'cost_update' WHERE id = 6",
+    )
+    .await;
+    let moved = Instant::now();
+    eventually(LIMIT, "row 6 moved to cost_update", || async {
+        (latest_id("audio_cleanup").await.is_none() && latest_id("cost_update").await == Some(6))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        moved.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        moved.elapsed()
+    );
+
+    sql(&db, "DELETE FROM job_executions WHERE id = 6").await;
+    let deleted = Instant::now();
+    eventually(LIMIT, "row 6 gone from cost_update", || async {
+        latest_id("cost_update").await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        deleted.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        deleted.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_listeners_session_is_lost_b_reconnects_and_converges() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;

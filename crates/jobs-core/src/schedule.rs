@@ -20,6 +20,35 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// Checks the characters of one field: digits, names, and `* , - / ?` (and the `#`, `L`,
+/// `W` forms the crate knows), with no list or range left open at either end.
+fn syntax(field: &str, name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "*,-/?#".contains(c);
+    let open_ended = |c: char| ",-/".contains(c);
+    if !field.chars().all(allowed) || field.starts_with(open_ended) || field.ends_with(open_ended) {
+        return Err(format!(
+            "the {name} field {field:?} is not valid cron syntax (digits, names, * , - / only)"
+        ));
+    }
+    Ok(())
+}
+
+/// The `cron` crate's message without its echo of the expression (which this module
+/// rewrote, so it would confuse) and the caret line under it, on one line.
+fn crate_reason(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
+        .collect();
+    if lines.is_empty() {
+        "a field is not valid cron syntax".to_owned()
+    } else {
+        lines.join("; ")
+    }
+}
+
 /// A schedule that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid cron expression {expression:?}: {reason}")]
@@ -86,6 +115,16 @@ impl Schedule {
             }
         };
         let [sec, min, hour, dom, month, dow] = &fields;
+        for (field, name) in [
+            (sec, "second"),
+            (min, "minute"),
+            (hour, "hour"),
+            (dom, "day-of-month"),
+            (month, "month"),
+            (dow, "day-of-week"),
+        ] {
+            syntax(field, name).map_err(&err)?;
+        }
         let dom = if dom == "?" { "*" } else { dom.as_str() };
         let dow_src = if dow == "?" { "*" } else { dow.as_str() };
         for (field, name, low, high) in [
@@ -100,7 +139,7 @@ impl Schedule {
         let dow_names = weekday_names(dow_src).map_err(&err)?;
         let build = |dom: &str, dow: &str| {
             cron::Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}"))
-                .map_err(|e| err(e.to_string()))
+                .map_err(|e| err(crate_reason(&e.to_string())))
         };
         let both_restricted = !dom.starts_with('*') && !dow_src.starts_with('*');
         let (primary, secondary) = if both_restricted {
@@ -651,5 +690,37 @@ mod tests {
             s.typical_interval(utc("2026-11-28T00:00:00Z")),
             Some(Duration::days(1))
         );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_on_one_line_without_the_crates_rewritten_echo() {
+        for (expression, want) in [
+            (
+                "-1 * * * *",
+                "the minute field \"-1\" is not valid cron syntax",
+            ),
+            (
+                "\u{ff10} * * * *",
+                "the minute field \"\u{ff10}\" is not valid cron syntax",
+            ),
+            (
+                "0 1, * * *",
+                "the hour field \"1,\" is not valid cron syntax",
+            ),
+            (
+                "0 0 * * MON-",
+                "the day-of-week field \"MON-\" is not valid cron syntax",
+            ),
+            ("*/0 * * * *", "range step cannot be zero"),
+            ("L * * * *", "field does not support using names"),
+        ] {
+            let reason = Schedule::parse(expression).unwrap_err().reason;
+            assert!(reason.contains(want), "{expression}: {reason}");
+            assert!(
+                !reason.contains('\n') && !reason.contains('^'),
+                "{expression}: {reason}"
+            );
+            assert!(!reason.contains("SUN,MON"), "{expression}: {reason}");
+        }
     }
 }

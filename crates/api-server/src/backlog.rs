@@ -15,13 +15,22 @@ pub const DEFAULT_REFRESH_SECS: u64 = 60;
 
 /// Measures each job's backlog, then again every `every`, until `stop`. A failed
 /// measurement keeps the previous reading and is logged once until it works again.
-pub async fn refresh_loop(registry: Arc<Registry>, every: Duration, stop: CancellationToken) {
+pub async fn refresh_loop(
+    registry: Arc<Registry>,
+    every: Duration,
+    stop: CancellationToken,
+    changed: impl Fn(&str),
+) {
     let mut failing: HashSet<String> = HashSet::new();
     loop {
         for job in registry.iter() {
             let name = job.name().to_owned();
+            let before = job.backlog().map(|r| r.backlog);
             match job.refresh_backlog().await {
-                Ok(_) => {
+                Ok(reading) => {
+                    if reading.is_some_and(|r| Some(r.backlog) != before) {
+                        changed(&name);
+                    }
                     if failing.remove(&name) {
                         info!("[Job] measuring the backlog of {name} works again");
                     }

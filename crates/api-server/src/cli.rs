@@ -391,10 +391,13 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
             interval,
         );
     }
+    let announce = Arc::clone(&live);
     tokio::spawn(crate::backlog::refresh_loop(
         Arc::clone(&services.registry),
         config.backlog_refresh,
         stop_watch.clone(),
+        // The backlog is part of a job's entry: its streams hear of a new count.
+        move |job| announce.announce_job(job),
     ));
     let presence = tokio::spawn(announce_worker(
         services.live_pool.clone(),

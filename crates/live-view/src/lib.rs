@@ -367,6 +367,12 @@ impl LiveView {
         self.publish(vec![Outgoing::Job(name)]);
     }
 
+    /// Sends `job`'s entry to every stream: something of it that this view does not hold
+    /// changed (its backlog, measured by the server itself).
+    pub fn announce_job(&self, job: &str) {
+        self.publish(vec![Outgoing::Job(job.to_owned())]);
+    }
+
     /// Frames the changes and sends them to every open stream, in order.
     fn publish(&self, out: Vec<Outgoing>) {
         if out.is_empty() {

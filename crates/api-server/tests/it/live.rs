@@ -425,6 +425,36 @@ async fn a_row_moved_to_another_job_or_deleted_by_hand_leaves_its_jobs_entry_at_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_backlog_count_reaches_the_stream_as_a_job_event() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&vars(&db, &uri, &[("BACKLOG_REFRESH_SECS", "1")])).await;
+    let mut stream = Stream::open(&server, None).await;
+    stream
+        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+        .await;
+    seed_old_audio(&db, 7).await;
+    let event = stream
+        .until("audio_cleanup's new backlog", |e| {
+            e.event.as_deref() == Some("job")
+                && e.json()["job_name"] == "audio_cleanup"
+                && e.json()["backlog"] == 7
+        })
+        .await;
+    // The same entry as GET /jobs gives.
+    let (_, jobs) = server.get("/internal/api/v1/jobs").await;
+    let listed = jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "audio_cleanup")
+        .unwrap()
+        .clone();
+    assert_eq!(listed["backlog"], event.json()["backlog"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_listeners_session_is_lost_b_reconnects_and_converges() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;

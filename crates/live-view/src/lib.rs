@@ -416,18 +416,29 @@ impl LiveView {
         format!("{}.{seq}", self.instance)
     }
 
-    /// Every registered job as a `job` event, all with the id of the latest event
-    /// published, so that a client resuming from it misses nothing.
+    /// Every registered job as a `job` event. The last one carries the id of the latest
+    /// event published, so that a client resuming from it misses nothing; the others carry
+    /// none, so that a client cut off halfway through resumes with the id it had before
+    /// (or none) and gets what it lacks, not only what follows.
     fn snapshot(&self, seq: u64) -> Vec<Bytes> {
         let now = Utc::now();
         let id = self.event_id(seq);
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        self.registry
+        let views: Vec<String> = self
+            .registry
             .iter()
-            .filter_map(|job| {
-                let view = state.job_view(job, now);
-                let data = serde_json::to_string(&view).ok()?;
-                Some(frame(&id, "job", &data))
+            .filter_map(|job| serde_json::to_string(&state.job_view(job, now)).ok())
+            .collect();
+        let last = views.len().saturating_sub(1);
+        views
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                if i == last {
+                    frame(&id, "job", data)
+                } else {
+                    Bytes::from(format!("event: job\ndata: {data}\n\n"))
+                }
             })
             .collect()
     }

@@ -30,6 +30,39 @@ fn vars<'a>(
     )
 }
 
+/// A database, a Storage stand-in answering at once, and two servers on them: A, and B
+/// with `b_extra` on top.
+async fn two_servers(
+    b_extra: &[(&str, &str)],
+) -> (
+    TestDatabase,
+    wiremock::MockServer,
+    ServerProcess,
+    ServerProcess,
+) {
+    let (db, mock, a) = one_server(&[]).await;
+    let b = ServerProcess::start(&vars(&db, &mock.uri(), b_extra)).await;
+    (db, mock, a, b)
+}
+
+/// A database, a Storage stand-in answering at once, and a server with `extra` on top.
+async fn one_server(extra: &[(&str, &str)]) -> (TestDatabase, wiremock::MockServer, ServerProcess) {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let server = ServerProcess::start(&vars(&db, &mock.uri(), extra)).await;
+    (db, mock, server)
+}
+
+/// An authenticated request for a stream, whatever the answer.
+async fn ask_stream(server: &ServerProcess) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(server.url("/internal/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The status of `job` in `/jobs/status` of `server`, with its `started_at`.
 async fn status_of(server: &ServerProcess, job: &str) -> Option<(String, String)> {
     let (_, body) = server.get("/internal/api/v1/jobs/status").await;
@@ -90,6 +123,15 @@ impl Stream {
             buffer: String::new(),
             seen: Vec::new(),
         }
+    }
+
+    /// A stream whose first `job` event (the snapshot's start) has been read.
+    async fn past_snapshot(server: &ServerProcess) -> Self {
+        let mut stream = Self::open(server, None).await;
+        stream
+            .until("the snapshot", |e| e.event.as_deref() == Some("job"))
+            .await;
+        stream
     }
 
     /// The next event or comment, within `limit`.
@@ -248,15 +290,8 @@ async fn a_run_started_on_a_shows_on_bs_stream_status_and_job_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
-    let db = TestDatabase::new().await;
-    let mock = storage(Duration::ZERO).await;
-    let uri = mock.uri();
-    let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
-    let b = ServerProcess::start(&vars(&db, &uri, &[])).await;
-    let mut stream = Stream::open(&b, None).await;
-    stream
-        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
-        .await;
+    let (_db, _mock, a, b) = two_servers(&[]).await;
+    let mut stream = Stream::past_snapshot(&b).await;
     let (_, jobs) = b.get("/internal/api/v1/jobs").await;
     assert_eq!(jobs["data"][0]["paused"], false);
 
@@ -309,15 +344,8 @@ async fn a_pause_on_a_shows_in_bs_job_list_and_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_requests_holding_every_connection_do_not_hold_back_bs_live_view() {
     use diesel_async::SimpleAsyncConnection;
-    let db = TestDatabase::new().await;
-    let mock = storage(Duration::ZERO).await;
-    let uri = mock.uri();
-    let a = ServerProcess::start(&vars(&db, &uri, &[])).await;
-    let b = ServerProcess::start(&vars(&db, &uri, &[("DATABASE_POOL_SIZE", "1")])).await;
-    let mut stream = Stream::open(&b, None).await;
-    stream
-        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
-        .await;
+    let (db, _mock, a, b) = two_servers(&[("DATABASE_POOL_SIZE", "1")]).await;
+    let mut stream = Stream::past_snapshot(&b).await;
 
     // A slow API request on B holds its only API connection: it waits on a lock.
     let mut locker = db.connect().await;
@@ -365,11 +393,8 @@ async fn api_requests_holding_every_connection_do_not_hold_back_bs_live_view() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_moved_to_another_job_or_deleted_by_hand_leaves_its_jobs_entry_at_once() {
-    let db = TestDatabase::new().await;
-    let mock = storage(Duration::ZERO).await;
-    let uri = mock.uri();
     // The full re-read is far off: only the feed can bring the change in time.
-    let b = ServerProcess::start(&vars(&db, &uri, &[("LIVE_RESYNC_SECS", "3600")])).await;
+    let (db, _mock, b) = one_server(&[("LIVE_RESYNC_SECS", "3600")]).await;
     let latest_id = |job: &'static str| {
         let b = &b;
         async move {
@@ -426,14 +451,8 @@ async fn a_row_moved_to_another_job_or_deleted_by_hand_leaves_its_jobs_entry_at_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_backlog_count_reaches_the_stream_as_a_job_event() {
-    let db = TestDatabase::new().await;
-    let mock = storage(Duration::ZERO).await;
-    let uri = mock.uri();
-    let server = ServerProcess::start(&vars(&db, &uri, &[("BACKLOG_REFRESH_SECS", "1")])).await;
-    let mut stream = Stream::open(&server, None).await;
-    stream
-        .until("the snapshot", |e| e.event.as_deref() == Some("job"))
-        .await;
+    let (db, _mock, server) = one_server(&[("BACKLOG_REFRESH_SECS", "1")]).await;
+    let mut stream = Stream::past_snapshot(&server).await;
     seed_old_audio(&db, 7).await;
     let event = stream
         .until("audio_cleanup's new backlog", |e| {
@@ -568,12 +587,7 @@ async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
     let snapshot = stream
         .until("the snapshot's end", |e| e.event.as_deref() == Some("job"))
         .await;
-    let resp = reqwest::Client::new()
-        .get(server.url("/internal/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = ask_stream(&server).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
     let body: Value = resp.json().await.unwrap();
@@ -648,10 +662,7 @@ async fn the_places_of_clients_that_left_are_free_at_once() {
     .await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        let mut stream = Stream::open(&server, None).await;
-        stream
-            .until("the snapshot", |e| e.event.as_deref() == Some("job"))
-            .await;
+        let stream = Stream::past_snapshot(&server).await;
         streams.push(stream);
     }
     // Every tab reloads at once: the old connections close, the new ones come.
@@ -662,12 +673,7 @@ async fn the_places_of_clients_that_left_are_free_at_once() {
         reopened.push(Stream::open(&server, None).await);
     }
     // And the cap still holds against live clients.
-    let resp = reqwest::Client::new()
-        .get(server.url("/internal/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = ask_stream(&server).await;
     assert_eq!(resp.status(), 503);
     drop(reopened);
 }

@@ -526,6 +526,23 @@ impl Config {
         };
         let admin_token = vars.secret("ADMIN_TOKEN");
         let viewer_token = vars.secret("VIEWER_TOKEN");
+        for (name, token) in [
+            ("ADMIN_TOKEN", &admin_token),
+            ("VIEWER_TOKEN", &viewer_token),
+        ] {
+            // Sent as `Authorization: Bearer <token>`: a header value is visible ASCII, so
+            // any other token could never be presented. (The value is not repeated.)
+            if token
+                .as_ref()
+                .is_some_and(|t| !t.expose_secret().bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(ConfigError::new(
+                    name,
+                    "must be visible ASCII without spaces: no client could send it in an \
+                     Authorization header otherwise",
+                ));
+            }
+        }
         if viewer_token.is_some() && admin_token.is_none() {
             return Err(ConfigError::new(
                 "VIEWER_TOKEN",
@@ -801,6 +818,14 @@ mod tests {
             ),
             (&[("WORKER_ID", &"w".repeat(256))], "WORKER_ID"),
             (&[("WORKER_ID", "web-1\nforged line")], "WORKER_ID"),
+            (&[("ADMIN_TOKEN", "jetón-0123456789abcdef")], "ADMIN_TOKEN"),
+            (
+                &[
+                    ("ADMIN_TOKEN", "admin-0123456789abcdef"),
+                    ("VIEWER_TOKEN", "viewer 0123456789abcdef"),
+                ],
+                "VIEWER_TOKEN",
+            ),
             (&[("SUPABASE_URL", "ftp://x.supabase.co")], "SUPABASE_URL"),
             (&[("JOBS_TIMEZONE", "Mars/Olympus")], "JOBS_TIMEZONE"),
             (

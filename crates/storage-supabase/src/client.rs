@@ -665,6 +665,23 @@ fn parse_project_url(raw: &str) -> Result<Url, Error> {
             "the Supabase project URL must not have a query or fragment; the key goes in SUPABASE_SERVICE_ROLE_KEY",
         ));
     }
+    if url.port() == Some(0) {
+        return Err(Error::invalid_url(
+            "the Supabase project URL must not name port 0",
+        ));
+    }
+    // A path prefix (a self-hosted project behind a proxy) is plain: an escaped character
+    // or a dot segment would be read differently by the proxy than written here.
+    if url.path().contains('%') {
+        return Err(Error::invalid_url(
+            "the path of the Supabase project URL must not hold %-escapes",
+        ));
+    }
+    if url.path().trim_end_matches('/').ends_with("/storage/v1") {
+        return Err(Error::invalid_url(
+            "the Supabase project URL is the project's address without /storage/v1 (that part is added to every call)",
+        ));
+    }
     Ok(url)
 }
 

@@ -172,17 +172,21 @@ fn given(value: &Option<String>) -> Option<&str> {
 
 /// The earliest and latest times a filter may name: in UTC they must be writable back in
 /// RFC 3339, whose years have four digits (`+10000-…` or `-0001-…` are not RFC 3339).
-fn time_range() -> (DateTime<Utc>, DateTime<Utc>) {
-    let earliest = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z");
-    let latest = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999Z");
-    match (earliest, latest) {
-        (Ok(earliest), Ok(latest)) => (earliest.to_utc(), latest.to_utc()),
-        _ => (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC),
-    }
-}
+///
+/// 0001-01-01T00:00:00Z (checked when compiled).
+const EARLIEST: DateTime<Utc> = match DateTime::<Utc>::from_timestamp(-62_135_596_800, 0) {
+    Some(t) => t,
+    None => panic!("0001-01-01 is within chrono's range"),
+};
+
+/// 9999-12-31T23:59:59.999999Z (checked when compiled).
+const LATEST: DateTime<Utc> = match DateTime::<Utc>::from_timestamp(253_402_300_799, 999_999_000) {
+    Some(t) => t,
+    None => panic!("9999-12-31 is within chrono's range"),
+};
 
 fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
-    let (earliest, latest) = time_range();
+    let (earliest, latest) = (EARLIEST, LATEST);
     let time = |name: &str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
         given(raw)
             .map(|v| {

@@ -217,3 +217,28 @@ async fn the_project_url_may_carry_a_path_prefix() {
     let client = Client::new(&format!("{}/self-hosted/", server.uri()), KEY).unwrap();
     assert_eq!(client.get_bucket("audio").await.unwrap().id, "audio");
 }
+
+#[test]
+fn a_project_url_that_would_be_read_otherwise_is_refused() {
+    for (url, says) in [
+        ("https://abc.supabase.co/storage/v1", "without /storage/v1"),
+        ("https://abc.supabase.co/storage/v1/", "without /storage/v1"),
+        ("https://gw.example.com/%73upabase", "%-escapes"),
+        ("https://abc.supabase.co:0", "port 0"),
+    ] {
+        let err = Client::new(url, KEY).unwrap_err();
+        assert!(err.to_string().contains(says), "{url}: {err}");
+    }
+    // Dot segments, escaped or not, are resolved by the URL parser: what is sent is what
+    // the client shows.
+    for url in [
+        "https://gw.example.com/a/../supabase/",
+        "https://gw.example.com/a/%2e%2e/supabase/",
+    ] {
+        let client = Client::new(url, KEY).unwrap();
+        assert!(
+            format!("{client:?}").contains("\"https://gw.example.com/supabase/\""),
+            "{client:?}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use jobs_core::{RunRequest, Scheduler, StartError, Status};
 use log::{error, info};
 
 use crate::app::Services;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Vars};
 use crate::http::{build_app, AppState};
 
 /// Background jobs for the speech-to-text product: nightly audio clean-up and cost
@@ -76,10 +76,14 @@ impl From<ConfigError> for Exit {
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging() {
-        eprintln!("error: invalid configuration: {e}");
-        return ExitCode::from(2);
-    }
+    // The environment and `.env`, read once for the logger and the rest.
+    let vars = match Vars::from_env().and_then(|vars| init_logging(&vars).map(|()| vars)) {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,7 +94,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, vars)) {
         Ok(code) => code,
         Err(exit) => {
             eprintln!("error: {}", exit.message);
@@ -101,16 +105,15 @@ pub fn main() -> ExitCode {
 
 /// Installs the logger as `LOG_FORMAT` and `RUST_LOG` say (the environment or `.env`),
 /// before the rest of the configuration is read so that its errors are logged.
-fn init_logging() -> Result<(), ConfigError> {
-    let vars = crate::config::Vars::from_env()?;
-    let settings = crate::config::LogSettings::from_vars(&vars)?;
+fn init_logging(vars: &Vars) -> Result<(), ConfigError> {
+    let settings = crate::config::LogSettings::from_vars(vars)?;
     vars.check_readable()?;
     crate::logging::init(&settings);
     Ok(())
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Exit> {
-    let config = Config::from_env()?;
+async fn run(cli: Cli, vars: Vars) -> Result<ExitCode, Exit> {
+    let config = Config::from_vars(vars)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::RunJob { job_name, dry_run } => run_job(config, &job_name, dry_run).await,

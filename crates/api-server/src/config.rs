@@ -500,11 +500,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment (and `.env`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(Vars::from_env()?)
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: Vars) -> Result<Self, ConfigError> {
         let database_url = vars.get_or("DATABASE_URL", DEFAULT_DATABASE_URL).to_owned();
@@ -669,7 +664,7 @@ impl Config {
             ),
         };
 
-        Ok(Self {
+        let config = Self {
             database_url: SecretString::from(database_url),
             pool_size: vars.int_in("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, 1, 500)?,
             log_pool_size: vars.int_in("DATABASE_LOG_POOL_SIZE", DEFAULT_LOG_POOL_SIZE, 1, 50)?,
@@ -704,11 +699,9 @@ impl Config {
             notify: notify::settings(&vars)?,
             live: live::live_settings(&vars)?,
             vars,
-        })
-        .and_then(|config: Self| {
-            config.vars.check_readable()?;
-            Ok(config)
-        })
+        };
+        config.vars.check_readable()?;
+        Ok(config)
     }
 
     /// The schedule of a job: `<JOB_NAME>_SCHEDULE` when set, else the job's default.

@@ -170,23 +170,21 @@ fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// The earliest and latest times a filter may name: in UTC they must be writable back in
-/// RFC 3339, whose years have four digits (`+10000-…` or `-0001-…` are not RFC 3339).
-///
-/// 0001-01-01T00:00:00Z (checked when compiled).
+/// The earliest time a filter may name, 0001-01-01T00:00:00Z (checked when compiled): in
+/// UTC a filter's times must be writable back in RFC 3339, whose years have four digits
+/// (`+10000-…` or `-0001-…` are not RFC 3339).
 const EARLIEST: DateTime<Utc> = match DateTime::<Utc>::from_timestamp(-62_135_596_800, 0) {
     Some(t) => t,
     None => panic!("0001-01-01 is within chrono's range"),
 };
 
-/// 9999-12-31T23:59:59.999999Z (checked when compiled).
+/// The latest time a filter may name, 9999-12-31T23:59:59.999999Z (checked when compiled).
 const LATEST: DateTime<Utc> = match DateTime::<Utc>::from_timestamp(253_402_300_799, 999_999_000) {
     Some(t) => t,
     None => panic!("9999-12-31 is within chrono's range"),
 };
 
 fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, ApiError> {
-    let (earliest, latest) = (EARLIEST, LATEST);
     let time = |name: &str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
         given(raw)
             .map(|v| {
@@ -200,7 +198,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
                             ),
                         )
                     })?;
-                if t < earliest || t > latest {
+                if !(EARLIEST..=LATEST).contains(&t) {
                     return Err(ApiError::bad_parameter(
                         name,
                         format!(
@@ -214,7 +212,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
     };
     let until = time("until", &params.until)?.unwrap_or(now);
     let since = time("since", &params.since)?
-        .unwrap_or_else(|| (until - Duration::days(DEFAULT_WINDOW_DAYS)).max(earliest));
+        .unwrap_or_else(|| (until - Duration::days(DEFAULT_WINDOW_DAYS)).max(EARLIEST));
     if since > until {
         return Err(ApiError::bad_parameter("since", "must not be after until"));
     }

@@ -401,7 +401,7 @@ impl LiveView {
             let seq = log.last_seq;
             let event = Arc::new(Event {
                 seq,
-                frame: frame(&self.event_id(seq), kind, &data),
+                frame: frame(Some(&self.event_id(seq)), kind, &data),
             });
             if log.recent.len() == REPLAY_EVENTS {
                 log.recent.pop_front();
@@ -433,13 +433,7 @@ impl LiveView {
         views
             .iter()
             .enumerate()
-            .map(|(i, data)| {
-                if i == last {
-                    frame(&id, "job", data)
-                } else {
-                    Bytes::from(format!("event: job\ndata: {data}\n\n"))
-                }
-            })
+            .map(|(i, data)| frame((i == last).then_some(id.as_str()), "job", data))
             .collect()
     }
 
@@ -550,10 +544,17 @@ fn refresh_status_body(state: &mut ViewState) {
         .unwrap_or_default();
 }
 
-/// One SSE event. `data` is single-line JSON, so one `data:` line holds it.
-fn frame(id: &str, kind: &str, data: &str) -> Bytes {
-    Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"))
+/// One SSE event, with an id or without (a client then keeps the id it had). `data` is
+/// single-line JSON, so one `data:` line holds it.
+fn frame(id: Option<&str>, kind: &str, data: &str) -> Bytes {
+    Bytes::from(match id {
+        Some(id) => format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"),
+        None => format!("event: {kind}\ndata: {data}\n\n"),
+    })
 }
+
+/// An idle stream's keep-alive, also written on demand ([`LiveView::probe_streams`]).
+const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 
 /// Holds one of the `EVENTS_MAX_STREAMS` places while its stream is open.
 struct StreamSlot(Arc<LiveView>);
@@ -594,8 +595,8 @@ impl Subscription {
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
-                _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": heartbeat\n\n")),
-                Ok(()) = self.probe.changed() => return Some(Bytes::from_static(b": heartbeat\n\n")),
+                _ = self.heartbeat.tick() => return Some(Bytes::from_static(HEARTBEAT)),
+                Ok(()) = self.probe.changed() => return Some(Bytes::from_static(HEARTBEAT)),
             }
         }
     }

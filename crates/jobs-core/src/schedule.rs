@@ -33,14 +33,13 @@ fn syntax(field: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `cron` crate's message without its echo of the expression (which this module
-/// rewrote, so it would confuse) and the caret line under it, on one line.
-fn crate_reason(message: &str) -> String {
+/// The `cron` crate's message without its echo of `given` (the expression as this module
+/// rewrote it, which would confuse) and the caret line under it, on one line.
+fn crate_reason(message: &str, given: &str) -> String {
     let lines: Vec<&str> = message
         .lines()
-        .skip(1)
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
+        .filter(|l| !l.is_empty() && *l != given.trim() && !l.chars().all(|c| c == '^'))
         .collect();
     if lines.is_empty() {
         "a field is not valid cron syntax".to_owned()
@@ -138,8 +137,8 @@ impl Schedule {
         }
         let dow_names = weekday_names(dow_src).map_err(&err)?;
         let build = |dom: &str, dow: &str| {
-            cron::Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}"))
-                .map_err(|e| err(crate_reason(&e.to_string())))
+            let given = format!("{sec} {min} {hour} {dom} {month} {dow}");
+            cron::Schedule::from_str(&given).map_err(|e| err(crate_reason(&e.to_string(), &given)))
         };
         let both_restricted = !dom.starts_with('*') && !dow_src.starts_with('*');
         let (primary, secondary) = if both_restricted {

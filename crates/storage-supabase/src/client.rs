@@ -671,7 +671,8 @@ fn parse_project_url(raw: &str) -> Result<Url, Error> {
         ));
     }
     // A path prefix (a self-hosted project behind a proxy) is plain: an escaped character
-    // or a dot segment would be read differently by the proxy than written here.
+    // may be read differently by the proxy than written here. (Dot segments, escaped or
+    // not, are resolved by the URL parser before anything is sent.)
     if url.path().contains('%') {
         return Err(Error::invalid_url(
             "the path of the Supabase project URL must not hold %-escapes",

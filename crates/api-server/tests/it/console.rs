@@ -29,18 +29,6 @@ fn vars<'a>(db: &'a TestDatabase, mock: &'a str, schedule: &'a str) -> Vec<(&'a 
     )
 }
 
-async fn job(server: &ServerProcess, name: &str) -> Value {
-    let (status, body) = server.get("/internal/api/v1/jobs").await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
     #[derive(diesel::QueryableByName)]
     struct At {
@@ -90,7 +78,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     // The other server shows it as soon as its change feed brings it (contract §7.4: within
     // 1 s; awaited here, the figure is in BENCHMARKS.md).
     let seen = eventually(LONG, "the pause on the other server", || async {
-        let seen = job(&b, "audio_cleanup").await;
+        let seen = b.job("audio_cleanup").await;
         (seen["paused"] == true).then_some(seen)
     })
     .await;
@@ -99,7 +87,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(seen["paused_by"], "local");
     assert!(seen["paused_at"].is_string());
     assert_eq!(seen["enabled"], true);
-    assert_eq!(job(&b, "cost_update").await["paused"], false);
+    assert_eq!(b.job("cost_update").await["paused"], false);
 
     // Slots come and go on both servers, and a restart of one, without a run.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -118,7 +106,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
             .any(|r| r.error_message.as_deref() == Some("skipped: the job was paused")),
         "the paused slots are not visible: {during:#?}"
     );
-    assert_eq!(job(&b, "audio_cleanup").await["paused"], true);
+    assert_eq!(b.job("audio_cleanup").await["paused"], true);
 
     // A manual run goes ahead and says so, in its answer and its log lines.
     let (status, body) = b
@@ -151,7 +139,7 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     assert_eq!(body["data"]["paused"], false);
     let resumed_at = control_time(&db).await;
     eventually(LONG, "the resume on the other server", || async {
-        (job(&a, "audio_cleanup").await["paused"] == false).then_some(())
+        (a.job("audio_cleanup").await["paused"] == false).then_some(())
     })
     .await;
     let after = eventually(LONG, "a scheduled run after the resume", || async {

@@ -397,16 +397,7 @@ async fn a_row_moved_to_another_job_or_deleted_by_hand_leaves_its_jobs_entry_at_
     let (db, _mock, b) = one_server(&[("LIVE_RESYNC_SECS", "3600")]).await;
     let latest_id = |job: &'static str| {
         let b = &b;
-        async move {
-            let (_, jobs) = b.get("/internal/api/v1/jobs").await;
-            jobs["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|j| j["job_name"] == job)
-                .map(|j| j["latest_execution"]["id"].as_i64())
-                .unwrap()
-        }
+        async move { b.job(job).await["latest_execution"]["id"].as_i64() }
     };
     sql(
         &db,
@@ -462,14 +453,7 @@ async fn a_new_backlog_count_reaches_the_stream_as_a_job_event() {
         })
         .await;
     // The same entry as GET /jobs gives.
-    let (_, jobs) = server.get("/internal/api/v1/jobs").await;
-    let listed = jobs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_name"] == "audio_cleanup")
-        .unwrap()
-        .clone();
+    let listed = server.job("audio_cleanup").await;
     assert_eq!(listed["backlog"], event.json()["backlog"]);
 }
 

@@ -119,6 +119,19 @@ impl ServerProcess {
         answer(self.request(reqwest::Method::GET, path)).await
     }
 
+    /// The entry of job `name` in `GET /internal/api/v1/jobs`.
+    pub async fn job(&self, name: &str) -> Value {
+        let (status, body) = self.get("/internal/api/v1/jobs").await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"] == name)
+            .cloned()
+            .unwrap()
+    }
+
     /// `POST path` with an optional JSON body: the status and the JSON body.
     pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.request(reqwest::Method::POST, path);

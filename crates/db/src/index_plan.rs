@@ -82,3 +82,44 @@ pub(crate) async fn finish<R>(
         }
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    /// Whether the server has a transaction block open on this connection: `SAVEPOINT`
+    /// is refused outside one.
+    async fn in_transaction_block(conn: &mut AsyncPgConnection) -> bool {
+        let open = conn.batch_execute("SAVEPOINT probe").await.is_ok();
+        if open {
+            conn.batch_execute("RELEASE SAVEPOINT probe")
+                .await
+                .expect("release the probe");
+        }
+        open
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_setting_that_fails_after_begin_leaves_no_transaction_open() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        // `BEGIN` runs, then a setting fails: left alone, the server would keep the
+        // aborted transaction open and refuse every later statement on this connection.
+        let begun = begin_with(&mut conn, "BEGIN; SET LOCAL enable_seqscan = sometimes").await;
+        assert!(begun.is_err(), "the bad setting must fail the begin");
+        conn.batch_execute("SELECT 1")
+            .await
+            .expect("the connection answers again after the failed begin");
+        assert!(
+            !in_transaction_block(&mut conn).await,
+            "no transaction may be left open"
+        );
+        // The next job transaction starts and commits as usual.
+        begin(&mut conn).await.expect("begin after the failure");
+        let open = in_transaction_block(&mut conn).await;
+        finish(&mut conn, Ok(())).await.expect("commit");
+        assert!(open, "begin opens a transaction block");
+        assert!(!in_transaction_block(&mut conn).await, "finish closes it");
+    }
+}

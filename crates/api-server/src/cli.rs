@@ -248,7 +248,29 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
             signalled.cancel();
         }
     });
-    services.migrate().await.map_err(not_ready)?;
+    if dry_run {
+        // A dry run changes nothing: not even the schema (nor creates the database).
+        let plan = db::plan_migrations(&services.target)
+            .await
+            .map_err(not_ready)?;
+        let database = services.target.database();
+        if !plan.database_exists {
+            return Err(Exit::usage(format!(
+                "database {database} does not exist, and a dry run creates nothing: \
+                 run `api-server migrate` first"
+            )));
+        }
+        if !plan.pending.is_empty() {
+            return Err(Exit::usage(format!(
+                "database {database} has {} pending migration(s), and a dry run changes \
+                 nothing: apply them with `api-server migrate` first (`api-server migrate \
+                 --dry-run` shows them)",
+                plan.pending.len()
+            )));
+        }
+    } else {
+        services.migrate().await.map_err(not_ready)?;
+    }
     let worker = format!(
         "{}:run-job:{}",
         gethostname::gethostname().to_string_lossy(),

@@ -47,7 +47,7 @@ fn utc_text(column: &str) -> String {
 }
 
 /// Longest error message stored; longer ones are cut with a marker.
-const MAX_ERROR_LEN: usize = 8 * 1024;
+pub(crate) const MAX_ERROR_LEN: usize = 8 * 1024;
 
 /// How long a `running` row without a lease is left alone by default: the default lease.
 pub const DEFAULT_UNLEASED_GRACE: Duration = Duration::from_secs(60);
@@ -172,7 +172,32 @@ impl ExecutionLog for PgExecutionLog {
                 return Ok(Claim::Paused);
             }
         }
-        Ok(Claim::AlreadyRunning)
+        // The other unique index: one running execution per job. Any other conflict is
+        // the primary key's, an id sequence behind the table's ids (set back by hand).
+        #[derive(diesel::QueryableByName)]
+        struct Running {
+            #[diesel(sql_type = Bool)]
+            running: bool,
+        }
+        let running: Running = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM job_executions \
+             WHERE job_name = $1 AND status = 'running') AS running",
+        )
+        .bind::<Text, _>(&new.job_name)
+        .get_result(&mut conn)
+        .await
+        .map_err(log_err)?;
+        if running.running {
+            Ok(Claim::AlreadyRunning)
+        } else {
+            Err(LogError(format!(
+                "the new execution of {} conflicted with an existing row although none is \
+                 running: is job_executions' id sequence behind its ids? (SELECT setval(\
+                 pg_get_serial_sequence('public.job_executions', 'id'), \
+                 (SELECT max(id) FROM public.job_executions)))",
+                new.job_name
+            )))
+        }
     }
 
     async fn heartbeat(

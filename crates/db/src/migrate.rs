@@ -10,6 +10,7 @@ use diesel::connection::CacheSize;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::OptionalExtension;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -87,6 +88,10 @@ pub async fn run_migrations(target: &ConnectTarget) -> Result<Vec<String>, DbErr
     let mut conn = target.connect().await?;
     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
     check_existing_schema(&mut conn).await?;
+    // Up to date: nothing to lock or create, so a role without DDL rights can start.
+    if all_migrations(&applied_versions(&mut conn).await?).is_empty() {
+        return Ok(Vec::new());
+    }
     tokio::task::spawn_blocking(move || {
         let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
         diesel::Connection::transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(
@@ -156,23 +161,7 @@ pub async fn plan_migrations(target: &ConnectTarget) -> Result<MigrationPlan, Db
     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
     check_existing_schema(&mut conn).await?;
 
-    #[derive(diesel::QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        version: String,
-    }
-    let applied: HashSet<String> = if relation_exists(&mut conn, "__diesel_schema_migrations")
-        .await?
-    {
-        diesel::sql_query("SELECT version::text AS version FROM public.__diesel_schema_migrations")
-            .load::<Version>(&mut conn)
-            .await?
-            .into_iter()
-            .map(|v| v.version)
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    let applied = applied_versions(&mut conn).await?;
 
     let mut notes = Vec::new();
     if relation_exists(&mut conn, "job_executions").await? {
@@ -249,13 +238,17 @@ struct ExistingColumn {
     /// As a person writes it, e.g. `numeric(10,2)`.
     #[diesel(sql_type = Text)]
     found: String,
+    /// The declared length, precision and scale, as the catalog encodes them (-1: none).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    typmod: i32,
 }
 
 async fn columns_of(conn: &mut AsyncPgConnection) -> Result<Vec<ExistingColumn>, DbError> {
     let tables: Vec<&str> = REQUIRED.iter().map(|r| r.table).collect();
     let columns = diesel::sql_query(
         "SELECT c.relname::text AS table_name, a.attname::text AS column_name, \
-                t.typname::text AS type_name, format_type(a.atttypid, a.atttypmod) AS found \
+                t.typname::text AS type_name, format_type(a.atttypid, a.atttypmod) AS found, \
+                a.atttypmod AS typmod \
          FROM pg_attribute a \
          JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -320,24 +313,21 @@ const REQUIRED: &[Required] = required! {
     "transcriptions"."cost_gave_up_at": ANY_TIMESTAMP => "timestamptz (or timestamp)";
 };
 
-/// Checks the columns of tables that already exist against what this service needs.
-/// Reads the catalog only.
+/// Checks that the database can be adopted as it is, before anything is changed: the
+/// connection resolves names to `public`, the columns of tables that already exist have
+/// types this service can use without losing or misreading data, and nothing that a
+/// pending migration would create with `IF NOT EXISTS` is already there in another shape
+/// (an application's own table of the same name, an index left invalid by a failed
+/// `CREATE INDEX CONCURRENTLY`). Reads the catalog only.
 pub async fn check_existing_schema(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-    let columns = columns_of(conn).await?;
-    let problems: Vec<String> = REQUIRED
-        .iter()
-        .filter_map(|r| {
-            let col = columns
-                .iter()
-                .find(|c| c.table_name == r.table && c.column_name == r.column)?;
-            (!r.accepted.contains(&col.type_name.as_str())).then(|| {
-                format!(
-                    "column public.{}.{} has type {}, but this service needs {}",
-                    r.table, r.column, col.found, r.needed
-                )
-            })
-        })
-        .collect();
+    let mut problems = search_path_problems(conn).await?;
+    if problems.is_empty() {
+        problems.extend(column_problems(conn).await?);
+        let applied = applied_versions(conn).await?;
+        problems.extend(clash_problems(conn, &applied).await?);
+        problems.extend(status_check_problems(conn).await?);
+        problems.extend(sequence_problems(conn).await?);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -346,4 +336,313 @@ pub async fn check_existing_schema(conn: &mut AsyncPgConnection) -> Result<(), D
             problems.join("; ")
         )))
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Problem {
+    #[diesel(sql_type = Text)]
+    problem: String,
+}
+
+async fn problems(conn: &mut AsyncPgConnection, sql: &str) -> Result<Vec<String>, DbError> {
+    let rows: Vec<Problem> = diesel::sql_query(sql).load(conn).await?;
+    Ok(rows.into_iter().map(|p| p.problem).collect())
+}
+
+/// The migrations create and name everything in `public`, and the jobs' statements name
+/// their tables without a schema: the two must meet.
+async fn search_path_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    problems(
+        conn,
+        "SELECT format('the connection''s search_path (%s) resolves table names to %s, but \
+                this service''s tables are in schema public: remove search_path from \
+                DATABASE_URL''s options, or put public first', \
+                current_setting('search_path'), \
+                COALESCE('schema ' || current_schema(), 'no schema')) AS problem \
+         WHERE current_schema() IS DISTINCT FROM 'public'",
+    )
+    .await
+}
+
+/// The versions recorded as applied (none when diesel's table does not exist yet).
+async fn applied_versions(conn: &mut AsyncPgConnection) -> Result<HashSet<String>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    if !relation_exists(conn, "__diesel_schema_migrations").await? {
+        return Ok(HashSet::new());
+    }
+    Ok(
+        diesel::sql_query("SELECT version::text AS version FROM public.__diesel_schema_migrations")
+            .load::<Version>(conn)
+            .await?
+            .into_iter()
+            .map(|v| v.version)
+            .collect(),
+    )
+}
+
+/// What the time zone of the database's sessions is, and whether it is UTC all year. The
+/// connection itself runs in UTC (the driver sets it), so this is the value a `RESET`
+/// would give: the database's, the role's or the server's setting.
+async fn database_zone(conn: &mut AsyncPgConnection) -> Result<(String, bool), DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Zone {
+        #[diesel(sql_type = Text)]
+        zone: String,
+        #[diesel(sql_type = Bool)]
+        utc: bool,
+    }
+    let zone: Zone = diesel::sql_query(
+        "SELECT reset_val AS zone, \
+                timezone(reset_val, timestamptz '2026-01-15 12:00+00') = timestamp '2026-01-15 12:00' \
+                AND timezone(reset_val, timestamptz '2026-07-15 12:00+00') = timestamp '2026-07-15 12:00' \
+                AS utc \
+         FROM pg_settings WHERE name = 'TimeZone'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((zone.zone, zone.utc))
+}
+
+/// A limit of a column's declared size that this service needs.
+enum Size {
+    /// `numeric` with at least this many decimals (or none declared).
+    Scale(i32),
+    /// `varchar` of at least this many characters (or none declared).
+    Chars(i32),
+}
+
+/// Declared sizes that would lose data without an error, or fail a write that must not.
+const SIZES: &[(&str, &str, Size, &str)] = &[
+    (
+        "transcriptions",
+        "audio_cost_usd",
+        Size::Scale(6),
+        "Deepgram's costs carry 6 decimals and would be rounded (0.0043 stored as 0.00)",
+    ),
+    (
+        "job_executions",
+        "error_message",
+        Size::Chars(MAX_ERROR_CHARS),
+        "a failed run's message could not be recorded and the run would stay running",
+    ),
+];
+
+/// The longest `error_message` this service writes, in characters: at most
+/// `MAX_ERROR_LEN` bytes of text and the truncation mark.
+const MAX_ERROR_CHARS: i32 = crate::execution_log::MAX_ERROR_LEN as i32 + 16;
+
+async fn column_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    let columns = columns_of(conn).await?;
+    let find = |table: &str, column: &str| {
+        columns
+            .iter()
+            .find(|c| c.table_name == table && c.column_name == column)
+    };
+    let mut problems: Vec<String> = REQUIRED
+        .iter()
+        .filter_map(|r| {
+            let col = find(r.table, r.column)?;
+            (!r.accepted.contains(&col.type_name.as_str())).then(|| {
+                format!(
+                    "column public.{}.{} has type {}, but this service needs {}",
+                    r.table, r.column, col.found, r.needed
+                )
+            })
+        })
+        .collect();
+    for (table, column, size, why) in SIZES {
+        let Some(col) = find(table, column).filter(|c| c.typmod >= 0) else {
+            continue;
+        };
+        let (short, needed) = match (size, col.type_name.as_str()) {
+            (Size::Scale(min), "numeric") => (
+                ((col.typmod - 4) & 0xffff) < *min,
+                format!("numeric with a scale of at least {min}, e.g. numeric(12,{min})"),
+            ),
+            (Size::Chars(min), "varchar") => (
+                col.typmod - 4 < *min,
+                "text (or varchar without a length)".to_owned(),
+            ),
+            _ => (false, String::new()),
+        };
+        if short {
+            problems.push(format!(
+                "column public.{table}.{column} is {}: {why}; this service needs {needed}",
+                col.found
+            ));
+        }
+    }
+    // `timestamp` without a time zone holds a wall-clock time. This service reads such a
+    // time as UTC, which is right only where the database's sessions run in UTC;
+    // elsewhere, a row's age would be off by the zone's offset and audio deleted early.
+    let local: Vec<&ExistingColumn> = columns
+        .iter()
+        .filter(|c| c.table_name == "transcriptions" && c.type_name == "timestamp")
+        .filter(|c| {
+            REQUIRED
+                .iter()
+                .any(|r| r.table == c.table_name && r.column == c.column_name)
+        })
+        .collect();
+    if !local.is_empty() {
+        let (zone, utc) = database_zone(conn).await?;
+        if !utc {
+            let names: Vec<String> = local
+                .iter()
+                .map(|c| format!("public.transcriptions.{}", c.column_name))
+                .collect();
+            problems.push(format!(
+                "{} {} timestamp without time zone, read by this service as UTC, but the \
+                 database's sessions run in time zone {zone}: rows would be taken for \
+                 older or younger than they are; convert the column{} to timestamptz \
+                 (ALTER COLUMN … TYPE timestamptz USING … AT TIME ZONE '{zone}')",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "" } else { "s" },
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Tables and indexes that pending migrations create with `IF NOT EXISTS`, by the
+/// migration that creates them. Found already there in another shape, `IF NOT EXISTS`
+/// would keep the wrong one.
+const CREATED: &[(&str, Created)] = &[
+    ("20261128000001", Created::Index("uq_job_executions_slot", "CREATE UNIQUE INDEX uq_job_executions_slot ON public.job_executions USING btree (job_name, scheduled_for, attempt) WHERE (scheduled_for IS NOT NULL)")),
+    ("20261128000001", Created::Index("uq_job_executions_one_running", "CREATE UNIQUE INDEX uq_job_executions_one_running ON public.job_executions USING btree (job_name) WHERE ((status)::text = 'running'::text)")),
+    ("20261128000001", Created::Index("idx_job_executions_running_lease", "CREATE INDEX idx_job_executions_running_lease ON public.job_executions USING btree (lease_expires_at) WHERE ((status)::text = 'running'::text)")),
+    ("20261128000003", Created::Index("idx_transcriptions_cost_pending", "CREATE INDEX idx_transcriptions_cost_pending ON public.transcriptions USING btree (id) WHERE ((audio_cost_usd IS NULL) AND (stt_provider_request_id IS NOT NULL) AND (cost_gave_up_at IS NULL))")),
+    ("20261128000004", Created::Index("idx_transcriptions_audio_cleanup", "CREATE INDEX idx_transcriptions_audio_cleanup ON public.transcriptions USING btree (created_at, id) WHERE ((audio_deleted_at IS NULL) AND (audio_file_path IS NOT NULL))")),
+    ("20261128000005", Created::Table("job_notification_state")),
+    ("20261128000006", Created::Index("idx_job_executions_job_name_started_at_id", "CREATE INDEX idx_job_executions_job_name_started_at_id ON public.job_executions USING btree (job_name, started_at DESC, id DESC)")),
+    ("20261130180000", Created::Table("job_controls")),
+    ("20261130180000", Created::Table("job_execution_events")),
+    ("20261130180000", Created::Table("job_workers")),
+];
+
+enum Created {
+    Table(&'static str),
+    /// The index's name and its definition as `pg_get_indexdef` prints it.
+    Index(&'static str, &'static str),
+}
+
+/// An index definition without the casts and brackets that vary with the columns' types
+/// (`(status)::text` on a `varchar` column, `status` on a `text` one).
+fn normalized_index(definition: &str) -> String {
+    definition
+        .replace("::character varying", "")
+        .replace("::text", "")
+        .chars()
+        .filter(|c| !matches!(c, '(' | ')') && !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase()
+}
+
+async fn clash_problems(
+    conn: &mut AsyncPgConnection,
+    applied: &HashSet<String>,
+) -> Result<Vec<String>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        definition: Option<String>,
+        #[diesel(sql_type = Bool)]
+        valid: bool,
+    }
+    let mut problems = Vec::new();
+    for (version, created) in CREATED.iter().filter(|(v, _)| !applied.contains(*v)) {
+        let name = match created {
+            Created::Table(name) | Created::Index(name, _) => *name,
+        };
+        let found: Option<Found> = diesel::sql_query(
+            "SELECT c.relkind::text AS kind, \
+                    CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END AS definition, \
+                    COALESCE(i.indisvalid AND i.indisready, true) AS valid \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_index i ON i.indexrelid = c.oid \
+             WHERE n.nspname = 'public' AND c.relname = $1",
+        )
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .optional()?;
+        let Some(found) = found else { continue };
+        match created {
+            Created::Table(_) => problems.push(format!(
+                "public.{name} already exists, but this service's migration {version} creates \
+                 a table of that name for itself: rename or move the existing one"
+            )),
+            Created::Index(_, wanted) => {
+                let definition = found.definition.unwrap_or_else(|| found.kind.clone());
+                if !found.valid {
+                    problems.push(format!(
+                        "index public.{name} exists but is not valid (what a failed CREATE \
+                         INDEX CONCURRENTLY leaves): drop it and build it again, or let \
+                         migrate build it"
+                    ));
+                } else if normalized_index(&definition) != normalized_index(wanted) {
+                    problems.push(format!(
+                        "public.{name} exists as \"{definition}\", but this service needs \
+                         \"{wanted}\": drop or rename it"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// A check on `job_executions.status` other than this service's own (which the migrations
+/// replace by name) would refuse the `skipped` executions, and those are recorded
+/// without stopping anything: the records would be lost.
+async fn status_check_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    if !relation_exists(conn, "job_executions").await? {
+        return Ok(Vec::new());
+    }
+    problems(
+        conn,
+        "SELECT format('check constraint %I on public.job_executions (%s) would refuse this \
+                service''s ''skipped'' executions: drop it (the migrations add \
+                job_executions_status_check, which allows every status this service writes)', \
+                con.conname, pg_get_constraintdef(con.oid)) AS problem \
+         FROM pg_constraint con \
+         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attname = 'status' \
+         WHERE con.conrelid = 'public.job_executions'::regclass AND con.contype = 'c' \
+           AND con.conname <> 'job_executions_status_check' \
+           AND a.attnum = ANY (con.conkey) \
+           AND pg_get_constraintdef(con.oid) NOT LIKE '%skipped%' \
+         ORDER BY con.conname",
+    )
+    .await
+}
+
+/// An id sequence behind the ids already in the table makes every new execution's insert
+/// conflict with an old row.
+async fn sequence_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    if !relation_exists(conn, "job_executions").await? {
+        return Ok(Vec::new());
+    }
+    problems(
+        conn,
+        "SELECT format('the id sequence %s of public.job_executions would hand out %s, but \
+                the table already has ids up to %s: every new execution would conflict \
+                with an old row; move it on with SELECT setval(%L, %s)', \
+                seq.name, seq.next, top.id, seq.name, top.id) AS problem \
+         FROM (SELECT pg_get_serial_sequence('public.job_executions', 'id') AS name) s \
+         CROSS JOIN LATERAL (SELECT s.name, \
+                COALESCE(q.last_value + q.increment_by, q.start_value) AS next \
+                FROM pg_sequences q \
+                WHERE format('%I.%I', q.schemaname, q.sequencename)::regclass = s.name::regclass) seq \
+         CROSS JOIN LATERAL (SELECT max(id) AS id FROM public.job_executions) top \
+         WHERE top.id >= seq.next \
+           AND has_sequence_privilege(s.name, 'SELECT')",
+    )
+    .await
 }

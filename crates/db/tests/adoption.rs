@@ -191,7 +191,7 @@ async fn migrate_adopts_the_old_database_keeping_rows_and_indexes_and_is_then_a_
             "audio_file_path text",
             "audio_deleted_at timestamp with time zone",
             "stt_provider_request_id text",
-            "audio_cost_usd numeric(10,4)",
+            "audio_cost_usd numeric(10,6)",
             "transcript jsonb",
             "cost_status text",
             "cost_error text",
@@ -377,4 +377,167 @@ async fn a_new_database_gets_the_same_schema_as_before_adoption_was_added() {
         "{expected}"
     );
     assert_eq!(pg_dump_schema(now.name()), expected);
+}
+
+/// The old database changed by `variant` (its own database name as `{db}`): `migrate`
+/// and its dry run must refuse it, naming each of `parts`, and change nothing.
+async fn refused(variant: &str, parts: &[&str]) {
+    let db = old_database().await;
+    db.connect()
+        .await
+        .batch_execute(&variant.replace("{db}", db.name()))
+        .await
+        .unwrap_or_else(|e| panic!("{variant}: {e}"));
+    let schema_before = pg_dump_schema(db.name());
+    for (what, result) in [
+        ("dry run", db::plan_migrations(db.target()).await.map(drop)),
+        ("migrate", db::run_migrations(db.target()).await.map(drop)),
+    ] {
+        let err = result.expect_err(what);
+        assert!(matches!(err, DbError::Incompatible(_)), "{what}: {err:?}");
+        let message = err.to_string();
+        for part in parts.iter().chain(&["nothing was changed"]) {
+            assert!(
+                message.contains(part),
+                "{what}: {part:?} missing in {message}"
+            );
+        }
+    }
+    assert_eq!(pg_dump_schema(db.name()), schema_before, "{variant}");
+    let mut conn = db.connect().await;
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM pg_class WHERE relname = '__diesel_schema_migrations'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_time_created_at_is_refused_unless_the_database_runs_in_utc() {
+    // A wall-clock time in Los Angeles, read as UTC, makes a row 8 hours older than it
+    // is: its audio would go before the retention ends.
+    refused(
+        "ALTER TABLE transcriptions ALTER created_at TYPE timestamp; \
+         ALTER DATABASE \"{db}\" SET timezone = 'America/Los_Angeles'",
+        &[
+            "public.transcriptions.created_at is timestamp without time zone",
+            "America/Los_Angeles",
+            "timestamptz",
+        ],
+    )
+    .await;
+    // Europe/London is UTC in winter only.
+    refused(
+        "ALTER TABLE transcriptions ALTER created_at TYPE timestamp; \
+         ALTER DATABASE \"{db}\" SET timezone = 'Europe/London'",
+        &["Europe/London"],
+    )
+    .await;
+    // Where the sessions run in UTC, the same column is read right and adopted.
+    let db = old_database().await;
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "ALTER TABLE transcriptions ALTER created_at TYPE timestamp; \
+             ALTER DATABASE \"{}\" SET timezone = 'Etc/UTC'",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    db::run_migrations(db.target())
+        .await
+        .expect("a UTC database's timestamp column is adopted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_that_would_round_a_cost_to_zero_or_refuse_a_message_are_refused() {
+    refused(
+        "ALTER TABLE transcriptions ALTER audio_cost_usd TYPE numeric(8,2); \
+         ALTER TABLE job_executions ALTER error_message TYPE varchar(120) \
+           USING left(error_message, 120)",
+        &[
+            "public.transcriptions.audio_cost_usd is numeric(8,2)",
+            "scale of at least 6",
+            "public.job_executions.error_message is character varying(120)",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_that_does_not_start_at_public_is_refused() {
+    refused(
+        "CREATE SCHEMA app; ALTER TABLE public.transcriptions SET SCHEMA app; \
+         ALTER DATABASE \"{db}\" SET search_path = app, public",
+        &["search_path (app, public)", "schema app", "schema public"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_table_or_index_under_one_of_this_services_names_is_refused() {
+    refused(
+        "CREATE TABLE job_workers (id serial PRIMARY KEY, name text); \
+         CREATE INDEX idx_transcriptions_audio_cleanup ON transcriptions (created_at)",
+        &[
+            "public.job_workers already exists",
+            "migration 20261130180000",
+            "public.idx_transcriptions_audio_cleanup exists as",
+        ],
+    )
+    .await;
+    // What a failed CREATE INDEX CONCURRENTLY leaves: the right definition, not valid.
+    refused(
+        "ALTER TABLE public.transcriptions ADD COLUMN cost_gave_up_at TIMESTAMPTZ NULL; \
+         CREATE INDEX idx_transcriptions_cost_pending ON public.transcriptions (id) \
+           WHERE audio_cost_usd IS NULL AND stt_provider_request_id IS NOT NULL \
+           AND cost_gave_up_at IS NULL; \
+         UPDATE pg_index SET indisvalid = false \
+           WHERE indexrelid = 'public.idx_transcriptions_cost_pending'::regclass",
+        &["index public.idx_transcriptions_cost_pending exists but is not valid"],
+    )
+    .await;
+    // Built beforehand the way the README shows, valid: adopted as it is.
+    let db = old_database().await;
+    db.connect()
+        .await
+        .batch_execute(
+            "ALTER TABLE public.transcriptions ADD COLUMN cost_gave_up_at TIMESTAMPTZ NULL; \
+             CREATE INDEX idx_transcriptions_cost_pending ON public.transcriptions (id) \
+               WHERE audio_cost_usd IS NULL AND stt_provider_request_id IS NOT NULL \
+               AND cost_gave_up_at IS NULL",
+        )
+        .await
+        .unwrap();
+    db::run_migrations(db.target())
+        .await
+        .expect("an index built beforehand is adopted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_status_check_under_another_name_is_refused() {
+    refused(
+        "ALTER TABLE job_executions DROP CONSTRAINT job_executions_status_check; \
+         ALTER TABLE job_executions ADD CONSTRAINT job_executions_status_valid \
+           CHECK (status IN ('running', 'success', 'failed'))",
+        &["check constraint job_executions_status_valid", "'skipped'"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_sequence_behind_the_table_is_refused_with_the_statement_that_mends_it() {
+    refused(
+        "SELECT setval('job_executions_id_seq', 2)",
+        &[
+            "id sequence public.job_executions_id_seq",
+            "would hand out 3",
+            "ids up to 5",
+            "SELECT setval('public.job_executions_id_seq',",
+        ],
+    )
+    .await;
 }

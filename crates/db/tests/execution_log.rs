@@ -751,3 +751,41 @@ async fn stats_that_json_parsers_refuse_are_read_as_their_text_and_never_fail_th
     assert_eq!((days[0].runs, days[0].succeeded), (1, 1));
     assert!(days[0].stats.is_string(), "{:?}", days[0].stats);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let first = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .unwrap();
+    let Claim::Started { id, .. } = first else {
+        panic!("{first:?}")
+    };
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Success,
+            stats: Stats::new(),
+            error_message: None,
+        },
+    )
+    .await
+    .unwrap();
+    // Set back by hand: the next id is one the table already has.
+    exec(
+        &db,
+        "SELECT setval(pg_get_serial_sequence('job_executions', 'id'), 1, false)",
+    )
+    .await;
+    let err = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .expect_err("no execution is running: the conflict is the id's");
+    assert!(err.to_string().contains("id sequence behind"), "{err}");
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM job_executions").await,
+        1
+    );
+}

@@ -334,7 +334,7 @@ impl Scheduler {
             .record_skipped(job.name(), slot, worker, reason)
             .await
         {
-            debug!(
+            warn!(
                 "[Job] {}: skipped slot {slot} not recorded: {e}",
                 job.name()
             );

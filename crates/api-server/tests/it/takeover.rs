@@ -252,6 +252,99 @@ async fn an_application_table_of_unusable_types_stops_migrate_and_serve_with_exi
     assert_eq!(tables, ["transcriptions"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_neither_migrates_nor_creates_the_database() {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
+    let history = "SELECT concat_ws('|', id, status, error_message) AS line \
+                   FROM job_executions ORDER BY id";
+    let before = lines(&mut conn, history).await;
+    let job = [
+        ("DATABASE_URL", db.url()),
+        ("DEEPGRAM_API_KEY", "dg-test-key"),
+        ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+    ];
+    let (code, out, err) =
+        run(server::api_server(&job).args(["run-job", "cost_update", "--dry-run"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("pending migration(s)"), "{err}");
+    assert!(err.contains("api-server migrate"), "{err}");
+    assert_eq!(
+        lines(&mut conn, history).await,
+        before,
+        "old rows untouched"
+    );
+    let tables = lines(
+        &mut conn,
+        "SELECT tablename::text AS line FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(tables, ["job_executions", "transcriptions"]);
+
+    let missing = db.url().replace(db.name(), &format!("{}_never", db.name()));
+    let (code, out, err) = run(server::api_server(&[
+        ("DATABASE_URL", missing.as_str()),
+        ("DEEPGRAM_API_KEY", "dg-test-key"),
+    ])
+    .args(["run-job", "cost_update", "--dry-run"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    let created = lines(
+        &mut conn,
+        &format!(
+            "SELECT datname::text AS line FROM pg_database WHERE datname = '{}_never'",
+            db.name()
+        ),
+    )
+    .await;
+    assert!(created.is_empty(), "the dry run created {created:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_ddl_rights_runs_on_a_database_the_owner_migrated() {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
+    let (code, out, err) = api_server(db.url(), &["migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The application's role: rows, not schema (PostgreSQL 15 gives no one CREATE on
+    // public by default). Roles are per cluster: named after the test database.
+    let role = format!("{}_app", db.name());
+    conn.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         GRANT SELECT ON public.__diesel_schema_migrations TO \"{role}\"; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\""
+    ))
+    .await
+    .unwrap();
+    let as_role = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(as_role, db.url(), "the test URL names user postgres");
+    let (code, out, err) = api_server(&as_role, &["migrate"]);
+    let (run_code, run_out, run_err) = run(server::api_server(&[
+        ("DATABASE_URL", as_role.as_str()),
+        ("DEEPGRAM_API_KEY", "dg-test-key"),
+        ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
+    ])
+    .args(["run-job", "cost_update", "--dry-run"]));
+    conn.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("is up to date"), "{out}");
+    // It reaches the job (which then finds Deepgram unreachable): no DDL was needed.
+    assert!(
+        !run_err.contains("permission denied") && !run_out.contains("permission denied"),
+        "{run_out}{run_err}"
+    );
+    assert!(
+        run_code == 0 || run_code == 1,
+        "{run_code}: {run_out}{run_err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Through a real PgBouncer (Debian package `pgbouncer`), as Supabase's poolers are.
 

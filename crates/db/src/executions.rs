@@ -163,7 +163,7 @@ pub async fn history(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// The last successful execution of a job, if any.
+/// The last successful execution of a job, if any; dry runs, which change nothing, are not.
 pub async fn last_success(
     conn: &mut AsyncPgConnection,
     job_name: &str,
@@ -171,7 +171,7 @@ pub async fn last_success(
     use diesel::OptionalExtension;
     let row: Option<ExecutionRow> = diesel::sql_query(format!(
         "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 AND status = 'success' \
-         ORDER BY started_at DESC LIMIT 1"
+         AND NOT dry_run ORDER BY started_at DESC LIMIT 1"
     ))
     .bind::<diesel::sql_types::Text, _>(job_name)
     .get_result(conn)

@@ -96,7 +96,8 @@ pub async fn running_seconds(conn: &mut AsyncPgConnection) -> Result<Vec<(String
     Ok(rows.into_iter().map(|r| (r.job_name, r.seconds)).collect())
 }
 
-/// When each job's latest failed execution ended (its start when it has no end).
+/// When each job's latest failed execution ended (its start when it has no end); dry runs
+/// are not counted.
 pub async fn last_failures(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<(String, DateTime<Utc>)>, DbError> {
@@ -120,7 +121,7 @@ pub async fn last_failures(
          SELECT names.job_name::text AS job_name, f.at FROM names \
          CROSS JOIN LATERAL ( \
            SELECT coalesce(x.completed_at, x.started_at) AS at FROM job_executions x \
-           WHERE x.job_name = names.job_name AND x.status = 'failed' \
+           WHERE x.job_name = names.job_name AND x.status = 'failed' AND NOT x.dry_run \
            ORDER BY x.started_at DESC LIMIT 1 \
          ) f \
          WHERE names.job_name IS NOT NULL",

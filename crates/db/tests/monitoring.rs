@@ -110,6 +110,20 @@ async fn running_ages_and_latest_failures_are_per_job() {
          ('b', 'running', now() - interval '90 seconds', NULL)",
     )
     .await;
+    // Dry runs change nothing: they are neither the latest failure nor the latest success
+    // the alerts read.
+    exec(
+        &mut conn,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, dry_run) VALUES \
+         ('a', 'failed', '2026-11-04T02:00:00Z', '2026-11-04T02:01:00Z', true), \
+         ('a', 'success', '2026-11-05T02:00:00Z', '2026-11-05T02:01:00Z', true)",
+    )
+    .await;
+    let success = db::executions::last_success(&mut conn, "a")
+        .await
+        .unwrap()
+        .expect("a succeeded once");
+    assert_eq!(success.started_at.to_rfc3339(), "2026-11-03T02:00:00+00:00");
     let failures = db::monitoring::last_failures(&mut conn).await.unwrap();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "a");

@@ -246,8 +246,16 @@ impl Notifier {
     pub async fn check_overdue(&self, registry: &Registry) -> usize {
         let mut started = 0;
         let mut failed = None;
+        // A job an operator paused at run time is not overdue: it was told not to run.
+        let paused = match self.paused_jobs().await {
+            Ok(paused) => paused,
+            Err(e) => {
+                failed = Some(format!("reading the paused jobs: {e}"));
+                Vec::new()
+            }
+        };
         for job in registry.iter() {
-            let check = if job.is_enabled() {
+            let check = if job.is_enabled() && !paused.iter().any(|name| name == job.name()) {
                 Check::Enabled {
                     overdue_after: overdue_after(job, self.inner.settings.overdue_factor),
                 }
@@ -292,6 +300,17 @@ impl Notifier {
             }
         }
         started
+    }
+
+    /// The jobs paused at run time (`job_controls`).
+    async fn paused_jobs(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.inner.pool.get().await.map_err(DbError::from)?;
+        Ok(db::controls::all(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|control| control.paused)
+            .map(|control| control.job_name)
+            .collect())
     }
 
     /// Waits until no outcome is being recorded and no notice is being sent, up to

@@ -80,7 +80,7 @@ fn describe() {
     );
     describe_gauge!(
         "job_enabled",
-        "1 when the job runs on its schedule, 0 when disabled"
+        "1 when the job runs on its schedule, 0 when disabled or paused"
     );
     describe_gauge!(
         "job_backlog",
@@ -237,14 +237,20 @@ async fn refresh_gauges(state: &AppState) {
         let failures = db::monitoring::last_failures(&mut conn)
             .await
             .unwrap_or_default();
+        let controls = db::controls::all(&mut conn).await.unwrap_or_default();
         let now = chrono::Utc::now();
         for job in state.registry.iter() {
             let name = job.name().to_owned();
-            metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() {
-                1.0
-            } else {
-                0.0
-            });
+            // Paused at run time, a job does not run on its schedule either: the alerts
+            // that expect runs (overdue, never succeeded) skip it.
+            let paused = controls.iter().any(|c| c.job_name == name && c.paused);
+            metrics::gauge!("job_enabled", "job" => name.clone()).set(
+                if job.is_enabled() && !paused {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
             let n = running
                 .iter()
                 .find(|(j, _)| *j == name)

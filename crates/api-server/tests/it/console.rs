@@ -45,6 +45,21 @@ async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
     at.at
 }
 
+/// The value of `job_enabled{job="audio_cleanup"}` in a scrape of `server`.
+async fn enabled_gauge(server: &ServerProcess) -> String {
+    let scrape = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix("job_enabled{job=\"audio_cleanup\"} "))
+        .unwrap_or_else(|| panic!("no job_enabled for audio_cleanup in {scrape}"))
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_runs_no_backlog() {
     let db = TestDatabase::new().await;
@@ -107,6 +122,10 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
         "the paused slots are not visible: {during:#?}"
     );
     assert_eq!(b.job("audio_cleanup").await["paused"], true);
+    // Not expected to run, so not overdue for the alerts: `job_enabled` says 0.
+    for server in [&a, &b] {
+        assert_eq!(enabled_gauge(server).await, "0");
+    }
 
     // A manual run goes ahead and says so, in its answer and its log lines.
     let (status, body) = b
@@ -140,6 +159,10 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
     let resumed_at = control_time(&db).await;
     eventually(LONG, "the resume on the other server", || async {
         (a.job("audio_cleanup").await["paused"] == false).then_some(())
+    })
+    .await;
+    eventually(LONG, "job_enabled back to 1", || async {
+        (enabled_gauge(&a).await == "1").then_some(())
     })
     .await;
     let after = eventually(LONG, "a scheduled run after the resume", || async {

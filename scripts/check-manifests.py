@@ -3,7 +3,7 @@
 
 kubernetes-validate checks that they are well-formed; this checks the operational rules:
 at least two replicas, WORKER_ID from the pod name, readiness on /readyz and liveness on
-/healthz, a termination grace period above SHUTDOWN_GRACE_SECS, non-root with a read-only
+/healthz, a termination grace period above the longest stop, non-root with a read-only
 root filesystem and resource requests, and secrets only through secretKeyRef.
 
     python3 scripts/check-manifests.py deploy/kubernetes
@@ -71,10 +71,15 @@ def check(folder):
             errors.append(f"{where}: readiness probe must be /readyz")
         if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
             errors.append(f"{where}: liveness probe must be /healthz")
+        # A stop waits SHUTDOWN_GRACE_SECS for running jobs, then JOB_CANCEL_GRACE_SECS for
+        # them to stop when asked, then drains HTTP and flushes notices (10 s each, which
+        # may overlap): the pod must not be killed before that ends.
         grace = int(env.get("SHUTDOWN_GRACE_SECS", {}).get("value", "30"))
-        if spec.get("terminationGracePeriodSeconds", 30) <= grace:
+        cancel = int(env.get("JOB_CANCEL_GRACE_SECS", {}).get("value", "30"))
+        needed = grace + cancel + 20
+        if spec.get("terminationGracePeriodSeconds", 30) <= needed:
             errors.append(f"{where}: terminationGracePeriodSeconds must exceed "
-                          f"SHUTDOWN_GRACE_SECS ({grace})")
+                          f"SHUTDOWN_GRACE_SECS + JOB_CANCEL_GRACE_SECS + 20 ({needed})")
     if deployments == 0:
         errors.append(f"{folder}: no Deployment found")
     return errors

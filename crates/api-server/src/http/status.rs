@@ -50,13 +50,22 @@ pub async fn healthz() -> HttpResponse {
     tag = "health",
     responses(
         (status = 200, description = "Ready", body = Ready),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "Database unavailable, state not read yet, or shutting down", body = ErrorBody),
     )
 )]
 pub async fn readyz(
     state: web::Data<AppState>,
     cache: web::Data<ProbeCache>,
 ) -> Result<HttpResponse, ApiError> {
+    // Stopping, it starts no new runs: a load balancer should send the work elsewhere
+    // while running jobs finish.
+    if state.runner.is_stopping() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down and starts no new runs",
+        ));
+    }
     let mut ready = cache.ready.lock().await;
     let answer = match &*ready {
         // A reused failure was logged when it was found: once per check, not per probe.

@@ -194,6 +194,37 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_is_not_ready_while_its_jobs_finish() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let mut server = ServerProcess::start(&with(
+        base_vars(&db, &uri),
+        &[("SHUTDOWN_GRACE_SECS", "10")],
+    ))
+    .await;
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    server.start_run("audio_cleanup").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigterm();
+    let body = eventually(Duration::from_secs(5), "/readyz refusing", || async {
+        let resp = reqwest::get(server.url("/readyz")).await.ok()?;
+        (resp.status() == 503).then_some(())?;
+        resp.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    assert_eq!(body["error"]["code"], "shutting_down", "{body}");
+    // Still up, waiting for the run; liveness stays fine.
+    assert!(server.is_alive());
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, _) = server.terminate(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_is_recorded_as_timed_out() {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;

@@ -167,6 +167,11 @@ impl ServerProcess {
         assert!(status.success());
     }
 
+    /// SIGTERM, without waiting.
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
     /// SIGTERM, then waits up to `limit` for the exit.
     pub async fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();

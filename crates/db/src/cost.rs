@@ -125,6 +125,16 @@ pub struct FoundCost {
     pub cost: BigDecimal,
 }
 
+/// The columns of `transcriptions` that [`store_costs`] and [`record_checks`] write.
+pub const WRITTEN_COLUMNS: &[&str] = &[
+    "audio_cost_usd",
+    "cost_status",
+    "cost_error",
+    "cost_check_count",
+    "cost_checked_at",
+    "cost_gave_up_at",
+];
+
 /// Stores each cost on its row when the row still has none **and still has the request
 /// id it was read with**, in one statement; returns the ids actually updated. An id
 /// missing from the answer was priced (or deleted) by someone else since it was read, or

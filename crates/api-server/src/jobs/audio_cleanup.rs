@@ -301,6 +301,7 @@ impl Job for AudioCleanupJob {
         // A new run starts at full concurrency: whatever slowed the last one down was
         // hours ago.
         storage.concurrency_limit().reset();
+        super::check_transcriptions_access(&self.pool, &["audio_deleted_at"]).await?;
         let cutoff = retention_cutoff(&self.pool, self.retention_days)
             .await
             .map_err(JobError::new)?;

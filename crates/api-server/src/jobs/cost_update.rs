@@ -259,6 +259,7 @@ impl Job for CostUpdateJob {
         // A new run starts at full concurrency: whatever slowed the last one down was
         // hours ago.
         client.concurrency_limit().reset();
+        super::check_transcriptions_access(&self.pool, db::cost::WRITTEN_COLUMNS).await?;
         let pricing = Pricing {
             job: self,
             lookups: Lookups::new(client, self.project_id.clone()),

@@ -63,3 +63,26 @@ fn register(registry: &mut Registry, config: &Config, job: impl Job) -> Result<(
     registry.register(entry);
     Ok(())
 }
+
+/// Fails the run before it does anything when the database role cannot update `columns`
+/// of `transcriptions` on every row (a missing grant, or row-level security): found
+/// later, the work done outside (audio deleted, costs looked up) could not be recorded.
+async fn check_transcriptions_access(
+    pool: &db::Pool,
+    columns: &[&str],
+) -> Result<(), jobs_core::JobError> {
+    let problem = async {
+        let mut conn = pool.get().await.map_err(db::DbError::from)?;
+        db::access::transcriptions_write_problem(&mut conn, columns).await
+    }
+    .await
+    .map_err(|e| {
+        jobs_core::JobError::new(format!(
+            "database error while checking the rights on transcriptions: {e}"
+        ))
+    })?;
+    match problem {
+        Some(problem) => Err(jobs_core::JobError::new(problem)),
+        None => Ok(()),
+    }
+}

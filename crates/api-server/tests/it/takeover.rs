@@ -345,6 +345,50 @@ async fn a_role_without_ddl_rights_runs_on_a_database_the_owner_migrated() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_mark_rows_deletes_no_audio() {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
+    let (code, out, err) = api_server(db.url(), &["migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The service's own tables, but only reading the application's.
+    let role = format!("{}_reader", db.name());
+    conn.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"; \
+         REVOKE UPDATE ON public.transcriptions FROM \"{role}\"; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\""
+    ))
+    .await
+    .unwrap();
+    let storage = storage().await;
+    let as_role = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
+    let (code, out, err) = run(server::api_server(&[
+        ("DATABASE_URL", as_role.as_str()),
+        ("SUPABASE_URL", &storage.uri()),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
+    ])
+    .args(["run-job", "audio_cleanup"]));
+    conn.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains(&format!("role {role} may not update audio_deleted_at")),
+        "{said}"
+    );
+    let deletes = storage
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count();
+    assert_eq!(deletes, 0, "audio deleted that could not be marked");
+}
+
 // ---------------------------------------------------------------------------------------
 // Through a real PgBouncer (Debian package `pgbouncer`), as Supabase's poolers are.
 

@@ -268,6 +268,28 @@ impl ExecutionLog for PgExecutionLog {
         Ok(row.map(Into::into))
     }
 
+    async fn hand_over(&self, id: i64, stats: &Stats, message: &str) -> Result<bool, LogError> {
+        let mut conn = self.conn().await?;
+        // A running row never has a message of its own: the lease check keeps this one.
+        // Only while another server is alive (seen within two of its heartbeats) to take
+        // it; otherwise the caller closes the row, and nothing is left running.
+        let handed = diesel::sql_query(
+            "UPDATE job_executions e \
+             SET stats = $2, error_message = $3, lease_expires_at = now() - interval '1 ms' \
+             WHERE e.id = $1 AND e.status = 'running' AND e.lease_expires_at IS NOT NULL \
+               AND EXISTS (SELECT 1 FROM job_workers w \
+                 WHERE w.worker_id IS DISTINCT FROM e.worker_id \
+                   AND w.last_seen_at > now() - make_interval(secs => 2 * w.heartbeat_secs))",
+        )
+        .bind::<Integer, _>(to_i32(id))
+        .bind::<Jsonb, _>(stats.to_json())
+        .bind::<Text, _>(truncate(message))
+        .execute(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(handed == 1)
+    }
+
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError> {
         let mut conn = self.conn().await?;
         // GREATEST skips a NULL heartbeat; `$1` is a whole number of seconds.
@@ -278,8 +300,9 @@ impl ExecutionLog for PgExecutionLog {
                    THEN '{UNLEASED_MESSAGE_PREFIX} since ' || {STARTED} \
                      || ', so no server of this service was running it (another system or a \
                      hand-written row); closed after ' || $1 || ' s' \
-                   ELSE 'interrupted: server ' || COALESCE(worker_id, 'unknown') \
-                     || ' stopped renewing its lease (expired ' || {EXPIRED} || ')' END, \
+                   ELSE COALESCE(error_message, 'interrupted: server ' \
+                     || COALESCE(worker_id, 'unknown') \
+                     || ' stopped renewing its lease (expired ' || {EXPIRED} || ')') END, \
                  lease_expires_at = NULL \
              WHERE status = 'running' AND (lease_expires_at < now() \
                OR (lease_expires_at IS NULL \

@@ -789,3 +789,55 @@ async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_hands_its_run_over_only_while_another_server_is_alive() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
+    let Claim::Started { id, .. } = log
+        .claim(&new_execution("audio_cleanup", Some(slot)))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed")
+    };
+    let mut stats = Stats::new();
+    stats.add("deleted", 7);
+    let message = "interrupted by shutdown of server host-a:8080; attempt 2 goes to another server";
+    // Alone (its own presence row does not count): nobody would take it.
+    exec(
+        &db,
+        "INSERT INTO job_workers (worker_id, version, started_at, heartbeat_secs) \
+         VALUES ('host-a:8080', 'test', now(), 15)",
+    )
+    .await;
+    assert!(!log.hand_over(id, &stats, message).await.unwrap());
+    // A server last seen three heartbeats ago is gone too.
+    exec(
+        &db,
+        "INSERT INTO job_workers (worker_id, version, started_at, last_seen_at, heartbeat_secs) \
+         VALUES ('host-b:8080', 'test', now(), now() - interval '45 seconds', 15)",
+    )
+    .await;
+    assert!(!log.hand_over(id, &stats, message).await.unwrap());
+    assert!(
+        log.expire_leases().await.unwrap().is_empty(),
+        "still leased"
+    );
+
+    exec(
+        &db,
+        "UPDATE job_workers SET last_seen_at = now() WHERE worker_id = 'host-b:8080'",
+    )
+    .await;
+    assert!(log.hand_over(id, &stats, message).await.unwrap());
+    // The lease check of the live server closes it with that reason and its counters.
+    let closed = log.expire_leases().await.unwrap();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].status, Status::Failed);
+    assert_eq!(closed[0].error_message.as_deref(), Some(message));
+    assert_eq!(closed[0].stats["deleted"], 7);
+    // Closed: nothing more to hand over.
+    assert!(!log.hand_over(id, &stats, message).await.unwrap());
+}

@@ -200,7 +200,18 @@ pub trait ExecutionLog: Send + Sync + 'static {
         completion: &Completion,
     ) -> Result<Option<ExecutionRecord>, LogError>;
 
-    /// Marks failed every running execution whose lease has expired, and returns them.
+    /// Gives up a running execution without closing it, for the other servers to finish:
+    /// stores its counters and `message`, and ends its lease now. The next lease check of
+    /// any server closes it as failed with that message, and gives its slot the attempts
+    /// left ([`crate::Runner::rescue`]). False when the row was no longer running, or no
+    /// other server is alive to take it. The default hands nothing over (the caller then
+    /// closes the execution itself).
+    async fn hand_over(&self, _id: i64, _stats: &Stats, _message: &str) -> Result<bool, LogError> {
+        Ok(false)
+    }
+
+    /// Marks failed every running execution whose lease has expired, and returns them,
+    /// with the message a [`ExecutionLog::hand_over`] left, if any.
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError>;
 
     /// Marks failed every running execution of this worker: on start-up, before it runs
@@ -441,6 +452,24 @@ impl ExecutionLog for MemoryExecutionLog {
         }
     }
 
+    async fn hand_over(&self, id: i64, stats: &Stats, message: &str) -> Result<bool, LogError> {
+        let now = self.clock.now();
+        let mut rows = self.lock();
+        match rows
+            .iter_mut()
+            .find(|r| r.record.id == id && r.record.status == Status::Running)
+        {
+            Some(row) => {
+                row.record.stats = stats.to_json();
+                row.record.error_message = Some(message.to_owned());
+                // Expired from now on: `expire_leases` compares with `<`.
+                row.expires = now - chrono::Duration::milliseconds(1);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError> {
         let now = self.clock.now();
         let mut rows = self.lock();
@@ -448,14 +477,10 @@ impl ExecutionLog for MemoryExecutionLog {
         for row in rows.iter_mut() {
             if row.record.status == Status::Running && row.expires < now {
                 let host = row.record.worker_id.clone().unwrap_or_default();
-                close(
-                    &mut row.record,
-                    now,
-                    Status::Failed,
-                    Some(format!(
-                        "interrupted: lease expired, worker {host} stopped renewing it"
-                    )),
-                );
+                let message = row.record.error_message.clone().unwrap_or_else(|| {
+                    format!("interrupted: lease expired, worker {host} stopped renewing it")
+                });
+                close(&mut row.record, now, Status::Failed, Some(message));
                 closed.push(row.record.clone());
             }
         }

@@ -667,11 +667,6 @@ impl Runner {
                 record: None,
             };
         }
-        let completion = Completion {
-            status,
-            stats: stats.clone(),
-            error_message: error_message.clone(),
-        };
         // Before the completion, so that a finished execution has all its lines.
         let (lines, dropped) = events.take();
         if !lines.is_empty() || dropped > 0 {
@@ -685,10 +680,62 @@ impl Runner {
                 );
             }
         }
+        let title = sentence_case(display);
+        // A scheduled attempt with attempts left that a stop interrupts is handed to the
+        // other servers rather than closed: the first lease check closes it and runs the
+        // next attempt of the slot there, as for a server that died. Its end is reported
+        // by that server (or, with no other server, by this one's successor).
+        if matches!(reason, Some(StopReason::Shutdown))
+            && request.trigger != Trigger::Manual
+            && !request.dry_run
+            && request.scheduled_for.is_some()
+            && attempt < job.policy.max_attempts
+        {
+            let message = format!(
+                "interrupted by shutdown of server {}; attempt {} goes to another server",
+                self.settings.worker_id,
+                attempt + 1
+            );
+            match self
+                .timed("hand over", self.log.hand_over(id, &stats, &message))
+                .await
+            {
+                Ok(true) => {
+                    info!(
+                        "[Job] ⏸ {title} interrupted by shutdown: {} ({:.1}s); handed over for attempt {}",
+                        stats.summary(job.job.summary_keys()),
+                        elapsed.as_secs_f64(),
+                        attempt + 1
+                    );
+                    return RunReport {
+                        execution_id: id,
+                        job_name: job.name().to_owned(),
+                        status,
+                        stats,
+                        error_message: Some(message),
+                        elapsed,
+                        trigger: request.trigger,
+                        scheduled_for: request.scheduled_for,
+                        attempt,
+                        will_retry: false,
+                        record: None,
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => warn!(
+                    "[Job] {} execution {id} could not be handed over ({e}); closing it here",
+                    job.name()
+                ),
+            }
+        }
+        let completion = Completion {
+            status,
+            stats: stats.clone(),
+            error_message: error_message.clone(),
+        };
         let record = self.complete(job.name(), id, &completion).await;
 
         let secs = elapsed.as_secs_f64();
-        let title = sentence_case(display);
         match &error_message {
             None => info!(
                 "[Job] ✅ {title} completed: {} ({secs:.1}s)",

@@ -765,9 +765,10 @@ async fn a_run_that_ignores_the_cancellation_is_dropped_after_the_grace_period()
 async fn shutdown_asks_running_jobs_to_stop_and_records_their_partial_stats() {
     let log = memory_log();
     let runner = runner(log.clone());
+    // The slot's last attempt: nothing is left to hand over, so it is closed here.
     let started = runner
         .start(
-            batches("batches", None, 3),
+            batches("batches", None, 1),
             RunRequest::slot(Trigger::Schedule, t0()),
         )
         .await
@@ -784,6 +785,45 @@ async fn shutdown_asks_running_jobs_to_stop_and_records_their_partial_stats() {
     assert_eq!(rows.len(), 1, "no retry after a shutdown: {rows:#?}");
     assert_eq!(rows[0].status, Status::Failed);
     assert_eq!(rows[0].stats["deleted"], 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_hands_a_slots_remaining_attempts_to_the_other_servers() {
+    let log = memory_log();
+    let job = batches("batches", None, 3);
+    let stopping = runner(log.clone());
+    let started = stopping
+        .start(Arc::clone(&job), RunRequest::slot(Trigger::Schedule, t0()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert!(!stopping.shutdown(Duration::from_millis(100)).await);
+    let report = started.handle.await.unwrap();
+    let message = "interrupted by shutdown of server test-host:1; attempt 2 goes to another server";
+    assert_eq!(report.error_message.as_deref(), Some(message));
+    assert!(!report.will_retry, "not retried by the server that stops");
+    // Handed over, not closed: its counters kept, its lease ended.
+    let rows = log.all();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].status, Status::Running);
+    assert_eq!(rows[0].stats["deleted"], 5);
+
+    // Another server's lease check closes it with that reason and runs attempt 2 of the
+    // same slot after the backoff.
+    let other = runner(log.clone());
+    let closed = other.log().expire_leases().await.unwrap();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!(closed[0].status, Status::Failed);
+    assert_eq!(closed[0].error_message.as_deref(), Some(message));
+    assert!(other.rescue(&job, &closed[0]));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let rows = log.all();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[1].attempt, 2);
+    assert_eq!(rows[1].scheduled_for, Some(t0()));
+    // The batches job runs until it is stopped: attempt 2 is under way on the other server.
+    assert_eq!(rows[1].status, Status::Running, "{rows:#?}");
+    assert!(rows[1].stats["deleted"].as_u64() > Some(0), "{rows:#?}");
 }
 
 #[tokio::test(start_paused = true)]

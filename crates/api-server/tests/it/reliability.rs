@@ -194,6 +194,64 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_servers_scheduled_run_gets_its_next_attempt_on_another_server() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    // An hourly slot caught up on start, two attempts, no backoff.
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+            ("MISFIRE_WINDOW_SECS", "3600"),
+            ("JOB_MAX_ATTEMPTS", "2"),
+            ("JOB_RETRY_DELAY_SECS", "0"),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+        ],
+    );
+    let mut a = ServerProcess::start(&vars).await;
+    let first = eventually(
+        Duration::from_secs(10),
+        "the caught-up slot running",
+        || async {
+            audio_cleanup_runs(&db)
+                .await
+                .into_iter()
+                .find(|r| r.status == "running")
+        },
+    )
+    .await;
+    let b = ServerProcess::start(&vars).await;
+    // A rollout stops the server that runs the slot.
+    let (status, _) = a.terminate(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0));
+    let all = eventually(
+        Duration::from_secs(20),
+        "attempt 2 on the other server",
+        || async {
+            let all = audio_cleanup_runs(&db).await;
+            all.iter().any(|r| r.attempt == 2).then_some(all)
+        },
+    )
+    .await;
+    let interrupted = all.iter().find(|r| r.id == first.id).unwrap();
+    assert_eq!(interrupted.status, "failed");
+    let message = interrupted.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("interrupted by shutdown of server")
+            && message.ends_with("attempt 2 goes to another server"),
+        "{message}"
+    );
+    let next = all.iter().find(|r| r.attempt == 2).unwrap();
+    assert_eq!(next.scheduled_for, first.scheduled_for, "the same slot");
+    assert_ne!(next.worker_id, first.worker_id, "{all:#?}");
+    assert_eq!(next.status, "running");
+    assert_eq!(all.len(), 2, "{all:#?}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_is_not_ready_while_its_jobs_finish() {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;

@@ -64,6 +64,11 @@ impl Services {
         let registry = Arc::new(jobs::build_registry(&config, &pool)?);
         // The jobs' settings are read by now.
         config.vars.check_readable()?;
+        for (name, known) in config.vars.lookalikes() {
+            log::warn!(
+                "{name} is not a setting of this service and is ignored; did you mean {known}?"
+            );
+        }
         Ok(Self {
             config: Arc::new(config),
             target,

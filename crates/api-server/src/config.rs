@@ -189,8 +189,8 @@ pub struct Vars {
     unreadable: std::sync::Arc<std::collections::BTreeSet<String>>,
     /// The first of those the configuration asked for ([`Vars::check_readable`]).
     unreadable_asked: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    /// The names asked for, so that a test can compare them with the table above.
-    #[cfg(test)]
+    /// The names asked for: a set variable near one of them is likely misspelled
+    /// ([`Vars::lookalikes`]), and a test compares them with the table above.
     asked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
@@ -250,14 +250,12 @@ impl Vars {
             values,
             unreadable: Default::default(),
             unreadable_asked: Default::default(),
-            #[cfg(test)]
             asked: Default::default(),
         }
     }
 
     /// The trimmed value, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        #[cfg(test)]
         self.asked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -290,6 +288,35 @@ impl Vars {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Set variables that this service never asked for but whose names are one or two
+    /// typing slips (or a case) away from one it did, each with that name: most likely a
+    /// misspelled setting, which would otherwise be ignored without a word. Call it once
+    /// every setting has been read.
+    pub fn lookalikes(&self) -> Vec<(String, String)> {
+        let asked = self
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut found: Vec<(String, String)> = self
+            .values
+            .keys()
+            .chain(self.unreadable.iter())
+            .filter(|name| name.len() >= 6 && !asked.contains(*name))
+            .filter_map(|name| {
+                let upper = name.to_ascii_uppercase();
+                asked
+                    .iter()
+                    .map(|known| (strsim::damerau_levenshtein(&upper, known), known))
+                    .filter(|(distance, _)| *distance <= 2)
+                    .min()
+                    .map(|(_, known)| (name.clone(), known.clone()))
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// The value or a default.
@@ -1002,6 +1029,49 @@ mod tests {
         for (name, default) in &ours {
             assert_eq!(&readme[name], default, "the default of {name}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_setting_is_named_with_the_one_meant() {
+        let vars = Vars::from_pairs([
+            ("DATABASE_POOL_SIZE", "5"),
+            ("DATABSE_POOL_SIZE", "x"),
+            ("AUDIO_CLEANUP_SCHEDUEL", "bogus"),
+            ("audio_retention_days", "7"),
+            ("HOME", "/root"),
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+        ]);
+        let config = Config::from_vars(vars.clone()).unwrap();
+        config.schedule_for("audio_cleanup", "0 2 * * *").unwrap();
+        assert_eq!(
+            vars.lookalikes(),
+            [
+                (
+                    "AUDIO_CLEANUP_SCHEDUEL".to_owned(),
+                    "AUDIO_CLEANUP_SCHEDULE".to_owned()
+                ),
+                (
+                    "DATABSE_POOL_SIZE".to_owned(),
+                    "DATABASE_POOL_SIZE".to_owned()
+                ),
+                (
+                    "audio_retention_days".to_owned(),
+                    "AUDIO_RETENTION_DAYS".to_owned()
+                ),
+            ]
+        );
+        // Every variable of the table, set, is a setting: none is taken for a slip.
+        let all = as_map(variable_tables(include_str!("config.rs")), "");
+        let vars = Vars::from_pairs(all.keys().map(|name| (name.as_str(), "")));
+        let config = Config::from_vars(vars.clone()).unwrap();
+        LogSettings::from_vars(&vars).unwrap();
+        crate::jobs::audio_cleanup::AudioCleanupSettings::from_vars(&vars).unwrap();
+        crate::jobs::cost_update::CostUpdateSettings::from_vars(&vars).unwrap();
+        for job in ["audio_cleanup", "cost_update"] {
+            config.schedule_for(job, "0 0 * * *").unwrap();
+            config.timeout_for(job).unwrap();
+        }
+        assert_eq!(vars.lookalikes(), Vec::<(String, String)>::new());
     }
 
     #[test]

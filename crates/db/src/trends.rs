@@ -40,12 +40,17 @@ pub async fn daily(
     job_name: &str,
     days: i32,
 ) -> Result<Vec<DayTrend>, DbError> {
-    Ok(diesel::sql_query(
+    // A row closed at the takeover, or closed because no server of this service ever
+    // held it, measured nothing: its duration is the time until it was noticed (days, for
+    // a run the old system left behind). It counts as a failed run, not in the durations.
+    Ok(diesel::sql_query(format!(
         "WITH bounds AS ( \
            SELECT (now() AT TIME ZONE 'UTC')::date - ($2 - 1) AS first_day, \
                   (now() AT TIME ZONE 'UTC')::date AS last_day \
          ), runs AS ( \
-           SELECT (e.started_at AT TIME ZONE 'UTC')::date AS day, e.status, e.duration_ms, e.stats \
+           SELECT (e.started_at AT TIME ZONE 'UTC')::date AS day, e.status, e.duration_ms, e.stats, \
+                  e.error_message IS NULL OR (e.error_message NOT LIKE '{takeover}%' \
+                    AND e.error_message NOT LIKE '{unleased}%') AS timed \
            FROM job_executions e, bounds b \
            WHERE e.job_name = $1 \
              AND e.started_at >= b.first_day::timestamp AT TIME ZONE 'UTC' \
@@ -58,7 +63,7 @@ pub async fn daily(
            SELECT r.day, jsonb_object_agg(s.key, s.total) AS stats FROM ( \
              SELECT r.day, kv.key, sum((kv.value)::numeric) AS total \
              FROM runs r, jsonb_each(CASE WHEN jsonb_typeof(r.stats) = 'object' \
-                                          THEN r.stats ELSE '{}'::jsonb END) kv \
+                                          THEN r.stats ELSE '{{}}'::jsonb END) kv \
              WHERE jsonb_typeof(kv.value) = 'number' GROUP BY r.day, kv.key \
            ) s JOIN (SELECT DISTINCT day FROM runs) r ON r.day = s.day GROUP BY r.day \
          ) \
@@ -66,12 +71,16 @@ pub async fn daily(
                 count(r.status) AS runs, \
                 count(*) FILTER (WHERE r.status = 'success') AS succeeded, \
                 count(*) FILTER (WHERE r.status = 'failed') AS failed, \
-                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration_ms))::bigint AS p50_ms, \
-                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms))::bigint AS p95_ms, \
-                COALESCE((SELECT s.stats FROM sums s WHERE s.day = d.day), '{}'::jsonb) AS stats \
+                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration_ms) \
+                  FILTER (WHERE r.timed))::bigint AS p50_ms, \
+                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms) \
+                  FILTER (WHERE r.timed))::bigint AS p95_ms, \
+                COALESCE((SELECT s.stats FROM sums s WHERE s.day = d.day), '{{}}'::jsonb) AS stats \
          FROM days d LEFT JOIN runs r ON r.day = d.day \
          GROUP BY d.day ORDER BY d.day",
-    )
+        takeover = crate::TAKEOVER_MESSAGE_PREFIX,
+        unleased = crate::execution_log::UNLEASED_MESSAGE_PREFIX,
+    ))
     .bind::<Text, _>(job_name)
     .bind::<Integer, _>(days)
     .load(conn)

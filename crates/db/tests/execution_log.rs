@@ -841,3 +841,33 @@ async fn a_stopping_server_hands_its_run_over_only_while_another_server_is_alive
     // Closed: nothing more to hand over.
     assert!(!log.hand_over(id, &stats, message).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_closed_for_no_server_count_as_failures_but_not_in_the_durations() {
+    let db = TestDatabase::new().await;
+    exec(
+        &db,
+        &format!(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+               error_message) VALUES \
+             ('cost_update', 'success', now(), now(), 1000, NULL), \
+             ('cost_update', 'failed', now(), now(), 3000, 'Deepgram answered 500'), \
+             ('cost_update', 'failed', now(), now(), 1728005847, \
+               '{} when this service took over'), \
+             ('cost_update', 'failed', now(), now(), 900000000, \
+               '{} since 2026-11-20, so no server of this service was running it')",
+            db::TAKEOVER_MESSAGE_PREFIX,
+            db::execution_log::UNLEASED_MESSAGE_PREFIX
+        ),
+    )
+    .await;
+    let mut conn = db.connect().await;
+    let days = db::trends::daily(&mut conn, "cost_update", 1)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!((days[0].runs, days[0].succeeded, days[0].failed), (4, 1, 3));
+    // The median and 95th percentile of the two runs that were timed: 1 s and 3 s.
+    assert_eq!(days[0].p50_ms, Some(2000));
+    assert_eq!(days[0].p95_ms, Some(2900));
+}

@@ -541,3 +541,32 @@ async fn an_id_sequence_behind_the_table_is_refused_with_the_statement_that_mend
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_counts_the_old_skipped_slots_that_will_change_status() {
+    let db = old_database().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, error_message) \
+         VALUES ('audio_cleanup', 'failed', now(), now(), 'skipped: already running')",
+    )
+    .await
+    .unwrap();
+    let plan = db::plan_migrations(db.target()).await.unwrap();
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.starts_with("1 failed execution(s) whose message starts with 'skipped:'")),
+        "{:?}",
+        plan.notes
+    );
+    db::run_migrations(db.target()).await.unwrap();
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM job_executions WHERE status = 'skipped'"
+        )
+        .await,
+        1
+    );
+}

@@ -207,7 +207,7 @@ async fn the_old_systems_database_is_taken_over_and_both_jobs_run_there() {
          FROM transcriptions WHERE title = 'old'",
     )
     .await;
-    assert_eq!(priced, ["abc123def456.7890xyz|0.0043|priced"]);
+    assert_eq!(priced, ["abc123def456.7890xyz|0.004300|priced"]);
     let marked = lines(
         &mut conn,
         "SELECT concat_ws('|', title, audio_deleted_at IS NOT NULL) AS line \
@@ -221,7 +221,7 @@ async fn the_old_systems_database_is_taken_over_and_both_jobs_run_there() {
          FROM transcriptions WHERE title = 'priced'",
     )
     .await;
-    assert_eq!(untouched, ["0.0123|t"]);
+    assert_eq!(untouched, ["0.012300|t"]);
     assert_eq!(lines(&mut conn, APPLICATION_COLUMNS).await, app_before);
     drop(server);
 }

@@ -79,6 +79,10 @@ fn describe() {
         "Executions of each job running now, on any server"
     );
     describe_gauge!(
+        "database_up",
+        "1 when this server's latest refresh of the job gauges reached the database, 0 when it did not (they then keep their last values)"
+    );
+    describe_gauge!(
         "job_enabled",
         "1 when the job runs on its schedule, 0 when disabled or paused"
     );
@@ -138,7 +142,10 @@ impl RunObserver for MetricsObserver {
         .increment(1);
         metrics::histogram!("job_duration_seconds", "job" => name.clone())
             .record(report.elapsed.as_secs_f64());
-        if let (Some(slot), Some(record)) = (report.scheduled_for, &report.record) {
+        // A slot's first attempt: a retry starts late by its backoff, by design.
+        if let (Some(slot), Some(record), 1) =
+            (report.scheduled_for, &report.record, report.attempt)
+        {
             let lag = (record.started_at - slot).num_milliseconds() as f64 / 1000.0;
             metrics::gauge!("scheduler_lag_seconds", "job" => name).set(lag.max(0.0));
         }
@@ -213,7 +220,10 @@ pub async fn metrics(
     // one scrape at a time, at most once per GAUGES_TTL, within PROBE_TIMEOUT.
     let mut refreshed = cache.gauges.lock().await;
     if !refreshed.is_some_and(|at| fresh(at, GAUGES_TTL)) {
-        let _ = tokio::time::timeout(PROBE_TIMEOUT, refresh_gauges(&state)).await;
+        let reached = tokio::time::timeout(PROBE_TIMEOUT, refresh_gauges(&state))
+            .await
+            .unwrap_or(false);
+        metrics::gauge!("database_up").set(if reached { 1.0 } else { 0.0 });
         *refreshed = Some(Instant::now());
     }
     drop(refreshed);
@@ -223,57 +233,59 @@ pub async fn metrics(
         .body(handle.render()))
 }
 
-async fn refresh_gauges(state: &AppState) {
-    if let Ok(mut conn) = state.pool.get().await {
-        let latest = db::executions::latest_per_job(&mut conn)
-            .await
-            .unwrap_or_default();
-        let running = db::executions::running_counts(&mut conn)
-            .await
-            .unwrap_or_default();
-        let running_for = db::monitoring::running_seconds(&mut conn)
-            .await
-            .unwrap_or_default();
-        let failures = db::monitoring::last_failures(&mut conn)
-            .await
-            .unwrap_or_default();
-        let controls = db::controls::all(&mut conn).await.unwrap_or_default();
-        let now = chrono::Utc::now();
-        for job in state.registry.iter() {
-            let name = job.name().to_owned();
-            // Paused at run time, a job does not run on its schedule either: the alerts
-            // that expect runs (overdue, never succeeded) skip it.
-            let paused = controls.iter().any(|c| c.job_name == name && c.paused);
-            metrics::gauge!("job_enabled", "job" => name.clone()).set(
-                if job.is_enabled() && !paused {
-                    1.0
-                } else {
-                    0.0
-                },
-            );
-            let n = running
-                .iter()
-                .find(|(j, _)| *j == name)
-                .map_or(0, |(_, n)| *n);
-            metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
-            job_gauges(job, &name, &running_for, &failures, now);
-            if let Some(last) = latest
-                .iter()
-                .find(|r| r.job_name == name && r.completed_at.is_some())
-            {
-                if let Some(ms) = last.duration_ms {
-                    metrics::gauge!("job_last_duration_seconds", "job" => name.clone())
-                        .set(ms as f64 / 1000.0);
-                }
-                last_run_items(&name, &last.stats);
+/// Sets the gauges of the jobs' state from the database; false when it could not be
+/// read (the gauges keep their last values).
+async fn refresh_gauges(state: &AppState) -> bool {
+    let Ok(mut conn) = state.pool.get().await else {
+        return false;
+    };
+    let Ok(latest) = db::executions::latest_per_job(&mut conn).await else {
+        return false;
+    };
+    let running = db::executions::running_counts(&mut conn)
+        .await
+        .unwrap_or_default();
+    let running_for = db::monitoring::running_seconds(&mut conn)
+        .await
+        .unwrap_or_default();
+    let failures = db::monitoring::last_failures(&mut conn)
+        .await
+        .unwrap_or_default();
+    let controls = db::controls::all(&mut conn).await.unwrap_or_default();
+    let now = chrono::Utc::now();
+    for job in state.registry.iter() {
+        let name = job.name().to_owned();
+        // Paused at run time, a job does not run on its schedule either: the alerts
+        // that expect runs (overdue, never succeeded) skip it.
+        let paused = controls.iter().any(|c| c.job_name == name && c.paused);
+        metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() && !paused {
+            1.0
+        } else {
+            0.0
+        });
+        let n = running
+            .iter()
+            .find(|(j, _)| *j == name)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
+        job_gauges(job, &name, &running_for, &failures, now);
+        if let Some(last) = latest
+            .iter()
+            .find(|r| r.job_name == name && r.completed_at.is_some())
+        {
+            if let Some(ms) = last.duration_ms {
+                metrics::gauge!("job_last_duration_seconds", "job" => name.clone())
+                    .set(ms as f64 / 1000.0);
             }
-            if let Ok(Some(success)) = db::executions::last_success(&mut conn, &name).await {
-                let at = success.completed_at.unwrap_or(success.started_at);
-                metrics::gauge!("job_last_success_timestamp_seconds", "job" => name)
-                    .set(at.timestamp_millis() as f64 / 1000.0);
-            }
+            last_run_items(&name, &last.stats);
+        }
+        if let Ok(Some(success)) = db::executions::last_success(&mut conn, &name).await {
+            let at = success.completed_at.unwrap_or(success.started_at);
+            metrics::gauge!("job_last_success_timestamp_seconds", "job" => name)
+                .set(at.timestamp_millis() as f64 / 1000.0);
         }
     }
+    true
 }
 
 /// `job_last_run_items` of a job's latest finished execution. A key an earlier execution

@@ -1063,28 +1063,26 @@ mod tests {
         // Every variable of the table, set, is a setting: none is taken for a slip.
         let all = as_map(variable_tables(include_str!("config.rs")), "");
         let vars = Vars::from_pairs(all.keys().map(|name| (name.as_str(), "")));
+        read_every_setting(&vars);
+        assert_eq!(vars.lookalikes(), Vec::<(String, String)>::new());
+    }
+
+    /// Reads every setting there is from `vars`, as a server and its jobs do.
+    fn read_every_setting(vars: &Vars) {
         let config = Config::from_vars(vars.clone()).unwrap();
-        LogSettings::from_vars(&vars).unwrap();
-        crate::jobs::audio_cleanup::AudioCleanupSettings::from_vars(&vars).unwrap();
-        crate::jobs::cost_update::CostUpdateSettings::from_vars(&vars).unwrap();
+        LogSettings::from_vars(vars).unwrap();
+        crate::jobs::audio_cleanup::AudioCleanupSettings::from_vars(vars).unwrap();
+        crate::jobs::cost_update::CostUpdateSettings::from_vars(vars).unwrap();
         for job in ["audio_cleanup", "cost_update"] {
             config.schedule_for(job, "0 0 * * *").unwrap();
             config.timeout_for(job).unwrap();
         }
-        assert_eq!(vars.lookalikes(), Vec::<(String, String)>::new());
     }
 
     #[test]
     fn the_table_lists_every_variable_the_server_reads() {
         let vars = Vars::default();
-        let config = Config::from_vars(vars.clone()).unwrap();
-        LogSettings::from_vars(&vars).unwrap();
-        crate::jobs::audio_cleanup::AudioCleanupSettings::from_vars(&vars).unwrap();
-        crate::jobs::cost_update::CostUpdateSettings::from_vars(&vars).unwrap();
-        for job in ["audio_cleanup", "cost_update"] {
-            config.schedule_for(job, "0 0 * * *").unwrap();
-            config.timeout_for(job).unwrap();
-        }
+        read_every_setting(&vars);
         // PORT is read only when BIND_ADDR is unset, which it is here.
         let asked: BTreeSet<String> = vars.asked.lock().unwrap().clone();
         let listed: BTreeSet<String> = as_map(variable_tables(include_str!("config.rs")), "")

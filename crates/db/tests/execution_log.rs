@@ -49,6 +49,20 @@ async fn count(db: &TestDatabase, sql: &str) -> i64 {
         .n
 }
 
+/// Ends execution `id` as a success with no stats.
+async fn succeed(log: &PgExecutionLog, id: i64) {
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Success,
+            stats: Stats::new(),
+            error_message: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_is_claimed_once_and_a_job_runs_once_at_a_time() {
     let db = TestDatabase::new().await;
@@ -83,16 +97,7 @@ async fn a_slot_is_claimed_once_and_a_job_runs_once_at_a_time() {
         Claim::Started { .. }
     ));
     // Once finished, the slot stays taken but manual runs may start.
-    log.complete(
-        id,
-        &Completion {
-            status: Status::Success,
-            stats: Stats::new(),
-            error_message: None,
-        },
-    )
-    .await
-    .unwrap();
+    succeed(&log, id).await;
     assert_eq!(log.claim(&other).await.unwrap(), Claim::SlotTaken);
     assert!(matches!(
         log.claim(&new_execution("audio_cleanup", None))
@@ -763,16 +768,7 @@ async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
     let Claim::Started { id, .. } = first else {
         panic!("{first:?}")
     };
-    log.complete(
-        id,
-        &Completion {
-            status: Status::Success,
-            stats: Stats::new(),
-            error_message: None,
-        },
-    )
-    .await
-    .unwrap();
+    succeed(&log, id).await;
     // Set back by hand: the next id is one the table already has.
     exec(
         &db,

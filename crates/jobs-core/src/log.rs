@@ -268,6 +268,12 @@ struct MemoryRow {
     cancel_requested_by: Option<String>,
 }
 
+/// The row of execution `id` while it is running.
+fn running_mut(rows: &mut [MemoryRow], id: i64) -> Option<&mut MemoryRow> {
+    rows.iter_mut()
+        .find(|r| r.record.id == id && r.record.status == Status::Running)
+}
+
 impl Default for MemoryExecutionLog {
     fn default() -> Self {
         Self::with_clock(Arc::new(SystemClock))
@@ -383,10 +389,7 @@ impl ExecutionLog for MemoryExecutionLog {
     ) -> Result<Beat, LogError> {
         let now = self.clock.now();
         let mut rows = self.lock();
-        match rows
-            .iter_mut()
-            .find(|r| r.record.id == id && r.record.status == Status::Running)
-        {
+        match running_mut(&mut rows, id) {
             Some(row) => {
                 row.expires = lease_end(now, lease);
                 if let Some(stats) = progress {
@@ -433,10 +436,7 @@ impl ExecutionLog for MemoryExecutionLog {
     ) -> Result<Option<ExecutionRecord>, LogError> {
         let now = self.clock.now();
         let mut rows = self.lock();
-        match rows
-            .iter_mut()
-            .find(|r| r.record.id == id && r.record.status == Status::Running)
-        {
+        match running_mut(&mut rows, id) {
             Some(row) => {
                 let record = &mut row.record;
                 close(
@@ -455,10 +455,7 @@ impl ExecutionLog for MemoryExecutionLog {
     async fn hand_over(&self, id: i64, stats: &Stats, message: &str) -> Result<bool, LogError> {
         let now = self.clock.now();
         let mut rows = self.lock();
-        match rows
-            .iter_mut()
-            .find(|r| r.record.id == id && r.record.status == Status::Running)
-        {
+        match running_mut(&mut rows, id) {
             Some(row) => {
                 row.record.stats = stats.to_json();
                 row.record.error_message = Some(message.to_owned());

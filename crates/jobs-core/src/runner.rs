@@ -647,25 +647,28 @@ impl Runner {
             reason,
             Some(StopReason::Shutdown | StopReason::Cancelled(_) | StopReason::LeaseLost(_))
         );
+        // What this attempt came to; `record` and `will_retry` are filled in once its end
+        // is recorded here.
+        let mut report = RunReport {
+            execution_id: id,
+            job_name: job.name().to_owned(),
+            status,
+            stats,
+            error_message,
+            elapsed,
+            trigger: request.trigger,
+            scheduled_for: request.scheduled_for,
+            attempt,
+            will_retry: false,
+            record: None,
+        };
         if let Some(StopReason::LeaseLost(why)) = &reason {
             // Fenced: the row may already be closed or rescued elsewhere; write nothing.
             warn!(
                 "[Job] {} execution {id} stopped without recording its end: {why}",
                 job.name()
             );
-            return RunReport {
-                execution_id: id,
-                job_name: job.name().to_owned(),
-                status,
-                stats,
-                error_message,
-                elapsed,
-                trigger: request.trigger,
-                scheduled_for: request.scheduled_for,
-                attempt,
-                will_retry: false,
-                record: None,
-            };
+            return report;
         }
         // Before the completion, so that a finished execution has all its lines.
         let (lines, dropped) = events.take();
@@ -681,10 +684,12 @@ impl Runner {
             }
         }
         let title = sentence_case(display);
+        let secs = elapsed.as_secs_f64();
+        let summary = report.stats.summary(job.job.summary_keys());
         // A scheduled attempt with attempts left that a stop interrupts is handed to the
-        // other servers rather than closed: the first lease check closes it and runs the
-        // next attempt of the slot there, as for a server that died. Its end is reported
-        // by that server (or, with no other server, by this one's successor).
+        // other servers rather than closed, when one is alive: its lease check closes it
+        // and runs the next attempt of the slot there, as for a server that died, and
+        // reports its end. Alone, this server closes it below.
         if matches!(reason, Some(StopReason::Shutdown))
             && request.trigger != Trigger::Manual
             && !request.dry_run
@@ -697,29 +702,16 @@ impl Runner {
                 attempt + 1
             );
             match self
-                .timed("hand over", self.log.hand_over(id, &stats, &message))
+                .timed("hand over", self.log.hand_over(id, &report.stats, &message))
                 .await
             {
                 Ok(true) => {
                     info!(
-                        "[Job] ⏸ {title} interrupted by shutdown: {} ({:.1}s); handed over for attempt {}",
-                        stats.summary(job.job.summary_keys()),
-                        elapsed.as_secs_f64(),
+                        "[Job] ⏸ {title} interrupted by shutdown: {summary} ({secs:.1}s); handed over for attempt {}",
                         attempt + 1
                     );
-                    return RunReport {
-                        execution_id: id,
-                        job_name: job.name().to_owned(),
-                        status,
-                        stats,
-                        error_message: Some(message),
-                        elapsed,
-                        trigger: request.trigger,
-                        scheduled_for: request.scheduled_for,
-                        attempt,
-                        will_retry: false,
-                        record: None,
-                    };
+                    report.error_message = Some(message);
+                    return report;
                 }
                 Ok(false) => {}
                 Err(e) => warn!(
@@ -730,38 +722,19 @@ impl Runner {
         }
         let completion = Completion {
             status,
-            stats: stats.clone(),
-            error_message: error_message.clone(),
+            stats: report.stats.clone(),
+            error_message: report.error_message.clone(),
         };
-        let record = self.complete(job.name(), id, &completion).await;
-
-        let secs = elapsed.as_secs_f64();
-        match &error_message {
-            None => info!(
-                "[Job] ✅ {title} completed: {} ({secs:.1}s)",
-                stats.summary(job.job.summary_keys())
-            ),
+        report.record = self.complete(job.name(), id, &completion).await;
+        match &report.error_message {
+            None => info!("[Job] ✅ {title} completed: {summary} ({secs:.1}s)"),
             Some(message) => info!("[Job] ❌ {title} failed: {message} ({secs:.1}s)"),
         }
-
-        let will_retry = status == Status::Failed
+        report.will_retry = status == Status::Failed
             && !interrupted
             && !self.is_stopping()
             && request.trigger != Trigger::Manual
             && attempt < job.policy.max_attempts;
-        let report = RunReport {
-            execution_id: id,
-            job_name: job.name().to_owned(),
-            status,
-            stats,
-            error_message,
-            elapsed,
-            trigger: request.trigger,
-            scheduled_for: request.scheduled_for,
-            attempt,
-            will_retry,
-            record,
-        };
         for observer in &self.observers {
             observer.finished(job, &report).await;
         }

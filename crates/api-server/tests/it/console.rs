@@ -47,17 +47,10 @@ async fn control_time(db: &TestDatabase) -> DateTime<Utc> {
 
 /// The value of `job_enabled{job="audio_cleanup"}` in a scrape of `server`.
 async fn enabled_gauge(server: &ServerProcess) -> String {
-    let scrape = reqwest::get(server.url("/metrics"))
+    server
+        .metric("job_enabled{job=\"audio_cleanup\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix("job_enabled{job=\"audio_cleanup\"} "))
-        .unwrap_or_else(|| panic!("no job_enabled for audio_cleanup in {scrape}"))
-        .to_owned()
+        .expect("job_enabled for audio_cleanup in the scrape")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

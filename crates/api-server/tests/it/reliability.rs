@@ -251,27 +251,13 @@ async fn a_stopped_servers_scheduled_run_gets_its_next_attempt_on_another_server
     drop(b);
 }
 
-/// The value of the `database_up` gauge in a scrape of `server`.
-async fn database_up(server: &ServerProcess) -> Option<String> {
-    let scrape = reqwest::get(server.url("/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix("database_up "))
-        .map(str::to_owned)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_say_when_the_database_is_out_of_reach() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
     let server = ServerProcess::start(&base_vars(&db, &uri)).await;
-    assert_eq!(database_up(&server).await.as_deref(), Some("1"));
+    assert_eq!(server.metric("database_up").await.as_deref(), Some("1"));
     // The database goes away under the running server.
     let mut admin = db::testing::admin_target().connect().await.unwrap();
     diesel::sql_query(format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name()))
@@ -279,7 +265,7 @@ async fn the_metrics_say_when_the_database_is_out_of_reach() {
         .await
         .unwrap();
     eventually(Duration::from_secs(15), "database_up 0", || async {
-        (database_up(&server).await.as_deref() == Some("0")).then_some(())
+        (server.metric("database_up").await.as_deref() == Some("0")).then_some(())
     })
     .await;
     // The process answers all along.

@@ -105,6 +105,21 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The value of one series (`name{labels}` as exposed) in a scrape of `/metrics`;
+    /// `None` when the scrape fails or lacks it.
+    pub async fn metric(&self, series: &str) -> Option<String> {
+        let scrape = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(str::to_owned)
+    }
+
     /// A request to `path`, with the server's `ADMIN_TOKEN` as bearer token if it has one.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = reqwest::Client::new().request(method, self.url(path));

@@ -234,6 +234,8 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     if let Some(reason) = job.disabled_reason() {
         return Err(Exit::usage(format!("job {name} is disabled: {reason}")));
     }
+    // A job its configuration keeps to dry runs (AUDIO_CLEANUP_DRY_RUN) runs dry here too.
+    let dry_run = dry_run || job.job.always_dry_run();
     if dry_run && !job.job.supports_dry_run() {
         return Err(Exit::usage(format!(
             "job {name} does not support --dry-run"

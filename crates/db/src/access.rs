@@ -48,7 +48,8 @@ pub async fn transcriptions_write_problem(
         return Ok(Some(format!(
             "row-level security on public.transcriptions applies to role {role}: the job \
              would see only the rows its policies show and take the rest for done; run it \
-             as the table's owner or as a role with BYPASSRLS"
+             as a role with BYPASSRLS, or as the table's owner (without FORCE ROW LEVEL \
+             SECURITY)"
         )));
     }
     Ok(None)

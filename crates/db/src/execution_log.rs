@@ -192,9 +192,10 @@ impl ExecutionLog for PgExecutionLog {
         } else {
             Err(LogError(format!(
                 "the new execution of {} conflicted with an existing row although none is \
-                 running: is job_executions' id sequence behind its ids? (SELECT setval(\
+                 running: is job_executions' id sequence behind its ids (SELECT setval(\
                  pg_get_serial_sequence('public.job_executions', 'id'), \
-                 (SELECT max(id) FROM public.job_executions)))",
+                 (SELECT max(id) FROM public.job_executions))), or is there a unique index \
+                 on job_executions that is not this service's?",
                 new.job_name
             )))
         }

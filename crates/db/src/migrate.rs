@@ -267,12 +267,14 @@ async fn columns_of(conn: &mut AsyncPgConnection) -> Result<Vec<ExistingColumn>,
     let tables: Vec<&str> = REQUIRED.iter().map(|r| r.table).collect();
     let columns = diesel::sql_query(
         "SELECT c.relname::text AS table_name, a.attname::text AS column_name, \
-                t.typname::text AS type_name, format_type(a.atttypid, a.atttypmod) AS found, \
-                a.atttypmod AS typmod \
+                COALESCE(base.typname, t.typname)::text AS type_name, \
+                format_type(a.atttypid, a.atttypmod) AS found, \
+                CASE WHEN base.oid IS NULL THEN a.atttypmod ELSE t.typtypmod END AS typmod \
          FROM pg_attribute a \
          JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_type base ON t.typtype = 'd' AND base.oid = t.typbasetype \
          WHERE n.nspname = 'public' AND c.relname = ANY($1) AND a.attnum > 0 \
            AND NOT a.attisdropped",
     )
@@ -380,8 +382,9 @@ async fn search_path_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String
     problems(
         conn,
         "SELECT format('the connection''s search_path (%s) resolves table names to %s, but \
-                this service''s tables are in schema public: remove search_path from \
-                DATABASE_URL''s options, or put public first', \
+                this service''s tables are in schema public: put public first, or remove \
+                the setting (from DATABASE_URL''s options, or ALTER DATABASE/ROLE … RESET \
+                search_path)', \
                 current_setting('search_path'), \
                 COALESCE('schema ' || current_schema(), 'no schema')) AS problem \
          WHERE current_schema() IS DISTINCT FROM 'public'",
@@ -409,27 +412,43 @@ async fn applied_versions(conn: &mut AsyncPgConnection) -> Result<HashSet<String
     )
 }
 
-/// What the time zone of the database's sessions is, and whether it is UTC all year. The
-/// connection itself runs in UTC (the driver sets it), so this is the value a `RESET`
-/// would give: the database's, the role's or the server's setting.
-async fn database_zone(conn: &mut AsyncPgConnection) -> Result<(String, bool), DbError> {
+/// The time zones other than UTC (all year) that sessions on this database may run in,
+/// each with where it is set: the default this connection would have (the server's, the
+/// database's or its role's setting: the driver itself runs in UTC), and every database-
+/// or role-level setting that applies to this database, since the application's roles
+/// write the times this service reads. A zone a client sets for its own session cannot
+/// be seen here.
+async fn local_zones(conn: &mut AsyncPgConnection) -> Result<Vec<(String, String)>, DbError> {
     #[derive(diesel::QueryableByName)]
     struct Zone {
         #[diesel(sql_type = Text)]
         zone: String,
-        #[diesel(sql_type = Bool)]
-        utc: bool,
+        #[diesel(sql_type = Text)]
+        source: String,
     }
-    let zone: Zone = diesel::sql_query(
-        "SELECT reset_val AS zone, \
-                timezone(reset_val, timestamptz '2026-01-15 12:00+00') = timestamp '2026-01-15 12:00' \
-                AND timezone(reset_val, timestamptz '2026-07-15 12:00+00') = timestamp '2026-07-15 12:00' \
-                AS utc \
-         FROM pg_settings WHERE name = 'TimeZone'",
+    let zones: Vec<Zone> = diesel::sql_query(
+        "WITH zones AS ( \
+           SELECT reset_val AS zone, 'this connection''s default' AS source \
+           FROM pg_settings WHERE name = 'TimeZone' \
+           UNION ALL \
+           SELECT substr(cfg, strpos(cfg, '=') + 1), \
+                  CASE WHEN s.setrole = 0 THEN 'the database''s setting' \
+                       ELSE 'the setting of role ' || r.rolname END \
+                  || CASE WHEN s.setdatabase = 0 THEN ' (in every database)' ELSE '' END \
+           FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole, \
+                unnest(s.setconfig) AS cfg \
+           WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database \
+                                       WHERE datname = current_database())) \
+             AND lower(split_part(cfg, '=', 1)) = 'timezone' \
+         ) \
+         SELECT zone, source FROM zones \
+         WHERE NOT (timezone(zone, timestamptz '2026-01-15 12:00+00') = timestamp '2026-01-15 12:00' \
+                AND timezone(zone, timestamptz '2026-07-15 12:00+00') = timestamp '2026-07-15 12:00') \
+         ORDER BY source",
     )
-    .get_result(conn)
+    .load(conn)
     .await?;
-    Ok((zone.zone, zone.utc))
+    Ok(zones.into_iter().map(|z| (z.zone, z.source)).collect())
 }
 
 /// A limit of a column's declared size that this service needs.
@@ -460,6 +479,17 @@ const SIZES: &[(&str, &str, Size, &str)] = &[
 /// `MAX_ERROR_LEN` bytes of text and the truncation mark.
 const MAX_ERROR_CHARS: i32 = crate::execution_log::MAX_ERROR_LEN as i32 + 16;
 
+/// The scale of a `numeric(p,s)` type modifier: 11 bits, signed since PostgreSQL 15
+/// (`numeric(8,-2)` rounds to hundreds).
+fn numeric_scale(typmod: i32) -> i32 {
+    let bits = (typmod - 4) & 0x7ff;
+    if bits & 0x400 != 0 {
+        bits - 0x800
+    } else {
+        bits
+    }
+}
+
 async fn column_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
     let columns = columns_of(conn).await?;
     let find = |table: &str, column: &str| {
@@ -485,12 +515,12 @@ async fn column_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, Db
         };
         let (short, needed) = match (size, col.type_name.as_str()) {
             (Size::Scale(min), "numeric") => (
-                ((col.typmod - 4) & 0xffff) < *min,
+                numeric_scale(col.typmod) < *min,
                 format!("numeric with a scale of at least {min}, e.g. numeric(12,{min})"),
             ),
             (Size::Chars(min), "varchar") => (
                 col.typmod - 4 < *min,
-                "text (or varchar without a length)".to_owned(),
+                format!("text, or varchar of at least {min} characters (or without a length)"),
             ),
             _ => (false, String::new()),
         };
@@ -514,19 +544,24 @@ async fn column_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, Db
         })
         .collect();
     if !local.is_empty() {
-        let (zone, utc) = database_zone(conn).await?;
-        if !utc {
+        let zones = local_zones(conn).await?;
+        if let Some((zone, _)) = <[_]>::first(&zones) {
             let names: Vec<String> = local
                 .iter()
                 .map(|c| format!("public.transcriptions.{}", c.column_name))
                 .collect();
+            let settings: Vec<String> = zones
+                .iter()
+                .map(|(zone, source)| format!("{zone} ({source})"))
+                .collect();
             problems.push(format!(
-                "{} {} timestamp without time zone, read by this service as UTC, but the \
-                 database's sessions run in time zone {zone}: rows would be taken for \
-                 older or younger than they are; convert the column{} to timestamptz \
+                "{} {} timestamp without time zone, read by this service as UTC, but \
+                 sessions on this database may run in time zone {}: rows would be taken \
+                 for older or younger than they are; convert the column{} to timestamptz \
                  (ALTER COLUMN … TYPE timestamptz USING … AT TIME ZONE '{zone}')",
                 names.join(", "),
                 if names.len() == 1 { "is" } else { "are" },
+                settings.join(", "),
                 if names.len() == 1 { "" } else { "s" },
             ));
         }
@@ -548,12 +583,45 @@ const CREATED: &[(&str, Created)] = &[
     ("20261130180000", Created::Table("job_controls")),
     ("20261130180000", Created::Table("job_execution_events")),
     ("20261130180000", Created::Table("job_workers")),
+    ("20261130180000", Created::Index("job_execution_events_execution", "CREATE INDEX job_execution_events_execution ON public.job_execution_events USING btree (execution_id, id)")),
+    // The contract's four indexes, built only where no index of the same definition
+    // exists under any name: their names must not be taken by something else.
+    ("20261128000001", Created::OldIndex("idx_job_executions_job_name")),
+    ("20261128000001", Created::OldIndex("idx_job_executions_status")),
+    ("20261128000001", Created::OldIndex("idx_job_executions_started_at")),
+    ("20261128000001", Created::OldIndex("idx_job_executions_job_name_started_at")),
+    // Trigger functions (`CREATE OR REPLACE`) and triggers (`DROP TRIGGER IF EXISTS`):
+    // an application's own of the same name would be replaced or dropped.
+    ("20261130170000", Created::Function("job_executions_notify")),
+    ("20261130170000", Created::Trigger("job_executions", "job_executions_notify")),
+    ("20261130180000", Created::Function("job_controls_notify")),
+    ("20261201100000", Created::Function("job_executions_left_notify")),
+    ("20261201100000", Created::Trigger("job_executions", "job_executions_moved_notify")),
+    ("20261201100000", Created::Trigger("job_executions", "job_executions_deleted_notify")),
 ];
 
 enum Created {
     Table(&'static str),
     /// The index's name and its definition as `pg_get_indexdef` prints it.
     Index(&'static str, &'static str),
+    /// One of the contract's indexes on `job_executions`, whatever its definition.
+    OldIndex(&'static str),
+    Function(&'static str),
+    /// A trigger on a table: the table and the trigger's name.
+    Trigger(&'static str, &'static str),
+}
+
+/// What a `pg_class.relkind` is, in words.
+fn relation_kind(kind: &str) -> &'static str {
+    match kind {
+        "r" | "p" => "a table",
+        "i" | "I" => "an index",
+        "S" => "a sequence",
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        _ => "a relation",
+    }
 }
 
 /// An index definition without the casts and brackets that vary with the columns' types
@@ -580,16 +648,40 @@ async fn clash_problems(
         definition: Option<String>,
         #[diesel(sql_type = Bool)]
         valid: bool,
+        #[diesel(sql_type = Bool)]
+        on_executions: bool,
     }
     let mut problems = Vec::new();
     for (version, created) in CREATED.iter().filter(|(v, _)| !applied.contains(*v)) {
         let name = match created {
-            Created::Table(name) | Created::Index(name, _) => *name,
+            Created::Function(name) => {
+                if function_exists(conn, name).await? {
+                    problems.push(format!(
+                        "function public.{name}() already exists, but this service's migration \
+                         {version} creates one of that name for itself (CREATE OR REPLACE): \
+                         rename the existing one"
+                    ));
+                }
+                continue;
+            }
+            Created::Trigger(table, name) => {
+                if trigger_exists(conn, table, name).await? {
+                    problems.push(format!(
+                        "trigger {name} on public.{table} already exists, but this service's \
+                         migration {version} replaces a trigger of that name with its own: \
+                         rename the existing one"
+                    ));
+                }
+                continue;
+            }
+            Created::Table(name) | Created::Index(name, _) | Created::OldIndex(name) => *name,
         };
         let found: Option<Found> = diesel::sql_query(
             "SELECT c.relkind::text AS kind, \
                     CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END AS definition, \
-                    COALESCE(i.indisvalid AND i.indisready, true) AS valid \
+                    COALESCE(i.indisvalid AND i.indisready, true) AS valid, \
+                    COALESCE(i.indrelid = to_regclass('public.job_executions'), false) \
+                      AS on_executions \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_index i ON i.indexrelid = c.oid \
              WHERE n.nspname = 'public' AND c.relname = $1",
@@ -601,11 +693,30 @@ async fn clash_problems(
         let Some(found) = found else { continue };
         match created {
             Created::Table(_) => problems.push(format!(
-                "public.{name} already exists, but this service's migration {version} creates \
-                 a table of that name for itself: rename or move the existing one"
+                "public.{name} already exists (as {}), but this service's migration {version} \
+                 creates a table of that name for itself: rename or move the existing one",
+                relation_kind(&found.kind)
             )),
+            Created::OldIndex(_) => {
+                if !found.on_executions {
+                    problems.push(format!(
+                        "public.{name} already exists as {} that is not an index of \
+                         public.job_executions, but this service's migration {version} may \
+                         build an index of that name on job_executions: rename the existing one",
+                        relation_kind(&found.kind)
+                    ));
+                }
+            }
+            Created::Function(_) | Created::Trigger(..) => {}
             Created::Index(_, wanted) => {
-                let definition = found.definition.unwrap_or_else(|| found.kind.clone());
+                let Some(definition) = found.definition else {
+                    problems.push(format!(
+                        "public.{name} already exists as {}, but this service's migration \
+                         {version} builds an index of that name: rename the existing one",
+                        relation_kind(&found.kind)
+                    ));
+                    continue;
+                };
                 if !found.valid {
                     problems.push(format!(
                         "index public.{name} exists but is not valid (what a failed CREATE \
@@ -624,50 +735,188 @@ async fn clash_problems(
     Ok(problems)
 }
 
+async fn function_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<bool, DbError> {
+    exists(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = 'public' AND p.proname = $1) AS exists",
+        &[name],
+    )
+    .await
+}
+
+async fn trigger_exists(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    name: &str,
+) -> Result<bool, DbError> {
+    exists(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger t \
+         WHERE t.tgrelid = to_regclass(quote_ident('public') || '.' || quote_ident($1)) \
+           AND t.tgname = $2 AND NOT t.tgisinternal) AS exists",
+        &[table, name],
+    )
+    .await
+}
+
+/// The answer of a `SELECT EXISTS (…) AS exists` with text parameters.
+async fn exists(conn: &mut AsyncPgConnection, sql: &str, binds: &[&str]) -> Result<bool, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let mut query = diesel::sql_query(sql).into_boxed::<Pg>();
+    for bind in binds {
+        query = query.bind::<Text, _>(bind.to_string());
+    }
+    let row: Exists = query.get_result(conn).await?;
+    Ok(row.exists)
+}
+
 /// A check on `job_executions.status` other than this service's own (which the migrations
-/// replace by name) would refuse the `skipped` executions, and those are recorded
-/// without stopping anything: the records would be lost.
+/// replace by name) that refuses `skipped` would refuse the skipped-slot records, and those
+/// are recorded without stopping anything: they would be lost. Each such check on the
+/// status alone is evaluated for `'skipped'` (a check passes unless it is false); one over
+/// several columns cannot be, and is named for the operator to look at.
 async fn status_check_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        definition: String,
+        /// The expression, over the column `status` only; `None` when it reads others.
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        expression: Option<String>,
+        #[diesel(sql_type = Text)]
+        status_type: String,
+    }
     if !relation_exists(conn, "job_executions").await? {
         return Ok(Vec::new());
     }
-    problems(
-        conn,
-        "SELECT format('check constraint %I on public.job_executions (%s) would refuse this \
-                service''s ''skipped'' executions: drop it (the migrations add \
-                job_executions_status_check, which allows every status this service writes)', \
-                con.conname, pg_get_constraintdef(con.oid)) AS problem \
+    let checks: Vec<Check> = diesel::sql_query(
+        "SELECT con.conname::text AS name, pg_get_constraintdef(con.oid) AS definition, \
+                CASE WHEN con.conkey = ARRAY[a.attnum] \
+                     THEN pg_get_expr(con.conbin, con.conrelid) END AS expression, \
+                format_type(a.atttypid, a.atttypmod) AS status_type \
          FROM pg_constraint con \
          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attname = 'status' \
          WHERE con.conrelid = 'public.job_executions'::regclass AND con.contype = 'c' \
            AND con.conname <> 'job_executions_status_check' \
            AND a.attnum = ANY (con.conkey) \
-           AND pg_get_constraintdef(con.oid) NOT LIKE '%skipped%' \
          ORDER BY con.conname",
     )
-    .await
+    .load(conn)
+    .await?;
+    let mut problems = Vec::new();
+    for check in checks {
+        let refuses = match &check.expression {
+            // The catalog's own text of the expression, over a one-row relation that has
+            // only the column it reads.
+            Some(expression) => {
+                #[derive(diesel::QueryableByName)]
+                struct Allows {
+                    #[diesel(sql_type = Bool)]
+                    allows: bool,
+                }
+                let allows: Result<Allows, _> = diesel::sql_query(format!(
+                    "SELECT ({expression}) IS NOT FALSE AS allows \
+                     FROM (SELECT 'skipped'::{} AS status) AS job_executions",
+                    check.status_type
+                ))
+                .get_result(conn)
+                .await;
+                allows.map_or(true, |a| !a.allows)
+            }
+            None => true,
+        };
+        if refuses {
+            problems.push(format!(
+                "check constraint {} on public.job_executions ({}) {} this service's 'skipped' \
+                 executions: drop it (the migrations add job_executions_status_check, which \
+                 allows every status this service writes)",
+                check.name,
+                check.definition,
+                if check.expression.is_some() {
+                    "would refuse"
+                } else {
+                    "reads other columns too and may refuse"
+                }
+            ));
+        }
+    }
+    Ok(problems)
 }
 
 /// An id sequence behind the ids already in the table makes every new execution's insert
 /// conflict with an old row.
 async fn sequence_problems(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Sequence {
+        /// Quoted and schema-qualified as needed.
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        name: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        increment: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        top: Option<i64>,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct State {
+        #[diesel(sql_type = BigInt)]
+        last_value: i64,
+        #[diesel(sql_type = Bool)]
+        is_called: bool,
+    }
     if !relation_exists(conn, "job_executions").await? {
         return Ok(Vec::new());
     }
-    problems(
-        conn,
-        "SELECT format('the id sequence %s of public.job_executions would hand out %s, but \
-                the table already has ids up to %s: every new execution would conflict \
-                with an old row; move it on with SELECT setval(%L, %s)', \
-                seq.name, seq.next, top.id, seq.name, top.id) AS problem \
-         FROM (SELECT pg_get_serial_sequence('public.job_executions', 'id') AS name) s \
-         CROSS JOIN LATERAL (SELECT s.name, \
-                COALESCE(q.last_value + q.increment_by, q.start_value) AS next \
-                FROM pg_sequences q \
-                WHERE format('%I.%I', q.schemaname, q.sequencename)::regclass = s.name::regclass) seq \
-         CROSS JOIN LATERAL (SELECT max(id) AS id FROM public.job_executions) top \
-         WHERE top.id >= seq.next \
-           AND has_sequence_privilege(s.name, 'SELECT')",
+    // The sequence the id takes its values from: the one its default calls (serial, or
+    // `nextval('other_seq')` set by hand), else the identity column's own.
+    let found: Option<Sequence> = diesel::sql_query(
+        "SELECT format('%I.%I', n.nspname, seq.relname) AS name, s.seqincrement AS increment, \
+                (SELECT max(id)::bigint FROM public.job_executions) AS top \
+         FROM pg_class seq JOIN pg_sequence s ON s.seqrelid = seq.oid \
+         JOIN pg_namespace n ON n.oid = seq.relnamespace \
+         WHERE seq.oid = COALESCE( \
+           (SELECT d.refobjid FROM pg_attrdef ad \
+              JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+              JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \
+                AND d.refclassid = 'pg_class'::regclass \
+              JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'S' \
+             WHERE ad.adrelid = 'public.job_executions'::regclass AND a.attname = 'id' \
+             LIMIT 1), \
+           pg_get_serial_sequence('public.job_executions', 'id')::regclass) \
+           AND has_sequence_privilege(seq.oid, 'SELECT')",
     )
+    .get_result(conn)
     .await
+    .optional()?;
+    let Some(Sequence {
+        name: Some(name),
+        increment,
+        top: Some(top),
+    }) = found
+    else {
+        return Ok(Vec::new());
+    };
+    let state: State = diesel::sql_query(format!("SELECT last_value, is_called FROM {name}"))
+        .get_result(conn)
+        .await?;
+    let next = if state.is_called {
+        state.last_value.saturating_add(increment)
+    } else {
+        state.last_value
+    };
+    if increment <= 0 || next > top {
+        return Ok(Vec::new());
+    }
+    Ok(vec![format!(
+        "the id sequence {name} of public.job_executions would hand out {next}, but the \
+         table already has ids up to {top}: every new execution would conflict with an old \
+         row; move it on with SELECT setval('{}', {top})",
+        name.replace('\'', "''")
+    )])
 }

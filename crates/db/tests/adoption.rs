@@ -570,3 +570,114 @@ async fn the_dry_run_counts_the_old_skipped_slots_that_will_change_status() {
         1
     );
 }
+
+/// The old database changed by `variant` (its own database name as `{db}`) is adopted.
+async fn adopted(variant: &str) {
+    let db = old_database().await;
+    db.connect()
+        .await
+        .batch_execute(&variant.replace("{db}", db.name()))
+        .await
+        .unwrap_or_else(|e| panic!("{variant}: {e}"));
+    if let Err(e) = db::run_migrations(db.target()).await {
+        panic!("{variant}: refused: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_roles_time_zone_counts_too() {
+    // The service's own sessions would run in UTC; the application's role writes local
+    // times in Los Angeles.
+    let role = "bgjobs_test_tz_app";
+    refused(
+        &format!(
+            "ALTER TABLE transcriptions ALTER created_at TYPE timestamp; \
+             DROP ROLE IF EXISTS {role}; CREATE ROLE {role}; \
+             ALTER ROLE {role} IN DATABASE \"{{db}}\" SET timezone = 'America/Los_Angeles'"
+        ),
+        &["America/Los_Angeles (the setting of role bgjobs_test_tz_app)"],
+    )
+    .await;
+    let admin = TestDatabase::empty().await;
+    admin
+        .connect()
+        .await
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_checks_are_judged_by_what_they_allow() {
+    adopted("ALTER TABLE job_executions ADD CONSTRAINT not_empty CHECK (status <> '')").await;
+    adopted("ALTER TABLE job_executions ADD CONSTRAINT short CHECK (length(status) <= 7)").await;
+    refused(
+        "ALTER TABLE job_executions ADD CONSTRAINT no_skip CHECK (status <> 'skipped')",
+        &[
+            "check constraint no_skip",
+            "would refuse this service's 'skipped'",
+        ],
+    )
+    .await;
+    refused(
+        "ALTER TABLE job_executions ADD CONSTRAINT pair \
+           CHECK (status <> 'skipped' OR job_name <> '')",
+        &["check constraint pair", "reads other columns too"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_is_read_as_it_will_answer() {
+    // The table's ids go up to 5: a sequence whose next value is 6 is right.
+    adopted("SELECT setval('job_executions_id_seq', 6, false)").await;
+    adopted("SELECT setval('job_executions_id_seq', 5, true)").await;
+    refused(
+        "SELECT setval('job_executions_id_seq', 5, false)",
+        &["would hand out 5", "ids up to 5"],
+    )
+    .await;
+    // A default that calls a sequence the column does not own.
+    refused(
+        "CREATE SEQUENCE public.other_seq; \
+         ALTER TABLE job_executions ALTER id SET DEFAULT nextval('public.other_seq')",
+        &["id sequence public.other_seq", "would hand out 1"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_and_domains_are_read_through() {
+    refused(
+        "ALTER TABLE transcriptions ALTER audio_cost_usd TYPE numeric(8,-2)",
+        &["numeric(8,-2)", "scale of at least 6"],
+    )
+    .await;
+    adopted(
+        "CREATE DOMAIN usd AS numeric(12,6); \
+         ALTER TABLE transcriptions ALTER audio_cost_usd TYPE usd",
+    )
+    .await;
+    adopted("ALTER TABLE job_executions ALTER error_message TYPE varchar(10000)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_the_migrations_would_take_over_are_refused() {
+    refused(
+        "CREATE TABLE app_events (id int); \
+         CREATE INDEX job_execution_events_execution ON app_events (id); \
+         DROP INDEX job_executions_status_idx; \
+         CREATE INDEX idx_job_executions_status ON transcriptions (created_at); \
+         CREATE FUNCTION public.job_executions_notify() RETURNS trigger LANGUAGE plpgsql \
+           AS $$ BEGIN RETURN NULL; END $$; \
+         CREATE TRIGGER job_executions_deleted_notify AFTER DELETE ON job_executions \
+           FOR EACH ROW EXECUTE FUNCTION public.job_executions_notify()",
+        &[
+            "public.job_execution_events_execution exists as \"CREATE INDEX job_execution_events_execution ON public.app_events",
+            "public.idx_job_executions_status already exists as an index that is not an index of public.job_executions",
+            "function public.job_executions_notify() already exists",
+            "trigger job_executions_deleted_notify on public.job_executions already exists",
+        ],
+    )
+    .await;
+}

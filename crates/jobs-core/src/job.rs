@@ -41,6 +41,12 @@ pub trait Job: Send + Sync + 'static {
         false
     }
 
+    /// True when the job's own configuration makes every run a dry run: each run is then
+    /// recorded as one (`dry_run`), whoever started it. Needs [`Job::supports_dry_run`].
+    fn always_dry_run(&self) -> bool {
+        false
+    }
+
     /// Does the work. Long jobs call [`JobContext::report_progress`] as batches complete
     /// and stop early when [`JobContext::is_cancelled`].
     async fn run(&self, ctx: &JobContext) -> Result<Stats, JobError>;

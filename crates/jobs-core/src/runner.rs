@@ -344,6 +344,8 @@ impl Runner {
                 reason,
             });
         }
+        let mut request = request;
+        request.dry_run |= job.job.always_dry_run();
         if request.dry_run && !job.job.supports_dry_run() {
             return Err(StartError::DryRunUnsupported(job.name().to_owned()));
         }

@@ -284,6 +284,10 @@ impl Job for AudioCleanupJob {
         true
     }
 
+    fn always_dry_run(&self) -> bool {
+        self.settings.dry_run
+    }
+
     async fn backlog(&self) -> Result<Option<jobs_core::Backlog>, JobError> {
         self.measure_backlog().await.map(Some)
     }
@@ -301,7 +305,13 @@ impl Job for AudioCleanupJob {
         // A new run starts at full concurrency: whatever slowed the last one down was
         // hours ago.
         storage.concurrency_limit().reset();
-        super::check_transcriptions_access(&self.pool, &["audio_deleted_at"]).await?;
+        // A dry run writes nothing: only what hides rows matters to it.
+        let writes: &[&str] = if ctx.dry_run || self.settings.dry_run {
+            &[]
+        } else {
+            &["audio_deleted_at"]
+        };
+        super::check_transcriptions_access(&self.pool, writes).await?;
         let cutoff = retention_cutoff(&self.pool, self.retention_days)
             .await
             .map_err(JobError::new)?;

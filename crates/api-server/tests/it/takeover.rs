@@ -270,6 +270,18 @@ async fn a_dry_run_neither_migrates_nor_creates_the_database() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("pending migration(s)"), "{err}");
     assert!(err.contains("api-server migrate"), "{err}");
+    // A job its configuration keeps to dry runs is refused the same way.
+    let storage = storage().await;
+    let storage_url = storage.uri();
+    let forced = [
+        ("DATABASE_URL", db.url()),
+        ("SUPABASE_URL", storage_url.as_str()),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
+        ("AUDIO_CLEANUP_DRY_RUN", "true"),
+    ];
+    let (code, out, err) = run(server::api_server(&forced).args(["run-job", "audio_cleanup"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("pending migration(s)"), "{err}");
     assert_eq!(
         lines(&mut conn, history).await,
         before,
@@ -299,6 +311,27 @@ async fn a_dry_run_neither_migrates_nor_creates_the_database() {
     )
     .await;
     assert!(created.is_empty(), "the dry run created {created:?}");
+
+    // Migrated, the forced dry run runs, is recorded as a dry run and deletes nothing.
+    let (code, out, err) = api_server(db.url(), &["migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(server::api_server(&forced).args(["run-job", "audio_cleanup"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let latest = lines(
+        &mut conn,
+        "SELECT concat_ws('|', status, dry_run) AS line FROM job_executions \
+         WHERE job_name = 'audio_cleanup' ORDER BY id DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(latest, ["success|t"]);
+    let deletes = storage
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count();
+    assert_eq!(deletes, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

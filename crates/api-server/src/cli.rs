@@ -426,11 +426,14 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         // The backlog is part of a job's entry: its streams hear of a new count.
         move |job| announce.announce_job(job),
     ));
+    // Its own token: the row goes as soon as a stop begins, so that no other server hands
+    // a run over to this one while it stops.
+    let stop_presence = tokio_util::sync::CancellationToken::new();
     let presence = tokio::spawn(announce_worker(
         services.live_pool.clone(),
         config.worker_id.clone(),
         config.scheduling.heartbeat,
-        stop_watch.clone(),
+        stop_presence.clone(),
     ));
     if let Some(days) = config.scheduling.execution_retention_days {
         tokio::spawn(prune_history(
@@ -445,6 +448,17 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     );
 
     shutdown_signal().await;
+    // Whatever happens below (a database that stops answering mid-stop), the process ends.
+    let limit = config.scheduling.shutdown_grace + config.scheduling.cancel_grace + STOP_MARGIN;
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        error!(
+            "the stop did not finish within {}s; exiting now",
+            limit.as_secs()
+        );
+        std::process::exit(1);
+    });
+    stop_presence.cancel();
     // Event streams end first, so that open dashboards do not hold the HTTP server's
     // graceful stop; the view itself follows the running jobs to their end.
     live.close_streams();
@@ -454,10 +468,19 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     );
     let clean = runner.shutdown(config.scheduling.shutdown_grace).await;
     if !clean {
-        info!("running jobs were interrupted and recorded as failed");
+        info!(
+            "running jobs were interrupted: recorded as failed, or handed over to another server"
+        );
     }
+    let _ = tokio::time::timeout(PRESENCE_REMOVAL, presence).await;
+    close_unheld_runs(
+        &runner,
+        &services.registry,
+        &services.live_pool,
+        &config.worker_id,
+    )
+    .await;
     stop_watch.cancel();
-    let _ = presence.await;
     http.stop(true).await;
     if let Some(notifier) = &notifier {
         notifier.shutdown(std::time::Duration::from_secs(10)).await;
@@ -471,8 +494,55 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a stop may take beyond the two grace periods before the process exits anyway:
+/// the HTTP drain and the notice flush (10 s each) and the records' writes.
+const STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// How long a stopping server tries to remove its row from `job_workers`.
+const PRESENCE_REMOVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The last server to stop closes what another stopping server handed over and nobody
+/// took (its lease ended, and no live server's lease check is left to close it), so that
+/// nothing stays running. With another server alive, that server does it and runs the
+/// next attempt.
+async fn close_unheld_runs(
+    runner: &Arc<jobs_core::Runner>,
+    registry: &jobs_core::Registry,
+    pool: &db::Pool,
+    worker_id: &str,
+) {
+    let others = async {
+        let mut conn = pool.get().await.map_err(db::DbError::from)?;
+        let live = db::workers::live(&mut conn).await?;
+        Ok::<_, db::DbError>(live.iter().any(|w| w.worker_id != worker_id))
+    };
+    match tokio::time::timeout(PRESENCE_REMOVAL, others).await {
+        Ok(Ok(false)) => {}
+        _ => return,
+    }
+    if let Ok(Ok(closed)) =
+        tokio::time::timeout(PRESENCE_REMOVAL, runner.log().expire_leases()).await
+    {
+        for record in closed {
+            log::warn!(
+                "[Job] {} execution {} marked failed: {}",
+                record.job_name,
+                record.id,
+                record
+                    .error_message
+                    .as_deref()
+                    .unwrap_or("its lease expired")
+            );
+            if let Some(job) = registry.get(&record.job_name) {
+                runner.report_closed(&job, &record, false).await;
+            }
+        }
+    }
+}
+
 /// Keeps this server's row in `job_workers` fresh every heartbeat, so that
-/// `GET /internal/api/v1/workers` lists it, and removes it on a clean stop.
+/// `GET /internal/api/v1/workers` lists it, and removes it once `stop` is cancelled (as a
+/// stop begins, so that no other server hands it a run meanwhile).
 async fn announce_worker(
     pool: db::Pool,
     worker_id: String,
@@ -509,10 +579,14 @@ async fn announce_worker(
             _ = stop.cancelled() => break,
         }
     }
-    if let Ok(mut conn) = pool.get().await {
-        if let Err(e) = db::workers::remove(&mut conn, &worker_id).await {
-            log::warn!("could not remove this server from the servers list: {e}");
-        }
+    let remove = async {
+        let mut conn = pool.get().await.map_err(db::DbError::from)?;
+        db::workers::remove(&mut conn, &worker_id).await
+    };
+    match tokio::time::timeout(PRESENCE_REMOVAL, remove).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("could not remove this server from the servers list: {e}"),
+        Err(_) => log::warn!("could not remove this server from the servers list in time"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
-use log::{debug, info, warn};
+use log::{info, warn};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -394,11 +394,14 @@ impl Runner {
         let Some(slot) = record.scheduled_for else {
             return false;
         };
+        // A server that cannot run the job (disabled here, or missing its credentials)
+        // would spend the attempt on failing at once.
         if trigger == Trigger::Manual
             || record.dry_run
             || record.status != Status::Failed
             || attempt >= job.policy.max_attempts
             || self.is_stopping()
+            || job.disabled_reason().is_some()
         {
             return false;
         }
@@ -421,8 +424,8 @@ impl Runner {
                 Ok((id, _)) => {
                     let _ = runner.attempts(job, request, id, attempt + 1).await;
                 }
-                Err(e) => debug!(
-                    "[Job] {} retry {} not started: {e}",
+                Err(e) => warn!(
+                    "[Job] {} attempt {} of slot {slot} not started: {e}",
                     job.name(),
                     attempt + 1
                 ),

@@ -815,6 +815,20 @@ async fn a_stop_hands_a_slots_remaining_attempts_to_the_other_servers() {
     assert_eq!(closed.len(), 1, "{closed:#?}");
     assert_eq!(closed[0].status, Status::Failed);
     assert_eq!(closed[0].error_message.as_deref(), Some(message));
+    // A server where the job is disabled (DISABLED_JOBS, missing credentials) would only
+    // spend the attempt: it leaves it.
+    let disabled = Arc::new(
+        RegisteredJob::new(
+            TestJob::new(
+                "batches",
+                "Batches",
+                Behaviour::Batches(Duration::from_secs(1)),
+            ),
+            Schedule::parse("0 2 * * *").unwrap(),
+        )
+        .paused("switched off by DISABLED_JOBS"),
+    );
+    assert!(!other.rescue(&disabled, &closed[0]));
     assert!(other.rescue(&job, &closed[0]));
     tokio::time::sleep(Duration::from_secs(60)).await;
     let rows = log.all();

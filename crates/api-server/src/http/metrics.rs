@@ -269,9 +269,10 @@ async fn refresh_gauges(state: &AppState) -> bool {
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
         job_gauges(job, &name, &running_for, &failures, now);
+        // A dry run changed nothing: the figures of the last real run stay.
         if let Some(last) = latest
             .iter()
-            .find(|r| r.job_name == name && r.completed_at.is_some())
+            .find(|r| r.job_name == name && r.completed_at.is_some() && !r.dry_run)
         {
             if let Some(ms) = last.duration_ms {
                 metrics::gauge!("job_last_duration_seconds", "job" => name.clone())

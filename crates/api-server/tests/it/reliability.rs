@@ -252,6 +252,156 @@ async fn a_stopped_servers_scheduled_run_gets_its_next_attempt_on_another_server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_stopping_one_after_the_other_leave_nothing_running() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+            ("MISFIRE_WINDOW_SECS", "3600"),
+            ("JOB_MAX_ATTEMPTS", "2"),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+        ],
+    );
+    let mut servers = [
+        ServerProcess::start(&vars).await,
+        ServerProcess::start(&vars).await,
+    ];
+    let first = eventually(
+        Duration::from_secs(10),
+        "the caught-up slot running",
+        || async {
+            audio_cleanup_runs(&db)
+                .await
+                .into_iter()
+                .find(|r| r.status == "running")
+        },
+    )
+    .await;
+    // The idle server goes first (a rollout, or a scale-down): it must not be taken for
+    // a live server to hand the run to when the busy one stops a moment later.
+    let runs_it = |s: &ServerProcess| {
+        first
+            .worker_id
+            .as_deref()
+            .is_some_and(|w| w.ends_with(&format!(":{}", s.port)))
+    };
+    servers.sort_by_key(|s| runs_it(s));
+    let [idle, busy] = &mut servers;
+    assert!(runs_it(busy), "{first:?}");
+    idle.sigterm();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = busy.terminate(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0));
+    idle.terminate(Duration::from_secs(30)).await;
+    let all = audio_cleanup_runs(&db).await;
+    assert!(all.iter().all(|r| r.status != "running"), "{all:#?}");
+    let closed = all.iter().find(|r| r.id == first.id).unwrap();
+    assert_eq!(
+        closed.error_message.as_deref(),
+        Some("interrupted by shutdown")
+    );
+}
+
+/// A TCP proxy to the test PostgreSQL that can stop passing bytes, as a database that
+/// hangs (a network partition) rather than refuses.
+struct FreezingProxy {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(AtomicBool::new(false));
+        let (host, pg_port) = crate::support::test_server_address();
+        let target = format!("{host}:{pg_port}");
+        let gate = std::sync::Arc::clone(&frozen);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let gate = std::sync::Arc::clone(&gate);
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while AtomicBool::load(&gate, Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_even_when_the_database_stops_answering() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let proxy = FreezingProxy::start().await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
+        proxy.port,
+        db.name()
+    );
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+            ("JOB_CANCEL_GRACE_SECS", "1"),
+        ],
+    );
+    let mut server = ServerProcess::start(&vars).await;
+    server.start_run("audio_cleanup").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.freeze();
+    // 1 + 1 + 25 s: it exits by itself, long before the records' writes give up.
+    let (status, took) = server.terminate(Duration::from_secs(45)).await;
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    assert!(took >= Duration::from_secs(20), "took {took:?}");
+    assert!(
+        server
+            .log()
+            .contains("the stop did not finish within 27s; exiting now"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_say_when_the_database_is_out_of_reach() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;

@@ -440,7 +440,7 @@ impl PgBouncer {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("pgbouncer is required (scripts/install-test-deps.sh installs it)");
-        let (host, pg_port) = test_server_address();
+        let (host, pg_port) = crate::support::test_server_address();
         let port = server::free_port();
         let dir =
             std::env::temp_dir().join(format!("bgjobs-pgbouncer-{}-{port}", std::process::id()));
@@ -509,23 +509,6 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Host and port of `TEST_DATABASE_URL` (default 127.0.0.1:5432).
-fn test_server_address() -> (String, u16) {
-    let url = std::env::var(db::testing::TEST_DATABASE_URL_VAR)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let authority = url
-        .split_once("://")
-        .map_or(url.as_str(), |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    match host_port.rsplit_once(':') {
-        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(5432)),
-        None => (host_port.to_owned(), 5432),
-    }
 }
 
 /// `migrate`, `serve`, both jobs (scheduled through the API and from the command line) and

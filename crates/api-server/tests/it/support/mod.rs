@@ -60,3 +60,20 @@ pub fn with<'a>(
     }
     vars
 }
+
+/// Host and port of `TEST_DATABASE_URL` (default 127.0.0.1:5432).
+pub fn test_server_address() -> (String, u16) {
+    let url = std::env::var(db::testing::TEST_DATABASE_URL_VAR)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let authority = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(5432)),
+        None => (host_port.to_owned(), 5432),
+    }
+}

@@ -282,24 +282,8 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     let runner = services.runner_with(worker, notifier.clone());
     // Without a server, nothing else closes what a killed run-job left running: do it
     // here, so that its row does not block this run for good.
-    match runner.log().expire_leases().await {
-        Ok(closed) => {
-            for record in closed {
-                log::warn!(
-                    "[Job] {} execution {} marked failed: {}",
-                    record.job_name,
-                    record.id,
-                    record
-                        .error_message
-                        .as_deref()
-                        .unwrap_or("its lease expired")
-                );
-                if let Some(job) = services.registry.get(&record.job_name) {
-                    runner.report_closed(&job, &record, false).await;
-                }
-            }
-        }
-        Err(e) => log::warn!("[Job] could not close expired executions: {e}"),
+    if let Err(e) = runner.close_expired(&services.registry).await {
+        log::warn!("[Job] could not close expired executions: {e}");
     }
     if signalled.is_cancelled() {
         return Err(Exit::failure("interrupted before the run started"));
@@ -520,24 +504,8 @@ async fn close_unheld_runs(
         Ok(Ok(false)) => {}
         _ => return,
     }
-    if let Ok(Ok(closed)) =
-        tokio::time::timeout(PRESENCE_REMOVAL, runner.log().expire_leases()).await
-    {
-        for record in closed {
-            log::warn!(
-                "[Job] {} execution {} marked failed: {}",
-                record.job_name,
-                record.id,
-                record
-                    .error_message
-                    .as_deref()
-                    .unwrap_or("its lease expired")
-            );
-            if let Some(job) = registry.get(&record.job_name) {
-                runner.report_closed(&job, &record, false).await;
-            }
-        }
-    }
+    // The runner bounds the call (its log timeout).
+    let _ = runner.close_expired(registry).await;
 }
 
 /// Keeps this server's row in `job_workers` fresh every heartbeat, so that

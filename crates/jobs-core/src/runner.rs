@@ -761,6 +761,22 @@ impl Runner {
         })
     }
 
+    /// Closes every execution whose lease expired, logs each and tells the observers,
+    /// without retrying any: for a process that does not stay to run the retries (`run-job`,
+    /// the last server to stop). Returns how many it closed.
+    pub async fn close_expired(&self, registry: &crate::Registry) -> Result<usize, LogError> {
+        let closed = self
+            .timed("expire leases", self.log.expire_leases())
+            .await?;
+        for record in &closed {
+            log_closed(record);
+            if let Some(job) = registry.get(&record.job_name) {
+                self.report_closed(&job, record, false).await;
+            }
+        }
+        Ok(closed.len())
+    }
+
     /// Tells the observers about an execution that another path closed as failed (lease
     /// expiry, a restarted server's leftover), so that it alerts like any failed run;
     /// `will_retry` when [`Runner::rescue`] scheduled its next attempt (then it is not a
@@ -974,6 +990,19 @@ pub fn human_duration(d: Duration) -> String {
             format!("{h}h {m}m")
         }
     }
+}
+
+/// The line an execution closed by a lease check gets.
+pub fn log_closed(record: &ExecutionRecord) {
+    warn!(
+        "[Job] {} execution {} marked failed: {}",
+        record.job_name,
+        record.id,
+        record
+            .error_message
+            .as_deref()
+            .unwrap_or("its lease expired")
+    );
 }
 
 #[cfg(test)]

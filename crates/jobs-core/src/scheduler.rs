@@ -345,15 +345,7 @@ impl Scheduler {
         match self.runner.log().expire_leases().await {
             Ok(closed) => {
                 for record in closed {
-                    warn!(
-                        "[Job] {} execution {} marked failed: {}",
-                        record.job_name,
-                        record.id,
-                        record
-                            .error_message
-                            .as_deref()
-                            .unwrap_or("its lease expired")
-                    );
+                    crate::runner::log_closed(&record);
                     self.report_closed(&record).await;
                 }
             }

@@ -379,15 +379,21 @@ async fn a_new_database_gets_the_same_schema_as_before_adoption_was_added() {
     assert_eq!(pg_dump_schema(now.name()), expected);
 }
 
-/// The old database changed by `variant` (its own database name as `{db}`): `migrate`
-/// and its dry run must refuse it, naming each of `parts`, and change nothing.
-async fn refused(variant: &str, parts: &[&str]) {
+/// The old database changed by `variant` (its own database name as `{db}`).
+async fn old_database_with(variant: &str) -> TestDatabase {
     let db = old_database().await;
     db.connect()
         .await
         .batch_execute(&variant.replace("{db}", db.name()))
         .await
         .unwrap_or_else(|e| panic!("{variant}: {e}"));
+    db
+}
+
+/// The old database changed by `variant` (its own database name as `{db}`): `migrate`
+/// and its dry run must refuse it, naming each of `parts`, and change nothing.
+async fn refused(variant: &str, parts: &[&str]) {
+    let db = old_database_with(variant).await;
     let schema_before = pg_dump_schema(db.name());
     for (what, result) in [
         ("dry run", db::plan_migrations(db.target()).await.map(drop)),
@@ -573,12 +579,7 @@ async fn the_dry_run_counts_the_old_skipped_slots_that_will_change_status() {
 
 /// The old database changed by `variant` (its own database name as `{db}`) is adopted.
 async fn adopted(variant: &str) {
-    let db = old_database().await;
-    db.connect()
-        .await
-        .batch_execute(&variant.replace("{db}", db.name()))
-        .await
-        .unwrap_or_else(|e| panic!("{variant}: {e}"));
+    let db = old_database_with(variant).await;
     if let Err(e) = db::run_migrations(db.target()).await {
         panic!("{variant}: refused: {e}");
     }

@@ -49,6 +49,14 @@ async fn count(db: &TestDatabase, sql: &str) -> i64 {
         .n
 }
 
+/// Claims `new`, which must start; its id.
+async fn started(log: &PgExecutionLog, new: &NewExecution) -> i64 {
+    match log.claim(new).await.unwrap() {
+        Claim::Started { id, .. } => id,
+        other => panic!("not started: {other:?}"),
+    }
+}
+
 /// Ends execution `id` as a success with no stats.
 async fn succeed(log: &PgExecutionLog, id: i64) {
     log.complete(
@@ -761,13 +769,7 @@ async fn stats_that_json_parsers_refuse_are_read_as_their_text_and_never_fail_th
 async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());
-    let first = log
-        .claim(&new_execution("cost_update", None))
-        .await
-        .unwrap();
-    let Claim::Started { id, .. } = first else {
-        panic!("{first:?}")
-    };
+    let id = started(&log, &new_execution("cost_update", None)).await;
     succeed(&log, id).await;
     // Set back by hand: the next id is one the table already has.
     exec(
@@ -791,13 +793,7 @@ async fn a_stopping_server_hands_its_run_over_only_while_another_server_is_alive
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());
     let slot = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
-    let Claim::Started { id, .. } = log
-        .claim(&new_execution("audio_cleanup", Some(slot)))
-        .await
-        .unwrap()
-    else {
-        panic!("not claimed")
-    };
+    let id = started(&log, &new_execution("audio_cleanup", Some(slot))).await;
     let mut stats = Stats::new();
     stats.add("deleted", 7);
     let message = "interrupted by shutdown of server host-a:8080; attempt 2 goes to another server";

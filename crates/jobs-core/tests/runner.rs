@@ -698,17 +698,20 @@ async fn a_slot_arriving_while_the_previous_run_goes_is_recorded_as_skipped() {
 }
 
 fn batches(name: &'static str, timeout: Option<Duration>, max_attempts: u32) -> Arc<RegisteredJob> {
-    Arc::new(
-        RegisteredJob::new(
-            TestJob::new(name, "Batches", Behaviour::Batches(Duration::from_secs(1))),
-            Schedule::parse("0 2 * * *").unwrap(),
-        )
-        .with_policy(RunPolicy {
-            timeout,
-            max_attempts,
-            retry_base_delay: Duration::from_secs(10),
-        }),
+    Arc::new(batches_job(name, timeout, max_attempts))
+}
+
+/// A job that deletes one item a second until it is asked to stop.
+fn batches_job(name: &'static str, timeout: Option<Duration>, max_attempts: u32) -> RegisteredJob {
+    RegisteredJob::new(
+        TestJob::new(name, "Batches", Behaviour::Batches(Duration::from_secs(1))),
+        Schedule::parse("0 2 * * *").unwrap(),
     )
+    .with_policy(RunPolicy {
+        timeout,
+        max_attempts,
+        retry_base_delay: Duration::from_secs(10),
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -817,17 +820,8 @@ async fn a_stop_hands_a_slots_remaining_attempts_to_the_other_servers() {
     assert_eq!(closed[0].error_message.as_deref(), Some(message));
     // A server where the job is disabled (DISABLED_JOBS, missing credentials) would only
     // spend the attempt: it leaves it.
-    let disabled = Arc::new(
-        RegisteredJob::new(
-            TestJob::new(
-                "batches",
-                "Batches",
-                Behaviour::Batches(Duration::from_secs(1)),
-            ),
-            Schedule::parse("0 2 * * *").unwrap(),
-        )
-        .paused("switched off by DISABLED_JOBS"),
-    );
+    let disabled =
+        Arc::new(batches_job("batches", None, 3).paused("switched off by DISABLED_JOBS"));
     assert!(!other.rescue(&disabled, &closed[0]));
     assert!(other.rescue(&job, &closed[0]));
     tokio::time::sleep(Duration::from_secs(60)).await;

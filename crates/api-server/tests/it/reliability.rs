@@ -193,35 +193,35 @@ async fn sigterm_during_a_run_exits_0_within_the_grace_period_and_records_the_in
         .all(|r| r.status != "running"));
 }
 
+/// An hourly slot caught up on start, two attempts without backoff, a 1 s stop grace.
+const HOURLY_TWO_ATTEMPTS: &[(&str, &str)] = &[
+    ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+    ("MISFIRE_WINDOW_SECS", "3600"),
+    ("JOB_MAX_ATTEMPTS", "2"),
+    ("JOB_RETRY_DELAY_SECS", "0"),
+    ("SHUTDOWN_GRACE_SECS", "1"),
+];
+
+/// The audio_cleanup execution running now, once there is one.
+async fn the_running_run(db: &TestDatabase) -> Execution {
+    eventually(Duration::from_secs(10), "a running execution", || async {
+        audio_cleanup_runs(db)
+            .await
+            .into_iter()
+            .find(|r| r.status == "running")
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_servers_scheduled_run_gets_its_next_attempt_on_another_server() {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
-    // An hourly slot caught up on start, two attempts, no backoff.
-    let vars = with(
-        base_vars(&db, &uri),
-        &[
-            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
-            ("MISFIRE_WINDOW_SECS", "3600"),
-            ("JOB_MAX_ATTEMPTS", "2"),
-            ("JOB_RETRY_DELAY_SECS", "0"),
-            ("SHUTDOWN_GRACE_SECS", "1"),
-        ],
-    );
+    let vars = with(base_vars(&db, &uri), HOURLY_TWO_ATTEMPTS);
     let mut a = ServerProcess::start(&vars).await;
-    let first = eventually(
-        Duration::from_secs(10),
-        "the caught-up slot running",
-        || async {
-            audio_cleanup_runs(&db)
-                .await
-                .into_iter()
-                .find(|r| r.status == "running")
-        },
-    )
-    .await;
+    let first = the_running_run(&db).await;
     let b = ServerProcess::start(&vars).await;
     // A rollout stops the server that runs the slot.
     let (status, _) = a.terminate(Duration::from_secs(20)).await;
@@ -257,30 +257,12 @@ async fn servers_stopping_one_after_the_other_leave_nothing_running() {
     seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
-    let vars = with(
-        base_vars(&db, &uri),
-        &[
-            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
-            ("MISFIRE_WINDOW_SECS", "3600"),
-            ("JOB_MAX_ATTEMPTS", "2"),
-            ("SHUTDOWN_GRACE_SECS", "1"),
-        ],
-    );
+    let vars = with(base_vars(&db, &uri), HOURLY_TWO_ATTEMPTS);
     let mut servers = [
         ServerProcess::start(&vars).await,
         ServerProcess::start(&vars).await,
     ];
-    let first = eventually(
-        Duration::from_secs(10),
-        "the caught-up slot running",
-        || async {
-            audio_cleanup_runs(&db)
-                .await
-                .into_iter()
-                .find(|r| r.status == "running")
-        },
-    )
-    .await;
+    let first = the_running_run(&db).await;
     // The idle server goes first (a rollout, or a scale-down): it must not be taken for
     // a live server to hand the run to when the busy one stops a moment later.
     let runs_it = |s: &ServerProcess| {

@@ -252,6 +252,55 @@ async fn an_application_table_of_unusable_types_stops_migrate_and_serve_with_exi
     assert_eq!(tables, ["transcriptions"]);
 }
 
+/// The old system's database, migrated by its owner.
+async fn migrated_old_database() -> (TestDatabase, AsyncPgConnection) {
+    let db = TestDatabase::empty().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
+    let (code, out, err) = api_server(db.url(), &["migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    (db, conn)
+}
+
+/// A login role named after the test database (roles are per cluster) with `grants`
+/// (`{role}` standing for its quoted name), and the test database's URL as that role.
+/// Drop it with [`drop_role`].
+async fn login_role(
+    db: &TestDatabase,
+    conn: &mut AsyncPgConnection,
+    suffix: &str,
+    grants: &str,
+) -> (String, String) {
+    let role = format!("{}_{suffix}", db.name());
+    let quoted = format!("\"{role}\"");
+    conn.batch_execute(&format!(
+        "CREATE ROLE {quoted} LOGIN; {}",
+        grants.replace("{role}", &quoted)
+    ))
+    .await
+    .unwrap();
+    let url = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(url, db.url(), "the test URL names user postgres");
+    (role, url)
+}
+
+async fn drop_role(conn: &mut AsyncPgConnection, role: &str) {
+    conn.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}
+
+/// The DELETE requests the Storage stand-in received.
+async fn deletes(storage: &MockServer) -> usize {
+    storage
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_neither_migrates_nor_creates_the_database() {
     let db = TestDatabase::empty().await;
@@ -324,37 +373,24 @@ async fn a_dry_run_neither_migrates_nor_creates_the_database() {
     )
     .await;
     assert_eq!(latest, ["success|t"]);
-    let deletes = storage
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.method.as_str() == "DELETE")
-        .count();
-    assert_eq!(deletes, 0);
+    assert_eq!(deletes(&storage).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_ddl_rights_runs_on_a_database_the_owner_migrated() {
-    let db = TestDatabase::empty().await;
-    let mut conn = db.connect().await;
-    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
-    let (code, out, err) = api_server(db.url(), &["migrate"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (db, mut conn) = migrated_old_database().await;
     // The application's role: rows, not schema (PostgreSQL 15 gives no one CREATE on
-    // public by default). Roles are per cluster: named after the test database.
-    let role = format!("{}_app", db.name());
-    conn.batch_execute(&format!(
-        "CREATE ROLE \"{role}\" LOGIN; \
-         REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
-         GRANT SELECT ON public.__diesel_schema_migrations TO \"{role}\"; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"; \
-         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\""
-    ))
-    .await
-    .unwrap();
-    let as_role = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
-    assert_ne!(as_role, db.url(), "the test URL names user postgres");
+    // public by default).
+    let (role, as_role) = login_role(
+        &db,
+        &mut conn,
+        "app",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         GRANT SELECT ON public.__diesel_schema_migrations TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    .await;
     let (code, out, err) = api_server(&as_role, &["migrate"]);
     let (run_code, run_out, run_err) = run(server::api_server(&[
         ("DATABASE_URL", as_role.as_str()),
@@ -362,9 +398,7 @@ async fn a_role_without_ddl_rights_runs_on_a_database_the_owner_migrated() {
         ("DEEPGRAM_API_URL", "http://127.0.0.1:9"),
     ])
     .args(["run-job", "cost_update", "--dry-run"]));
-    conn.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
-        .await
-        .unwrap();
+    drop_role(&mut conn, &role).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("is up to date"), "{out}");
     // It reaches the job (which then finds Deepgram unreachable): no DDL was needed.
@@ -380,46 +414,36 @@ async fn a_role_without_ddl_rights_runs_on_a_database_the_owner_migrated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_may_not_mark_rows_deletes_no_audio() {
-    let db = TestDatabase::empty().await;
-    let mut conn = db.connect().await;
-    conn.batch_execute(OLD_SYSTEM_SQL).await.unwrap();
-    let (code, out, err) = api_server(db.url(), &["migrate"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (db, mut conn) = migrated_old_database().await;
     // The service's own tables, but only reading the application's.
-    let role = format!("{}_reader", db.name());
-    conn.batch_execute(&format!(
-        "CREATE ROLE \"{role}\" LOGIN; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"; \
-         REVOKE UPDATE ON public.transcriptions FROM \"{role}\"; \
-         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\""
-    ))
-    .await
-    .unwrap();
+    let (role, as_role) = login_role(
+        &db,
+        &mut conn,
+        "reader",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         REVOKE UPDATE ON public.transcriptions FROM {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    .await;
     let storage = storage().await;
-    let as_role = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
     let (code, out, err) = run(server::api_server(&[
         ("DATABASE_URL", as_role.as_str()),
         ("SUPABASE_URL", &storage.uri()),
         ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
     ])
     .args(["run-job", "audio_cleanup"]));
-    conn.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
-        .await
-        .unwrap();
+    drop_role(&mut conn, &role).await;
     assert_eq!(code, 1, "{out}{err}");
     let said = format!("{out}{err}");
     assert!(
         said.contains(&format!("role {role} may not update audio_deleted_at")),
         "{said}"
     );
-    let deletes = storage
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.method.as_str() == "DELETE")
-        .count();
-    assert_eq!(deletes, 0, "audio deleted that could not be marked");
+    assert_eq!(
+        deletes(&storage).await,
+        0,
+        "audio deleted that could not be marked"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

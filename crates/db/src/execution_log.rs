@@ -190,7 +190,7 @@ impl ExecutionLog for PgExecutionLog {
         if running.running {
             Ok(Claim::AlreadyRunning)
         } else {
-            Err(LogError(format!(
+            Ok(Claim::Conflict(format!(
                 "the new execution of {} conflicted with an existing row although none is \
                  running: is job_executions' id sequence behind its ids (SELECT setval(\
                  pg_get_serial_sequence('public.job_executions', 'id'), \

@@ -90,6 +90,10 @@ pub enum Claim {
     AlreadyRunning,
     /// An operator paused the job: its scheduled slots are not claimed (manual runs are).
     Paused,
+    /// The new row conflicted with an existing one although none of the job's runs is
+    /// going: the log's own data is wrong (an id sequence set back, a foreign unique
+    /// index). Says what to mend; retrying does not help until it is mended.
+    Conflict(String),
 }
 
 /// The answer to a heartbeat.

@@ -136,6 +136,10 @@ pub enum StartError {
     /// The server is stopping and starts nothing new.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The execution log holds data that stops the run being recorded (see
+    /// [`Claim::Conflict`]): the server works, the data must be mended.
+    #[error("{0}")]
+    Conflict(String),
     /// The execution log failed.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -501,6 +505,7 @@ impl Runner {
             Claim::Started { id, started_at } => Ok((id, started_at)),
             Claim::AlreadyRunning => Err(StartError::AlreadyRunning(job.name().to_owned())),
             Claim::Paused => Err(StartError::Paused(job.name().to_owned())),
+            Claim::Conflict(reason) => Err(StartError::Conflict(reason)),
             Claim::SlotTaken => Err(StartError::SlotTaken {
                 job: job.name().to_owned(),
                 slot: request

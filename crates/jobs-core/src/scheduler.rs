@@ -262,6 +262,9 @@ impl Scheduler {
                 Offer::Done
             }
             Err(StartError::Log(e)) => Offer::Retry(e.to_string()),
+            // Each claim draws a new id, so a sequence set back a little is passed by the
+            // retries; the reason is logged with each one.
+            Err(StartError::Conflict(reason)) => Offer::Retry(reason),
             Err(e) => {
                 debug!("[Job] {name}: slot {slot} not started: {e}");
                 Offer::Done

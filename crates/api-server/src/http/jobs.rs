@@ -154,6 +154,16 @@ fn start_error(e: StartError) -> ApiError {
             "already_running",
             format!("job {job} was just started by someone else"),
         ),
+        // The database answered: the run could not be recorded because of its data,
+        // which an operator must mend. The reason names no secret.
+        StartError::Conflict(reason) => {
+            log::error!("manual run not started: {reason}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "execution_conflict",
+                reason,
+            )
+        }
         StartError::Log(e) => ApiError::database(e),
     }
 }

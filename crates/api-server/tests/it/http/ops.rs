@@ -264,6 +264,26 @@ async fn an_execution_is_readable_by_id_and_bad_ids_are_4xx() {
 }
 
 #[actix_web::test]
+async fn run_now_names_an_id_conflict_instead_of_an_unreachable_database() {
+    let app = TestApp::new(STORAGE).await;
+    // A row written with an explicit id, as a restore or a hand edit leaves it: the
+    // sequence still hands out 1.
+    app.exec(
+        "INSERT INTO job_executions (id, job_name, status, completed_at) \
+         VALUES (1, 'audio_cleanup', 'success', now())",
+    )
+    .await;
+    let (status, _, body) = app
+        .call(TestRequest::post().uri("/internal/api/v1/jobs/audio_cleanup/run"))
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "execution_conflict");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("id sequence behind"), "{message}");
+    assert!(message.contains("setval"), "{message}");
+}
+
+#[actix_web::test]
 async fn run_now_answers_202_404_409_and_503_as_documented() {
     let app = TestApp::new(STORAGE).await;
     let (status, _, body) = app

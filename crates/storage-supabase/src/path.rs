@@ -166,7 +166,7 @@ pub enum PathError {
 /// let project = url::Url::parse("https://abc.supabase.co").unwrap();
 /// let plain = parse_audio_path("audio/user 1/a.webm", &project).unwrap();
 /// let url = parse_audio_path(
-///     "https://abc.supabase.co/storage/v1/object/sign/audio/user%201/a.webm?token=t",
+///     "https://abc.supabase.co/storage/v1/object/sign/audio/user%201/a.webm?token=eyJ0.eX0.c2ln",
 ///     &project,
 /// )
 /// .unwrap();
@@ -228,6 +228,13 @@ pub fn plausible_objects(raw: &str) -> Vec<ObjectRef> {
             .collect();
         readings.extend(level.iter().cloned());
     }
+    // As a browser or an HTTP client resolves `.` and `..` (and Storage's clients drop
+    // empty segments), a newer row's `s/x/../p.webm` serves `s/p.webm`.
+    let resolved: Vec<String> = readings
+        .iter()
+        .filter_map(|reading| resolve_segments(reading))
+        .collect();
+    readings.extend(resolved);
     let mut objects: Vec<ObjectRef> = readings
         .iter()
         .filter_map(|reading| {
@@ -241,6 +248,23 @@ pub fn plausible_objects(raw: &str) -> Vec<ObjectRef> {
     objects.sort();
     objects.dedup();
     objects
+}
+
+/// `path` with its empty and `.` segments dropped and each `..` taking the segment before
+/// it; `None` when nothing changes or a `..` would leave the path.
+fn resolve_segments(path: &str) -> Option<String> {
+    let mut kept: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                kept.pop()?;
+            }
+            other => kept.push(other),
+        }
+    }
+    let resolved = kept.join("/");
+    (resolved != path).then_some(resolved)
 }
 
 /// Checks a bucket name: 1 to [`MAX_BUCKET_NAME_CHARS`] characters of
@@ -344,24 +368,65 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
     build(decode_component(bucket)?, decode_component(name)?)
 }
 
-/// Accepts only a query made of parameters Storage issues (`token=…&download`, …); a
-/// `token` only on a signed URL, elsewhere it is part of a name.
+/// Accepts only a query Storage itself issues: each parameter once, with a value of the
+/// form Storage gives it (a signed URL's JWT `token`, `download` with or without a file
+/// name, integer `width`/`height`, `quality` 20–100, `resize` of `cover`/`contain`/`fill`,
+/// `format=origin`). Anything else may be the rest of a name whose `?` was left unescaped
+/// (`…/what?width=1.webm` names the object `what?width=1.webm`), so it is refused, never
+/// cut off. A `token` only belongs to a signed URL; elsewhere it is part of a name.
 fn check_query(query: &str, signed: bool) -> Result<(), PathError> {
     let unexpected = |detail: String| Err(PathError::UnexpectedQuery { detail });
     if query.is_empty() {
         return unexpected("an empty query".to_owned());
     }
+    let mut seen: Vec<&str> = Vec::new();
     for pair in query.split('&') {
-        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let shown = |text: &str| text.chars().take(40).collect::<String>();
         if !STORAGE_QUERY_KEYS.contains(&key) {
-            let shown: String = key.chars().take(40).collect();
-            return unexpected(format!("parameter {shown:?}"));
+            return unexpected(format!("parameter {:?}", shown(key)));
         }
+        if seen.contains(&key) {
+            return unexpected(format!("parameter {key:?} twice"));
+        }
+        seen.push(key);
         if key == "token" && !signed {
             return unexpected("a token on a URL that is not a signed URL".to_owned());
         }
+        if !storage_issues(key, value, pair.contains('=')) {
+            return unexpected(format!(
+                "{key}={:?}, not a value Storage gives it",
+                shown(value)
+            ));
+        }
     }
     Ok(())
+}
+
+/// Whether Storage issues `key` with this value (`has_value`: written with a `=`).
+fn storage_issues(key: &str, value: &str, has_value: bool) -> bool {
+    let digits = |max_len: usize| {
+        !value.is_empty() && value.len() <= max_len && value.bytes().all(|b| b.is_ascii_digit())
+    };
+    match key {
+        "token" => {
+            let parts: Vec<&str> = value.split('.').collect();
+            parts.len() == 3
+                && parts.iter().all(|part| {
+                    !part.is_empty()
+                        && part
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+                })
+        }
+        // A file name to save as, or nothing; a second '?' is never Storage's.
+        "download" => !value.contains('?'),
+        "width" | "height" => digits(5),
+        "quality" => digits(3) && value.parse::<u32>().is_ok_and(|q| (20..=100).contains(&q)),
+        "resize" => matches!(value, "cover" | "contain" | "fill"),
+        "format" => value == "origin",
+        _ => !has_value,
+    }
 }
 
 /// Percent-decodes and re-checks for characters that decoding may have produced.
@@ -480,8 +545,9 @@ mod tests {
 
     #[test]
     fn url_query_and_fragment_are_stripped() {
-        let raw =
-            format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?token=eyJ..x/../&download#frag");
+        let raw = format!(
+            "{PROJECT}/storage/v1/object/sign/audio/a.webm?token=eyJ0.eX0.c2ln&download#frag"
+        );
         assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")));
     }
 
@@ -498,6 +564,20 @@ mod tests {
             format!("{PROJECT}/storage/v1/object/public/audio/qq?token=1.webm"),
             format!("{PROJECT}/storage/v1/object/audio/qq?token=1.webm"),
             format!("{PROJECT}/storage/v1/object/authenticated/audio/a.webm?download&token=t"),
+            // Known parameters with values Storage never gives them: the rest of a name
+            // whose '?' was left unescaped.
+            format!("{PROJECT}/storage/v1/object/public/audio/qm/what?width=1.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/b/x?format=y.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/c/x?quality=abc.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/c/x?quality=5"),
+            format!("{PROJECT}/storage/v1/object/public/audio/d/x?resize=z.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/e/x?height=2&width=1.webm"),
+            format!("{PROJECT}/storage/v1/object/public/audio/e/x?width=1&width=2"),
+            format!("{PROJECT}/storage/v1/object/public/audio/f/x?download=a?b.webm"),
+            format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=a.webm?token=eyJ0.eX0.c2ln"),
+            format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=t"),
+            format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=a.b.c.d"),
+            format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=a..c"),
         ] {
             assert!(
                 matches!(parse(&raw), Err(PathError::UnexpectedQuery { .. })),
@@ -510,7 +590,9 @@ mod tests {
             "download",
             "download=a.webm",
             "width=100&height=50&resize=cover&quality=80&format=origin",
-            "token=t#frag",
+            "token=eyJhbGciOi.x.y#frag",
+            "token=eyJ0.eX0.c2ln&download=",
+            "quality=20&width=1&height=99999",
         ] {
             let raw = format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?{query}");
             assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")), "{raw}");
@@ -528,6 +610,34 @@ mod tests {
     #[test]
     fn a_path_protects_every_object_it_could_mean_even_when_refused() {
         let cases = [
+            // Dot segments and doubled or leading slashes: the object a client reaches.
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/s/x/../p.webm"),
+                vec!["s/p.webm", "s/x/../p.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/s/x/%2e%2e/e.webm"),
+                vec!["s/e.webm", "s/x/%2e%2e/e.webm", "s/x/../e.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/s/./o.webm"),
+                vec!["s/./o.webm", "s/o.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/zz/../s/q.webm?width=5"),
+                vec![
+                    "s/q.webm",
+                    "s/q.webm?width=5",
+                    "zz/../s/q.webm",
+                    "zz/../s/q.webm?width=5",
+                ],
+            ),
+            (
+                "audio/s/x/../p.webm".to_owned(),
+                vec!["s/p.webm", "s/x/../p.webm"],
+            ),
+            ("/audio/s/i.webm".to_owned(), vec!["s/i.webm"]),
+            ("audio/s//k.webm".to_owned(), vec!["s//k.webm", "s/k.webm"]),
             // A query that is no Storage query: the name with it and without it.
             (
                 format!("{PROJECT}/storage/v1/object/public/audio/u1/x.webm?v=2"),

@@ -1443,23 +1443,50 @@ async fn a_secret_key_is_trusted_sent_as_apikey_and_bearer_and_never_as_a_browse
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_with_an_unescaped_question_mark_is_refused_not_cut_at_the_question_mark() {
     let db = TestDatabase::new().await;
-    // `qm/what` exists: cutting the URL at its `?` would delete it.
-    let objects = Objects::with(["qm/what", "qm/what?1.webm"]);
+    // Each name before the `?` exists: cutting a URL at its `?` would delete it. After the
+    // `?` come unknown text, or Storage's own parameter names with values Storage never
+    // gives them, or a second `?`.
+    let tails = [
+        "1.webm",
+        "width=1.webm",
+        "format=y.webm",
+        "quality=abc.webm",
+        "resize=z.webm",
+        "height=2&width=1.webm",
+    ];
+    let mut all: Vec<String> = Vec::new();
+    for (i, tail) in tails.iter().enumerate() {
+        all.push(format!("q{i}/what"));
+        all.push(format!("q{i}/what?{tail}"));
+    }
+    all.push("t/x".to_owned());
+    all.push("t/x?token=a.webm".to_owned());
+    let objects = Objects::with(all.iter().map(String::as_str));
     let server = storage(&objects, Duration::ZERO).await;
-    let url = format!(
-        "{}/storage/v1/object/public/audio/qm/what?1.webm",
-        server.uri()
-    );
-    seed(&db, OLD, Some(&url)).await;
+    let base = format!("{}/storage/v1/object", server.uri());
+    let mut urls: Vec<String> = tails
+        .iter()
+        .enumerate()
+        .map(|(i, tail)| format!("{base}/public/audio/q{i}/what?{tail}"))
+        .collect();
+    // The signed URL of the object `t/x?token=a.webm`.
+    urls.push(format!(
+        "{base}/sign/audio/t/x?token=a.webm?token=eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
+    ));
+    seed_many(&db, OLD, &urls).await;
 
     let stats = run(&job(&server, &db, &[]), false).await.unwrap();
 
-    assert_eq!(objects.remaining(), names(&["qm/what", "qm/what?1.webm"]));
+    assert_eq!(
+        objects.remaining(),
+        all.iter().cloned().collect::<BTreeSet<_>>()
+    );
     assert!(delete_calls(&server, "audio").await.is_empty());
     assert!(marked(&db).await.is_empty());
+    let n = urls.len() as i64;
     assert_eq!(
         counters(&stats),
-        expected(&[("considered", 1), ("invalid_path", 1), ("failed", 1)])
+        expected(&[("considered", n), ("invalid_path", n), ("failed", n)])
     );
 }
 
@@ -1503,10 +1530,16 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
         "u/e f.webm",
         "u/render.webm",
         "u/own.webm",
+        "u/dot.webm",
+        "u/encdot.webm",
+        "u/up.webm",
+        "u/plaindot.webm",
+        "u/lead.webm",
+        "u/double.webm",
     ]);
     let server = storage(&objects, Duration::ZERO).await;
     let base = format!("{}/storage/v1", server.uri());
-    let old = [
+    let mut old = vec![
         "audio/u/cache.webm".to_owned(),
         "audio/u/what?1.webm".to_owned(),
         "audio/u/spaced.webm".to_owned(),
@@ -1514,6 +1547,9 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
         "audio/u/own.webm".to_owned(),
         format!("{base}/object/public/audio/u/e%20f.webm"),
     ];
+    for name in ["dot", "encdot", "up", "plaindot", "lead", "double"] {
+        old.push(format!("audio/u/{name}.webm"));
+    }
     seed_many(&db, OLD, &old).await;
     // Recent rows the job would refuse to delete by: a cache-busting query, an unescaped
     // '?', white space, a path written encoded in the plain form, an image transform.
@@ -1523,6 +1559,14 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
         "audio/u/spaced.webm ".to_owned(),
         "audio/u/e%20f.webm".to_owned(),
         format!("{base}/render/image/public/audio/u/render.webm?width=100"),
+        // Dot segments, encoded or not, and doubled or leading slashes: what a client
+        // fetching the path reaches.
+        format!("{base}/object/public/audio/u/x/../dot.webm"),
+        format!("{base}/object/public/audio/u/x/%2e%2e/encdot.webm"),
+        format!("{base}/object/public/audio/zz/../u/up.webm?width=5"),
+        "audio/u/x/../plaindot.webm".to_owned(),
+        "/audio/u/lead.webm".to_owned(),
+        "audio/u//double.webm".to_owned(),
     ];
     seed_many(&db, YOUNG, &recent).await;
 
@@ -1536,11 +1580,85 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
             "u/render.webm",
             "u/spaced.webm",
             "u/what?1.webm",
+            "u/dot.webm",
+            "u/encdot.webm",
+            "u/up.webm",
+            "u/plaindot.webm",
+            "u/lead.webm",
+            "u/double.webm",
         ])
     );
     assert_eq!(marked(&db).await, names(&["audio/u/own.webm"]));
-    assert_eq!(stats.get("still_referenced"), 5, "{stats:?}");
+    assert_eq!(stats.get("still_referenced"), 11, "{stats:?}");
     assert_stats_add_up(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
+    const NEWER: i64 = 3000;
+    let db = TestDatabase::new().await;
+    let old: Vec<String> = (0..100).map(|i| format!("audio/u/{i}.webm")).collect();
+    let objects = Objects::with(
+        old.iter()
+            .map(|p| p.trim_start_matches("audio/").to_owned()),
+    );
+    let server = storage(&objects, Duration::ZERO).await;
+    seed_many(&db, OLD, &old).await;
+    // Imported in one statement three days ago: one `created_at` for all of them.
+    let mut conn = db.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO transcriptions (created_at, audio_file_path) \
+         SELECT now() - interval '3 days', 'audio/n/' || i || '.webm' \
+         FROM generate_series(1, {NEWER}) AS i"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let tuples_read = || async {
+        #[derive(diesel::QueryableByName)]
+        struct Read {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "SELECT idx_tup_read AS n FROM pg_stat_user_indexes \
+             WHERE indexrelname = 'idx_transcriptions_audio_cleanup'",
+        )
+        .get_result::<Read>(&mut conn)
+        .await
+        .unwrap()
+        .n
+    };
+    let before = tuples_read().await;
+
+    // Ten batches of ten old rows.
+    let job = job(
+        &server,
+        &db,
+        &[
+            ("AUDIO_CLEANUP_BATCH_SIZE", "10"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+        ],
+    );
+    let stats = run(&job, false).await.unwrap();
+    assert_eq!(stats.get("deleted"), 100, "{stats:?}");
+    // The job's connections close with it, and each backend reports its reads as it ends.
+    drop(job);
+    let mut read = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        read = tuples_read().await - before;
+        if read >= NEWER {
+            break;
+        }
+    }
+    // Read once (plus the old rows and the last moments' lookback): not ten times.
+    assert!(read >= NEWER, "the reads were not reported: {read}");
+    assert!(
+        read < 2 * NEWER,
+        "{read} index tuples read for {NEWER} newer rows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

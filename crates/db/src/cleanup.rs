@@ -110,21 +110,36 @@ pub async fn retention_cutoff(
     conn: &mut AsyncPgConnection,
     retention_days: i64,
 ) -> Result<DateTime<Utc>, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Cutoff {
-        #[diesel(sql_type = Timestamptz)]
-        cutoff: DateTime<Utc>,
-    }
+    Ok(retention_window(conn, retention_days).await?.cutoff)
+}
+
+/// The database's clock at the start of a run, and the retention cutoff read from it.
+#[derive(Debug, Clone, Copy, diesel::QueryableByName)]
+pub struct RetentionWindow {
+    /// `now()`.
+    #[diesel(sql_type = Timestamptz)]
+    pub now: DateTime<Utc>,
+    /// `now() - retention_days`: rows created before it are due.
+    #[diesel(sql_type = Timestamptz)]
+    pub cutoff: DateTime<Utc>,
+}
+
+/// [`retention_cutoff`] with the `now()` it was taken from.
+pub async fn retention_window(
+    conn: &mut AsyncPgConnection,
+    retention_days: i64,
+) -> Result<RetentionWindow, DbError> {
     let days = i32::try_from(retention_days).map_err(|_| {
         DbError::Config(format!(
             "retention of {retention_days} days is out of range"
         ))
     })?;
-    let row: Cutoff = diesel::sql_query("SELECT now() - make_interval(days => $1) AS cutoff")
-        .bind::<Integer, _>(days)
-        .get_result(conn)
-        .await?;
-    Ok(row.cutoff)
+    Ok(
+        diesel::sql_query("SELECT now() AS now, now() - make_interval(days => $1) AS cutoff")
+            .bind::<Integer, _>(days)
+            .get_result(conn)
+            .await?,
+    )
 }
 
 /// The next page of rows created before `cutoff` that have an audio path and are not

@@ -312,7 +312,7 @@ impl Job for AudioCleanupJob {
             &["audio_deleted_at"]
         };
         super::check_transcriptions_access(&self.pool, writes).await?;
-        let cutoff = retention_cutoff(&self.pool, self.retention_days)
+        let window = retention_window(&self.pool, self.retention_days)
             .await
             .map_err(JobError::new)?;
         let run = Run {
@@ -323,7 +323,8 @@ impl Job for AudioCleanupJob {
             buckets: Mutex::new(HashMap::new()),
             references: tokio::sync::Mutex::new(References::default()),
             probe_name: format!("{PROBE_PREFIX}/{}.txt", Uuid::new_v4()),
-            cutoff,
+            cutoff: window.cutoff,
+            started: (window.now, std::time::Instant::now()),
         };
         run.execute(ctx, self.settings.concurrency).await
     }
@@ -373,6 +374,9 @@ struct Run<'a> {
     probe_name: String,
     /// The run's retention cutoff.
     cutoff: DateTime<Utc>,
+    /// The database's clock at the start, with the instant it was read: the database's
+    /// time now is `started.0 + started.1.elapsed()`, with no second query.
+    started: (DateTime<Utc>, std::time::Instant),
 }
 
 /// Why rows stay unmarked, for the summary log: unusable paths (with a few row ids) and
@@ -518,13 +522,16 @@ struct Batch {
     confirmed: Vec<usize>,
 }
 
-/// Reads the database's `now() - retention` once per run.
-async fn retention_cutoff(pool: &db::Pool, retention_days: i64) -> Result<DateTime<Utc>, String> {
+/// Reads the database's `now()` and `now() - retention` once per run.
+async fn retention_window(
+    pool: &db::Pool,
+    retention_days: i64,
+) -> Result<db::cleanup::RetentionWindow, String> {
     let mut conn = pool
         .get()
         .await
         .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
-    db::cleanup::retention_cutoff(&mut conn, retention_days)
+    db::cleanup::retention_window(&mut conn, retention_days)
         .await
         .map_err(|e| db_error("reading the retention cutoff", e))
 }
@@ -753,6 +760,8 @@ impl Run<'_> {
             .get()
             .await
             .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        let read_at = self.started.0
+            + chrono::Duration::from_std(self.started.1.elapsed()).unwrap_or(chrono::Duration::MAX);
         loop {
             let rows = db::cleanup::referenced_page(&mut conn, cutoff, references.after, limit)
                 .await
@@ -771,12 +780,16 @@ impl Run<'_> {
                 break;
             }
         }
-        // A row's `created_at` defaults to its transaction's start, so a row may become
-        // visible after rows with later times were read: the next call reads the last
-        // moments again.
+        // A row's `created_at` defaults to its transaction's start, so a row not yet
+        // visible to this read has a `created_at` after `read_at - REFERENCE_LOOKBACK`:
+        // the next call reads from there again if the rows read reach past it. Rows
+        // sharing an older `created_at` are not read again.
+        let floor = read_at - REFERENCE_LOOKBACK;
         if let Some(cursor) = references.after.as_mut() {
-            cursor.created_at -= REFERENCE_LOOKBACK;
-            cursor.id = uuid::Uuid::nil();
+            if cursor.created_at > floor {
+                cursor.created_at = floor;
+                cursor.id = uuid::Uuid::nil();
+            }
         }
         if references.objects.is_empty() {
             return Ok(());

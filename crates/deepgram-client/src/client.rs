@@ -260,8 +260,10 @@ impl Client {
                 || full_jitter(attempt, config.base_backoff, config.max_backoff),
                 |asked| asked.min(config.max_backoff),
             );
+            // The error reads as the final one ("… after all attempts"); this one is not.
+            let said = error.to_string().replace(" after all attempts", "");
             log::warn!(
-                "Deepgram GET {}: attempt {attempt}/{} failed ({error}); retrying in {} ms",
+                "Deepgram GET {}: attempt {attempt}/{} failed ({said}); retrying in {} ms",
                 url.path(),
                 config.max_attempts,
                 delay.as_millis()

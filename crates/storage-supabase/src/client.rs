@@ -175,6 +175,21 @@ impl ClientBuilder {
                 reason: "it is empty",
             });
         }
+        if key.trim() != key {
+            return Err(Error::InvalidKey {
+                reason: "it has white space around it",
+            });
+        }
+        if key.contains(['"', '\'']) {
+            return Err(Error::InvalidKey {
+                reason: "it has quotes in it (a key is given without quotes)",
+            });
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(Error::InvalidKey {
+                reason: "it has white space in it (give the key alone, without \"Bearer \")",
+            });
+        }
         let rights = key_rights(key)?;
         let header = |value: String| {
             let mut value = HeaderValue::from_str(&value).map_err(|_| Error::InvalidKey {
@@ -792,6 +807,19 @@ mod tests {
         assert!(Client::new("https://abc.supabase.co", " ").is_err());
         let err = Client::new("https://abc.supabase.co", "secret\nkey").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
+        // Pasted with its quotes, a prefix or white space: refused before any request,
+        // whatever kind of key is inside.
+        for (key, says) in [
+            ("\"sb_secret_abc123\"", "quotes"),
+            ("'sb_publishable_abc123'", "quotes"),
+            (" sb_secret_abc123", "white space around"),
+            ("Bearer sb_secret_abc123", "Bearer"),
+        ] {
+            let err = Client::new("https://abc.supabase.co", key).unwrap_err();
+            assert!(matches!(err, Error::InvalidKey { .. }), "{key}: {err}");
+            assert!(err.to_string().contains(says), "{key}: {err}");
+            assert!(!err.to_string().contains("abc123"), "{key}: {err}");
+        }
     }
 
     #[test]

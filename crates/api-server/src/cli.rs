@@ -7,7 +7,7 @@ use actix_web::{web, HttpServer};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use jobs_core::{RunRequest, Scheduler, StartError, Status};
-use log::{error, info};
+use log::{error, info, warn};
 
 use crate::app::Services;
 use crate::config::{Config, ConfigError, Vars};
@@ -119,7 +119,7 @@ async fn run(cli: Cli, vars: Vars) -> Result<ExitCode, Exit> {
         Command::RunJob { job_name, dry_run } => run_job(config, &job_name, dry_run).await,
         Command::Migrate { dry_run: false } => migrate(config).await,
         Command::Migrate { dry_run: true } => migrate_dry_run(config).await,
-        Command::Jobs => list_jobs(config),
+        Command::Jobs => list_jobs(config).await,
     }
 }
 
@@ -180,10 +180,12 @@ fn not_ready(e: db::DbError) -> Exit {
     }
 }
 
-fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
+async fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
     let services = Services::prepare(config)?;
     let now = Utc::now();
-    let rows: Vec<[String; 4]> = services
+    // A pause lives in the database: without one, the list is still shown, and says so.
+    let pauses = read_pauses(&services.pool).await;
+    let rows: Vec<[String; 5]> = services
         .registry
         .iter()
         .map(|job| {
@@ -198,6 +200,13 @@ fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
                     None => "yes".to_owned(),
                     Some(reason) => format!("no: {reason}"),
                 },
+                match &pauses {
+                    Ok(pauses) => pauses
+                        .iter()
+                        .find(|c| c.job_name == job.name() && c.paused)
+                        .map_or_else(|| "no".to_owned(), describe_pause),
+                    Err(_) => "unknown".to_owned(),
+                },
                 job.schedule
                     .next_after(now)
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -205,8 +214,8 @@ fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
             ]
         })
         .collect();
-    let header = ["JOB", "SCHEDULE", "ENABLED", "NEXT RUN"].map(str::to_owned);
-    let mut widths = [0usize; 4];
+    let header = ["JOB", "SCHEDULE", "ENABLED", "PAUSED", "NEXT RUN"].map(str::to_owned);
+    let mut widths = [0usize; 5];
     for row in std::iter::once(&header).chain(rows.iter()) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -220,7 +229,44 @@ fn list_jobs(config: Config) -> Result<ExitCode, Exit> {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
+    if let Err(e) = pauses {
+        eprintln!("pauses not shown (PAUSED unknown): {e}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The jobs' run-time switches, within a few seconds or not at all.
+async fn read_pauses(pool: &db::Pool) -> Result<Vec<db::controls::JobControl>, String> {
+    let read = async {
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| db::DbError::from(e).to_string())?;
+        db::controls::all(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "the database did not answer within 5 s".to_owned())?
+}
+
+/// `yes since <time> by <who>: <reason>`.
+fn describe_pause(control: &db::controls::JobControl) -> String {
+    let mut text = "yes".to_owned();
+    if let Some(at) = control.paused_at {
+        text.push_str(&format!(
+            " since {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    if let Some(by) = &control.paused_by {
+        text.push_str(&format!(" by {by}"));
+    }
+    if let Some(reason) = &control.pause_reason {
+        text.push_str(&format!(": {reason}"));
+    }
+    text
 }
 
 async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, Exit> {
@@ -288,10 +334,15 @@ async fn run_job(config: Config, name: &str, dry_run: bool) -> Result<ExitCode, 
     if signalled.is_cancelled() {
         return Err(Exit::failure("interrupted before the run started"));
     }
-    let mut started = match runner
-        .start(job, RunRequest::manual(dry_run).requested_by("cli"))
-        .await
-    {
+    let mut request = RunRequest::manual(dry_run).requested_by("cli");
+    if let Ok(pauses) = read_pauses(&services.pool).await {
+        if let Some(control) = pauses.iter().find(|c| c.job_name == name && c.paused) {
+            let note = crate::http::paused_run_note(Some(control));
+            warn!("[Job] {name}: {note}");
+            request = request.with_note(note);
+        }
+    }
+    let mut started = match runner.start(job, request).await {
         Ok(started) => started,
         Err(StartError::AlreadyRunning(_)) => {
             return Err(Exit::failure(format!(

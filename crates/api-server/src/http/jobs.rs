@@ -111,7 +111,8 @@ pub async fn run_job(
     }
 }
 
-fn paused_run_note(control: Option<&db::controls::JobControl>) -> String {
+/// The note of a manual run of a paused job: who paused it and why.
+pub(crate) fn paused_run_note(control: Option<&db::controls::JobControl>) -> String {
     let by = control
         .and_then(|c| c.paused_by.as_deref())
         .unwrap_or("an operator");

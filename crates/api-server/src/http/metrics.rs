@@ -87,6 +87,11 @@ fn describe() {
         "1 when the job runs on its schedule, 0 when disabled or paused"
     );
     describe_gauge!(
+        "job_paused_seconds",
+        Unit::Seconds,
+        "How long each job has been paused at run time; 0 when it is not paused"
+    );
+    describe_gauge!(
         "job_backlog",
         "Items waiting for each job, as last measured (capped: see the README)"
     );
@@ -257,7 +262,15 @@ async fn refresh_gauges(state: &AppState) -> bool {
         let name = job.name().to_owned();
         // Paused at run time, a job does not run on its schedule either: the alerts
         // that expect runs (overdue, never succeeded) skip it.
-        let paused = controls.iter().any(|c| c.job_name == name && c.paused);
+        let pause = controls.iter().find(|c| c.job_name == name && c.paused);
+        let paused = pause.is_some();
+        // A pause stops the alerts that expect runs: this one shows a pause forgotten.
+        let paused_for = pause.map_or(0.0, |c| {
+            c.paused_at.map_or(0.0, |at| {
+                ((now - at).num_milliseconds() as f64 / 1000.0).max(0.0)
+            })
+        });
+        metrics::gauge!("job_paused_seconds", "job" => name.clone()).set(paused_for);
         metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() && !paused {
             1.0
         } else {

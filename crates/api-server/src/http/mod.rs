@@ -23,6 +23,7 @@ use jobs_core::{Registry, Runner};
 
 pub use auth::Access;
 pub use error::ApiError;
+pub(crate) use jobs::paused_run_note;
 
 /// What every handler may use.
 pub struct AppState {

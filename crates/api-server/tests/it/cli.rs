@@ -269,6 +269,41 @@ async fn run_job_exits_0_on_success_and_prints_the_completion_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_of_a_paused_job_runs_and_says_who_paused_it() {
+    let db = TestDatabase::new().await;
+    let mock = deepgram(200, serde_json::json!({"projects": []})).await;
+    let vars = [
+        ("DATABASE_URL", db.url()),
+        ("DEEPGRAM_API_KEY", "dg-test-key"),
+        ("DEEPGRAM_API_URL", &mock.uri()),
+    ];
+    let (code, out, err) = run(api_server(&vars).arg("migrate"));
+    assert_eq!(code, 0, "{out}{err}");
+    let mut conn = db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "INSERT INTO job_controls (job_name, paused, paused_at, paused_by, pause_reason) \
+         VALUES ('cost_update', true, now(), 'admin', 'vendor outage')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let (code, out, err) = run(api_server(&vars).arg("jobs"));
+    assert_eq!(code, 0, "{out}{err}");
+    let cost = out.lines().find(|l| l.starts_with("cost_update")).unwrap();
+    assert!(cost.contains("by admin: vendor outage"), "{out}");
+
+    let (code, out, err) = run(api_server(&vars).args(["run-job", "cost_update"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("manual run of a paused job: paused by admin (vendor outage)"),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_job_exits_1_when_the_job_fails() {
     let db = TestDatabase::new().await;
     {

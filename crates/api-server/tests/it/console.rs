@@ -115,10 +115,32 @@ async fn a_pause_on_one_server_holds_on_both_and_across_a_restart_and_resume_run
         "the paused slots are not visible: {during:#?}"
     );
     assert_eq!(b.job("audio_cleanup").await["paused"], true);
-    // Not expected to run, so not overdue for the alerts: `job_enabled` says 0.
+    // Not expected to run, so not overdue for the alerts: `job_enabled` says 0, and how
+    // long it has been paused is shown instead, for the alert on a forgotten pause.
     for server in [&a, &b] {
         assert_eq!(enabled_gauge(server).await, "0");
+        let paused_for: f64 = server
+            .metric("job_paused_seconds{job=\"audio_cleanup\"}")
+            .await
+            .expect("job_paused_seconds for audio_cleanup in the scrape")
+            .parse()
+            .unwrap();
+        assert!(paused_for >= 3.0, "{paused_for}");
     }
+    // The command line shows the pause, who made it and why.
+    let (code, out, err) =
+        crate::support::server::run(crate::support::server::api_server(&vars).arg("jobs"));
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("audio_cleanup"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("yes since") && line.contains("by local: storage migration"),
+        "{out}"
+    );
+    let cost = out.lines().find(|l| l.starts_with("cost_update")).unwrap();
+    assert!(!cost.contains("yes since"), "{out}");
 
     // A manual run goes ahead and says so, in its answer and its log lines.
     let (status, body) = b

@@ -180,6 +180,24 @@ pub async fn last_success(
     Ok(row.map(Into::into))
 }
 
+/// The latest finished execution of a job that was not a dry run (nor a skipped slot):
+/// the last real run, whose figures the `job_last_*` gauges show.
+pub async fn last_finished(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+) -> Result<Option<ExecutionRecord>, DbError> {
+    use diesel::OptionalExtension;
+    let row: Option<ExecutionRow> = diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM job_executions WHERE job_name = $1 AND status <> 'skipped' \
+         AND completed_at IS NOT NULL AND NOT dry_run ORDER BY started_at DESC, id DESC LIMIT 1"
+    ))
+    .bind::<diesel::sql_types::Text, _>(job_name)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(Into::into))
+}
+
 /// How many executions of each job are running now.
 pub async fn running_counts(conn: &mut AsyncPgConnection) -> Result<Vec<(String, i64)>, DbError> {
     #[derive(diesel::QueryableByName)]

@@ -244,12 +244,9 @@ async fn refresh_gauges(state: &AppState) -> bool {
     let Ok(mut conn) = state.pool.get().await else {
         return false;
     };
-    let Ok(latest) = db::executions::latest_per_job(&mut conn).await else {
+    let Ok(running) = db::executions::running_counts(&mut conn).await else {
         return false;
     };
-    let running = db::executions::running_counts(&mut conn)
-        .await
-        .unwrap_or_default();
     let running_for = db::monitoring::running_seconds(&mut conn)
         .await
         .unwrap_or_default();
@@ -282,11 +279,9 @@ async fn refresh_gauges(state: &AppState) -> bool {
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("job_running", "job" => name.clone()).set(n as f64);
         job_gauges(job, &name, &running_for, &failures, now);
-        // A dry run changed nothing: the figures of the last real run stay.
-        if let Some(last) = latest
-            .iter()
-            .find(|r| r.job_name == name && r.completed_at.is_some() && !r.dry_run)
-        {
+        // A dry run changed nothing: the figures are the last real run's, read as such
+        // (the latest execution may be a dry run or still running).
+        if let Ok(Some(last)) = db::executions::last_finished(&mut conn, &name).await {
             if let Some(ms) = last.duration_ms {
                 metrics::gauge!("job_last_duration_seconds", "job" => name.clone())
                     .set(ms as f64 / 1000.0);

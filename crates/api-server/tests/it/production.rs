@@ -473,3 +473,44 @@ fn an_unknown_log_format_exits_2_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("LOG_FORMAT"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_shows_the_last_real_runs_figures_when_a_dry_run_came_after() {
+    let db = TestDatabase::new().await;
+    let storage = crate::support::storage::storage(Duration::ZERO).await;
+    let uri = storage.uri();
+    let vars = crate::support::server_vars(&db, &uri);
+    let (code, out, err) =
+        crate::support::server::run(crate::support::server::api_server(&vars).arg("migrate"));
+    assert_eq!(code, 0, "{out}{err}");
+    // A real run, then a dry run and a run still going: neither is the last real run.
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, stats, dry_run, worker_id) VALUES \
+         ('audio_cleanup', 'success', now() - interval '3 hours', now() - interval '3 hours' + interval '7046 milliseconds', 7046, '{\"deleted\": 12}', false, 'w'), \
+         ('audio_cleanup', 'success', now() - interval '2 hours', now() - interval '2 hours' + interval '5 milliseconds', 5, '{\"would_delete\": 3}', true, 'w')",
+    )
+    .await;
+
+    let server = ServerProcess::start(&vars).await;
+    let duration = eventually(Duration::from_secs(30), "the last-run gauges", || async {
+        server
+            .metric("job_last_duration_seconds{job=\"audio_cleanup\"}")
+            .await
+    })
+    .await;
+    assert_eq!(duration, "7.046");
+    assert_eq!(
+        server
+            .metric("job_last_run_items{job=\"audio_cleanup\",stat=\"deleted\"}")
+            .await
+            .as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        server
+            .metric("job_last_run_items{job=\"audio_cleanup\",stat=\"would_delete\"}")
+            .await,
+        None
+    );
+}

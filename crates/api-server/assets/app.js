@@ -30,6 +30,8 @@
     loading: false,
     again: false,
     timer: 0,
+    timerDue: 0,
+    polledAt: 0,
     lastUpdated: null,
     failedSince: null,
     needsAuth: false,
@@ -305,9 +307,10 @@
   function needAuth() {
     state.needsAuth = true;
     clearTimeout(state.timer);
+    state.timer = 0;
     stopStream();
     show($('auth'), true);
-    for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends']) show($(id), false);
+    for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends', 'not-ready']) show($(id), false);
     show($('updated'), false);
     show($('refresh'), false);
     show($('sign-out'), false);
@@ -350,6 +353,7 @@
     $('token-input').value = '';
     show($('auth'), false);
     applyRoute();
+    renderReady();
     show($('refresh'), true);
     $('main').focus({ preventScroll: true });
   }
@@ -360,11 +364,24 @@
     return Array.isArray(state.jobs) && state.jobs.some((j) => j.latest_execution && j.latest_execution.status === 'running');
   }
 
+  // The next poll is counted from the end of the previous one, whatever else happens in
+  // between: a stream that keeps failing (and retrying) never puts it off. A poll already
+  // due sooner than the current pace asks for is kept.
   function schedule() {
-    clearTimeout(state.timer);
-    if (state.needsAuth) return;
+    if (state.needsAuth) {
+      clearTimeout(state.timer);
+      state.timer = 0;
+      return;
+    }
     const delay = state.failedSince ? ERROR_POLL_MS : live.connected || !anyRunning() ? SLOW_POLL_MS : FAST_POLL_MS;
-    state.timer = setTimeout(refresh, delay);
+    const due = (state.polledAt || Date.now()) + delay;
+    if (state.timer && state.timerDue <= due) return;
+    clearTimeout(state.timer);
+    state.timerDue = due;
+    state.timer = setTimeout(() => {
+      state.timer = 0;
+      refresh();
+    }, Math.max(0, due - Date.now()));
   }
 
   async function refresh() {
@@ -377,6 +394,7 @@
     state.again = false;
     state.loading = true;
     clearTimeout(state.timer);
+    state.timer = 0;
     const button = $('refresh');
     button.setAttribute('aria-busy', 'true');
     try {
@@ -410,6 +428,7 @@
       }
     } finally {
       state.loading = false;
+      state.polledAt = Date.now();
       button.removeAttribute('aria-busy');
       renderUpdated();
       if (state.again && !state.needsAuth) setTimeout(refresh, 0);
@@ -460,12 +479,12 @@
       return;
     }
     const fast = anyRunning();
-    const mode = state.failedSince ? 'retrying' : live.connected ? 'stream' : fast ? 'fast' : 'slow';
-    el.classList.toggle('is-fast', (fast || live.connected) && !state.failedSince);
-    el.classList.toggle('is-stale', Boolean(state.failedSince));
+    const mode = state.failedSince ? 'retrying' : ready.problem ? 'not-ready' : live.connected ? 'stream' : fast ? 'fast' : 'slow';
+    el.classList.toggle('is-fast', (mode === 'stream' || mode === 'fast'));
+    el.classList.toggle('is-stale', mode === 'retrying' || mode === 'not-ready');
     el.dataset.mode = mode;
     $('updated-text').textContent = `Updated ${clockFormat.format(state.lastUpdated)}`;
-    $('updated-mode').textContent = ` · ${{ retrying: 'retrying', stream: 'live', fast: 'live, every 2 s', slow: 'every 30 s' }[mode]}`;
+    $('updated-mode').textContent = ` · ${{ retrying: 'retrying', 'not-ready': 'may be out of date', stream: 'live', fast: 'every 2 s', slow: 'every 30 s' }[mode]}`;
     show(el, true);
   }
 
@@ -496,6 +515,79 @@
       state.statuses.set(job.job_name, key);
     }
     if (lines.length) announce(lines.join(' '));
+  }
+
+  // ---- readiness -------------------------------------------------------------------
+  //
+  // The jobs' routes answer from the server's memory, so they go on answering (and the
+  // stream stays open) while the server cannot reach the database or is stopping. GET
+  // /readyz says so: the page asks it every few seconds and on every stream failure, and
+  // while it is not ready shows why and does not call its figures live.
+
+  const READY_POLL_MS = 5000;
+  const READY_TEXT = {
+    database_unavailable: (at) => [
+      'This server cannot reach the database',
+      `Figures ${at ? `as of ${clockFormat.format(at)} ` : ''}may be out of date: changes made since (runs, pauses, on this or any server) are not shown until it reaches the database again.`,
+    ],
+    shutting_down: () => [
+      'This server is shutting down',
+      'It starts no new runs and its figures may stop updating. Reload the page to reach another server.',
+    ],
+    not_ready: () => [
+      'This server has not read the jobs\' state yet',
+      'It cannot reach the database since it started; the figures shown may be out of date.',
+    ],
+  };
+  const ready = { timer: 0, problem: null, okAt: null, seq: 0 };
+
+  async function checkReady() {
+    clearTimeout(ready.timer);
+    const seq = ++ready.seq;
+    let problem = null;
+    try {
+      const response = await fetch('/readyz', { headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin', redirect: 'error' });
+      if (!response.ok) {
+        let code = '';
+        try {
+          const body = await response.json();
+          code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+        } catch (_) {
+          /* not JSON: the status says enough */
+        }
+        problem = code || `http_${response.status}`;
+      }
+    } catch (_) {
+      // No answer at all: the jobs' own requests fail too and say so.
+      problem = null;
+    }
+    if (seq !== ready.seq) return;
+    const was = ready.problem;
+    if (!problem) ready.okAt = new Date();
+    ready.problem = problem;
+    renderReady();
+    // Back: read what changed meanwhile at once.
+    if (was && !problem && !state.needsAuth) refresh();
+    ready.timer = setTimeout(checkReady, READY_POLL_MS);
+  }
+
+  function renderReady() {
+    const el = $('not-ready');
+    if (!ready.problem || state.needsAuth) {
+      show(el, false);
+      renderUpdated();
+      return;
+    }
+    const text = READY_TEXT[ready.problem] || (() => [
+      'This server is not ready',
+      `It answered /readyz with ${ready.problem}; the figures shown may be out of date.`,
+    ]);
+    const [title, detail] = text(ready.okAt);
+    el.dataset.problem = ready.problem;
+    $('not-ready-title').textContent = title;
+    $('not-ready-detail').textContent = detail;
+    show(el, true);
+    renderUpdated();
   }
 
   // ---- live updates ----------------------------------------------------------------
@@ -569,6 +661,7 @@
       live.connected = false;
       live.controller = null;
       if (!controller.signal.aborted && !state.needsAuth) {
+        checkReady();
         live.timer = setTimeout(() => {
           live.timer = 0;
           ensureStream();
@@ -1709,6 +1802,7 @@
         if (age > FAST_POLL_MS) refresh();
       }
     });
+    checkReady();
     // Relative times ("3 minutes ago") move on between refreshes.
     setInterval(() => {
       if (state.jobs && !state.needsAuth && !state.loading) renderJobs();

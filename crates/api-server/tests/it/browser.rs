@@ -2236,3 +2236,161 @@ async fn cancel_on_a_running_card_asks_its_server_to_stop() {
     wait_status(&browser, "cost_update", "failed").await;
     browser.close().await;
 }
+
+/// Waits up to `limit` (longer than the usual deadline) until `expression` is true.
+async fn wait_longer(browser: &Browser, what: &str, expression: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while browser.eval(&format!("Boolean({expression})")).await != json!(true) {
+        if std::time::Instant::now() > deadline {
+            let shot = browser.screenshot(&format!("TIMEOUT-{what}")).await;
+            panic!(
+                "timed out after {limit:?} waiting for {what}; screenshot {}",
+                shot.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_event_stream_the_page_polls_on_its_own_schedule() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    // No streams at all: every try of the stream is refused with 503 `too_many_streams`,
+    // and retried with backoff.
+    let mut vars = BOTH_ENABLED.to_vec();
+    vars.push(("EVENTS_MAX_STREAMS", "0"));
+    let server = Server::start("poll-fallback", db.url(), &vars).await;
+    let browser = Browser::open("poll-fallback", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the polling mode",
+            "document.getElementById('updated').dataset.mode === 'slow' \
+             && document.getElementById('updated-mode').textContent === ' · every 30 s'",
+        )
+        .await;
+
+    // Paused on another server (the same database): the page learns it at its next poll,
+    // at most 30 s away however often the stream is retried meanwhile.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/internal/api/v1/jobs/audio_cleanup/pause",
+            server.base
+        ))
+        .json(&json!({"reason": "disk swap"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    wait_longer(
+        &browser,
+        "the pause by polling",
+        &format!("{}.dataset.state === 'paused'", card("audio_cleanup")),
+        Duration::from_secs(36),
+    )
+    .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('updated').dataset.mode")
+            .await,
+        json!("slow")
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_reach_the_database_is_not_shown_as_live() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("not-ready", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("not-ready", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "live updates",
+            "document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+
+    // The database refuses the server from now on: its routes still answer from memory.
+    let mut admin = db::testing::admin_target().connect().await.unwrap();
+    let cut = |allow: bool| {
+        format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+            db.name()
+        )
+    };
+    diesel::sql_query(cut(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    browser
+        .wait_for(
+            "the not-ready banner",
+            "!document.getElementById('not-ready').hidden \
+             && document.getElementById('not-ready').dataset.problem === 'database_unavailable'",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#not-ready-title").await,
+        "This server cannot reach the database"
+    );
+    let detail = browser.text("#not-ready-detail").await;
+    assert!(detail.starts_with("Figures as of "), "{detail}");
+    assert!(detail.contains("may be out of date"), "{detail}");
+    let mode = browser.text("#updated-mode").await;
+    assert!(!mode.contains("live"), "{mode}");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('updated').dataset.mode")
+            .await,
+        json!("not-ready")
+    );
+    browser.screenshot("not-ready").await;
+
+    // Reachable again: the banner goes and the page is live again.
+    diesel::sql_query(cut(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    browser
+        .wait_for(
+            "the banner gone and live again",
+            "document.getElementById('not-ready').hidden \
+             && document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+    browser.close().await;
+}

@@ -43,10 +43,14 @@
     // Operator controls on the cards: the open pause forms (job -> draft reason) and the
     // jobs with a control request in flight.
     pauseDrafts: new Map(),
+    // The cards asking "Cancel run #N?" (job -> execution id).
+    cancelDrafts: new Map(),
+    // The last real run of each job whose latest execution is a dry run.
+    realRuns: new Map(),
     busy: new Set(),
     workers: [],
     route: { kind: 'dashboard' },
-    detail: { id: null, seq: 0, timer: 0, run: null, last: null },
+    detail: { id: null, seq: 0, timer: 0, run: null, last: null, cancelFor: null, cancelNote: null },
     trends: { seq: 0 },
     // What the token may do (GET /session): a viewer token reads only, so the write
     // controls are shown disabled. `sessionFor` is the token it was asked for.
@@ -55,6 +59,8 @@
   };
 
   const READ_ONLY_TITLE = 'Read-only: this token may view but not run or change jobs (use the admin token)';
+  // The visible note that describes every control a viewer's token may not use.
+  const READ_ONLY_NOTE = 'read-only-note';
 
   const $ = (id) => document.getElementById(id);
 
@@ -229,11 +235,6 @@
     return out;
   }
 
-  function statsSummary(stats, max = 3) {
-    const items = flattenStats(stats).filter(([, , zero]) => !zero).slice(0, max);
-    return items.map(([label, value]) => `${label}: ${value}`).join(' · ');
-  }
-
   // ---- API -------------------------------------------------------------------------
 
   class ApiError extends Error {
@@ -310,7 +311,7 @@
     state.timer = 0;
     stopStream();
     show($('auth'), true);
-    for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends', 'not-ready']) show($(id), false);
+    for (const id of ['jobs-section', 'history', 'workers', 'run-detail', 'trends', 'not-ready', 'read-only-note']) show($(id), false);
     show($('updated'), false);
     show($('refresh'), false);
     show($('sign-out'), false);
@@ -354,6 +355,7 @@
     show($('auth'), false);
     applyRoute();
     renderReady();
+    renderReadOnly();
     show($('refresh'), true);
     $('main').focus({ preventScroll: true });
   }
@@ -446,12 +448,19 @@
       const canWrite = !(body.data && body.data.can_write === false);
       if (state.sessionFor !== asked || canWrite === state.canWrite) return;
       state.canWrite = canWrite;
+      renderReadOnly();
       renderJobs();
       if (state.route.kind === 'detail' && state.detail.last) renderDetail(...state.detail.last);
     } catch (error) {
       // An older server without the route: offer everything, the API still decides.
       if (state.sessionFor === asked) state.sessionFor = null;
     }
+  }
+
+  // A viewer's token: a visible note says why the write controls are off (and describes
+  // each of them, through aria-describedby).
+  function renderReadOnly() {
+    show($(READ_ONLY_NOTE), !state.canWrite && !state.needsAuth);
   }
 
   function showLoadError(error) {
@@ -505,8 +514,10 @@
       const key = latest ? `${latest.id}:${latest.status}` : 'none';
       const before = state.statuses.get(job.job_name);
       if (before !== undefined && before !== key && latest) {
-        if (latest.status === 'running') lines.push(`${job.display_name} is running.`);
+        if (latest.status === 'running') lines.push(`${job.display_name} is running${latest.dry_run ? ' a dry run' : ''}.`);
+        else if (latest.dry_run) lines.push(`${job.display_name} finished a dry run${latest.status === 'failed' ? ', which failed' : ''}.`);
         else lines.push(`${job.display_name} finished: ${STATUS_LABEL[latest.status] || latest.status}.`);
+        if (latest.status !== 'running') state.cancelDrafts.delete(job.job_name);
         const message = state.messages.get(job.job_name);
         // A note about the run in progress is over with it; one that already tells how the
         // run ended (a cancel that closed it) stays.
@@ -638,7 +649,7 @@
       // Back after an outage: read the state now instead of at the next slow poll, so the
       // error banner and a run shown as running do not outlive the outage.
       if (state.failedSince) refresh();
-      if (state.route.kind === 'detail' && state.detail.id === state.route.id
+      if (state.route.kind === 'detail' && state.route.id !== null && state.detail.id === state.route.id
         && (!state.detail.run || state.detail.run.status === 'running')) {
         loadDetail(state.route.id, false);
       }
@@ -742,6 +753,12 @@
   }
 
   // ---- cards -----------------------------------------------------------------------
+  //
+  // A card is rebuilt as a detached element and then patched into the one on the page:
+  // only changed text and attributes are written, so its buttons stay the same elements
+  // while a run advances (a click is never lost to a re-render). The cards carry no event
+  // listeners of their own: one listener on the grid acts on `data-action`, for the job
+  // the card shows at the moment of the click.
 
   function jobState(job) {
     const latest = job.latest_execution;
@@ -749,36 +766,95 @@
     if (!job.enabled) return 'disabled';
     if (job.paused) return 'paused';
     if (!latest) return 'never';
-    return latest.status === 'failed' ? 'failed' : 'success';
+    const real = outcomeRun(job);
+    if (!real) return 'dry';
+    return real.status === 'failed' ? 'failed' : 'success';
   }
 
   function badge(kind, text) {
     return h('span', { class: `badge badge-${kind}`, 'data-badge': kind }, icon(kind), h('span', { class: 'badge-text' }, text));
   }
 
+  // A finished dry run changed nothing: it has its own neutral badge, never "Success".
+  function runBadge(run) {
+    if (run.dry_run && run.status !== 'running') {
+      if (run.status === 'failed') return badge('dry', 'Dry run failed');
+      if (run.status === 'skipped') return badge('skipped', 'Skipped');
+      return badge('dry', 'Dry run');
+    }
+    const status = STATUS_LABEL[run.status] ? run.status : 'never';
+    return badge(status, STATUS_LABEL[run.status] || String(run.status));
+  }
+
+  // User-supplied text (reasons, names, messages) in its own bidirectional context, so that
+  // an override character in it cannot reorder the text around it.
+  function iso(text) {
+    return h('bdi', {}, text);
+  }
+
   function fact(label, value, wide) {
     return h('div', { class: wide ? 'fact fact-wide' : 'fact' }, h('dt', {}, label), h('dd', {}, value));
   }
 
+  // The latest real run (not a dry run) of a job whose latest execution is a finished dry
+  // run: `undefined` while it is looked up, `null` when there is none.
+  function lastRealRun(job) {
+    const latest = job.latest_execution;
+    const known = state.realRuns.get(job.job_name);
+    if (known && known.forId === latest.id) return known.run;
+    state.realRuns.set(job.job_name, { forId: latest.id, run: undefined });
+    findRealRun(job.job_name, latest.id);
+    return undefined;
+  }
+
+  async function findRealRun(name, forId) {
+    const params = new URLSearchParams({ job_name: name, since: '2000-01-01T00:00:00Z', limit: '100' });
+    let run = null;
+    try {
+      const page = await api('/jobs/executions?' + params.toString());
+      run = (Array.isArray(page.data) ? page.data : []).find((r) => !r.dry_run && (r.status === 'success' || r.status === 'failed')) || null;
+    } catch (_) {
+      run = null;
+    }
+    const known = state.realRuns.get(name);
+    if (!known || known.forId !== forId) return;
+    known.run = run;
+    renderJobs();
+  }
+
+  // The run whose outcome a card shows: the latest one, or, when that is a finished dry
+  // run, the latest real one before it (null: none known).
+  function outcomeRun(job) {
+    const latest = job.latest_execution;
+    if (!latest) return null;
+    if (!latest.dry_run || latest.status === 'running') return latest;
+    return lastRealRun(job) || null;
+  }
+
   function renderCard(job, now) {
     const latest = job.latest_execution || null;
-    const status = latest ? latest.status : 'never';
-    const running = status === 'running';
+    const running = Boolean(latest && latest.status === 'running');
+    const dry = latest && latest.dry_run && !running ? latest : null;
+    const real = dry ? lastRealRun(job) : undefined;
+    // The run the facts, stats and error are about.
+    const shown = dry ? real || dry : latest;
+    const status = running ? 'running' : !latest ? 'never' : dry && !real ? 'dry' : shown.status;
     const id = 'job-' + String(job.job_name).replace(/[^A-Za-z0-9_-]/g, '_');
 
     const badges = h('div', { class: 'badges' });
     if (status === 'success') badges.append(badge('success', 'Success'));
     else if (status === 'failed') badges.append(badge('failed', 'Failed'));
     else if (running) badges.append(badge('running', 'Running'));
-    else badges.append(badge('never', 'Never run'));
+    else if (status === 'never') badges.append(badge('never', 'Never run'));
+    if (latest && latest.dry_run) badges.append(running ? badge('dry', 'Dry run') : runBadge(latest));
     if (!job.enabled) badges.append(badge('disabled', 'Disabled'));
-    else if (job.paused) badges.append(badge('paused', 'Paused'));
+    if (job.paused) badges.append(badge('paused', 'Paused'));
 
     const subParts = [job.job_name];
-    if (latest) {
-      subParts.push(`${TRIGGER_LABEL[latest.trigger] || latest.trigger} run`);
-      if (latest.attempt > 1) subParts.push(`attempt ${latest.attempt} of ${job.max_attempts}`);
-      if (latest.dry_run) subParts.push('dry run');
+    if (shown) {
+      subParts.push(`${TRIGGER_LABEL[shown.trigger] || shown.trigger} run`);
+      if (shown.attempt > 1) subParts.push(`attempt ${shown.attempt} of ${job.max_attempts}`);
+      if (shown.dry_run) subParts.push('dry run');
     }
 
     const head = h('div', { class: 'card-head' },
@@ -788,15 +864,15 @@
       badges);
 
     const facts = h('dl', { class: 'facts' });
-    if (!latest) {
+    if (!shown) {
       facts.append(fact('Last run', 'Never'));
       facts.append(fact('Duration', '—'));
     } else if (running) {
-      facts.append(fact('Started', timeBlock(latest.started_at, now)));
-      facts.append(fact('Running for', duration(elapsedMs(latest, now))));
+      facts.append(fact('Started', timeBlock(shown.started_at, now)));
+      facts.append(fact('Running for', duration(elapsedMs(shown, now))));
     } else {
-      facts.append(fact('Last run', timeBlock(latest.started_at, now)));
-      facts.append(fact('Duration', duration(latest.duration_ms)));
+      facts.append(fact(shown.dry_run ? 'Last run (dry)' : 'Last run', timeBlock(shown.started_at, now)));
+      facts.append(fact('Duration', duration(shown.duration_ms)));
     }
     if (job.enabled && job.paused) {
       facts.append(fact('Next run', 'Not scheduled while paused'));
@@ -817,6 +893,7 @@
       'data-job': job.job_name,
       'data-state': jobState(job),
       'data-status': status,
+      'data-dry-run': latest && latest.dry_run ? 'true' : null,
       'aria-labelledby': id + '-title',
       tabindex: '-1',
     }, head, facts);
@@ -826,27 +903,32 @@
         icon('disabled'),
         h('div', { class: 'note-body' },
           h('p', { class: 'note-title' }, 'Disabled'),
-          h('p', {}, job.disabled_reason || 'This job is switched off.'))));
+          h('p', {}, iso(job.disabled_reason || 'This job is switched off.')))));
     }
 
-    if (job.enabled && job.paused) card.append(pausedNote(job, now));
+    // A pause is run-time state, kept whether or not the job is also disabled: it shows,
+    // and can be lifted, either way.
+    if (job.paused) card.append(pausedNote(job, now));
 
-    if (latest && latest.status === 'failed') {
+    if (dry) card.append(dryNote(dry, real, now));
+
+    if (shown && shown.status === 'failed' && !(dry && shown === dry)) {
       card.append(h('div', { class: 'note note-error', 'data-role': 'error' },
         icon('failed'),
         h('div', { class: 'note-body' },
           h('p', { class: 'note-title' }, 'Error'),
-          h('pre', { class: 'error-text' }, latest.error_message || 'No error message was recorded.'))));
+          h('pre', { class: 'error-text', dir: 'auto' }, shown.error_message || 'No error message was recorded.'))));
     }
 
-    if (latest) {
+    if (shown) {
+      const title = running ? 'Progress' : shown.dry_run ? 'What the dry run would have done' : dry ? 'Stats of the last real run' : 'Stats of the last run';
       const statsHead = h('div', { class: 'stats-head' },
-        h('h4', { class: 'stats-title', id: id + '-stats' }, running ? 'Progress' : 'Stats of the last run'),
+        h('h4', { class: 'stats-title', id: id + '-stats' }, title),
         running ? h('span', { class: 'live' }, 'Live') : null);
-      const rows = flattenStats(latest.stats);
+      const rows = flattenStats(shown.stats);
       const body = rows.length
         ? h('dl', { class: 'stats', 'aria-labelledby': id + '-stats' },
-          rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, label), h('dd', {}, value))))
+          rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, iso(label)), h('dd', {}, iso(value)))))
         : h('p', { class: 'no-stats' }, running ? 'No progress reported yet.' : 'No stats were recorded.');
       card.append(h('div', { class: 'stats-block' }, statsHead, body));
     } else {
@@ -862,23 +944,27 @@
       class: 'btn btn-primary',
       'data-action': 'run',
       disabled: runDisabled,
-      'aria-describedby': !job.enabled ? reasonId : null,
+      'aria-describedby': !job.enabled ? reasonId : !state.canWrite ? READ_ONLY_NOTE : null,
       title: !job.enabled ? `Disabled: ${job.disabled_reason || 'switched off'}` : running ? 'This job is running now' : !state.canWrite ? READ_ONLY_TITLE : null,
-      onclick: () => runNow(job),
-    }, running ? icon('running') : icon('play'), runLabel);
+    }, running ? icon('running') : icon('play'), h('span', { 'data-role': 'run-label' }, runLabel));
     const historyButton = h('button', {
       type: 'button',
       class: 'btn',
       'data-action': 'history',
       'aria-controls': 'history',
-      onclick: () => openHistory(job.job_name),
     }, icon('history'), 'History');
     const actions = h('div', { class: 'card-actions' }, runButton, historyButton, ...controlButtons(job, latest));
     if (state.pauseDrafts.has(job.job_name)) actions.append(pauseForm(job));
+    if (running && state.cancelDrafts.get(job.job_name) === latest.id) actions.append(cancelConfirm(latest.id));
     if (!job.enabled) {
-      actions.append(h('span', { id: reasonId, class: 'visually-hidden' }, `Run now is unavailable: the job is disabled (${job.disabled_reason || 'switched off'}).`));
+      actions.append(h('span', { id: reasonId, class: 'visually-hidden', 'data-role': 'run-reason' }, `Run now is unavailable: the job is disabled (${job.disabled_reason || 'switched off'}).`));
     }
-    const message = state.messages.get(job.job_name);
+    let message = state.messages.get(job.job_name);
+    // "Cancellation requested" is about a run in progress: it goes when that run ends.
+    if (message && message.runId !== undefined && !message.final && !(running && latest.id === message.runId)) {
+      state.messages.delete(job.job_name);
+      message = undefined;
+    }
     const msg = h('p', { class: 'run-msg', role: 'status', 'data-role': 'run-message' });
     if (message && now - message.at < MESSAGE_TTL_MS) {
       msg.textContent = message.text;
@@ -889,45 +975,113 @@
     return card;
   }
 
+  // Says what the latest execution, a dry run, did; the card's outcome is the real run's.
+  function dryNote(run, real, now) {
+    const at = parseTime(run.started_at);
+    const ended = run.status === 'failed' ? 'failed' : run.status === 'skipped' ? 'was skipped' : 'finished';
+    let after = '';
+    if (real) after = ' The outcome shown is that of the last real run.';
+    else if (real === null) after = ' No real run of this job is recorded: the card shows the dry run.';
+    return h('div', { class: 'note note-dry-run', 'data-role': 'dry-run' },
+      icon('dry'),
+      h('div', { class: 'note-body' },
+        h('p', { class: 'note-title' }, 'Latest run: a dry run'),
+        h('p', {}, 'Dry run ', h('a', { href: `#/executions/${run.id}`, 'data-role': 'open-dry-run' }, `#${run.id}`),
+          ` ${ended}${at ? ' ' + relative(at, now) : ''} and changed nothing.${after}`),
+        run.status === 'failed' ? h('pre', { class: 'error-text', dir: 'auto' }, run.error_message || 'No error message was recorded.') : null));
+  }
+
+  // Makes `el` (on the page) look like `next` (detached), keeping every element that is
+  // still there: same tag in the same place, or the same `data-action` / `data-role` /
+  // `data-job` key among its siblings.
+  function keyOf(node) {
+    if (node.nodeType !== Node.ELEMENT_NODE) return '';
+    return node.getAttribute('data-job') || node.getAttribute('data-action') || node.getAttribute('data-role') || '';
+  }
+
+  function sameKind(a, b) {
+    return a.nodeType === b.nodeType && a.nodeName === b.nodeName && keyOf(a) === keyOf(b);
+  }
+
+  function patch(el, next) {
+    if (el.nodeType !== Node.ELEMENT_NODE) {
+      if (el.nodeValue !== next.nodeValue) el.nodeValue = next.nodeValue;
+      return;
+    }
+    for (const { name } of Array.from(el.attributes)) if (!next.hasAttribute(name)) el.removeAttribute(name);
+    for (const { name, value } of Array.from(next.attributes)) if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+    patchChildren(el, next);
+  }
+
+  function patchChildren(parent, next) {
+    const keyed = new Map();
+    for (const child of parent.childNodes) {
+      const key = keyOf(child);
+      if (key && !keyed.has(key)) keyed.set(key, child);
+    }
+    let cursor = parent.firstChild;
+    for (const child of Array.from(next.childNodes)) {
+      const key = keyOf(child);
+      let old = null;
+      if (key) {
+        old = keyed.get(key) || null;
+        keyed.delete(key);
+        if (old && !sameKind(old, child)) old = null;
+      } else if (cursor && sameKind(cursor, child)) {
+        old = cursor;
+      }
+      if (old) {
+        patch(old, child);
+        if (old === cursor) cursor = cursor.nextSibling;
+        else parent.insertBefore(old, cursor);
+      } else {
+        parent.insertBefore(child, cursor);
+      }
+    }
+    while (cursor) {
+      const after = cursor.nextSibling;
+      cursor.remove();
+      cursor = after;
+    }
+  }
+
   function renderJobs() {
     const grid = $('jobs');
     const now = new Date();
     const jobs = state.jobs || [];
 
-    // Keep keyboard focus on the same control of the same card across re-renders.
+    // A control that disappears (its card's state changed) hands keyboard focus to its card.
     const active = document.activeElement;
     const activeCard = active && active.closest ? active.closest('[data-job]') : null;
     const focusJob = activeCard ? activeCard.getAttribute('data-job') : null;
-    const focusAction = active && active.getAttribute ? active.getAttribute('data-action') : null;
-    const caret = focusAction === 'pause-reason' ? [active.selectionStart, active.selectionEnd] : null;
 
-    grid.replaceChildren(...jobs.map((job) => renderCard(job, now)));
+    patchChildren(grid, h('div', {}, ...jobs.map((job) => renderCard(job, now))));
     grid.setAttribute('aria-busy', 'false');
 
-    if (focusJob !== null) {
+    if (focusJob !== null && !grid.contains(active)) {
       const card = Array.from(grid.children).find((c) => c.getAttribute('data-job') === focusJob);
-      if (card) {
-        const target = focusAction ? card.querySelector(`[data-action="${focusAction}"]`) : null;
-        if (target && !target.disabled) {
-          target.focus({ preventScroll: true });
-          if (focusAction === 'pause-reason' && caret) target.setSelectionRange(caret[0], caret[1]);
-        } else {
-          card.focus({ preventScroll: true });
-        }
-      }
+      if (card) card.focus({ preventScroll: true });
     }
 
     const summary = $('jobs-summary');
-    const counts = { running: 0, failed: 0, success: 0, never: 0, disabled: 0 };
+    const counts = { running: 0, failed: 0, success: 0, never: 0, dry: 0, disabled: 0 };
     for (const job of jobs) {
       const latest = job.latest_execution;
-      counts[latest ? latest.status : 'never'] += 1;
+      if (!latest) counts.never += 1;
+      else if (latest.status === 'running') counts.running += 1;
+      else {
+        // A dry run is no success or failure: the last real run's outcome counts.
+        const real = outcomeRun(job);
+        if (!real) counts.dry += 1;
+        else if (real.status in counts) counts[real.status] += 1;
+      }
       if (!job.enabled) counts.disabled += 1;
     }
     const parts = [`${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}`];
     if (counts.running) parts.push(`${counts.running} running`);
     if (counts.failed) parts.push(`${counts.failed} failed`);
     if (counts.success) parts.push(`${counts.success} succeeded`);
+    if (counts.dry) parts.push(`${counts.dry} with dry runs only`);
     if (counts.never) parts.push(`${counts.never} never run`);
     if (counts.disabled) parts.push(`${counts.disabled} disabled`);
     summary.textContent = parts.join(' · ');
@@ -950,6 +1104,101 @@
       show(empty, false);
     }
     renderUpdated();
+  }
+
+  // One listener for every card control: it acts on the job as the page knows it now.
+  function cardJob(target) {
+    const card = target.closest('article[data-job]');
+    if (!card) return null;
+    const name = card.getAttribute('data-job');
+    return (state.jobs || []).find((j) => j.job_name === name) || null;
+  }
+
+  function onCardClick(event) {
+    const control = event.target.closest('[data-action]');
+    if (!control || control.disabled || control.tagName === 'A' || control.tagName === 'INPUT') return;
+    const job = cardJob(control);
+    if (!job) return;
+    const name = job.job_name;
+    const latest = job.latest_execution;
+    switch (control.getAttribute('data-action')) {
+      case 'run':
+        runNow(job);
+        break;
+      case 'history':
+        openHistory(name);
+        break;
+      case 'dry-run':
+        dryRun(job);
+        break;
+      case 'resume':
+        resumeJob(job);
+        break;
+      case 'pause': {
+        state.pauseDrafts.set(name, '');
+        renderJobs();
+        const input = document.querySelector(`article[data-job="${CSS.escape(name)}"] [data-action=pause-reason]`);
+        if (input) input.focus();
+        break;
+      }
+      case 'pause-confirm':
+        pauseJob(job, state.pauseDrafts.get(name) || '');
+        break;
+      case 'pause-cancel':
+        state.pauseDrafts.delete(name);
+        renderJobs();
+        focusControl(name, 'pause');
+        break;
+      case 'cancel':
+        if (latest && latest.status === 'running') {
+          state.cancelDrafts.set(name, latest.id);
+          renderJobs();
+          focusControl(name, 'cancel-confirm');
+        }
+        break;
+      case 'cancel-confirm': {
+        const id = state.cancelDrafts.get(name);
+        state.cancelDrafts.delete(name);
+        if (id === undefined) break;
+        state.messages.delete(name);
+        renderJobs();
+        cancelRun(id, (text, kind, final) => {
+          state.messages.set(name, { kind, text, final, runId: id, at: new Date() });
+          renderJobs();
+        });
+        break;
+      }
+      case 'cancel-keep':
+        state.cancelDrafts.delete(name);
+        renderJobs();
+        focusControl(name, 'cancel');
+        break;
+      default:
+        break;
+    }
+  }
+
+  function focusControl(name, action) {
+    const el = document.querySelector(`article[data-job="${CSS.escape(name)}"] [data-action="${action}"]`);
+    if (el && !el.disabled) el.focus();
+  }
+
+  function onCardInput(event) {
+    if (event.target.getAttribute('data-action') !== 'pause-reason') return;
+    const job = cardJob(event.target);
+    if (job) state.pauseDrafts.set(job.job_name, event.target.value);
+  }
+
+  function onCardKey(event) {
+    if (event.target.getAttribute('data-action') !== 'pause-reason') return;
+    const job = cardJob(event.target);
+    if (!job) return;
+    if (event.key === 'Enter') pauseJob(job, state.pauseDrafts.get(job.job_name) || '');
+    if (event.key === 'Escape') {
+      state.pauseDrafts.delete(job.job_name);
+      renderJobs();
+      focusControl(job.job_name, 'pause');
+    }
   }
 
   // ---- run now ---------------------------------------------------------------------
@@ -1116,24 +1365,26 @@
   }
 
   function historyRow(run, now) {
-    const status = STATUS_LABEL[run.status] ? run.status : 'never';
     const trigger = [TRIGGER_LABEL[run.trigger] || run.trigger];
     if (run.attempt > 1) trigger.push(`attempt ${run.attempt}`);
     if (run.dry_run) trigger.push('dry run');
     let details;
     if (run.status === 'failed') {
-      details = h('span', { class: 'details-error' }, run.error_message || 'Failed without a message.');
+      details = h('bdi', { class: 'details-error' }, run.error_message || 'Failed without a message.');
     } else if (run.status === 'skipped') {
-      details = h('span', { class: 'details-skipped' }, run.error_message || 'This slot was not run.');
+      details = h('bdi', { class: 'details-skipped' }, run.error_message || 'This slot was not run.');
     } else {
-      details = h('span', { class: 'details-stats' }, statsSummary(run.stats) || (run.status === 'running' ? 'In progress' : 'Nothing to do'));
+      const items = flattenStats(run.stats).filter(([, , zero]) => !zero).slice(0, 3);
+      details = h('span', { class: 'details-stats' }, items.length
+        ? items.flatMap(([label, value], i) => [i ? ' · ' : null, iso(label), ': ', iso(value)])
+        : (run.status === 'running' ? 'In progress' : 'Nothing to do'));
     }
     const job = (state.jobs || []).find((j) => j.job_name === run.job_name);
     return h('tr', { 'data-id': run.id, 'data-status': run.status, 'data-trigger': run.trigger, 'data-job': run.job_name },
       h('td', { class: 'nowrap' }, h('a', { href: `#/executions/${run.id}`, 'data-role': 'open-run', title: 'Open the details of this run' }, `#${run.id}`)),
       h('td', {}, job ? job.display_name : run.job_name),
       h('td', { class: 'nowrap' }, timeBlock(run.started_at, now)),
-      h('td', {}, badge(status, STATUS_LABEL[run.status] || String(run.status))),
+      h('td', {}, runBadge(run)),
       h('td', { class: 'nowrap' }, run.status === 'running' ? `${duration(elapsedMs(run, now))} so far` : duration(run.duration_ms)),
       h('td', { class: 'nowrap' }, trigger.join(' · ')),
       h('td', {}, details));
@@ -1142,14 +1393,17 @@
   function renderChart(runs) {
     const chart = $('chart');
     const now = new Date();
-    const counts = { success: 0, failed: 0, running: 0 };
-    // Runs only: a skipped slot is not a run (it has no duration and is no success).
-    const ordered = runs.filter((run) => run.status in counts).reverse(); // oldest first
-    for (const run of ordered) if (run.status in counts) counts[run.status] += 1;
+    const counts = { success: 0, failed: 0, running: 0, dry: 0 };
+    // Runs only: a skipped slot is not a run (it has no duration and is no success). A
+    // finished dry run changed nothing: it is drawn apart, neither success nor failure.
+    const kind = (run) => (run.dry_run && run.status !== 'running' ? 'dry' : run.status);
+    const ordered = runs.filter((run) => run.status !== 'skipped' && kind(run) in counts).reverse(); // oldest first
+    for (const run of ordered) counts[kind(run)] += 1;
 
     const legend = $('chart-legend');
-    legend.replaceChildren(...['success', 'failed', 'running'].map((s) =>
-      h('li', { 'data-status': s }, h('span', { class: `swatch swatch-${s}`, 'aria-hidden': 'true' }), `${STATUS_LABEL[s]} ${counts[s]}`)));
+    const label = { ...STATUS_LABEL, dry: 'Dry run' };
+    legend.replaceChildren(...['success', 'failed', 'running', 'dry'].filter((s) => s !== 'dry' || counts.dry).map((s) =>
+      h('li', { 'data-status': s }, h('span', { class: `swatch swatch-${s}`, 'aria-hidden': 'true' }), `${label[s]} ${counts[s]}`)));
 
     const durations = ordered.map((run) => elapsedMs(run, now) || 0);
     const max = Math.max(1, ...durations);
@@ -1162,7 +1416,7 @@
 
     const desc = svg('desc', { id: 'chart-desc' });
     desc.textContent = ordered.length
-      ? `${ordered.length} runs in the last 30 days: ${counts.success} succeeded, ${counts.failed} failed, ${counts.running} running. Longest ${duration(max)}.`
+      ? `${ordered.length} runs in the last 30 days: ${counts.success} succeeded, ${counts.failed} failed, ${counts.running} running${counts.dry ? `, ${counts.dry} dry ${counts.dry === 1 ? 'run' : 'runs'}` : ''}. Longest ${duration(max)}.`
       : 'No runs in the last 30 days.';
     const defs = svg('defs');
     const pattern = svg('pattern', { id: 'hatch-failed', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' });
@@ -1171,7 +1425,7 @@
     const nodes = [desc, defs, svg('line', { x1: 0, y1: 1, x2: W, y2: 1, class: 'grid-line' }), svg('line', { x1: 0, y1: H / 2, x2: W, y2: H / 2, class: 'grid-line' })];
     ordered.forEach((run, i) => {
       const height = Math.max(3, (durations[i] / max) * (H - 4));
-      const status = run.status;
+      const status = kind(run);
       const rect = svg('rect', {
         x: (offset + i * slot + (slot - barWidth) / 2).toFixed(2),
         y: (H - height).toFixed(2),
@@ -1183,7 +1437,7 @@
       });
       const title = svg('title');
       const started = parseTime(run.started_at);
-      title.textContent = `${STATUS_LABEL[status]} · ${duration(durations[i])}${status === 'running' ? ' so far' : ''} · ${started ? shortFormat.format(started) : ''}`;
+      title.textContent = `${label[status]} · ${duration(durations[i])}${status === 'running' ? ' so far' : ''} · ${started ? shortFormat.format(started) : ''}`;
       rect.append(title);
       nodes.push(rect);
     });
@@ -1199,14 +1453,14 @@
 
   function pausedNote(job, now) {
     const at = parseTime(job.paused_at);
-    const who = job.paused_by ? `by ${job.paused_by}` : '';
     const when = at ? relative(at, now) : '';
+    const after = job.enabled ? ' Run now still works.' : ' The job is also disabled by configuration; resuming lifts the pause only.';
     return h('div', { class: 'note note-paused', 'data-role': 'paused' },
       icon('paused'),
       h('div', { class: 'note-body' },
         h('p', { class: 'note-title' }, 'Paused'),
-        h('p', {}, ['Scheduled runs are paused', who && ` ${who}`, when && ` ${when}`, '. Run now still works.'].filter(Boolean).join('')),
-        job.pause_reason ? h('p', { class: 'pause-reason', 'data-role': 'pause-reason-text' }, `Reason: ${job.pause_reason}`) : null));
+        h('p', {}, 'Scheduled runs are paused', job.paused_by ? [' by ', iso(job.paused_by)] : null, when && ` ${when}`, `.${after}`),
+        job.pause_reason ? h('p', { class: 'pause-reason', 'data-role': 'pause-reason-text' }, 'Reason: ', iso(job.pause_reason)) : null));
   }
 
   function controlButtons(job, latest) {
@@ -1214,36 +1468,25 @@
     // A viewer's token may not write: every control below is shown, disabled, saying why.
     const busy = state.busy.has(name) || !state.canWrite;
     const readOnly = state.canWrite ? null : READ_ONLY_TITLE;
+    const described = state.canWrite ? null : READ_ONLY_NOTE;
+    const running = Boolean(latest && latest.status === 'running');
     const buttons = [];
     if (job.enabled && job.supports_dry_run) {
       buttons.push(h('button', {
-        type: 'button', class: 'btn', 'data-action': 'dry-run', disabled: busy || (latest && latest.status === 'running'),
+        type: 'button', class: 'btn', 'data-action': 'dry-run', disabled: busy || running,
         title: readOnly || 'Runs the job without changing anything and shows what it would do',
-        onclick: () => dryRun(job),
+        'aria-describedby': described,
       }, 'Dry run'));
     }
-    // DISABLED_JOBS is configuration: a disabled job is neither paused nor resumed here.
-    if (job.enabled && job.paused) {
-      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'resume', disabled: busy, title: readOnly, onclick: () => resumeJob(job) }, icon('play'), 'Resume'));
+    // A pause can be lifted even on a job DISABLED_JOBS (or a missing credential) switched
+    // off; a new pause is only offered on an enabled job, where it has something to stop.
+    if (job.paused) {
+      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'resume', disabled: busy, title: readOnly, 'aria-describedby': described }, icon('play'), 'Resume'));
     } else if (job.enabled && !state.pauseDrafts.has(name)) {
-      buttons.push(h('button', {
-        type: 'button', class: 'btn', 'data-action': 'pause', disabled: busy, title: readOnly,
-        onclick: () => {
-          state.pauseDrafts.set(name, '');
-          renderJobs();
-          const input = document.querySelector(`article[data-job="${CSS.escape(name)}"] [data-action=pause-reason]`);
-          if (input) input.focus();
-        },
-      }, icon('paused'), 'Pause'));
+      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'pause', disabled: busy, title: readOnly, 'aria-describedby': described }, icon('paused'), 'Pause'));
     }
-    if (latest && latest.status === 'running') {
-      buttons.push(h('button', {
-        type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy, title: readOnly,
-        onclick: () => cancelRun(latest.id, (text, kind, final) => {
-          state.messages.set(name, { kind, text, final, at: new Date() });
-          renderJobs();
-        }),
-      }, 'Cancel run'));
+    if (running && state.cancelDrafts.get(name) !== latest.id) {
+      buttons.push(h('button', { type: 'button', class: 'btn', 'data-action': 'cancel', disabled: busy, title: readOnly, 'aria-describedby': described }, 'Cancel run'));
     }
     buttons.push(h('a', { class: 'btn btn-quiet', 'data-action': 'trends', href: `#/jobs/${encodeURIComponent(name)}/trends` }, 'Trends'));
     return buttons;
@@ -1253,23 +1496,24 @@
     const name = job.job_name;
     const inputId = 'pause-reason-' + String(name).replace(/[^A-Za-z0-9_-]/g, '_');
     const input = h('input', {
-      id: inputId, type: 'text', maxlength: '500', 'data-action': 'pause-reason',
+      id: inputId, type: 'text', maxlength: '500', 'data-action': 'pause-reason', dir: 'auto',
       placeholder: 'e.g. storage migration tonight',
-      oninput: (event) => state.pauseDrafts.set(name, event.target.value),
-      onkeydown: (event) => {
-        if (event.key === 'Enter') pauseJob(job, state.pauseDrafts.get(name) || '');
-        if (event.key === 'Escape') {
-          state.pauseDrafts.delete(name);
-          renderJobs();
-        }
-      },
     });
     input.value = state.pauseDrafts.get(name) || '';
     return h('div', { class: 'pause-form', 'data-role': 'pause-form' },
       h('label', { for: inputId }, 'Why pause its schedule? (optional)'),
       h('div', { class: 'auth-row' }, input,
-        h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'pause-confirm', onclick: () => pauseJob(job, state.pauseDrafts.get(name) || '') }, 'Pause schedule'),
-        h('button', { type: 'button', class: 'btn btn-quiet', 'data-action': 'pause-cancel', onclick: () => { state.pauseDrafts.delete(name); renderJobs(); } }, 'Keep running')));
+        h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'pause-confirm' }, 'Pause schedule'),
+        h('button', { type: 'button', class: 'btn btn-quiet', 'data-action': 'pause-cancel' }, 'Keep running')));
+  }
+
+  // The step between "Cancel run" and the request, as for a pause.
+  function cancelConfirm(id) {
+    return h('div', { class: 'pause-form', 'data-role': 'cancel-form', role: 'group', 'aria-label': `Cancel run #${id}` },
+      h('p', {}, `Stop run #${id}? It stops at its next checkpoint and ends as failed, with the stats it reached.`),
+      h('div', { class: 'auth-row' },
+        h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'cancel-confirm' }, 'Cancel the run'),
+        h('button', { type: 'button', class: 'btn btn-quiet', 'data-action': 'cancel-keep' }, 'Keep it running')));
   }
 
   // Runs a control request for a job, then reports on its card and refreshes.
@@ -1307,7 +1551,9 @@
   function resumeJob(job) {
     return control(job,
       () => api(`/jobs/${encodeURIComponent(job.job_name)}/resume`, { method: 'POST' }),
-      `${job.display_name} is resumed: it runs again from its next scheduled time.`);
+      job.enabled
+        ? `${job.display_name} is resumed: it runs again from its next scheduled time.`
+        : `${job.display_name} is no longer paused; it stays disabled by configuration.`);
   }
 
   // A dry run changes nothing; its details page shows what it would do.
@@ -1346,7 +1592,7 @@
       else report(`Could not cancel run #${id}: ${error instanceof ApiError ? error.message : 'the request failed'}`, 'error');
     }
     refresh();
-    if (state.route.kind === 'detail') loadDetail(state.route.id, false);
+    if (state.route.kind === 'detail' && state.route.id !== null) loadDetail(state.route.id, false);
   }
 
   // ---- history filters in the URL ------------------------------------------------
@@ -1402,8 +1648,9 @@
   function applyRoute(focus) {
     const hash = location.hash || '';
     let match;
-    if ((match = hash.match(/^#\/executions\/(\d+)$/))) {
-      state.route = { kind: 'detail', id: Number(match[1]) };
+    if ((match = hash.match(/^#\/executions\/([^/]*)$/))) {
+      // Kept as text: an id of up to 64 bits does not always fit a JavaScript number.
+      state.route = { kind: 'detail', id: runId(match[1]) };
     } else if ((match = hash.match(/^#\/jobs\/([^/]+)\/trends$/))) {
       let job = match[1];
       try {
@@ -1423,11 +1670,21 @@
     show($('history'), dashboard && Array.isArray(state.jobs) && state.jobs.length > 0);
     show($('run-detail'), state.route.kind === 'detail');
     show($('trends'), state.route.kind === 'trends');
-    if (state.route.kind === 'detail') loadDetail(state.route.id, focus);
+    if (state.route.kind === 'detail' && state.route.id === null) noSuchRun(hash.slice('#/executions/'.length), focus);
+    else if (state.route.kind === 'detail') loadDetail(state.route.id, focus);
     else if (state.route.kind === 'trends') loadTrends(state.route.job, focus);
   }
 
   // ---- run details ---------------------------------------------------------------
+
+  const MAX_RUN_ID = 9223372036854775807n;
+
+  // The execution id in an address, as the server's int64 holds it; null when it is not one.
+  function runId(text) {
+    if (!/^\d{1,19}$/.test(text)) return null;
+    const value = BigInt(text);
+    return value <= MAX_RUN_ID ? value.toString() : null;
+  }
 
   // Stats with the jobs' main keys first, then the rest in their own order.
   function orderedStats(stats) {
@@ -1444,20 +1701,41 @@
     el.className = `run-msg ${kind === 'ok' ? 'msg-ok' : 'msg-error'}`;
   }
 
+  function clearDetail(id) {
+    state.detail.id = id;
+    state.detail.run = null;
+    state.detail.last = null;
+    state.detail.cancelFor = null;
+    state.detail.cancelNote = null;
+    $('run-msg').textContent = '';
+    $('run-title').textContent = id === null ? 'No such run' : `Run #${id}`;
+    $('run-facts').replaceChildren();
+    $('run-stats').replaceChildren();
+    $('run-events').replaceChildren();
+    $('run-badges').replaceChildren();
+    show($('run-events-empty'), false);
+    show($('run-cancel-confirm'), false);
+    show($('run-again'), false);
+    show($('run-cancel'), false);
+    show($('run-dry'), false);
+    show($('run-error'), false);
+    show($('run-skipped'), false);
+  }
+
+  // An address whose id no execution can have: said at once, nothing asked of the server.
+  function noSuchRun(text, focus) {
+    ++state.detail.seq;
+    clearDetail(null);
+    const el = $('run-error-load');
+    el.textContent = `No such run: “${text}” is not a run number.`;
+    show(el, true);
+    if (focus) $('run-title').focus({ preventScroll: true });
+  }
+
   async function loadDetail(id, focus) {
     const seq = ++state.detail.seq;
     clearTimeout(state.detail.timer);
-    if (state.detail.id !== id) {
-      state.detail.id = id;
-      state.detail.run = null;
-      state.detail.last = null;
-      $('run-msg').textContent = '';
-      $('run-title').textContent = `Run #${id}`;
-      $('run-facts').replaceChildren();
-      $('run-stats').replaceChildren();
-      $('run-events').replaceChildren();
-      $('run-badges').replaceChildren();
-    }
+    if (state.detail.id !== id) clearDetail(id);
     if (focus) $('run-title').focus({ preventScroll: true });
     try {
       // The run first, then its lines: a run keeps its log lines before it is marked
@@ -1482,16 +1760,17 @@
         needAuth();
         return;
       }
-      const missing = error instanceof ApiError && error.status === 404;
+      // A 4xx will not change by asking again.
+      const refused = error instanceof ApiError && error.status >= 400 && error.status < 500;
       const el = $('run-error-load');
-      el.textContent = missing
-        ? `There is no run #${id}: it never existed or was pruned with the old history.`
-        : `Could not load run #${id}: ${error instanceof ApiError ? error.message : 'unexpected error'}. Trying again…`;
+      if (error instanceof ApiError && error.status === 404) el.textContent = `No such run: there is no run #${id}; it never existed or was pruned with the old history.`;
+      else if (refused) el.textContent = `No such run: the server refused #${id} (${error.message}).`;
+      else el.textContent = `Could not load run #${id}: ${error instanceof ApiError ? error.message : 'unexpected error'}. Trying again…`;
       show(el, true);
       // The server may be restarting: a run shown as running (or not shown yet) is asked
       // for again, so the page does not keep a state the server has left.
       const wasRunning = !state.detail.run || state.detail.run.status === 'running';
-      if (!missing && wasRunning && state.route.kind === 'detail' && state.route.id === id) {
+      if (!refused && wasRunning && state.route.kind === 'detail' && state.route.id === id) {
         state.detail.timer = setTimeout(() => loadDetail(id, false), DETAIL_RETRY_MS);
       }
     }
@@ -1523,9 +1802,8 @@
     const job = (state.jobs || []).find((j) => j.job_name === run.job_name);
     const jobName = job ? job.display_name : run.job_name;
     $('run-title').textContent = `Run #${run.id} · ${jobName}`;
-    const status = STATUS_LABEL[run.status] ? run.status : 'never';
-    const badges = [badge(status, STATUS_LABEL[run.status] || String(run.status))];
-    if (run.dry_run) badges.push(badge('dry', 'Dry run'));
+    const badges = [runBadge(run)];
+    if (run.dry_run && run.status === 'running') badges.push(badge('dry', 'Dry run'));
     $('run-badges').replaceChildren(...badges);
     show($('run-dry'), Boolean(run.dry_run));
 
@@ -1538,13 +1816,13 @@
     });
     const facts = [
       fact('Job', jobName),
-      fact('Status', STATUS_LABEL[run.status] || String(run.status)),
+      fact('Status', (STATUS_LABEL[run.status] || String(run.status)) + (run.dry_run ? ' (dry run: nothing was changed)' : '')),
       fact('Started', timeBlock(run.started_at, now)),
       fact('Completed', run.completed_at ? timeBlock(run.completed_at, now) : 'Still running'),
       fact('Duration', run.status === 'running' ? `${duration(elapsedMs(run, now))} so far` : duration(run.duration_ms)),
       fact('Trigger', trigger + (run.dry_run ? ' · dry run' : '')),
       fact('Scheduled for', run.scheduled_for ? timeBlock(run.scheduled_for, now) : 'Not a scheduled run'),
-      fact('Worker', run.worker_id || '—'),
+      fact('Worker', run.worker_id ? iso(run.worker_id) : '—'),
       fact('Attempts', chainEl, true),
     ];
     $('run-facts').replaceChildren(...facts);
@@ -1559,7 +1837,7 @@
 
     const rows = flattenStats(orderedStats(run.stats));
     $('run-stats').replaceChildren(...(rows.length
-      ? rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, label), h('dd', {}, value)))
+      ? rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, iso(label)), h('dd', {}, iso(value))))
       : [h('p', { class: 'no-stats' }, run.status === 'running' ? 'No progress reported yet.' : 'No stats were recorded.')]));
 
     $('run-events').replaceChildren(...events.map((e) => {
@@ -1568,17 +1846,37 @@
       return h('li', { class: `event event-${level}`, 'data-level': level },
         h('time', { datetime: e.at, title: at ? 'UTC: ' + utcText(at) : null, class: 'event-time' }, at ? clockFormat.format(at) : '—'),
         h('span', { class: 'event-level' }, LEVEL_LABEL[level]),
-        h('span', { class: 'event-message' }, String(e.message)));
+        h('bdi', { class: 'event-message' }, String(e.message)));
     }));
-    show($('run-events-empty'), events.length === 0);
+    // A run's own lines are stored when it ends: while it runs there are at most the
+    // server's notes.
+    const empty = $('run-events-empty');
+    if (run.status === 'running') empty.textContent = events.length ? 'The job\'s own log lines appear here when the run ends.' : 'Log lines appear when the run ends.';
+    else empty.textContent = 'This run logged nothing.';
+    show(empty, run.status === 'running' || events.length === 0);
 
+    const running = run.status === 'running';
+    if (!running) state.detail.cancelFor = null;
+    // "Cancellation requested" is over once the run has ended.
+    if (!running && state.detail.cancelNote === run.id) {
+      state.detail.cancelNote = null;
+      $('run-msg').textContent = '';
+    }
+    const confirming = running && state.detail.cancelFor === run.id;
     show($('run-again'), run.status === 'failed' && Boolean(job && job.enabled));
-    show($('run-cancel'), run.status === 'running');
+    show($('run-cancel'), running && !confirming);
+    show($('run-cancel-confirm'), confirming);
+    if (confirming) $('run-cancel-question').textContent = `Stop run #${run.id}? It stops at its next checkpoint and ends as failed, with the stats it reached.`;
     for (const id of ['run-again', 'run-cancel']) {
       const button = $(id);
       button.disabled = !state.canWrite;
-      if (state.canWrite) button.removeAttribute('title');
-      else button.title = READ_ONLY_TITLE;
+      if (state.canWrite) {
+        button.removeAttribute('title');
+        button.removeAttribute('aria-describedby');
+      } else {
+        button.title = READ_ONLY_TITLE;
+        button.setAttribute('aria-describedby', READ_ONLY_NOTE);
+      }
     }
   }
 
@@ -1763,6 +2061,9 @@
       $('tz-name').textContent = 'local time';
     }
     $('refresh').addEventListener('click', () => refresh());
+    $('jobs').addEventListener('click', onCardClick);
+    $('jobs').addEventListener('input', onCardInput);
+    $('jobs').addEventListener('keydown', onCardKey);
     $('retry').addEventListener('click', () => refresh());
     $('auth-form').addEventListener('submit', onAuthSubmit);
     $('sign-out').addEventListener('click', () => {
@@ -1786,7 +2087,25 @@
     });
     $('run-again').addEventListener('click', () => runAgain());
     $('run-cancel').addEventListener('click', () => {
-      if (state.detail.run) cancelRun(state.detail.run.id, (text, kind) => detailMessage(text, kind));
+      if (!state.detail.run || state.detail.run.status !== 'running') return;
+      state.detail.cancelFor = state.detail.run.id;
+      if (state.detail.last) renderDetail(...state.detail.last);
+      $('run-cancel-go').focus();
+    });
+    $('run-cancel-keep').addEventListener('click', () => {
+      state.detail.cancelFor = null;
+      if (state.detail.last) renderDetail(...state.detail.last);
+      $('run-cancel').focus();
+    });
+    $('run-cancel-go').addEventListener('click', () => {
+      const id = state.detail.cancelFor;
+      state.detail.cancelFor = null;
+      if (id === null || id === undefined) return;
+      if (state.detail.last) renderDetail(...state.detail.last);
+      cancelRun(id, (text, kind, final) => {
+        detailMessage(text, kind);
+        state.detail.cancelNote = kind === 'ok' && !final ? id : null;
+      });
     });
     $('trends-days').addEventListener('change', () => {
       if (state.route.kind === 'trends') loadTrends(state.route.job);

@@ -1149,6 +1149,25 @@ async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_ena
     for title in titles.as_array().unwrap() {
         assert!(title.as_str().unwrap().starts_with("Read-only"), "{titles}");
     }
+    // Not only in tooltips: a visible note says it, and describes each disabled control.
+    browser
+        .wait_for(
+            "the read-only note",
+            "!document.getElementById('read-only-note').hidden",
+        )
+        .await;
+    assert!(browser
+        .text("#read-only-note")
+        .await
+        .starts_with("Signed in read-only"));
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{controls}.map((b) => b.getAttribute('aria-describedby'))"
+            ))
+            .await,
+        json!(["read-only-note", "read-only-note", "read-only-note"])
+    );
     // Reading still works: the history.
     browser
         .wait_for(
@@ -1174,6 +1193,12 @@ async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_ena
             &format!("{controls}.length === 3 && {controls}.every((b) => !b.disabled)"),
         )
         .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('read-only-note').hidden")
+            .await,
+        json!(true)
+    );
     browser.close().await;
 }
 
@@ -1765,18 +1790,21 @@ async fn a_dry_run_from_the_card_shows_what_it_would_do_and_changes_nothing() {
             "the dry run's details, finished",
             "/^#\\/executions\\/\\d+$/.test(location.hash) && \
              !document.getElementById('run-detail').hidden && \
-             document.querySelector('#run-badges [data-badge=success]')",
+             document.getElementById('run-cancel').hidden && \
+             !document.querySelector('#run-badges [data-badge=running]') && \
+             document.querySelector('#run-badges [data-badge=dry]')",
         )
         .await;
+    // Its own neutral badge: a dry run is no success.
     assert_eq!(
         browser
             .eval(
                 "[document.getElementById('run-dry').hidden, \
-                  document.querySelector('#run-badges [data-badge=dry]').textContent.trim(), \
+                  Array.from(document.querySelectorAll('#run-badges .badge')).map(b => b.dataset.badge + ':' + b.textContent.trim()), \
                   document.getElementById('jobs-section').hidden]"
             )
             .await,
-        json!([false, "Dry run", true])
+        json!([false, ["dry:Dry run"], true])
     );
     let stats = browser
         .eval(
@@ -2202,6 +2230,9 @@ async fn cancel_on_a_running_card_asks_its_server_to_stop() {
     browser
         .click("article[data-job=audio_cleanup] [data-action=cancel]")
         .await;
+    browser
+        .click("article[data-job=audio_cleanup] [data-action=cancel-confirm]")
+        .await;
     let message = browser
         .wait_for(
             "the cancel answer",
@@ -2219,6 +2250,9 @@ async fn cancel_on_a_running_card_asks_its_server_to_stop() {
     wait_status(&browser, "cost_update", "running").await;
     browser
         .click("article[data-job=cost_update] [data-action=cancel]")
+        .await;
+    browser
+        .click("article[data-job=cost_update] [data-action=cancel-confirm]")
         .await;
     let message = browser
         .wait_for(
@@ -2250,6 +2284,27 @@ async fn wait_longer(browser: &Browser, what: &str, expression: &str, limit: Dur
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Counts the page's requests whose address matches `pattern` (a JavaScript regular
+/// expression) in `window.__asked`; `answer`, if given, is JavaScript that makes a
+/// `Response` for them instead of the server.
+async fn count_requests(browser: &Browser, pattern: &str, answer: Option<&str>) {
+    let answer = answer.map_or_else(|| "null".to_owned(), |a| format!("() => {a}"));
+    browser
+        .eval(&format!(
+            "(window.__asked = 0, window.__fetch = window.__fetch || window.fetch, \
+              window.__answer = {answer}, \
+              window.fetch = (input, init) => {{ \
+                const url = String(input instanceof Request ? input.url : input); \
+                if ({pattern}.test(url)) {{ \
+                  window.__asked += 1; \
+                  if (window.__answer) return Promise.resolve(window.__answer()); \
+                }} \
+                return window.__fetch(input, init); \
+              }}, true)"
+        ))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2392,5 +2447,457 @@ async fn a_server_that_cannot_reach_the_database_is_not_shown_as_live() {
              && document.getElementById('updated-mode').textContent === ' · live'",
         )
         .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_is_neither_a_success_nor_a_failure_and_the_last_real_run_stays_shown() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "failed",
+            0,
+            1200,
+            json!({"deleted": 1, "failed": 3}),
+            Some("Storage answered 503"),
+        ),
+    )
+    .await;
+    let dry = |job: &str, secs_ago: i64| {
+        format!(
+            "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+             stats, triggered_by, dry_run, worker_id) VALUES ({}, 'success', \
+             now() - {secs_ago} * interval '1 second', now() - {secs_ago} * interval '1 second' \
+             + interval '2 seconds', 2000, '{{\"would_delete\": 5}}', 'manual', true, 'web-1:8080')",
+            lit(job)
+        )
+    };
+    sql(&db, &dry("audio_cleanup", 60)).await;
+    sql(&db, &dry("cost_update", 30)).await;
+    let server = Server::start("dry-outcome", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("dry-outcome", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+
+    // The real run's failure stays the card's outcome; the dry run has its own badge.
+    wait_status(&browser, "audio_cleanup", "failed").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["failed:Failed:icon", "dry:Dry run:icon"]
+    );
+    assert_eq!(
+        browser
+            .text("article[data-job=audio_cleanup] [data-role=error] .error-text")
+            .await,
+        "Storage answered 503"
+    );
+    let note = browser
+        .text("article[data-job=audio_cleanup] [data-role=dry-run]")
+        .await;
+    assert!(note.contains("changed nothing"), "{note}");
+    // A job with only a dry run: no outcome to show but the dry run, neutrally.
+    wait_status(&browser, "cost_update", "dry").await;
+    assert_eq!(badges(&browser, "cost_update").await, ["dry:Dry run:icon"]);
+    assert_eq!(
+        browser.text("#jobs-summary").await,
+        "2 jobs · 1 failed · 1 with dry runs only"
+    );
+    // The chart counts them apart.
+    browser
+        .wait_for(
+            "the chart",
+            "document.querySelectorAll('#chart rect.bar').length === 3",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "[document.querySelectorAll('#chart rect.bar-success').length, \
+                  document.querySelectorAll('#chart rect.bar-dry').length, \
+                  Array.from(document.querySelectorAll('#chart-legend li')).map(l => l.textContent)]"
+            )
+            .await,
+        json!([0, 2, ["Success 0", "Failed 1", "Running 0", "Dry run 2"]])
+    );
+    assert_eq!(
+        browser
+            .eval(
+                "Array.from(document.querySelectorAll('#history-rows tr .badge')).map(b => b.dataset.badge)"
+            )
+            .await,
+        json!(["dry", "dry", "failed"])
+    );
+    browser.screenshot("dry-outcome").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cards_buttons_stay_the_same_elements_while_progress_arrives() {
+    let db = TestDatabase::new().await;
+    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 1}))).await;
+    let server = Server::start("stable-card", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("stable-card", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "running").await;
+    browser
+        .wait_for(
+            "live updates",
+            "document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+    let cancel = browser
+        .client
+        .find(fantoccini::Locator::Css(
+            "article[data-job=audio_cleanup] [data-action=cancel]",
+        ))
+        .await
+        .unwrap();
+    browser
+        .eval(&format!(
+            "(window.__cancel = {c}.querySelector('[data-action=cancel]'), \
+              window.__pause = {c}.querySelector('[data-action=pause]'), true)",
+            c = card("audio_cleanup")
+        ))
+        .await;
+
+    // Progress arrives, and the card shows it, on the same elements.
+    for deleted in [10, 20, 30] {
+        sql(
+            &db,
+            &format!(
+                "UPDATE job_executions SET stats = '{{\"deleted\": {deleted}}}' WHERE status = 'running'"
+            ),
+        )
+        .await;
+        browser
+            .wait_for(
+                &format!("{deleted} deleted"),
+                &format!(
+                    "Array.from({}.querySelectorAll('.stats dd')).some(d => d.textContent === '{deleted}')",
+                    card("audio_cleanup")
+                ),
+            )
+            .await;
+    }
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[window.__cancel.isConnected, \
+                  window.__cancel === {c}.querySelector('[data-action=cancel]'), \
+                  window.__pause === {c}.querySelector('[data-action=pause]')]",
+                c = card("audio_cleanup")
+            ))
+            .await,
+        json!([true, true, true])
+    );
+    // The element found before the updates takes the click: it asks first.
+    cancel
+        .click()
+        .await
+        .expect("the Cancel run button found before the updates");
+    let confirm = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(fantoccini::Locator::Css(
+            "article[data-job=audio_cleanup] [data-action=cancel-confirm]",
+        ))
+        .await
+        .unwrap();
+    assert!(browser
+        .text("article[data-job=audio_cleanup] [data-role=cancel-form]")
+        .await
+        .starts_with("Stop run #1?"));
+    sql(
+        &db,
+        "UPDATE job_executions SET stats = '{\"deleted\": 40}' WHERE status = 'running'",
+    )
+    .await;
+    browser
+        .wait_for(
+            "40 deleted",
+            &format!(
+                "Array.from({}.querySelectorAll('.stats dd')).some(d => d.textContent === '40')",
+                card("audio_cleanup")
+            ),
+        )
+        .await;
+    confirm
+        .click()
+        .await
+        .expect("the confirmation found before the update");
+    browser
+        .wait_for(
+            "the cancel answer",
+            "document.querySelector('article[data-job=audio_cleanup] [data-role=run-message]')\
+             .textContent.startsWith('Cancellation of run #1 requested')",
+        )
+        .await;
+
+    // The run ends: the note about a cancellation in progress goes with it.
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'failed', completed_at = now(), duration_ms = 9000, \
+         error_message = 'cancelled by local', lease_expires_at = NULL WHERE status = 'running'",
+    )
+    .await;
+    wait_status(&browser, "audio_cleanup", "failed").await;
+    browser
+        .wait_for(
+            "the cancel note gone",
+            "document.querySelector('article[data-job=audio_cleanup] [data-role=run-message]')\
+             .textContent === ''",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_a_runs_details_page_asks_first_and_its_note_ends_with_the_run() {
+    let db = TestDatabase::new().await;
+    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 1}))).await;
+    let server = Server::start("detail-cancel", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("detail-cancel", 1280, 900).await;
+    browser
+        .goto(&format!("{}/#/executions/1", server.base))
+        .await;
+    browser
+        .wait_for(
+            "the running run's details",
+            "!document.getElementById('run-detail').hidden && \
+             !document.getElementById('run-cancel').hidden",
+        )
+        .await;
+    // Its lines are stored when it ends: the page says so instead of "logged nothing".
+    assert_eq!(
+        browser.text("#run-events-empty").await,
+        "Log lines appear when the run ends."
+    );
+
+    browser.click("#run-cancel").await;
+    browser
+        .wait_for(
+            "the confirmation",
+            "!document.getElementById('run-cancel-confirm').hidden \
+             && document.getElementById('run-cancel').hidden",
+        )
+        .await;
+    assert!(browser
+        .text("#run-cancel-question")
+        .await
+        .starts_with("Stop run #1?"));
+    // Asked, not done: "Keep it running" goes back.
+    browser.click("#run-cancel-keep").await;
+    browser
+        .wait_for(
+            "Cancel run again",
+            "document.getElementById('run-cancel-confirm').hidden \
+             && !document.getElementById('run-cancel').hidden",
+        )
+        .await;
+    assert_eq!(browser.text("#run-msg").await, "");
+
+    browser.click("#run-cancel").await;
+    browser.click("#run-cancel-go").await;
+    browser
+        .wait_for(
+            "the cancel answer",
+            "document.getElementById('run-msg').textContent.startsWith('Cancellation of run #1 requested')",
+        )
+        .await;
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'failed', completed_at = now(), duration_ms = 9000, \
+         error_message = 'cancelled by local', lease_expires_at = NULL WHERE status = 'running'",
+    )
+    .await;
+    browser
+        .wait_for(
+            "the run ended and the note gone",
+            "document.getElementById('run-cancel').hidden \
+             && document.getElementById('run-error-text').textContent === 'cancelled by local' \
+             && document.getElementById('run-msg').textContent === ''",
+        )
+        .await;
+    assert_eq!(
+        browser.text("#run-events-empty").await,
+        "This run logged nothing."
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_job_that_is_also_disabled_shows_the_pause_and_offers_resume() {
+    let db = TestDatabase::new().await;
+    // cost_update is disabled: no Deepgram key.
+    let server = Server::start(
+        "paused-disabled",
+        db.url(),
+        &[
+            ("SUPABASE_URL", "http://127.0.0.1:9"),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
+        ],
+    )
+    .await;
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/internal/api/v1/jobs/cost_update/pause",
+            server.base
+        ))
+        .json(&json!({"reason": "price table migration"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let browser = Browser::open("paused-disabled", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the pause on the disabled card",
+            &format!(
+                "{}.querySelector('[data-role=paused]')",
+                card("cost_update")
+            ),
+        )
+        .await;
+    assert_eq!(
+        badges(&browser, "cost_update").await,
+        [
+            "never:Never run:icon",
+            "disabled:Disabled:icon",
+            "paused:Paused:icon"
+        ]
+    );
+    let note = browser
+        .text("article[data-job=cost_update] [data-role=paused]")
+        .await;
+    assert!(note.contains("Reason: price table migration"), "{note}");
+    browser
+        .click("article[data-job=cost_update] [data-action=resume]")
+        .await;
+    browser
+        .wait_for(
+            "the pause lifted",
+            &format!(
+                "!{c}.querySelector('[data-role=paused]') && !{c}.querySelector('[data-action=resume]') \
+                 && !{c}.querySelector('[data-action=pause]') && {c}.querySelector('[data-role=disabled-reason]')",
+                c = card("cost_update")
+            ),
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_from_the_api_cannot_reorder_the_text_around_it() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    // Who paused it, as stored, with a right-to-left override and no end to it.
+    sql(
+        &db,
+        "INSERT INTO job_controls (job_name, paused, paused_at, paused_by, pause_reason, updated_at, version) \
+         VALUES ('audio_cleanup', true, now(), E'\\u202Eadmin', E'\\u202Edisk swap', now(), 1)",
+    )
+    .await;
+    let server = Server::start("bidi", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("bidi", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the paused note",
+            &format!(
+                "{}.querySelector('[data-role=paused]')",
+                card("audio_cleanup")
+            ),
+        )
+        .await;
+    // The page's own words after the name still read left to right: "Run" before "now".
+    let order = browser
+        .eval(&format!(
+            "(() => {{ \
+               const p = {}.querySelector('[data-role=paused] .note-body p:nth-child(2)'); \
+               const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT); \
+               let node; \
+               while ((node = walker.nextNode()) && !node.data.includes('Run now still works')); \
+               const at = (word) => {{ const r = document.createRange(); \
+                 const i = node.data.indexOf(word); r.setStart(node, i); r.setEnd(node, i + word.length); \
+                 return r.getBoundingClientRect(); }}; \
+               const [run, now] = [at('Run '), at('now still')]; \
+               return Math.abs(run.top - now.top) < 2 && run.left < now.left; }})()",
+            card("audio_cleanup")
+        ))
+        .await;
+    browser.screenshot("bidi").await;
+    let note = browser
+        .eval(&format!(
+            "{}.querySelector('[data-role=paused]').innerHTML",
+            card("audio_cleanup")
+        ))
+        .await;
+    assert_eq!(order, json!(true), "{note}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_address_that_is_no_run_says_so_without_asking_again() {
+    let db = TestDatabase::new().await;
+    let server = Server::start("no-such-run", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("no-such-run", 1280, 900).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+
+    // Beyond 64 bits: no execution can have it, so nothing is asked.
+    count_requests(&browser, "/\\/jobs\\/executions\\/\\d/", None).await;
+    browser
+        .eval("(location.hash = '#/executions/99999999999999999999999', true)")
+        .await;
+    browser
+        .wait_for(
+            "no such run",
+            "!document.getElementById('run-error-load').hidden",
+        )
+        .await;
+    let text = browser.text("#run-error-load").await;
+    assert!(text.starts_with("No such run"), "{text}");
+    assert!(!text.contains("e+"), "{text}");
+
+    // A number the server refuses (4xx): said once, not asked again.
+    count_requests(
+        &browser,
+        "/\\/jobs\\/executions\\/5(\\/|$)/",
+        Some(
+            "new Response(JSON.stringify({error: {code: 'invalid_path', message: 'bad id'}}), \
+             {status: 400, headers: {'Content-Type': 'application/json'}})",
+        ),
+    )
+    .await;
+    browser
+        .eval("(location.hash = '#/executions/5', true)")
+        .await;
+    browser
+        .wait_for(
+            "the refusal",
+            "document.getElementById('run-error-load').textContent.startsWith('No such run: the server refused #5')",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(browser.eval("window.__asked").await, json!(1));
+    assert_eq!(browser.text("#run-title").await, "Run #5");
     browser.close().await;
 }

@@ -254,7 +254,8 @@ impl ExecutionLog for PgExecutionLog {
         let row: Option<ExecutionRow> = diesel::sql_query(format!(
             "UPDATE job_executions \
              SET status = $2, completed_at = now(), duration_ms = {DURATION_SQL}, \
-                 stats = $3, error_message = $4, lease_expires_at = NULL \
+                 stats = $3, error_message = $4, lease_expires_at = NULL, \
+                 retry_at = now() + make_interval(secs => $5) \
              WHERE id = $1 AND status = 'running' \
              RETURNING {COLUMNS}"
         ))
@@ -262,11 +263,37 @@ impl ExecutionLog for PgExecutionLog {
         .bind::<Text, _>(completion.status.as_str())
         .bind::<Jsonb, _>(completion.stats.to_json())
         .bind::<Nullable<Text>, _>(completion.error_message.as_deref().map(truncate))
+        .bind::<Nullable<diesel::sql_types::Double>, _>(
+            completion.retry_in.map(|d| d.as_secs_f64()),
+        )
         .get_result(&mut conn)
         .await
         .optional()
         .map_err(log_err)?;
         Ok(row.map(Into::into))
+    }
+
+    async fn overdue_retries(&self, margin: Duration) -> Result<Vec<ExecutionRecord>, LogError> {
+        let mut conn = self.conn().await?;
+        // Within the last six hours (the longest backoff): older ones are history. A later
+        // attempt of the slot, or any later slot (run, skipped or failed), means the retry
+        // was taken or is moot.
+        let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM job_executions f \
+             WHERE f.retry_at IS NOT NULL \
+               AND f.retry_at < now() - make_interval(secs => $1) \
+               AND f.retry_at > now() - interval '6 hours' - make_interval(secs => $1) \
+               AND f.status = 'failed' AND f.scheduled_for IS NOT NULL AND NOT f.dry_run \
+               AND NOT EXISTS (SELECT 1 FROM job_executions n \
+                 WHERE n.job_name = f.job_name AND n.scheduled_for IS NOT NULL \
+                   AND (n.scheduled_for, n.attempt) > (f.scheduled_for, f.attempt)) \
+             ORDER BY f.retry_at LIMIT 20"
+        ))
+        .bind::<diesel::sql_types::Double, _>(margin.as_secs_f64())
+        .load(&mut conn)
+        .await
+        .map_err(log_err)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn hand_over(&self, id: i64, stats: &Stats, message: &str) -> Result<bool, LogError> {

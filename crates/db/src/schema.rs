@@ -52,6 +52,7 @@ diesel::table! {
         cancel_requested_at -> Nullable<Timestamptz>,
         #[max_length = 100]
         cancel_requested_by -> Nullable<Varchar>,
+        retry_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -65,6 +65,7 @@ async fn succeed(log: &PgExecutionLog, id: i64) {
             status: Status::Success,
             stats: Stats::new(),
             error_message: None,
+            retry_in: None,
         },
     )
     .await
@@ -161,6 +162,7 @@ async fn completion_records_status_stats_error_and_duration() {
                 status: Status::Failed,
                 stats,
                 error_message: Some("Deepgram answered 401".into()),
+                retry_in: None,
             },
         )
         .await
@@ -188,6 +190,7 @@ async fn completion_records_status_stats_error_and_duration() {
                 status: Status::Success,
                 stats: Stats::new(),
                 error_message: None,
+                retry_in: None,
             },
         )
         .await
@@ -276,7 +279,8 @@ async fn an_expired_lease_is_closed_naming_the_server_and_cannot_be_reopened() {
             &Completion {
                 status: Status::Success,
                 stats: Stats::new(),
-                error_message: None
+                error_message: None,
+                retry_in: None,
             }
         )
         .await
@@ -649,6 +653,7 @@ async fn a_cancel_request_is_handed_to_the_running_execution_by_its_heartbeat() 
             status: Status::Failed,
             stats: Stats::new(),
             error_message: Some("cancelled by admin".into()),
+            retry_in: None,
         },
     )
     .await
@@ -694,6 +699,7 @@ async fn runs_and_leases_longer_than_an_int_of_milliseconds_still_close() {
                 status: Status::Success,
                 stats: Stats::new(),
                 error_message: None,
+                retry_in: None,
             },
         )
         .await
@@ -865,4 +871,92 @@ async fn rows_closed_for_no_server_count_as_failures_but_not_in_the_durations() 
     // The median and 95th percentile of the two runs that were timed: 1 s and 3 s.
     assert_eq!(days[0].p50_ms, Some(2000));
     assert_eq!(days[0].p95_ms, Some(2900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_keeps_its_retry_time_and_is_overdue_only_while_nothing_followed() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+    let id = started(&log, &new_execution("audio_cleanup", Some(slot))).await;
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Failed,
+            stats: Stats::new(),
+            error_message: Some("Storage answered 503".into()),
+            retry_in: Some(Duration::from_secs(60)),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_executions \
+             WHERE retry_at BETWEEN now() + interval '59 seconds' AND now() + interval '61 seconds'"
+        )
+        .await,
+        1
+    );
+    let overdue = |margin: u64| {
+        let log = &log;
+        async move {
+            log.overdue_retries(Duration::from_secs(margin))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Not due yet.
+    assert!(overdue(0).await.is_empty());
+    // Due a minute ago: overdue with a margin under a minute only.
+    exec(
+        &db,
+        "UPDATE job_executions SET retry_at = now() - interval '1 minute'",
+    )
+    .await;
+    assert_eq!(overdue(10).await, vec![id]);
+    assert!(overdue(120).await.is_empty());
+    // A dry run, or a retry due more than six hours ago, is not taken up.
+    exec(
+        &db,
+        "UPDATE job_executions SET retry_at = now() - interval '7 hours'",
+    )
+    .await;
+    assert!(overdue(10).await.is_empty());
+    exec(
+        &db,
+        "UPDATE job_executions SET retry_at = now() - interval '1 minute', dry_run = true",
+    )
+    .await;
+    assert!(overdue(10).await.is_empty());
+    exec(&db, "UPDATE job_executions SET dry_run = false").await;
+    assert_eq!(overdue(10).await, vec![id]);
+    // A manual run does not count as what followed.
+    exec(
+        &db,
+        "INSERT INTO job_executions (job_name, status, completed_at, triggered_by) \
+         VALUES ('audio_cleanup', 'success', now(), 'manual')",
+    )
+    .await;
+    assert_eq!(overdue(10).await, vec![id]);
+    // The next attempt of the slot, or a later slot (even skipped): nothing to take up.
+    exec(
+        &db,
+        "INSERT INTO job_executions (job_name, status, scheduled_for, attempt, completed_at) \
+         VALUES ('audio_cleanup', 'running', '2026-11-01 02:00:00+00', 2, NULL)",
+    )
+    .await;
+    assert!(overdue(10).await.is_empty());
+    exec(&db, "DELETE FROM job_executions WHERE attempt = 2").await;
+    exec(
+        &db,
+        "INSERT INTO job_executions (job_name, status, scheduled_for, attempt, completed_at, error_message) \
+         VALUES ('audio_cleanup', 'skipped', '2026-11-02 02:00:00+00', 1, now(), 'skipped: the job was paused')",
+    )
+    .await;
+    assert!(overdue(10).await.is_empty());
 }

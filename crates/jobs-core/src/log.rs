@@ -131,6 +131,10 @@ pub struct Completion {
     pub stats: Stats,
     /// The reason, when failed.
     pub error_message: Option<String>,
+    /// For a failed scheduled attempt with attempts left: how long until the next one.
+    /// Kept with the row, so that another server runs it if this one stops or dies while
+    /// waiting ([`ExecutionLog::overdue_retries`]).
+    pub retry_in: Option<Duration>,
 }
 
 /// One row of the execution history.
@@ -217,6 +221,15 @@ pub trait ExecutionLog: Send + Sync + 'static {
     /// Marks failed every running execution whose lease has expired, and returns them,
     /// with the message a [`ExecutionLog::hand_over`] left, if any.
     async fn expire_leases(&self) -> Result<Vec<ExecutionRecord>, LogError>;
+
+    /// Failed scheduled attempts whose retry ([`Completion::retry_in`]) was due more than
+    /// `margin` ago, within the last hours, and that nothing followed (no later attempt of
+    /// the slot, no later slot): the server that was to run it stopped or died while
+    /// waiting. A log that keeps no retry times has none.
+    async fn overdue_retries(&self, margin: Duration) -> Result<Vec<ExecutionRecord>, LogError> {
+        let _ = margin;
+        Ok(Vec::new())
+    }
 
     /// Marks failed every running execution of this worker: on start-up, before it runs
     /// anything, they are leftovers of a process that died.

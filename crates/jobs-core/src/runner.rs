@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
-use log::{info, warn};
+use log::{debug, info, warn};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -393,6 +393,34 @@ impl Runner {
     /// backoff, the next attempt of the same slot is claimed (once across servers, by the
     /// slot's unique claim) and run here. True when a retry was scheduled.
     pub fn rescue(self: &Arc<Self>, job: &Arc<RegisteredJob>, record: &ExecutionRecord) -> bool {
+        let attempt = u32::try_from(record.attempt).unwrap_or(u32::MAX);
+        let delay = retry_delay(job.policy.retry_base_delay, attempt);
+        self.retry_slot(job, record, delay, "was lost with its server")
+    }
+
+    /// Starts now the retry of a failed attempt that is overdue
+    /// ([`ExecutionLog::overdue_retries`]): the server that was to start it stopped or died
+    /// while waiting. Claimed once across servers, like any attempt. True when started.
+    pub fn take_over_retry(
+        self: &Arc<Self>,
+        job: &Arc<RegisteredJob>,
+        record: &ExecutionRecord,
+    ) -> bool {
+        self.retry_slot(
+            job,
+            record,
+            Duration::ZERO,
+            "was not retried by the server that ran it (it stopped or was busy)",
+        )
+    }
+
+    fn retry_slot(
+        self: &Arc<Self>,
+        job: &Arc<RegisteredJob>,
+        record: &ExecutionRecord,
+        delay: Duration,
+        what: &str,
+    ) -> bool {
         let trigger = Trigger::parse(&record.trigger).unwrap_or(Trigger::Manual);
         let attempt = u32::try_from(record.attempt).unwrap_or(u32::MAX);
         let Some(slot) = record.scheduled_for else {
@@ -409,9 +437,8 @@ impl Runner {
         {
             return false;
         }
-        let delay = retry_delay(job.policy.retry_base_delay, attempt);
         info!(
-            "[Job] {} attempt {attempt} of slot {slot} was lost with its server; attempt {} in {:.1}s",
+            "[Job] {} attempt {attempt} of slot {slot} {what}; attempt {} in {:.1}s",
             job.name(),
             attempt + 1,
             delay.as_secs_f64()
@@ -428,6 +455,18 @@ impl Runner {
                 Ok((id, _)) => {
                     let _ = runner.attempts(job, request, id, attempt + 1).await;
                 }
+                // Another server claimed it first; or, for an overdue retry, a manual run
+                // goes on: the next look tries again.
+                Err(StartError::SlotTaken { .. }) => debug!(
+                    "[Job] {} attempt {} of slot {slot} already claimed",
+                    job.name(),
+                    attempt + 1
+                ),
+                Err(StartError::AlreadyRunning(_)) if delay.is_zero() => debug!(
+                    "[Job] {} attempt {} of slot {slot} waits: the job is running",
+                    job.name(),
+                    attempt + 1
+                ),
                 Err(e) => warn!(
                     "[Job] {} attempt {} of slot {slot} not started: {e}",
                     job.name(),
@@ -730,10 +769,20 @@ impl Runner {
                 ),
             }
         }
+        // A retry this server may not live to start is kept with the row: another server
+        // starts it when it is overdue.
+        let retry_in = (status == Status::Failed
+            && !interrupted
+            && request.trigger != Trigger::Manual
+            && request.scheduled_for.is_some()
+            && !request.dry_run
+            && attempt < job.policy.max_attempts)
+            .then(|| longest_retry_delay(job.policy.retry_base_delay, attempt));
         let completion = Completion {
             status,
             stats: report.stats.clone(),
             error_message: report.error_message.clone(),
+            retry_in,
         };
         report.record = self.complete(job.name(), id, &completion).await;
         match &report.error_message {
@@ -952,11 +1001,16 @@ fn settle(
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, between half and all of it.
 pub fn retry_delay(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(Duration::from_secs(6 * 60 * 60));
+    let capped = longest_retry_delay(base, attempt);
     let half = capped / 2;
     let jitter = rand::rng().random_range(0.0..=1.0);
     half + half.mul_f64(jitter)
+}
+
+/// The longest [`retry_delay`] after `attempt`: when its retry is due at the latest.
+pub fn longest_retry_delay(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    exp.min(Duration::from_secs(6 * 60 * 60))
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -14,6 +14,10 @@
 //! * **Rescue** — an execution closed because its server died (lease expiry, or this
 //!   server's own leftover after a restart) that was a scheduled attempt below the job's
 //!   max attempts gets its next attempt after the backoff ([`Runner::rescue`]).
+//! * **Overdue retries** — a failed scheduled attempt records when its retry is due; if
+//!   the server that ran it stops or dies while waiting (or a manual run held the job
+//!   then), another server starts it once it is a lease overdue
+//!   ([`Runner::take_over_retry`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -353,6 +357,22 @@ impl Scheduler {
                 }
             }
             Err(e) => debug!("[Job] lease check failed: {e}"),
+        }
+        // A retry is overdue once its server had a whole lease more to start it.
+        match self
+            .runner
+            .log()
+            .overdue_retries(self.runner.settings().lease)
+            .await
+        {
+            Ok(overdue) => {
+                for record in overdue {
+                    if let Some(job) = self.registry.get(&record.job_name) {
+                        self.runner.take_over_retry(&job, &record);
+                    }
+                }
+            }
+            Err(e) => debug!("[Job] retry check failed: {e}"),
         }
     }
 }

@@ -570,6 +570,7 @@ async fn on_start_the_latest_missed_slot_is_caught_up_and_older_misses_are_recor
             status: Status::Success,
             stats: Stats::new(),
             error_message: None,
+            retry_in: None,
         },
     )
     .await

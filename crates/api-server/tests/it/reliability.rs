@@ -462,14 +462,7 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;
     // The key is refused: every attempt fails.
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
-            "statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
-            "message": "signature verification failed"
-        })))
-        .mount(&mock)
-        .await;
+    let mock = refusing_storage().await;
     let uri = mock.uri();
     // An hourly schedule whose latest slot is within the misfire window: caught up on start.
     let _server = ServerProcess::start(&with(
@@ -500,6 +493,69 @@ async fn a_failing_slot_is_retried_and_every_attempt_is_in_the_history() {
     // No fourth attempt.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(audio_cleanup_runs(&db).await.len(), 3);
+}
+
+/// Storage refusing the key: every attempt fails at once.
+async fn refusing_storage() -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
+            "message": "signature verification failed"
+        })))
+        .mount(&mock)
+        .await;
+    mock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_server_stops_while_waiting_runs_on_another_server() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = refusing_storage().await;
+    let uri = mock.uri();
+    // The retry waits 5-10 s: the stop comes first.
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("AUDIO_CLEANUP_SCHEDULE", "0 * * * *"),
+            ("MISFIRE_WINDOW_SECS", "3600"),
+            ("JOB_MAX_ATTEMPTS", "2"),
+            ("JOB_RETRY_DELAY_SECS", "10"),
+        ],
+    );
+    let mut a = ServerProcess::start(&vars).await;
+    let first = eventually(Duration::from_secs(20), "attempt 1 failed", || async {
+        audio_cleanup_runs(&db)
+            .await
+            .into_iter()
+            .find(|r| r.attempt == 1 && r.status == "failed")
+    })
+    .await;
+    let b = ServerProcess::start(&vars).await;
+    let (status, _) = a.terminate(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0));
+
+    let all = eventually(
+        Duration::from_secs(40),
+        "attempt 2 on the other server",
+        || async {
+            let all = audio_cleanup_runs(&db).await;
+            all.iter()
+                .any(|r| r.attempt == 2 && r.status != "running")
+                .then_some(all)
+        },
+    )
+    .await;
+    let next = all.iter().find(|r| r.attempt == 2).unwrap();
+    assert_eq!(next.scheduled_for, first.scheduled_for, "the same slot");
+    assert_ne!(next.worker_id, first.worker_id, "{all:#?}");
+    // Once: the last attempt allowed, and no more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = audio_cleanup_runs(&db).await;
+    let attempts: Vec<i32> = all.iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, vec![1, 2], "{all:#?}");
+    drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,10 @@ impl EmailChannel {
 
     /// The e-mail of a notice.
     pub fn message(&self, notice: &Notice) -> Result<Message, SendError> {
+        // One Message-ID for every attempt of this notice: a relay that kept the message
+        // but whose answer was lost gets it again, and readers' mail tools fold the copies.
         let mut builder = Message::builder()
+            .message_id(None)
             .from(self.from.clone())
             .subject(notice.subject())
             // RFC 3834: tells auto-responders (vacation replies) not to answer.
@@ -113,7 +116,8 @@ impl EmailChannel {
                 self.target.redact(&e.to_string())
             ))),
             Err(_) => Err(SendError::transient(format!(
-                "{} did not complete the exchange within {:?}",
+                "{} did not complete the exchange within {:?} (the message may have been \
+                 delivered all the same; its copies share one Message-ID)",
                 self.target, self.timeout
             ))),
         }

@@ -747,6 +747,47 @@ async fn a_silent_smtp_server_is_given_up_after_the_send_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_again_after_a_lost_answer_carry_one_message_id() {
+    // The relay keeps the message, then answers after the send timeout: the attempt looks
+    // failed and is made again.
+    let sink = SmtpSink::start_acking_after(Duration::from_millis(2_500)).await;
+    let url = sink.url();
+    let h = Harness::new(
+        "slow_ack_job",
+        &[
+            ("SMTP_URL", &url),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com"),
+            ("ALERT_SEND_ATTEMPTS", "2"),
+            ("ALERT_SEND_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    h.run(true).await;
+    let mails = sink.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let ids: Vec<Option<String>> = mails.iter().map(|m| m.header("Message-ID")).collect();
+    assert!(
+        ids[0]
+            .as_deref()
+            .is_some_and(|id| id.starts_with('<') && id.contains('@')),
+        "{ids:?}"
+    );
+    assert_eq!(ids[0], ids[1]);
+    wait_until("the delivery to be given up", || {
+        h.notifier.delivery_counts().email_failed == 1
+    })
+    .await;
+    let warnings = capture::logged(log::Level::Warn, "slow_ack_job");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("may have been delivered")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_observing_the_same_transitions_send_one_notice_each_time() {
     capture::install();
     let sink = SmtpSink::start().await;

@@ -174,13 +174,19 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Listens on a free port of 127.0.0.1.
     pub async fn start() -> Self {
+        Self::start_acking_after(Duration::ZERO).await
+    }
+
+    /// A sink that keeps each message at once but acknowledges it only after `delay`, as
+    /// a busy relay does.
+    pub async fn start_acking_after(delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink address");
         let mails = Arc::new(Mutex::new(Vec::new()));
         let store = Arc::clone(&mails);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, Arc::clone(&store)));
+                tokio::spawn(session(stream, Arc::clone(&store), delay));
             }
         });
         Self { addr, mails, task }
@@ -223,7 +229,7 @@ fn address(arg: &str) -> String {
     }
 }
 
-async fn session(stream: TcpStream, store: Arc<Mutex<Vec<ReceivedMail>>>) {
+async fn session(stream: TcpStream, store: Arc<Mutex<Vec<ReceivedMail>>>, ack_delay: Duration) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     macro_rules! reply {
@@ -289,6 +295,7 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<ReceivedMail>>>) {
                 rcpt_to: std::mem::take(&mut rcpt),
                 data: lines.join("\n"),
             });
+            tokio::time::sleep(ack_delay).await;
             reply!("250 OK queued\r\n");
         } else if upper == "RSET" {
             from = None;

@@ -95,9 +95,23 @@ impl ConnectTarget {
             }
             None => is_supabase_transaction_pooler(&url),
         };
+        // The other parameters go on exactly as written: libpq (and tokio-postgres) read
+        // `%20` as a space and `+` as a plus, where re-encoding them as a form would turn
+        // `options=-c%20lock_timeout%3D10s` into `-c+lock_timeout=10s`.
+        let raw_kept: Vec<String> = url
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| {
+                url::form_urlencoded::parse(pair.as_bytes())
+                    .next()
+                    .is_some_and(|(key, _)| kept.iter().any(|(k, _)| *k == key))
+            })
+            .map(str::to_owned)
+            .collect();
         url.set_query(None);
-        if !kept.is_empty() {
-            url.query_pairs_mut().extend_pairs(kept);
+        if !raw_kept.is_empty() {
+            url.set_query(Some(&raw_kept.join("&")));
         }
         let mut config: tokio_postgres::Config = url
             .as_str()
@@ -658,6 +672,21 @@ mod tests {
         assert_eq!(t.database(), "background_jobs");
         let t = ConnectTarget::parse("postgres://postgres@127.0.0.1/db?sslmode=disable").unwrap();
         assert!(t.tls.is_none());
+    }
+
+    #[test]
+    fn other_parameters_are_passed_on_as_written() {
+        // As the README's takeover step writes it: a space encoded as %20.
+        let t = ConnectTarget::parse(
+            "postgres://u@127.0.0.1/db?options=-c%20lock_timeout%3D10s&sslmode=disable&application_name=a%2Bb",
+        )
+        .unwrap();
+        assert_eq!(t.config.get_options(), Some("-c lock_timeout=10s"));
+        assert_eq!(t.config.get_application_name(), Some("a+b"));
+        assert!(t.tls.is_none());
+        let t =
+            ConnectTarget::parse("postgres://u@127.0.0.1/db?options=-clock_timeout%3D3s").unwrap();
+        assert_eq!(t.config.get_options(), Some("-clock_timeout=3s"));
     }
 
     #[test]

@@ -502,7 +502,14 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         config.scheduling.shutdown_grace.as_secs()
     );
     let clean = runner.shutdown(config.scheduling.shutdown_grace).await;
-    if !clean {
+    let unrecorded = runner.unrecorded_ends();
+    if unrecorded > 0 {
+        error!(
+            "{unrecorded} run(s) ended without their end being recorded (the database did not \
+             answer): their rows stay running until their lease expires, then any server \
+             marks them failed"
+        );
+    } else if !clean {
         info!(
             "running jobs were interrupted: recorded as failed, or handed over to another server"
         );
@@ -524,6 +531,10 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
     let _ = feed_task.await;
     if let Ok(Err(e)) = server_task.await {
         error!("HTTP server stopped with an error: {e}");
+    }
+    if unrecorded > 0 {
+        info!("stopped, with {unrecorded} run end(s) not recorded");
+        return Ok(ExitCode::FAILURE);
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -208,6 +208,8 @@ pub struct Runner {
     hard_stop: CancellationToken,
     /// The stop signal of each execution running in this process, for [`Runner::cancel`].
     running: Mutex<HashMap<i64, Arc<StopSignal>>>,
+    /// Executions whose end could not be written (the log did not answer).
+    unrecorded: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a run was asked to stop before it ended by itself.
@@ -278,7 +280,15 @@ impl Runner {
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
+            unrecorded: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many executions ended here without their end being recorded (the execution log
+    /// did not answer): their rows stay `running` until their lease expires, and are then
+    /// closed as failed by whichever server sees it.
+    pub fn unrecorded_ends(&self) -> usize {
+        self.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks an execution running in this process to stop: it sees the cancellation at its
@@ -884,6 +894,8 @@ impl Runner {
                     delay *= 2;
                 }
                 Err(e) => {
+                    self.unrecorded
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!("[Job] could not record the end of {job} execution {id}: {e}; its lease will expire and it will be marked failed");
                 }
             }

@@ -289,10 +289,12 @@ async fn servers_stopping_one_after_the_other_leave_nothing_running() {
 }
 
 /// A TCP proxy to the test PostgreSQL that can stop passing bytes, as a database that
-/// hangs (a network partition) rather than refuses.
+/// hangs (a network partition) rather than refuses, or cut every connection and refuse new
+/// ones, as a database that is down.
 struct FreezingProxy {
     port: u16,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio_util::sync::CancellationToken,
 }
 
 impl FreezingProxy {
@@ -305,8 +307,14 @@ impl FreezingProxy {
         let (host, pg_port) = crate::support::test_server_address();
         let target = format!("{host}:{pg_port}");
         let gate = std::sync::Arc::clone(&frozen);
+        let cut = tokio_util::sync::CancellationToken::new();
+        let down = cut.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if down.is_cancelled() {
+                    drop(client);
+                    continue;
+                }
                 let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
                     continue;
                 };
@@ -320,12 +328,16 @@ impl FreezingProxy {
                     (Box::new(server_read), Box::new(client_write)),
                 ] {
                     let gate = std::sync::Arc::clone(&gate);
+                    let down = down.clone();
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 16 * 1024];
                         loop {
-                            let n = match from.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
+                            let n = tokio::select! {
+                                read = from.read(&mut buf) => match read {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                },
+                                _ = down.cancelled() => break,
                             };
                             while AtomicBool::load(&gate, Ordering::SeqCst) {
                                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -338,7 +350,12 @@ impl FreezingProxy {
                 }
             }
         });
-        Self { port, frozen }
+        Self { port, frozen, cut }
+    }
+
+    /// Closes every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.cancel();
     }
 
     fn freeze(&self) {
@@ -381,6 +398,47 @@ async fn a_stop_ends_even_when_the_database_stops_answering() {
         "{}",
         server.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_whose_run_end_cannot_be_recorded_exits_1_and_says_so() {
+    let db = TestDatabase::new().await;
+    seed_old_audio(&db, 1).await;
+    let mock = storage(Duration::from_secs(60)).await;
+    let uri = mock.uri();
+    let proxy = FreezingProxy::start().await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
+        proxy.port,
+        db.name()
+    );
+    let vars = with(
+        base_vars(&db, &uri),
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+            ("JOB_CANCEL_GRACE_SECS", "1"),
+        ],
+    );
+    let mut server = ServerProcess::start(&vars).await;
+    let id = server.start_run("audio_cleanup").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The database goes down: connections close, new ones are refused.
+    proxy.cut();
+    let (status, _) = server.terminate(Duration::from_secs(45)).await;
+    let log = server.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("1 run(s) ended without their end being recorded"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("running jobs were interrupted: recorded as failed"),
+        "{log}"
+    );
+    // Its row is indeed still running, for lease expiry to close.
+    let run = audio_cleanup_run(&db, id).await;
+    assert_eq!(run.status, "running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,16 +154,37 @@ fn dot_env() -> Result<Vec<(String, String)>, ConfigError> {
     for item in iter {
         match item {
             Ok(pair) => pairs.push(pair),
-            Err(dotenvy::Error::LineParse(line, _)) => {
-                // Found in the working directory; one found in a parent gets no number.
-                let number = std::fs::read_to_string(NAME)
-                    .ok()
-                    .and_then(|text| text.lines().position(|l| l.trim_end() == line.trim_end()))
+            Err(dotenvy::Error::LineParse(text, _)) => {
+                // The file dotenvy read: in the working directory or the nearest parent.
+                // It reports the text it could not read (a whole line, or a value), not
+                // its number: the first line holding that text is the one.
+                let path = std::env::current_dir().ok().and_then(|dir| {
+                    dir.ancestors()
+                        .map(|d| d.join(NAME))
+                        .find(|candidate| candidate.is_file())
+                });
+                let needle = text.trim();
+                let number = path
+                    .as_ref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .and_then(|content| {
+                        content
+                            .lines()
+                            .position(|l| l.trim_end() == text.trim_end())
+                            .or_else(|| {
+                                (!needle.is_empty())
+                                    .then(|| content.lines().position(|l| l.contains(needle)))
+                                    .flatten()
+                            })
+                    })
                     .map_or_else(String::new, |n| format!(" (line {})", n + 1));
+                let place = path
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default();
                 return Err(ConfigError::new(
                     NAME,
                     format!(
-                        "has a line that is not NAME=value{number}; nothing of the file was \
+                        "file{place} has a line that is not NAME=value{number}; nothing of the file was \
                          used (a value with spaces or '#' needs quotes, and a quote its closing \
                          quote)"
                     ),

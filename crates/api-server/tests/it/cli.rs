@@ -92,6 +92,11 @@ fn a_dot_env_file_with_a_bad_line_is_refused_whole() {
             Some(2),
         ),
         (&b"AUDIO_RETENTION_DAYS=365\nX=\xff\n"[..], None),
+        // Unquoted, as some tools accept it: the line is named.
+        (
+            &b"AUDIO_RETENTION_DAYS=365\nCOST_UPDATE_SCHEDULE=0 5 * * *\n"[..],
+            Some(2),
+        ),
     ] {
         let (code, out, err) = jobs(contents);
         assert_eq!(code, 2, "{out}{err}");
@@ -100,8 +105,19 @@ fn a_dot_env_file_with_a_bad_line_is_refused_whole() {
         if let Some(line) = line {
             assert!(err.contains(&format!("(line {line})")), "{err}");
         }
-        assert!(!err.contains("secret"), "{err}");
+        assert!(!err.contains("secret") && !err.contains("0 5 *"), "{err}");
     }
+    // Found in a parent directory: the message names the file it read.
+    let below = dir.join("below");
+    std::fs::create_dir_all(&below).unwrap();
+    std::fs::write(dir.join(".env"), b"A=1\nJUNK LINE\n").unwrap();
+    let (code, _, err) = run(server::api_server(&[]).current_dir(&below).arg("jobs"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{} has a line", dir.join(".env").display())),
+        "{err}"
+    );
+    assert!(err.contains("(line 2)"), "{err}");
     std::fs::remove_file(dir.join(".env")).unwrap();
 }
 

@@ -48,7 +48,7 @@ const STREAMS_RETRY_AFTER_SECS: u64 = 5;
     responses(
         (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = SseEvent),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 503, description = "Too many open streams (`too_many_streams`), or the server is shutting down", body = ErrorBody),
+        (status = 503, description = "Too many open streams (`too_many_streams`, with `Retry-After`), streams turned off (`events_disabled`), or the server is shutting down", body = ErrorBody),
     )
 )]
 pub async fn events(
@@ -71,6 +71,15 @@ pub async fn events(
     }
     let subscription = match subscribed {
         Ok(subscription) => subscription,
+        // Streams are turned off: no retry can succeed, the client polls.
+        Err(StreamRefused::Full { max: 0 }) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "events_disabled",
+                "this server serves no event streams (EVENTS_MAX_STREAMS=0): poll \
+                 GET /internal/api/v1/jobs instead",
+            ));
+        }
         Err(StreamRefused::Full { max }) => {
             let mut refused = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

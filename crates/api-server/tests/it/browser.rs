@@ -2322,7 +2322,7 @@ async fn without_the_event_stream_the_page_polls_on_its_own_schedule() {
         ),
     )
     .await;
-    // No streams at all: every try of the stream is refused with 503 `too_many_streams`,
+    // No streams at all: every try of the stream is refused with 503 `events_disabled`,
     // and retried with backoff.
     let mut vars = BOTH_ENABLED.to_vec();
     vars.push(("EVENTS_MAX_STREAMS", "0"));

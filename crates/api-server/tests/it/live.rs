@@ -551,6 +551,19 @@ async fn a_stream_gets_heartbeats_and_ends_cleanly_when_the_server_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_streams_turned_off_a_stream_is_refused_without_a_retry_time() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let server = ServerProcess::start(&vars(&db, &uri, &[("EVENTS_MAX_STREAMS", "0")])).await;
+    let resp = ask_stream(&server).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "events_disabled", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_need_the_token_are_capped_and_resume_from_last_event_id() {
     let db = TestDatabase::new().await;
     let mock = storage(Duration::ZERO).await;

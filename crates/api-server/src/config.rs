@@ -360,7 +360,12 @@ impl Vars {
         let value = match self.get(name) {
             None => return Ok(default),
             Some(raw) => raw.parse::<T>().map_err(|_| {
-                ConfigError::new(name, format!("must be a whole number, got {raw:?}"))
+                // A whole number too large (or small) for the setting says its range.
+                if raw.trim().parse::<i128>().is_ok() {
+                    ConfigError::new(name, format!("must be between {min} and {max}, got {raw}"))
+                } else {
+                    ConfigError::new(name, format!("must be a whole number, got {raw:?}"))
+                }
             })?,
         };
         if value < min {
@@ -447,10 +452,20 @@ pub struct LogSettings {
 impl LogSettings {
     /// Reads `LOG_FORMAT`, `RUST_LOG` and `RUST_LOG_STYLE`.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let style = vars.get("RUST_LOG_STYLE").map(str::to_owned);
+        if let Some(other) = style
+            .as_deref()
+            .filter(|s| !matches!(*s, "auto" | "always" | "never"))
+        {
+            return Err(ConfigError::new(
+                "RUST_LOG_STYLE",
+                format!("must be auto, always or never, got {other:?}"),
+            ));
+        }
         Ok(Self {
             format: LogFormat::parse(vars.get(LOG_FORMAT_VAR))?,
             filter: vars.get_or("RUST_LOG", DEFAULT_LOG_FILTER).to_owned(),
-            style: vars.get("RUST_LOG_STYLE").map(str::to_owned),
+            style,
         })
     }
 }
@@ -569,9 +584,11 @@ impl Config {
         };
         let admin_token = vars.secret("ADMIN_TOKEN");
         let viewer_token = vars.secret("VIEWER_TOKEN");
+        let metrics_token = vars.secret("METRICS_TOKEN");
         for (name, token) in [
             ("ADMIN_TOKEN", &admin_token),
             ("VIEWER_TOKEN", &viewer_token),
+            ("METRICS_TOKEN", &metrics_token),
         ] {
             // Sent as `Authorization: Bearer <token>`: a header value is visible ASCII, so
             // any other token could never be presented. (The value is not repeated.)
@@ -725,7 +742,7 @@ impl Config {
             bind_addr,
             admin_token,
             viewer_token,
-            metrics_token: vars.secret("METRICS_TOKEN"),
+            metrics_token,
             public_url: vars
                 .url_without_credentials("PUBLIC_URL", "it is shown in every notice's links")?,
             worker_id,

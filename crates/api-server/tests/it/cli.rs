@@ -138,6 +138,9 @@ fn invalid_settings_exit_2_naming_the_variable() {
         ("COST_UPDATE_SCHEDULE", "61 3 * * *"),
         ("AUDIO_RETENTION_DAYS", "0"),
         ("BIND_ADDR", "everywhere"),
+        ("PORT", "70000"),
+        ("RUST_LOG_STYLE", "sometimes"),
+        ("METRICS_TOKEN", "with space"),
     ] {
         for command in [
             &["jobs"][..],
@@ -150,6 +153,12 @@ fn invalid_settings_exit_2_naming_the_variable() {
             assert!(err.contains(var), "{var} not named: {err}");
         }
     }
+    // A number out of range says the range, not that it is no number.
+    let (_, _, err) = run(api_server(&[("PORT", "70000")]).arg("jobs"));
+    assert!(
+        err.contains("PORT: must be between 1 and 65535, got 70000"),
+        "{err}"
+    );
 }
 
 #[test]

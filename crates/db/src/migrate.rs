@@ -583,6 +583,7 @@ const CREATED: &[(&str, Created)] = &[
     ("20261130180000", Created::Table("job_controls")),
     ("20261130180000", Created::Table("job_execution_events")),
     ("20261130180000", Created::Table("job_workers")),
+    ("20261201170000", Created::Table("job_notices")),
     ("20261130180000", Created::Index("job_execution_events_execution", "CREATE INDEX job_execution_events_execution ON public.job_execution_events USING btree (execution_id, id)")),
     ("20261201160000", Created::Index("idx_job_executions_retry_at", "CREATE INDEX idx_job_executions_retry_at ON public.job_executions USING btree (retry_at) WHERE (retry_at IS NOT NULL)")),
     // The contract's four indexes, built only where no index of the same definition

@@ -174,6 +174,68 @@ pub async fn load_or_create(
         .ok_or(DbError::Query(diesel::result::Error::NotFound))
 }
 
+/// A notice as its channels send it, for the outbox ([`compare_and_set`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotice {
+    /// `failure`, `recovery`, `overdue`, `reminder`.
+    pub kind: String,
+    /// The e-mail's subject.
+    pub subject: String,
+    /// The e-mail's text part.
+    pub plain_text: String,
+    /// The e-mail's HTML part.
+    pub html: String,
+    /// The webhook's JSON body.
+    pub webhook_body: serde_json::Value,
+    /// The e-mail's Message-ID, the same for every copy.
+    pub message_id: String,
+    /// Whether it goes by e-mail.
+    pub email: bool,
+    /// Whether it goes to the webhook.
+    pub webhook: bool,
+}
+
+/// A notice waiting in the outbox, as claimed by a sender.
+#[derive(Debug, Clone, PartialEq, diesel::QueryableByName)]
+pub struct PendingNotice {
+    /// Its id.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// The job it is about.
+    #[diesel(sql_type = Text)]
+    pub job_name: String,
+    /// `failure`, `recovery`, …
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// The e-mail's subject.
+    #[diesel(sql_type = Text)]
+    pub subject: String,
+    /// The e-mail's text part.
+    #[diesel(sql_type = Text)]
+    pub plain_text: String,
+    /// The e-mail's HTML part.
+    #[diesel(sql_type = Text)]
+    pub html: String,
+    /// The webhook's body.
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    pub webhook_body: serde_json::Value,
+    /// The e-mail's Message-ID.
+    #[diesel(sql_type = Text)]
+    pub message_id: String,
+    /// Still to be sent by e-mail.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub email_pending: bool,
+    /// Still to be sent to the webhook.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub webhook_pending: bool,
+    /// Delivery passes made so far.
+    #[diesel(sql_type = Integer)]
+    pub tries: i32,
+}
+
+const NOTICE_COLUMNS: &str = "id, job_name::text AS job_name, kind::text AS kind, subject, \
+    plain_text, html, webhook_body, message_id, email_pending, webhook_pending, tries";
+
 /// Writes `record` if the row's version is still `expected_version`, and bumps the version.
 /// Returns false when another server changed the row first: re-read and decide again.
 pub async fn compare_and_set(
@@ -182,12 +244,44 @@ pub async fn compare_and_set(
     expected_version: i64,
     record: &AlertRecord,
 ) -> Result<bool, DbError> {
-    let updated = diesel::sql_query(
-        "UPDATE job_notification_state \
-         SET state = $3, since = $4, watch_from = $5, last_success_at = $6, \
-             last_failure_at = $7, failures = $8, last_execution_id = $9, last_error = $10, \
-             last_notified_at = $11, version = version + 1, updated_at = now() \
-         WHERE job_name = $1 AND version = $2",
+    Ok(
+        compare_and_set_with_notice(conn, job_name, expected_version, record, None)
+            .await?
+            .0,
+    )
+}
+
+/// [`compare_and_set`], and in the same statement, when the write wins, puts `notice` in
+/// the outbox, claimed by the caller. Returns whether the write won, and the notice's id.
+pub async fn compare_and_set_with_notice(
+    conn: &mut AsyncPgConnection,
+    job_name: &str,
+    expected_version: i64,
+    record: &AlertRecord,
+    notice: Option<&NewNotice>,
+) -> Result<(bool, Option<i64>), DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = BigInt)]
+        won: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        notice_id: Option<i64>,
+    }
+    let outcome: Outcome = diesel::sql_query(
+        "WITH updated AS ( \
+           UPDATE job_notification_state \
+           SET state = $3, since = $4, watch_from = $5, last_success_at = $6, \
+               last_failure_at = $7, failures = $8, last_execution_id = $9, last_error = $10, \
+               last_notified_at = $11, version = version + 1, updated_at = now() \
+           WHERE job_name = $1 AND version = $2 \
+           RETURNING job_name \
+         ), inserted AS ( \
+           INSERT INTO job_notices (job_name, kind, subject, plain_text, html, webhook_body, \
+                                    message_id, email_pending, webhook_pending) \
+           SELECT $1, $12, $13, $14, $15, $16, $17, $18, $19 FROM updated WHERE $12 IS NOT NULL \
+           RETURNING id \
+         ) \
+         SELECT (SELECT count(*) FROM updated) AS won, (SELECT id FROM inserted) AS notice_id",
     )
     .bind::<Text, _>(job_name)
     .bind::<BigInt, _>(expected_version)
@@ -204,9 +298,83 @@ pub async fn compare_and_set(
     )
     .bind::<Nullable<Text>, _>(record.last_error.as_deref().map(shorten))
     .bind::<Nullable<Timestamptz>, _>(record.last_notified_at)
+    .bind::<Nullable<Text>, _>(notice.map(|n| n.kind.as_str()))
+    .bind::<Text, _>(notice.map_or("", |n| n.subject.as_str()))
+    .bind::<Text, _>(notice.map_or("", |n| n.plain_text.as_str()))
+    .bind::<Text, _>(notice.map_or("", |n| n.html.as_str()))
+    .bind::<diesel::sql_types::Jsonb, _>(
+        notice.map_or(serde_json::Value::Null, |n| n.webhook_body.clone()),
+    )
+    .bind::<Text, _>(notice.map_or("", |n| n.message_id.as_str()))
+    .bind::<diesel::sql_types::Bool, _>(notice.is_some_and(|n| n.email))
+    .bind::<diesel::sql_types::Bool, _>(notice.is_some_and(|n| n.webhook))
+    .get_result(conn)
+    .await?;
+    Ok((outcome.won == 1, outcome.notice_id))
+}
+
+/// Settles a delivery pass of a claimed notice: deleted when no channel is left,
+/// otherwise kept with the channels still to send, its error and a fresh claim time (it
+/// is tried again once the claim is old).
+pub async fn settle_notice(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    email_pending: bool,
+    webhook_pending: bool,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    if !email_pending && !webhook_pending {
+        diesel::sql_query("DELETE FROM job_notices WHERE id = $1")
+            .bind::<BigInt, _>(id)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    diesel::sql_query(
+        "UPDATE job_notices SET email_pending = $2, webhook_pending = $3, tries = tries + 1, \
+         last_error = $4, claimed_at = now() WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<diesel::sql_types::Bool, _>(email_pending)
+    .bind::<diesel::sql_types::Bool, _>(webhook_pending)
+    .bind::<Nullable<Text>, _>(error.map(shorten))
     .execute(conn)
     .await?;
-    Ok(updated == 1)
+    Ok(())
+}
+
+/// Claims up to `limit` notices whose claim is older than `claim_for` (their sender
+/// stopped or died, or their last pass failed), younger than `max_age` and tried fewer
+/// than `max_tries` times; each is claimed by one caller only. Notices past those limits
+/// are deleted and returned in the second list, for the log.
+pub async fn claim_stale_notices(
+    conn: &mut AsyncPgConnection,
+    claim_for: std::time::Duration,
+    max_age: std::time::Duration,
+    max_tries: i32,
+    limit: i64,
+) -> Result<(Vec<PendingNotice>, Vec<PendingNotice>), DbError> {
+    let dropped: Vec<PendingNotice> = diesel::sql_query(format!(
+        "DELETE FROM job_notices \
+         WHERE created_at < now() - make_interval(secs => $1) OR tries >= $2 \
+         RETURNING {NOTICE_COLUMNS}"
+    ))
+    .bind::<diesel::sql_types::Double, _>(max_age.as_secs_f64())
+    .bind::<Integer, _>(max_tries)
+    .load(conn)
+    .await?;
+    let claimed: Vec<PendingNotice> = diesel::sql_query(format!(
+        "UPDATE job_notices SET claimed_at = now() \
+         WHERE id IN (SELECT id FROM job_notices \
+                      WHERE claimed_at < now() - make_interval(secs => $1) \
+                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING {NOTICE_COLUMNS}"
+    ))
+    .bind::<diesel::sql_types::Double, _>(claim_for.as_secs_f64())
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok((claimed, dropped))
 }
 
 fn shorten(message: &str) -> String {

@@ -77,6 +77,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_notices (id) {
+        id -> Int8,
+        #[max_length = 100]
+        job_name -> Varchar,
+        #[max_length = 40]
+        kind -> Varchar,
+        subject -> Text,
+        plain_text -> Text,
+        html -> Text,
+        webhook_body -> Jsonb,
+        message_id -> Text,
+        email_pending -> Bool,
+        webhook_pending -> Bool,
+        tries -> Int4,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        claimed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     job_workers (worker_id) {
         #[max_length = 255]
         worker_id -> Varchar,
@@ -110,6 +131,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_controls,
     job_execution_events,
     job_executions,
+    job_notices,
     job_notification_state,
     job_workers,
     transcriptions,

@@ -54,14 +54,37 @@ impl EmailChannel {
         self.to.len()
     }
 
-    /// The e-mail of a notice.
+    /// The e-mail of a notice, with a new Message-ID.
     pub fn message(&self, notice: &Notice) -> Result<Message, SendError> {
-        // One Message-ID for every attempt of this notice: a relay that kept the message
-        // but whose answer was lost gets it again, and readers' mail tools fold the copies.
+        let id = self.new_message_id();
+        self.message_from(&notice.subject(), notice.plain_text(), notice.html(), &id)
+    }
+
+    /// A Message-ID on the sender's domain: `<uuid@domain>`.
+    pub fn new_message_id(&self) -> String {
+        let domain = self.from.email.domain();
+        let domain = if domain.is_empty() {
+            "localhost"
+        } else {
+            domain
+        };
+        format!("<{}@{domain}>", uuid::Uuid::new_v4())
+    }
+
+    /// An e-mail as stored in the outbox. Every copy of a notice carries its one
+    /// Message-ID: a relay that kept the message but whose answer was lost gets it again,
+    /// and readers' mail tools fold the copies.
+    pub fn message_from(
+        &self,
+        subject: &str,
+        plain_text: String,
+        html: String,
+        message_id: &str,
+    ) -> Result<Message, SendError> {
         let mut builder = Message::builder()
-            .message_id(None)
+            .message_id(Some(message_id.to_owned()))
             .from(self.from.clone())
-            .subject(notice.subject())
+            .subject(subject)
             // RFC 3834: tells auto-responders (vacation replies) not to answer.
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
@@ -71,10 +94,7 @@ impl EmailChannel {
             builder = builder.to(to.clone());
         }
         builder
-            .multipart(MultiPart::alternative_plain_html(
-                notice.plain_text(),
-                notice.html(),
-            ))
+            .multipart(MultiPart::alternative_plain_html(plain_text, html))
             .map_err(|e| SendError::Permanent(format!("cannot build the e-mail: {e}")))
     }
 

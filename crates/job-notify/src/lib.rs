@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use db::notifications::{self, AlertState, StoredAlert};
+use db::notifications::{self, AlertState, NewNotice, PendingNotice, StoredAlert};
 use db::DbError;
 use jobs_core::{RegisteredJob, Registry, RunObserver, RunReport, Status};
 use log::{debug, info, warn};
@@ -37,6 +37,10 @@ pub use self::webhook::WebhookChannel;
 const MAX_CAS_ROUNDS: usize = 8;
 /// Shortest period of the overdue watch, whatever it is asked for.
 const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// A notice not delivered within a day is dropped (and logged): it would say old news.
+const NOTICE_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Delivery passes of one notice before it is dropped (and logged).
+const MAX_NOTICE_TRIES: i32 = 20;
 
 /// Why a state change could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -265,25 +269,36 @@ impl Notifier {
             let reminder = self.inner.settings.reminder_interval;
             let result = self
                 .inner
-                .transition(job.name(), |stored| {
-                    state::on_check(&stored.record, stored.now, check, reminder)
-                })
+                .transition(
+                    job.name(),
+                    |stored| state::on_check(&stored.record, stored.now, check, reminder),
+                    |before, decision, kind| {
+                        self.inner.check_notice(job, kind, check, before, decision)
+                    },
+                )
                 .await;
             match result {
-                Ok(Some((before, decision))) => {
-                    if let Some(kind) = decision.notice {
-                        let notice = self
-                            .inner
-                            .check_notice(job, kind, check, &before, &decision);
-                        let inner = Arc::clone(&self.inner);
-                        self.tracker
-                            .spawn(async move { inner.deliver(notice).await });
-                        started += 1;
-                    }
+                Ok(Some((_, _, Some(notice)))) => {
+                    let inner = Arc::clone(&self.inner);
+                    self.tracker
+                        .spawn(async move { inner.deliver(notice).await });
+                    started += 1;
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => failed = Some(format!("{}: {e}", job.name())),
             }
+        }
+        // Notices whose sender stopped or died, or whose channels failed last time.
+        match self.inner.claim_stale().await {
+            Ok(stale) => {
+                for notice in stale {
+                    let inner = Arc::clone(&self.inner);
+                    self.tracker
+                        .spawn(async move { inner.deliver(notice).await });
+                    started += 1;
+                }
+            }
+            Err(e) => failed = Some(format!("the pending notices: {e}")),
         }
         match failed {
             Some(e) => {
@@ -426,47 +441,114 @@ fn overdue_after(job: &RegisteredJob, factor: f64) -> Option<Duration> {
 
 impl Inner {
     /// Reads the job's row, decides, and writes the decision if nobody changed the row
-    /// meanwhile; on a lost race, reads again and decides again. Returns the row as read
-    /// and the decision written, `None` when nothing was to change.
+    /// meanwhile; on a lost race, reads again and decides again. A decision that earns a
+    /// notice puts it in the outbox in the same statement, claimed by this server, so that
+    /// exactly one server sends it and a stop or crash cannot lose it. Returns the row as
+    /// read, the decision written and the notice to deliver; `None` when nothing was to
+    /// change.
     async fn transition(
         &self,
         job_name: &str,
         decide: impl Fn(&StoredAlert) -> Option<Decision>,
-    ) -> Result<Option<(StoredAlert, Decision)>, NotifyError> {
+        notice: impl Fn(&StoredAlert, &Decision, NoticeKind) -> Notice,
+    ) -> Result<Option<(StoredAlert, Decision, Option<PendingNotice>)>, NotifyError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         for _ in 0..MAX_CAS_ROUNDS {
             let stored = notifications::load_or_create(&mut conn, job_name).await?;
             let Some(decision) = decide(&stored) else {
                 return Ok(None);
             };
-            if notifications::compare_and_set(&mut conn, job_name, stored.version, &decision.record)
-                .await?
-            {
-                return Ok(Some((stored, decision)));
+            let new = decision
+                .notice
+                .map(|kind| self.outbox_entry(&notice(&stored, &decision, kind)));
+            let (won, id) = notifications::compare_and_set_with_notice(
+                &mut conn,
+                job_name,
+                stored.version,
+                &decision.record,
+                new.as_ref(),
+            )
+            .await?;
+            if won {
+                let pending = new.zip(id).map(|(new, id)| PendingNotice {
+                    id,
+                    job_name: job_name.to_owned(),
+                    kind: new.kind,
+                    subject: new.subject,
+                    plain_text: new.plain_text,
+                    html: new.html,
+                    webhook_body: new.webhook_body,
+                    message_id: new.message_id,
+                    email_pending: new.email,
+                    webhook_pending: new.webhook,
+                    tries: 0,
+                });
+                return Ok(Some((stored, decision, pending)));
             }
         }
         Err(NotifyError::Contention(job_name.to_owned()))
     }
 
+    /// A notice as the outbox keeps it: rendered once, for every channel configured here.
+    fn outbox_entry(&self, notice: &Notice) -> NewNotice {
+        NewNotice {
+            kind: notice.kind.as_str().to_owned(),
+            subject: notice.subject(),
+            plain_text: notice.plain_text(),
+            html: notice.html(),
+            webhook_body: notice.webhook_json(),
+            message_id: self.email.as_ref().map_or_else(
+                || format!("<{}@localhost>", uuid::Uuid::new_v4()),
+                EmailChannel::new_message_id,
+            ),
+            email: self.email.is_some(),
+            webhook: self.webhook.is_some(),
+        }
+    }
+
+    /// Claims the notices a stopped or dead sender left, or whose last pass failed, once
+    /// their claim is older than a whole delivery pass could take; drops (and logs) those
+    /// a day old or tried [`MAX_NOTICE_TRIES`] times.
+    async fn claim_stale(&self) -> Result<Vec<PendingNotice>, DbError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let (claimed, dropped) = notifications::claim_stale_notices(
+            &mut conn,
+            self.settings.delivery_claim(),
+            NOTICE_MAX_AGE,
+            MAX_NOTICE_TRIES,
+            16,
+        )
+        .await?;
+        for notice in dropped {
+            warn!(
+                "[Notify] gave up on the {} notice about {} after {} pass(es): {}",
+                notice.kind, notice.job_name, notice.tries, notice.subject
+            );
+        }
+        Ok(claimed)
+    }
+
     /// Records a run's outcome; returns the notice it earned, if any.
-    async fn apply_run(&self, facts: &RunFacts) -> Option<Notice> {
+    async fn apply_run(&self, facts: &RunFacts) -> Option<PendingNotice> {
         let reminder = self.settings.reminder_interval;
         let result = self
-            .transition(&facts.job_name, |stored| {
-                state::on_run(
-                    &stored.record,
-                    stored.now,
-                    facts.execution_id,
-                    facts.succeeded,
-                    facts.error.as_deref(),
-                    reminder,
-                )
-            })
+            .transition(
+                &facts.job_name,
+                |stored| {
+                    state::on_run(
+                        &stored.record,
+                        stored.now,
+                        facts.execution_id,
+                        facts.succeeded,
+                        facts.error.as_deref(),
+                        reminder,
+                    )
+                },
+                |before, decision, kind| self.run_notice(facts, kind, before, decision),
+            )
             .await;
         match result {
-            Ok(Some((before, decision))) => decision
-                .notice
-                .map(|kind| self.run_notice(facts, kind, &before, &decision)),
+            Ok(Some((_, _, notice))) => notice,
             Ok(None) => {
                 debug!(
                     "[Notify] {} execution {} was already accounted for",
@@ -583,21 +665,49 @@ impl Inner {
         n
     }
 
-    /// Sends a notice to every channel at once; never fails.
-    async fn deliver(&self, notice: Notice) {
-        tokio::join!(self.send_email(&notice), self.send_webhook(&notice));
+    /// Sends a notice to every channel still waiting for it, at once; then deletes it from
+    /// the outbox, or keeps it with the channels that failed for a later pass. Never fails.
+    async fn deliver(&self, notice: PendingNotice) {
+        let (email, webhook) = tokio::join!(self.send_email(&notice), self.send_webhook(&notice));
+        // A channel not configured on this server stays pending for one that has it.
+        let email_pending = notice.email_pending && !matches!(email, Some(Ok(_)));
+        let webhook_pending = notice.webhook_pending && !matches!(webhook, Some(Ok(_)));
+        let errors: Vec<String> = [email, webhook]
+            .into_iter()
+            .filter_map(|r| r.and_then(Result::err))
+            .map(|gave_up| gave_up.to_string())
+            .collect();
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        let settled = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            notifications::settle_notice(
+                &mut conn,
+                notice.id,
+                email_pending,
+                webhook_pending,
+                error.as_deref(),
+            )
+            .await
+        };
+        if let Err(e) = settled.await {
+            // Left claimed: sent again once the claim is old.
+            warn!(
+                "[Notify] the delivery of the {} notice about {} was not recorded ({e}); it may be sent again",
+                notice.kind, notice.job_name
+            );
+        }
     }
 
-    async fn send_email(&self, notice: &Notice) {
-        let Some(channel) = &self.email else {
-            return;
-        };
-        let what = format!(
-            "e-mail about {} ({})",
-            notice.job_name,
-            notice.kind.as_str()
-        );
-        let result = match channel.message(notice) {
+    /// `None` when the e-mail is not pending or this server has no e-mail channel.
+    async fn send_email(&self, notice: &PendingNotice) -> Option<Result<u32, GaveUp>> {
+        let channel = self.email.as_ref().filter(|_| notice.email_pending)?;
+        let what = format!("e-mail about {} ({})", notice.job_name, notice.kind);
+        let result = match channel.message_from(
+            &notice.subject,
+            notice.plain_text.clone(),
+            notice.html.clone(),
+            &notice.message_id,
+        ) {
             Ok(message) => {
                 retry::with_retries(
                     &what,
@@ -614,34 +724,30 @@ impl Inner {
                 })
             }
         };
-        self.record_delivery("email", notice, &what, result);
+        self.record_delivery("email", notice, &what, result.clone());
+        Some(result)
     }
 
-    async fn send_webhook(&self, notice: &Notice) {
-        let Some(channel) = &self.webhook else {
-            return;
-        };
-        let what = format!(
-            "webhook about {} ({})",
-            notice.job_name,
-            notice.kind.as_str()
-        );
-        let body = notice.webhook_json();
+    /// `None` when the webhook post is not pending or this server has no webhook.
+    async fn send_webhook(&self, notice: &PendingNotice) -> Option<Result<u32, GaveUp>> {
+        let channel = self.webhook.as_ref().filter(|_| notice.webhook_pending)?;
+        let what = format!("webhook about {} ({})", notice.job_name, notice.kind);
         let result = retry::with_retries(
             &what,
             self.settings.send_attempts,
             self.settings.retry_delay,
-            || channel.send_once(&body),
+            || channel.send_once(&notice.webhook_body),
         )
         .await;
-        self.record_delivery("webhook", notice, &what, result);
+        self.record_delivery("webhook", notice, &what, result.clone());
+        Some(result)
     }
 
     /// Logs the outcome of one delivery once, and counts it.
     fn record_delivery(
         &self,
         channel: &'static str,
-        notice: &Notice,
+        notice: &PendingNotice,
         what: &str,
         result: Result<u32, GaveUp>,
     ) {
@@ -655,12 +761,12 @@ impl Inner {
                 metrics::counter!(
                     "notifications_sent_total",
                     "channel" => channel,
-                    "kind" => notice.kind.as_str()
+                    "kind" => notice.kind.clone()
                 )
                 .increment(1);
                 info!(
                     "[Notify] {what} sent: {}{}",
-                    notice.subject(),
+                    notice.subject,
                     if attempts > 1 {
                         format!(" (attempt {attempts})")
                     } else {
@@ -671,7 +777,7 @@ impl Inner {
             Err(gave_up) => {
                 failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("notifications_failed_total", "channel" => channel).increment(1);
-                warn!("[Notify] {what} not sent: {gave_up}");
+                warn!("[Notify] {what} not sent: {gave_up}; it is tried again later");
             }
         }
     }

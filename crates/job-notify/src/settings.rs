@@ -66,6 +66,14 @@ impl Default for NotifySettings {
 }
 
 impl NotifySettings {
+    /// How long a sender's claim on a notice lasts: longer than a whole delivery pass
+    /// (every attempt timing out, with the waits between), plus a margin. After it, any
+    /// server sends the notice again.
+    pub fn delivery_claim(&self) -> Duration {
+        (self.send_timeout + self.retry_delay) * self.send_attempts.max(1) * 2
+            + Duration::from_secs(30)
+    }
+
     /// True when at least one channel is configured.
     pub fn is_enabled(&self) -> bool {
         self.email.is_some() || self.webhook.is_some()

@@ -881,3 +881,108 @@ async fn a_password_sent_in_clear_to_another_host_is_warned_about_once_at_start(
     let warnings = capture::logged(log::Level::Warn, "in clear text");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
 }
+
+/// Notices waiting in the outbox, with their delivery passes.
+async fn outbox(db: &TestDatabase) -> Vec<(String, i32)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        tries: i32,
+    }
+    let mut conn = db.connect().await;
+    let rows: Vec<Row> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT kind::text AS kind, tries FROM job_notices ORDER BY id"),
+        &mut conn,
+    )
+    .await
+    .expect("job_notices");
+    rows.into_iter().map(|r| (r.kind, r.tries)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_its_server_could_not_deliver_is_sent_later_by_another_server() {
+    // Server A's relay is down: the failure notice it decided stays in the outbox.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dead = format!("smtp://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let mail = |url: &str| {
+        settings(&[
+            ("SMTP_URL", url),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com"),
+            ("ALERT_SEND_ATTEMPTS", "1"),
+        ])
+    };
+    let h = Harness::new(
+        "outbox_job",
+        &[
+            ("SMTP_URL", &dead),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com"),
+            ("ALERT_SEND_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let a = Arc::clone(&h.notifier);
+    h.run(true).await;
+    h.settle().await;
+    assert_eq!(a.delivery_counts().email_failed, 1);
+    assert_eq!(outbox(&h.db).await, vec![("failure".to_owned(), 1)]);
+
+    // Server B's relay works. It leaves the notice to A while A's claim is fresh…
+    let sink = SmtpSink::start().await;
+    let b = notifier(&h.db, &mail(&sink.url()));
+    let registry = Registry::new();
+    assert_eq!(b.check_overdue(&registry).await, 0);
+    // …and sends it once the claim is older than a whole delivery pass.
+    h.sql("UPDATE job_notices SET claimed_at = now() - interval '1 hour'")
+        .await;
+    assert_eq!(b.check_overdue(&registry).await, 1);
+    let mails = sink.wait_for(1, DEADLINE).await;
+    assert_eq!(mails.len(), 1);
+    let subject = mails[0].header("Subject").unwrap_or_default();
+    assert!(subject.contains("failed"), "{subject}");
+    assert!(b.wait_idle(DEADLINE).await);
+    assert!(outbox(&h.db).await.is_empty());
+    assert_eq!(b.delivery_counts().email_sent, 1);
+    // Delivered: nothing is sent again.
+    h.sql("UPDATE job_notification_state SET updated_at = now()")
+        .await;
+    assert_eq!(b.check_overdue(&registry).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_past_its_last_try_is_dropped_and_logged() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let h = Harness::new(
+        "outbox_drop_job",
+        &[
+            ("SMTP_URL", &url),
+            ("ALERT_EMAIL_FROM", "jobs@example.com"),
+            ("ALERT_EMAIL_TO", "ops@example.com"),
+        ],
+    )
+    .await;
+    h.sql(
+        "INSERT INTO job_notices (job_name, kind, subject, plain_text, html, webhook_body, \
+         message_id, email_pending, webhook_pending, tries, created_at, claimed_at) \
+         VALUES ('outbox_drop_job', 'failure', '[jobs] Old news failed', 'x', '<p>x</p>', '{}', \
+                 '<old@example.com>', true, false, 3, now() - interval '2 days', now() - interval '1 day')",
+    )
+    .await;
+    assert_eq!(h.notifier.check_overdue(&Registry::new()).await, 0);
+    assert!(outbox(&h.db).await.is_empty());
+    assert!(sink.mails().is_empty());
+    let warnings = capture::logged(log::Level::Warn, "outbox_drop_job");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("gave up on the failure notice")),
+        "{warnings:?}"
+    );
+}

@@ -164,6 +164,21 @@ impl Scheduler {
                 } else {
                     slot
                 };
+                // Slots this server missed may have been run (or recorded) by another
+                // server meanwhile: only those after the last one recorded were missed.
+                let cursor = if job
+                    .schedule
+                    .fire_times_between(cursor, missed_until)
+                    .next()
+                    .is_some()
+                {
+                    match self.runner.log().last_slot(job.name()).await {
+                        Ok(Some(last)) if last > cursor => last,
+                        _ => cursor,
+                    }
+                } else {
+                    cursor
+                };
                 let new_cursor = if !runnable {
                     self.record_missed(
                         job,

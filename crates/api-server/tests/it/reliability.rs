@@ -294,7 +294,7 @@ async fn servers_stopping_one_after_the_other_leave_nothing_running() {
 struct FreezingProxy {
     port: u16,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cut: tokio_util::sync::CancellationToken,
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 impl FreezingProxy {
@@ -307,11 +307,10 @@ impl FreezingProxy {
         let (host, pg_port) = crate::support::test_server_address();
         let target = format!("{host}:{pg_port}");
         let gate = std::sync::Arc::clone(&frozen);
-        let cut = tokio_util::sync::CancellationToken::new();
-        let down = cut.clone();
+        let (down, watch) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if down.is_cancelled() {
+                if *watch.borrow() {
                     drop(client);
                     continue;
                 }
@@ -328,7 +327,7 @@ impl FreezingProxy {
                     (Box::new(server_read), Box::new(client_write)),
                 ] {
                     let gate = std::sync::Arc::clone(&gate);
-                    let down = down.clone();
+                    let mut cut = watch.clone();
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 16 * 1024];
                         loop {
@@ -337,7 +336,7 @@ impl FreezingProxy {
                                     Ok(0) | Err(_) => break,
                                     Ok(n) => n,
                                 },
-                                _ = down.cancelled() => break,
+                                _ = cut.wait_for(|down| *down) => break,
                             };
                             while AtomicBool::load(&gate, Ordering::SeqCst) {
                                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -350,12 +349,17 @@ impl FreezingProxy {
                 }
             }
         });
-        Self { port, frozen, cut }
+        Self { port, frozen, down }
     }
 
-    /// Closes every connection and refuses new ones.
+    /// Closes every connection and refuses new ones, until [`FreezingProxy::restore`].
     fn cut(&self) {
-        self.cut.cancel();
+        self.down.send_replace(true);
+    }
+
+    /// Lets connections through again.
+    fn restore(&self) {
+        self.down.send_replace(false);
     }
 
     fn freeze(&self) {
@@ -439,6 +443,45 @@ async fn a_stop_whose_run_end_cannot_be_recorded_exits_1_and_says_so() {
     // Its row is indeed still running, for lease expiry to close.
     let run = audio_cleanup_run(&db, id).await;
     assert_eq!(run.status, "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_another_server_ran_during_an_outage_are_not_called_missed() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let proxy = FreezingProxy::start().await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
+        proxy.port,
+        db.name()
+    );
+    let every_second = [
+        ("AUDIO_CLEANUP_SCHEDULE", "* * * * * *"),
+        ("MISFIRE_WINDOW_SECS", "0"),
+    ];
+    let direct = with(base_vars(&db, &uri), &every_second);
+    let mut through_proxy = direct.clone();
+    through_proxy.push(("DATABASE_URL", url.as_str()));
+    let _b = ServerProcess::start(&direct).await;
+    let a = ServerProcess::start(&through_proxy).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A loses its database for a few seconds while B runs every slot.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore();
+    let runs_after = audio_cleanup_runs(&db).await.len();
+    eventually(Duration::from_secs(20), "A to run slots again", || async {
+        let all = audio_cleanup_runs(&db).await;
+        (all.len() > runs_after + 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = a.log();
+    assert!(
+        !log.contains("missed because the server was not running its schedule"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,15 +156,27 @@ pub async fn load(
     Ok(row.map(Into::into))
 }
 
-/// Reads a job's row, creating it (`ok`, watched from now) when it has none yet.
+/// Reads a job's row, creating it (`ok`) when it has none yet. A new row starts from the
+/// job's last real success in the history, when it has one (a database taken over from
+/// another system, or a job watched for the first time): overdue is measured from it.
+/// Without one, the job is watched from now, so a fresh install does not alert at once.
 pub async fn load_or_create(
     conn: &mut AsyncPgConnection,
     job_name: &str,
 ) -> Result<StoredAlert, DbError> {
+    if let Some(stored) = load(conn, job_name).await? {
+        return Ok(stored);
+    }
     // Two statements: a SELECT in the same statement as the INSERT would not see a row
     // that another server inserted concurrently.
     diesel::sql_query(
-        "INSERT INTO job_notification_state (job_name) VALUES ($1) ON CONFLICT DO NOTHING",
+        "INSERT INTO job_notification_state (job_name, watch_from, last_success_at) \
+         SELECT $1, coalesce(s.at, now()), s.at FROM ( \
+           SELECT (SELECT coalesce(completed_at, started_at) FROM job_executions \
+                   WHERE job_name = $1 AND status = 'success' AND NOT dry_run \
+                   ORDER BY started_at DESC, id DESC LIMIT 1) AS at \
+         ) s \
+         ON CONFLICT DO NOTHING",
     )
     .bind::<Text, _>(job_name)
     .execute(conn)

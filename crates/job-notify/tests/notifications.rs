@@ -986,3 +986,29 @@ async fn a_notice_past_its_last_try_is_dropped_and_logged() {
         "{warnings:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_history_shows_no_success_for_days_is_overdue_at_the_first_check() {
+    let server = webhook_ok().await;
+    let hook = server.uri();
+    let h = Harness::new("unused_job", &[("ALERT_WEBHOOK_URL", &hook)]).await;
+    // A database taken over from another system: the nightly job last succeeded three
+    // days ago, and a second nightly job yesterday.
+    h.sql(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms) VALUES \
+         ('stale_nightly', 'success', now() - interval '3 days', now() - interval '3 days', 5), \
+         ('fresh_nightly', 'success', now() - interval '1 day', now() - interval '1 day', 5)",
+    )
+    .await;
+    let mut registry = Registry::new();
+    registry.register(job("stale_nightly", "unused", "0 3 * * *").0);
+    registry.register(job("fresh_nightly", "unused", "0 3 * * *").0);
+
+    assert_eq!(h.notifier.check_overdue(&registry).await, 1);
+    let bodies = webhook_bodies(&server, 1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["event"], "overdue");
+    assert_eq!(bodies[0]["job_name"], "stale_nightly");
+    assert!(bodies[0]["last_success_at"].is_string(), "{}", bodies[0]);
+    h.settle().await;
+}

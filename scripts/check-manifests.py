@@ -2,8 +2,8 @@
 """Checks the Kubernetes manifests for what the README promises about them.
 
 kubernetes-validate checks that they are well-formed; this checks the operational rules:
-at least two replicas, WORKER_ID from the pod name, readiness on /readyz and liveness on
-/healthz, a termination grace period above the longest stop, non-root with a read-only
+at least two replicas, WORKER_ID from the pod name, readiness on /readyz (with a timeout
+above the server's own wait for the database) and liveness on /healthz, a termination grace period above the longest stop, non-root with a read-only
 root filesystem and resource requests, and secrets only through secretKeyRef.
 
     python3 scripts/check-manifests.py deploy/kubernetes
@@ -71,6 +71,11 @@ def check(folder):
             errors.append(f"{where}: readiness probe must be /readyz")
         if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
             errors.append(f"{where}: liveness probe must be /healthz")
+        # /readyz waits at most 3 s for the database, then answers 503: a probe that gives
+        # up sooner sees a timeout instead of the answer.
+        if c.get("readinessProbe", {}).get("timeoutSeconds", 1) <= 3:
+            errors.append(f"{where}: readiness probe timeoutSeconds must exceed 3 "
+                          "(the server's wait for the database)")
         # A stop waits SHUTDOWN_GRACE_SECS for running jobs, then JOB_CANCEL_GRACE_SECS for
         # them to stop when asked, then drains HTTP and flushes notices (10 s each, which
         # may overlap): the pod must not be killed before that ends.

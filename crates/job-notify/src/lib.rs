@@ -398,6 +398,8 @@ struct RunFacts {
     duration_ms: i64,
     trigger: String,
     attempt: u32,
+    scheduled_for: Option<DateTime<Utc>>,
+    worker_id: Option<String>,
     stats: Vec<(String, i64)>,
 }
 
@@ -424,6 +426,8 @@ impl RunFacts {
                 .unwrap_or(elapsed_ms),
             trigger: report.trigger.as_str().to_owned(),
             attempt: report.attempt,
+            scheduled_for: report.scheduled_for,
+            worker_id: report.record.as_ref().and_then(|r| r.worker_id.clone()),
             stats: report
                 .stats
                 .iter()
@@ -604,6 +608,8 @@ impl Inner {
         n.duration_ms = Some(facts.duration_ms);
         n.trigger = Some(facts.trigger.clone());
         n.attempt = Some(facts.attempt);
+        n.scheduled_for = facts.scheduled_for;
+        n.worker_id = facts.worker_id.clone();
         n.error_message = facts.error.clone();
         n.stats = facts.stats.clone();
         match kind {

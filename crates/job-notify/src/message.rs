@@ -62,6 +62,10 @@ pub struct Notice {
     pub trigger: Option<String>,
     /// Attempt number within its slot.
     pub attempt: Option<u32>,
+    /// The cron slot it ran for; `None` for a manual run.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The server that ran it (`WORKER_ID`).
+    pub worker_id: Option<String>,
     /// Why it failed.
     pub error_message: Option<String>,
     /// Its counters, in the job's order.
@@ -107,6 +111,8 @@ impl Notice {
             duration_ms: None,
             trigger: None,
             attempt: None,
+            scheduled_for: None,
+            worker_id: None,
             error_message: None,
             stats: Vec::new(),
             broken_since: None,
@@ -218,6 +224,12 @@ impl Notice {
                 _ => {}
             }
             rows.push(("Execution", s));
+        }
+        if let Some(slot) = self.scheduled_for {
+            rows.push(("Slot", utc(slot)));
+        }
+        if let Some(worker) = &self.worker_id {
+            rows.push(("Server", worker.clone()));
         }
         if let Some(e) = &self.error_message {
             rows.push(("Error", e.clone()));
@@ -365,6 +377,8 @@ impl Notice {
             "status": self.status,
             "execution_id": self.execution_id,
             "started_at": self.started_at.map(rfc3339),
+            "scheduled_for": self.scheduled_for.map(rfc3339),
+            "worker_id": self.worker_id,
             "duration_ms": self.duration_ms,
             "error_message": self.error_message,
             "stats": stats,
@@ -456,6 +470,8 @@ mod tests {
         n.duration_ms = Some(1_234);
         n.trigger = Some("schedule".into());
         n.attempt = Some(3);
+        n.scheduled_for = Some(Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap());
+        n.worker_id = Some("jobs-7d9f-abc".into());
         n.error_message = Some("<script>alert('x')</script> & more".into());
         n.stats = vec![("updated".into(), 0), ("failed".into(), 12)];
         n.dashboard_url = Some("https://jobs.example.com/".into());
@@ -485,6 +501,9 @@ mod tests {
             "Duration:",
             " 1s\n",
             "#42 (schedule, attempt 3)",
+            "Slot:",
+            "Server:",
+            "jobs-7d9f-abc",
             "<script>alert('x')</script> & more",
             "updated 0, failed 12",
             "https://jobs.example.com/",
@@ -520,6 +539,8 @@ mod tests {
         assert_eq!(body["status"], "failed");
         assert_eq!(body["execution_id"], 42);
         assert_eq!(body["started_at"], "2026-11-28T03:00:00.000Z");
+        assert_eq!(body["scheduled_for"], "2026-11-28T03:00:00.000Z");
+        assert_eq!(body["worker_id"], "jobs-7d9f-abc");
         assert_eq!(body["duration_ms"], 1234);
         assert_eq!(body["error_message"], "<script>alert('x')</script> & more");
         assert_eq!(body["stats"]["failed"], 12);

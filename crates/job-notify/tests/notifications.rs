@@ -277,6 +277,8 @@ async fn a_failed_run_is_emailed_with_its_details_and_escaped_html() {
         "UTC",
         "Duration:",
         "processed 0, failed 3",
+        "Server:",
+        "notify-test:0",
         DASHBOARD,
     ] {
         assert!(text.contains(wanted), "{wanted:?} missing from:\n{text}");

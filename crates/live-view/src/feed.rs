@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use db::listen::{Change, Listener, CHANNEL};
 use db::{ConnectTarget, DbError, Pool};
-use log::{info, warn};
+use log::{debug, info, warn};
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -146,14 +146,19 @@ impl Feed {
                 },
                 POLL_INTERVAL.as_secs()
             );
-            self.poll(None, &stop).await;
+            self.poll(None, &stop, &mut false).await;
             return;
         };
         let address = target.address();
         let mut retry = FIRST_RETRY;
+        // An outage is logged once, when it begins (not at each try), and its end once.
+        let mut failing = false;
+        let mut behind = false;
         loop {
             match self.connect(&target).await {
                 Ok(listener) => {
+                    failing = false;
+                    behind = false;
                     info!(
                         "[Live] listening for changes on {address} (LISTEN {CHANNEL}, session {}); \
                          full re-read every {}s",
@@ -170,14 +175,21 @@ impl Feed {
                         ),
                     }
                 }
-                Err(e) => warn!(
-                    "[Live] cannot listen on {address}: {e}; polling the tables every {}s, \
-                     next try in {:.1}s",
-                    POLL_INTERVAL.as_secs(),
+                Err(e) if !failing => {
+                    failing = true;
+                    warn!(
+                        "[Live] cannot listen on {address}: {e}; polling the tables every {}s \
+                         and trying again (with backoff up to {}s) until it works",
+                        POLL_INTERVAL.as_secs(),
+                        MAX_RETRY.as_secs()
+                    );
+                }
+                Err(e) => debug!(
+                    "[Live] still cannot listen on {address}: {e}; next try in {:.1}s",
                     retry.as_secs_f64()
                 ),
             }
-            if self.poll(Some(retry), &stop).await {
+            if self.poll(Some(retry), &stop, &mut behind).await {
                 return;
             }
             retry = (retry * 2).min(MAX_RETRY);
@@ -273,17 +285,27 @@ impl Feed {
 
     /// Reads the tables every second, for `limit` or until stopped; returns true when
     /// stopped.
-    async fn poll(&self, limit: Option<Duration>, stop: &CancellationToken) -> bool {
+    /// `behind` is kept across calls, so that an outage is logged once, not once a call.
+    async fn poll(
+        &self,
+        limit: Option<Duration>,
+        stop: &CancellationToken,
+        behind: &mut bool,
+    ) -> bool {
         let until = limit.map(|l| Instant::now() + l);
-        let mut behind = false;
         loop {
             if until.is_some_and(|until| Instant::now() >= until) {
                 return false;
             }
-            behind = match resync(&self.view, &self.pool).await {
-                Ok(()) => false,
+            *behind = match resync(&self.view, &self.pool).await {
+                Ok(()) => {
+                    if *behind {
+                        info!("[Live] reading the tables works again");
+                    }
+                    false
+                }
                 Err(e) => {
-                    if !behind {
+                    if !*behind {
                         warn!("[Live] reading the tables failed: {e}; retrying every second");
                     }
                     true

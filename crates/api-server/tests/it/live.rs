@@ -707,4 +707,8 @@ async fn without_a_usable_listener_the_server_polls_and_says_so() {
     let log = broken.log();
     assert!(log.contains("cannot listen on 127.0.0.1:"), "{log}");
     assert!(log.contains("polling the tables every 1s"), "{log}");
+    // Tried again after 1, 2 and 4 s: said once, not at each try.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = broken.log();
+    assert_eq!(log.matches("cannot listen on").count(), 1, "{log}");
 }

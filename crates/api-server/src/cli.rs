@@ -468,6 +468,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         services.live_pool.clone(),
         config.worker_id.clone(),
         config.scheduling.heartbeat,
+        scheduling_settings(&services.registry),
         stop_presence.clone(),
     ));
     if let Some(days) = config.scheduling.execution_retention_days {
@@ -577,16 +578,28 @@ async fn announce_worker(
     pool: db::Pool,
     worker_id: String,
     every: std::time::Duration,
+    settings: serde_json::Value,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let started_at = Utc::now();
     let version = env!("CARGO_PKG_VERSION");
     let secs = i32::try_from(every.as_secs().max(1)).unwrap_or(i32::MAX);
     let mut failing = false;
+    // (server, its settings) already warned about: each disagreement is logged once.
+    let mut warned: std::collections::HashSet<(String, String)> = Default::default();
     loop {
         let result = match pool.get().await {
             Ok(mut conn) => {
-                db::workers::heartbeat(&mut conn, &worker_id, version, started_at, secs).await
+                let beat = db::workers::heartbeat(
+                    &mut conn, &worker_id, version, started_at, secs, &settings,
+                )
+                .await;
+                if beat.is_ok() {
+                    if let Ok(live) = db::workers::live(&mut conn).await {
+                        warn_of_other_settings(&worker_id, &settings, &live, &mut warned);
+                    }
+                }
+                beat
             }
             Err(e) => Err(e.into()),
         };
@@ -617,6 +630,72 @@ async fn announce_worker(
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::warn!("could not remove this server from the servers list: {e}"),
         Err(_) => log::warn!("could not remove this server from the servers list in time"),
+    }
+}
+
+/// What this server schedules, per job, as it tells the other servers (`job_workers`).
+fn scheduling_settings(registry: &jobs_core::Registry) -> serde_json::Value {
+    let jobs: serde_json::Map<String, serde_json::Value> = registry
+        .iter()
+        .map(|job| {
+            (
+                job.name().to_owned(),
+                serde_json::json!({
+                    "schedule": job.schedule.expression(),
+                    "timezone": job.schedule.timezone().name(),
+                    "enabled": job.is_enabled(),
+                    "max_attempts": job.policy.max_attempts,
+                    "retry_delay_secs": job.policy.retry_base_delay.as_secs(),
+                    "timeout_secs": job.policy.timeout.map(|t| t.as_secs()),
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({ "jobs": jobs })
+}
+
+/// Warns, once per server and settings, of a live server that schedules the jobs
+/// differently: replicas share one database, and each would run its own schedule.
+fn warn_of_other_settings(
+    me: &str,
+    mine: &serde_json::Value,
+    live: &[db::workers::WorkerRow],
+    warned: &mut std::collections::HashSet<(String, String)>,
+) {
+    for other in live {
+        if other.worker_id == me || other.settings.is_null() || other.settings == *mine {
+            continue;
+        }
+        if !warned.insert((other.worker_id.clone(), other.settings.to_string())) {
+            continue;
+        }
+        let ours = &mine["jobs"];
+        let theirs = &other.settings["jobs"];
+        let mut names: Vec<&String> = ours
+            .as_object()
+            .into_iter()
+            .chain(theirs.as_object())
+            .flat_map(|jobs| jobs.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        let differences: Vec<String> = names
+            .into_iter()
+            .filter(|name| ours[name.as_str()] != theirs[name.as_str()])
+            .map(|name| {
+                format!(
+                    "{name}: {} there, {} here",
+                    theirs[name.as_str()],
+                    ours[name.as_str()]
+                )
+            })
+            .collect();
+        log::warn!(
+            "[Job] server {} schedules the jobs differently from this one ({}); replicas \
+             should share one configuration, or each runs its own schedule",
+            other.worker_id,
+            differences.join("; ")
+        );
     }
 }
 

@@ -106,6 +106,7 @@ diesel::table! {
         started_at -> Timestamptz,
         last_seen_at -> Timestamptz,
         heartbeat_secs -> Int4,
+        settings -> Nullable<Jsonb>,
     }
 }
 

@@ -26,6 +26,10 @@ pub struct WorkerRow {
     /// The executions it runs now.
     #[diesel(sql_type = Array<BigInt>)]
     pub running: Vec<i64>,
+    /// What it schedules, as it wrote it ([`heartbeat`]); `null` for a server of an
+    /// earlier version.
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    pub settings: serde_json::Value,
 }
 
 /// Says that `worker_id` is alive; also forgets servers silent for more than a day.
@@ -35,18 +39,21 @@ pub async fn heartbeat(
     version: &str,
     started_at: DateTime<Utc>,
     heartbeat_secs: i32,
+    settings: &serde_json::Value,
 ) -> Result<(), DbError> {
     diesel::sql_query(
-        "INSERT INTO job_workers (worker_id, version, started_at, last_seen_at, heartbeat_secs) \
-         VALUES ($1, $2, $3, now(), $4) \
+        "INSERT INTO job_workers (worker_id, version, started_at, last_seen_at, heartbeat_secs, \
+                                  settings) \
+         VALUES ($1, $2, $3, now(), $4, $5) \
          ON CONFLICT (worker_id) DO UPDATE SET version = EXCLUDED.version, \
            started_at = EXCLUDED.started_at, last_seen_at = now(), \
-           heartbeat_secs = EXCLUDED.heartbeat_secs",
+           heartbeat_secs = EXCLUDED.heartbeat_secs, settings = EXCLUDED.settings",
     )
     .bind::<Text, _>(worker_id)
     .bind::<Text, _>(version)
     .bind::<Timestamptz, _>(started_at)
     .bind::<Integer, _>(heartbeat_secs.max(1))
+    .bind::<diesel::sql_types::Jsonb, _>(settings)
     .execute(conn)
     .await?;
     diesel::sql_query("DELETE FROM job_workers WHERE last_seen_at < now() - interval '1 day'")
@@ -71,7 +78,8 @@ pub async fn live(conn: &mut AsyncPgConnection) -> Result<Vec<WorkerRow>, DbErro
                 w.last_seen_at, \
                 ARRAY(SELECT e.id::bigint FROM job_executions e \
                       WHERE e.status = 'running' AND e.worker_id = w.worker_id ORDER BY e.id) \
-                  AS running \
+                  AS running, \
+                coalesce(w.settings, 'null'::jsonb) AS settings \
          FROM job_workers w \
          WHERE w.last_seen_at > now() - make_interval(secs => 2 * w.heartbeat_secs) \
          ORDER BY w.worker_id",

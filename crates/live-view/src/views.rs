@@ -331,6 +331,11 @@ pub struct WorkerView {
     pub version: String,
     /// The executions it runs now.
     pub running: Vec<i64>,
+    /// What it schedules: per job its cron, time zone, whether it is enabled, attempts,
+    /// retry delay and timeout (`null` for a server of an earlier version). Replicas
+    /// should agree; one that does not is also named in the log.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
 }
 
 /// A cancel that was asked for (`POST /internal/api/v1/jobs/executions/{id}/cancel`).

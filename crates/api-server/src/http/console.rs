@@ -325,6 +325,7 @@ pub async fn workers(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
                 last_seen_at: rfc3339(w.last_seen_at),
                 version: w.version,
                 running: w.running,
+                settings: w.settings,
             })
             .collect::<Vec<_>>(),
     }))

@@ -359,6 +359,38 @@ async fn a_runs_log_lines_are_served_by_any_server_and_pruned_with_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_scheduling_differently_from_another_is_named_once_in_the_log() {
+    let db = TestDatabase::new().await;
+    let mock = storage(Duration::ZERO).await;
+    let uri = mock.uri();
+    let a = ServerProcess::start(&vars(&db, &uri, "0 0 1 1 *")).await;
+    let b = ServerProcess::start(&vars(&db, &uri, "0 4 * * *")).await;
+    let id_a = format!("{}:{}", gethostname(), a.port);
+    let said = eventually(LONG, "the difference in B's log", || async {
+        let log = b.log();
+        log.contains("schedules the jobs differently")
+            .then_some(log)
+    })
+    .await;
+    let line = said
+        .lines()
+        .find(|l| l.contains("schedules the jobs differently"))
+        .unwrap();
+    assert!(line.contains(&format!("server {id_a}")), "{line}");
+    assert!(
+        line.contains("audio_cleanup") && line.contains("0 0 1 1 *") && line.contains("0 4 * * *"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("cost_update"),
+        "only the job that differs: {line}"
+    );
+    // Once, not at every heartbeat (1 s here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.log().matches("schedules the jobs differently").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones() {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;
@@ -386,6 +418,10 @@ async fn the_workers_list_shows_live_servers_with_their_runs_and_drops_gone_ones
     for w in &listed {
         assert_eq!(w["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(w["running"], json!([]));
+        assert_eq!(
+            w["settings"]["jobs"]["audio_cleanup"]["schedule"], "0 0 1 1 *",
+            "{w}"
+        );
         assert!(w["started_at"].as_str().unwrap().ends_with('Z'));
         assert!(w["last_seen_at"].as_str().unwrap().ends_with('Z'));
     }

@@ -1,0 +1,1 @@
+ALTER TABLE public.job_workers DROP COLUMN IF EXISTS settings;

@@ -92,6 +92,8 @@ pub struct HistoryQuery {
     pub status: Option<jobs_core::Status>,
     /// Only runs started this way (`schedule`, `catch_up`, `manual`).
     pub trigger: Option<jobs_core::Trigger>,
+    /// Only dry runs (`true`) or only real ones (`false`).
+    pub dry_run: Option<bool>,
     /// `started_at >= since`.
     pub since: chrono::DateTime<chrono::Utc>,
     /// `started_at < until`.
@@ -128,6 +130,9 @@ pub async fn history(
     if query.trigger.is_some() {
         sql.push_str(&format!(" AND triggered_by = ${}", next()));
     }
+    if query.dry_run.is_some() {
+        sql.push_str(&format!(" AND dry_run = ${}", next()));
+    }
     if query.before.is_some() {
         let (a, b) = (next(), next());
         sql.push_str(&format!(" AND (started_at, id) < (${a}, ${b})"));
@@ -149,6 +154,9 @@ pub async fn history(
     }
     if let Some(trigger) = query.trigger {
         boxed = boxed.bind::<Text, _>(trigger.as_str());
+    }
+    if let Some(dry_run) = query.dry_run {
+        boxed = boxed.bind::<diesel::sql_types::Bool, _>(dry_run);
     }
     if let Some((started_at, id)) = query.before {
         boxed = boxed

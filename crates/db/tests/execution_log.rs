@@ -730,6 +730,7 @@ async fn stats_that_json_parsers_refuse_are_read_as_their_text_and_never_fail_th
         job_name: Some("audio_cleanup".into()),
         status: None,
         trigger: None,
+        dry_run: None,
         since: Utc::now() - chrono::Duration::days(1),
         until: Utc::now() + chrono::Duration::days(1),
         before: None,

@@ -35,6 +35,9 @@ pub struct HistoryParams {
     /// Only runs started this way: `schedule`, `catch_up` or `manual`.
     #[param(value_type = Option<String>, pattern = "^(schedule|catch_up|manual)$")]
     trigger: Option<String>,
+    /// `false`: only real runs; `true`: only dry runs.
+    #[param(value_type = Option<bool>)]
+    dry_run: Option<String>,
     /// Oldest start time, RFC 3339 (default: 30 days before `until`).
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
@@ -236,6 +239,17 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
             })
         })
         .transpose()?;
+    let dry_run = match given(&params.dry_run) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "dry_run",
+                format!("must be true or false, got {other:?}"),
+            ))
+        }
+    };
     let limit = match given(&params.limit) {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<i64>() {
@@ -275,6 +289,7 @@ fn parse(params: &HistoryParams, now: DateTime<Utc>) -> Result<HistoryQuery, Api
         job_name,
         status,
         trigger,
+        dry_run,
         since,
         until,
         before,

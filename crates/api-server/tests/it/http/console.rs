@@ -107,6 +107,45 @@ async fn history_filters_by_trigger() {
 }
 
 #[actix_web::test]
+async fn history_filters_real_runs_from_dry_runs() {
+    let app = TestApp::new(&[]).await;
+    app.exec(
+        "INSERT INTO job_executions (job_name, status, started_at, dry_run) VALUES \
+         ('audio_cleanup', 'failed', now() - interval '3 hours', false), \
+         ('audio_cleanup', 'success', now() - interval '2 hours', true), \
+         ('audio_cleanup', 'success', now() - interval '1 hour', true)",
+    )
+    .await;
+    let page = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, _, body) = app
+                .call(TestRequest::get().uri(&format!(
+                    "/internal/api/v1/jobs/executions?job_name=audio_cleanup&{query}"
+                )))
+                .await;
+            (status, body)
+        }
+    };
+    let (status, body) = page("dry_run=false&limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["dry_run"].as_bool()),
+        (Some("failed"), Some(false))
+    );
+    let (_, body) = page("dry_run=true").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let (status, body) = page("dry_run=yes").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("dry_run:"));
+}
+
+#[actix_web::test]
 async fn the_jobs_list_shows_a_pause_and_a_paused_jobs_schedule_is_not_claimed() {
     let app = TestApp::new(&[]).await;
     let (status, _, body) = app

@@ -190,6 +190,17 @@ impl ClientBuilder {
                 reason: "it has white space in it (give the key alone, without \"Bearer \")",
             });
         }
+        // Legacy keys are JWTs (base64url and dots), new ones `sb_secret_…`: anything else
+        // (a byte-order mark, a zero-width space, a backtick, `Bearer:`) was pasted along.
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-=+/".contains(c))
+        {
+            return Err(Error::InvalidKey {
+                reason: "it has characters no Supabase key has (a key is letters, digits and \
+                         . _ - = + /); was something pasted along with it?",
+            });
+        }
         let rights = key_rights(key)?;
         let header = |value: String| {
             let mut value = HeaderValue::from_str(&value).map_err(|_| Error::InvalidKey {
@@ -814,6 +825,11 @@ mod tests {
             ("'sb_publishable_abc123'", "quotes"),
             (" sb_secret_abc123", "white space around"),
             ("Bearer sb_secret_abc123", "Bearer"),
+            ("\u{feff}sb_secret_abc123", "characters no Supabase key has"),
+            ("sb_secret_abc123\u{200b}", "characters no Supabase key has"),
+            ("`sb_secret_abc123`", "characters no Supabase key has"),
+            ("Bearer:sb_secret_abc123", "characters no Supabase key has"),
+            ("sb_secret_abc123é", "characters no Supabase key has"),
         ] {
             let err = Client::new("https://abc.supabase.co", key).unwrap_err();
             assert!(matches!(err, Error::InvalidKey { .. }), "{key}: {err}");

@@ -16,7 +16,7 @@ pub use client::{
 };
 pub use error::Error;
 pub use key::{key_rights, KeyRights};
-pub use path::{parse_audio_path, plausible_objects, ObjectRef, PathError};
+pub use path::{has_query, parse_audio_path, plausible_objects, ObjectRef, PathError};
 /// The service-role key's type: `Debug` never shows it, [`ExposeSecret`] is the one way to
 /// read it.
 pub use secrecy::{ExposeSecret, SecretString};

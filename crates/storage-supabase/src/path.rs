@@ -47,6 +47,8 @@ const ACCESS_MODES: [&str; 3] = ["public", "sign", "authenticated"];
 const STORAGE_QUERY_KEYS: [&str; 7] = [
     "token", "download", "width", "height", "resize", "quality", "format",
 ];
+/// Image transform parameters: Storage puts them on `/render/image/` URLs only.
+const TRANSFORM_KEYS: [&str; 5] = ["width", "height", "resize", "quality", "format"];
 /// Route words after `/object/` that are API calls, not object locations.
 const RESERVED_ROUTES: [&str; 6] = ["info", "list", "list-v2", "upload", "move", "copy"];
 
@@ -194,15 +196,38 @@ pub fn parse_audio_path(raw: &str, project_url: &Url) -> Result<ObjectRef, PathE
 /// unescaped `?`), decoded once more (encoded twice), trimmed. Any host is read, since
 /// the same files may be reached through another name of the project.
 pub fn plausible_objects(raw: &str) -> Vec<ObjectRef> {
-    let trimmed = raw.trim();
+    // As a browser or `fetch` reads a URL: a backslash is a slash, and tabs and line
+    // breaks anywhere are dropped.
+    let cleaned: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let mut objects = plausible_objects_of(raw.trim());
+    if cleaned != raw.trim() {
+        objects.extend(plausible_objects_of(&cleaned));
+        objects.sort();
+        objects.dedup();
+    }
+    objects
+}
+
+fn plausible_objects_of(trimmed: &str) -> Vec<ObjectRef> {
     let located = match split_scheme(trimmed) {
         Some((_, rest)) => {
             let path = rest.find('/').map_or("", |start| &rest[start..]);
-            let after_route = ["/object/", "/render/image/"]
+            let mut after_route = ["/object/", "/render/image/"]
                 .iter()
                 .filter_map(|route| path.find(route).map(|at| &path[at + route.len()..]))
                 .next()
                 .unwrap_or(path.trim_start_matches('/'));
+            // Routes about an object name it too: a signed upload URL, its info.
+            for route in ["upload/sign/", "info/"] {
+                if let Some(rest) = after_route.strip_prefix(route) {
+                    after_route = rest;
+                }
+            }
             let (first, rest) = after_route.split_once('/').unwrap_or((after_route, ""));
             if ACCESS_MODES.contains(&first) {
                 rest
@@ -265,6 +290,14 @@ fn resolve_segments(path: &str) -> Option<String> {
     }
     let resolved = kept.join("/");
     (resolved != path).then_some(resolved)
+}
+
+/// Whether `raw` is a URL with a query: the object it names is the path before the `?`
+/// only if the query is Storage's own, which [`parse_audio_path`] checks by its form but
+/// cannot prove (`download=x.webm` may also end a name with an unescaped `?`). A caller
+/// should not take the absence of that object as proof that the audio is gone.
+pub fn has_query(raw: &str) -> bool {
+    split_scheme(raw.trim()).is_some_and(|(_, rest)| rest.contains('?'))
 }
 
 /// Checks a bucket name: 1 to [`MAX_BUCKET_NAME_CHARS`] characters of
@@ -340,25 +373,31 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
         });
     }
 
-    let prefix = format!(
-        "{}/storage/v1/object/",
-        project_url.path().trim_end_matches('/')
-    );
+    let base = project_url.path().trim_end_matches('/');
+    let prefix = format!("{base}/storage/v1/object/");
     let not_object_url = || PathError::NotStorageObjectUrl {
         expected_prefix: prefix.clone(),
     };
-    let rest = path
-        .strip_prefix(prefix.as_str())
-        .ok_or_else(not_object_url)?;
+    // An image transform of the object (`/render/image/public|sign|authenticated/…`):
+    // the only URLs Storage puts transform parameters on.
+    let render_prefix = format!("{base}/storage/v1/render/image/");
+    let (rest, render) = match path.strip_prefix(render_prefix.as_str()) {
+        Some(rest) => (rest, true),
+        None => (
+            path.strip_prefix(prefix.as_str())
+                .ok_or_else(not_object_url)?,
+            false,
+        ),
+    };
 
     let (first, after_first) = rest.split_once('/').unwrap_or((rest, ""));
     let first = decode_component(first)?;
     if let Some(query) = query {
-        check_query(query, first == "sign")?;
+        check_query(query, first == "sign", render)?;
     }
     let rest = if ACCESS_MODES.contains(&first.as_str()) {
         after_first
-    } else if RESERVED_ROUTES.contains(&first.as_str()) {
+    } else if render || RESERVED_ROUTES.contains(&first.as_str()) {
         return Err(not_object_url());
     } else {
         rest
@@ -374,7 +413,7 @@ fn parse_url(scheme: &str, rest: &str, project_url: &Url) -> Result<ObjectRef, P
 /// `format=origin`). Anything else may be the rest of a name whose `?` was left unescaped
 /// (`…/what?width=1.webm` names the object `what?width=1.webm`), so it is refused, never
 /// cut off. A `token` only belongs to a signed URL; elsewhere it is part of a name.
-fn check_query(query: &str, signed: bool) -> Result<(), PathError> {
+fn check_query(query: &str, signed: bool, render: bool) -> Result<(), PathError> {
     let unexpected = |detail: String| Err(PathError::UnexpectedQuery { detail });
     if query.is_empty() {
         return unexpected("an empty query".to_owned());
@@ -392,6 +431,12 @@ fn check_query(query: &str, signed: bool) -> Result<(), PathError> {
         seen.push(key);
         if key == "token" && !signed {
             return unexpected("a token on a URL that is not a signed URL".to_owned());
+        }
+        if TRANSFORM_KEYS.contains(&key) && !render {
+            return unexpected(format!(
+                "{key} on an object URL (Storage puts image transforms on /render/image/ \
+                 URLs only)"
+            ));
         }
         if !storage_issues(key, value, pair.contains('=')) {
             return unexpected(format!(
@@ -578,6 +623,12 @@ mod tests {
             format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=t"),
             format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=a.b.c.d"),
             format!("{PROJECT}/storage/v1/object/sign/audio/t/x?token=a..c"),
+            // Transform parameters belong to render URLs: on an object URL they may be the
+            // rest of a name.
+            format!("{PROJECT}/storage/v1/object/public/audio/q/a.webm?width=1"),
+            format!(
+                "{PROJECT}/storage/v1/object/sign/audio/q/a.webm?token=eyJ0.eX0.c2ln&format=origin"
+            ),
         ] {
             assert!(
                 matches!(parse(&raw), Err(PathError::UnexpectedQuery { .. })),
@@ -589,12 +640,23 @@ mod tests {
             "token=eyJhbGciOi.x.y",
             "download",
             "download=a.webm",
-            "width=100&height=50&resize=cover&quality=80&format=origin",
             "token=eyJhbGciOi.x.y#frag",
             "token=eyJ0.eX0.c2ln&download=",
-            "quality=20&width=1&height=99999",
         ] {
             let raw = format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?{query}");
+            assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")), "{raw}");
+        }
+        // Image transforms: on render URLs, which name the same object.
+        for (mode, query) in [
+            (
+                "public",
+                "width=100&height=50&resize=cover&quality=80&format=origin",
+            ),
+            ("public", "quality=20&width=1&height=99999"),
+            ("sign", "token=eyJ0.eX0.c2ln"),
+            ("authenticated", "width=10"),
+        ] {
+            let raw = format!("{PROJECT}/storage/v1/render/image/{mode}/audio/a.webm?{query}");
             assert_eq!(parse(&raw), Ok(obj("audio", "a.webm")), "{raw}");
         }
         // The plain form has no query: a '?' there is part of the name.
@@ -638,6 +700,34 @@ mod tests {
             ),
             ("/audio/s/i.webm".to_owned(), vec!["s/i.webm"]),
             ("audio/s//k.webm".to_owned(), vec!["s//k.webm", "s/k.webm"]),
+            // A backslash is a slash to a browser; tabs and line breaks are dropped.
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/p\\x.webm"),
+                vec!["p/x.webm"],
+            ),
+            ("audio/p\\x.webm".to_owned(), vec!["p/x.webm"]),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/p/z\\..\\y.webm"),
+                vec!["p/y.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/audio/p/x.we\tbm"),
+                vec!["p/x.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/public/au\rdio/p/x2.webm"),
+                vec!["p/x2.webm"],
+            ),
+            ("audio/p/x3.we\tbm".to_owned(), vec!["p/x3.webm"]),
+            // A signed upload URL and an info URL name their object.
+            (
+                format!("{PROJECT}/storage/v1/object/upload/sign/audio/p/up.webm?token=a.b.c"),
+                vec!["p/up.webm"],
+            ),
+            (
+                format!("{PROJECT}/storage/v1/object/info/public/audio/p/info.webm"),
+                vec!["p/info.webm"],
+            ),
             // A query that is no Storage query: the name with it and without it.
             (
                 format!("{PROJECT}/storage/v1/object/public/audio/u1/x.webm?v=2"),
@@ -759,7 +849,7 @@ mod tests {
     fn urls_outside_object_routes_are_refused() {
         for raw in [
             format!("{PROJECT}/storage/v1/bucket/audio"),
-            format!("{PROJECT}/storage/v1/render/image/public/audio/a.png"),
+            format!("{PROJECT}/storage/v1/render/image/audio/a.png"),
             format!("{PROJECT}/audio/a.webm"),
             format!("{PROJECT}/storage/v1/object"),
             PROJECT.to_owned(),
@@ -1040,7 +1130,7 @@ mod tests {
             let cut = cuts[at.index(cuts.len())];
             let (head, rest) = encoded.split_at(cut);
             let raw = format!("{PROJECT}/storage/v1/object/public/{bucket}/{head}?{tail}{rest}");
-            if check_query(&format!("{tail}{rest}"), false).is_err() {
+            if check_query(&format!("{tail}{rest}"), false, false).is_err() {
                 // Refused: never the object the name was cut to.
                 prop_assert!(parse(&raw).is_err(), "{}", raw);
             }

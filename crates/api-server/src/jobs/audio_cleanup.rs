@@ -431,6 +431,20 @@ impl Outcome {
             .add(Trouble::InvalidPath(reason_label(error)), 1, Some(id));
     }
 
+    /// A row whose URL has a query and whose object was not found under the name before
+    /// the `?`: the object may be named with the query, so the row is not marked.
+    fn unproven_absence(&mut self, id: Option<Uuid>) {
+        self.count(INVALID_PATH, 1);
+        self.totals.reasons.add(
+            Trouble::InvalidPath(
+                "a URL with a query whose object was not found under the name before the '?' \
+                 (the name may go on after it)",
+            ),
+            1,
+            id,
+        );
+    }
+
     fn missing_bucket(&mut self, bucket: String, rows: usize) {
         self.count(BUCKET_MISSING, rows);
         self.totals
@@ -730,12 +744,19 @@ impl Run<'_> {
             }
         }
 
-        let results = futures_util::future::join_all(
-            groups
-                .into_iter()
-                .map(|(bucket, group)| self.clean_bucket(bucket, group, control)),
-        )
-        .await;
+        // A URL with a query names the object before its `?` only if the query is
+        // Storage's: its absence proves nothing (the name may go on after the `?`).
+        let ambiguous: HashSet<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| storage_supabase::has_query(&row.audio_file_path))
+            .map(|(index, _)| index)
+            .collect();
+        let results =
+            futures_util::future::join_all(groups.into_iter().map(|(bucket, group)| {
+                self.clean_bucket(bucket, group, rows, &ambiguous, control)
+            }))
+            .await;
         let mut confirmed: Vec<usize> = Vec::new();
         for (bucket_outcome, rows_done) in results {
             outcome.merge(bucket_outcome);
@@ -828,6 +849,8 @@ impl Run<'_> {
         &self,
         bucket: String,
         mut group: BucketGroup,
+        rows: &[CleanupCandidate],
+        ambiguous: &HashSet<usize>,
         control: &Control<String>,
     ) -> (Outcome, Vec<usize>) {
         let mut outcome = Outcome::default();
@@ -887,8 +910,23 @@ impl Run<'_> {
         }
         take(deleted, DELETED, &mut outcome);
         // The bucket is known to exist, so a name missing from a successful answer is an
-        // object that is already gone.
-        take(not_returned, ALREADY_ABSENT, &mut outcome);
+        // object that is already gone; except for a URL with a query, whose object may
+        // be named with the query.
+        let mut absent = Vec::new();
+        for name in not_returned {
+            if let Some(rows_of) = group.remove(&name) {
+                for index in rows_of {
+                    if ambiguous.contains(&index) {
+                        let id = rows.get(index).map(|row| row.id);
+                        outcome.unproven_absence(id);
+                    } else {
+                        outcome.count(ALREADY_ABSENT, 1);
+                        absent.push(index);
+                    }
+                }
+            }
+        }
+        confirmed.extend(absent);
 
         for chunk in failed {
             let rows: usize = chunk

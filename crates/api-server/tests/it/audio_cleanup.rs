@@ -1491,6 +1491,46 @@ async fn a_url_with_an_unescaped_question_mark_is_refused_not_cut_at_the_questio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_a_query_is_marked_only_when_its_object_was_seen_deleted() {
+    let db = TestDatabase::new().await;
+    // `q/a.webm?download=x.webm` is a name Storage allows; `q/a.webm` does not exist.
+    let objects = Objects::with(["d/real.webm", "q/a.webm?download=x.webm", "r/pic.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    let base = format!("{}/storage/v1", server.uri());
+    let old = [
+        // A download URL of a real object: deleted and marked.
+        format!("{base}/object/public/audio/d/real.webm?download=x.webm"),
+        // Its object is not under the name before the '?': not proven gone, not marked.
+        format!("{base}/object/public/audio/q/a.webm?download=x.webm"),
+        // An image transform's URL names the object it renders.
+        format!("{base}/render/image/public/audio/r/pic.webm?width=10"),
+        // A plain path already gone: absent is proof enough.
+        "audio/gone/before.webm".to_owned(),
+    ];
+    seed_many(&db, OLD, &old).await;
+
+    let stats = run(&job(&server, &db, &[]), false).await.unwrap();
+
+    assert_eq!(objects.remaining(), names(&["q/a.webm?download=x.webm"]));
+    assert_eq!(
+        marked(&db).await,
+        names(&[old[0].as_str(), old[2].as_str(), "audio/gone/before.webm"])
+    );
+    assert_eq!(
+        counters(&stats),
+        expected(&[
+            ("considered", 4),
+            ("deleted", 2),
+            ("already_absent", 1),
+            ("marked", 3),
+            ("invalid_path", 1),
+            ("failed", 1),
+        ])
+    );
+    assert_stats_add_up(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_a_row_inside_the_retention_period_still_points_at_is_not_deleted() {
     let db = TestDatabase::new().await;
     let objects = Objects::with(["u/reused.webm", "u/own.webm"]);

@@ -166,6 +166,24 @@ pub async fn referenced_page(
     page(conn, "created_at >= $1", cutoff, after, limit).await
 }
 
+/// [`referenced_page`] up to `upper` (`created_at <= upper`): the rows of a window that is
+/// read again, without the rows dated after it.
+pub async fn referenced_page_until(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    after: Option<PageCursor>,
+    upper: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<CleanupCandidate>, DbError> {
+    // The cutoff is at most `upper`; `$1` bounds the window below, `upper` above. The
+    // bound's own text holds no value: `upper` is the last bind.
+    let bound = match after {
+        None => "created_at >= $1 AND created_at <= $3",
+        Some(_) => "created_at >= $1 AND created_at <= $5",
+    };
+    page_with_upper(conn, bound, cutoff, after, limit, Some(upper)).await
+}
+
 /// One keyset page of the partial index, `bound` being the condition on `created_at`.
 async fn page(
     conn: &mut AsyncPgConnection,
@@ -174,6 +192,18 @@ async fn page(
     after: Option<PageCursor>,
     limit: i64,
 ) -> Result<Vec<CleanupCandidate>, DbError> {
+    page_with_upper(conn, bound, cutoff, after, limit, None).await
+}
+
+/// [`page`], with `upper` bound as the last parameter when given.
+async fn page_with_upper(
+    conn: &mut AsyncPgConnection,
+    bound: &str,
+    cutoff: DateTime<Utc>,
+    after: Option<PageCursor>,
+    limit: i64,
+    upper: Option<DateTime<Utc>>,
+) -> Result<Vec<CleanupCandidate>, DbError> {
     let base = format!(
         "SELECT id, created_at, audio_file_path, ctid AS location FROM transcriptions \
          WHERE audio_deleted_at IS NULL AND audio_file_path IS NOT NULL AND {bound}"
@@ -181,22 +211,28 @@ async fn page(
     index_plan::begin(conn).await?;
     let rows = match after {
         None => {
-            diesel::sql_query(format!("{base} ORDER BY created_at, id LIMIT $2"))
+            let query = diesel::sql_query(format!("{base} ORDER BY created_at, id LIMIT $2"))
+                .into_boxed::<diesel::pg::Pg>()
                 .bind::<Timestamptz, _>(cutoff)
-                .bind::<BigInt, _>(limit)
-                .load(conn)
-                .await
+                .bind::<BigInt, _>(limit);
+            match upper {
+                Some(upper) => query.bind::<Timestamptz, _>(upper).load(conn).await,
+                None => query.load(conn).await,
+            }
         }
         Some(cursor) => {
-            diesel::sql_query(format!(
+            let query = diesel::sql_query(format!(
                 "{base} AND (created_at, id) > ($3, $4) ORDER BY created_at, id LIMIT $2"
             ))
+            .into_boxed::<diesel::pg::Pg>()
             .bind::<Timestamptz, _>(cutoff)
             .bind::<BigInt, _>(limit)
             .bind::<Timestamptz, _>(cursor.created_at)
-            .bind::<diesel::sql_types::Uuid, _>(cursor.id)
-            .load(conn)
-            .await
+            .bind::<diesel::sql_types::Uuid, _>(cursor.id);
+            match upper {
+                Some(upper) => query.bind::<Timestamptz, _>(upper).load(conn).await,
+                None => query.load(conn).await,
+            }
         }
     };
     index_plan::finish(conn, rows).await

@@ -351,9 +351,25 @@ const REFERENCE_LOOKBACK: chrono::Duration = chrono::Duration::seconds(30);
 /// [`REFERENCE_LOOKBACK`] again).
 #[derive(Default)]
 struct References {
-    /// Where the next read starts; `None` before the first.
+    /// Where the next read of the recent window starts; `None` before the first.
     after: Option<db::cleanup::PageCursor>,
+    /// The last row read that is dated after the window (a future `created_at`, from an
+    /// application server with a wrong clock): such rows are read once, not at each read.
+    future_after: Option<db::cleanup::PageCursor>,
     objects: HashSet<u64>,
+}
+
+impl References {
+    /// Keeps every object `rows` could mean.
+    fn ingest(&mut self, rows: &[CleanupCandidate]) {
+        // Every object a newer row could mean is kept, even when its path is one this
+        // job would refuse to delete by: a guess may only ever keep a file.
+        for row in rows {
+            for object in plausible_objects(&row.audio_file_path) {
+                self.objects.insert(object_key(&object));
+            }
+        }
+    }
 }
 
 fn object_key(object: &ObjectRef) -> u64 {
@@ -783,21 +799,42 @@ impl Run<'_> {
             .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
         let read_at = self.started.0
             + chrono::Duration::from_std(self.started.1.elapsed()).unwrap_or(chrono::Duration::MAX);
+        // The window read again at each call ends a look-back after now: rows dated later
+        // than that are in the future, and are read once, by their own cursor, below.
+        let upper = read_at + REFERENCE_LOOKBACK;
         loop {
-            let rows = db::cleanup::referenced_page(&mut conn, cutoff, references.after, limit)
+            let rows = db::cleanup::referenced_page_until(
+                &mut conn,
+                cutoff,
+                references.after,
+                upper,
+                limit,
+            )
+            .await
+            .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
+            let Some(last) = rows.last() else { break };
+            references.after = Some(last.cursor());
+            references.ingest(&rows);
+            if rows.len() < self.batch_size {
+                break;
+            }
+        }
+        let mut future = match references.future_after {
+            Some(cursor) if cursor.created_at > upper => cursor,
+            _ => db::cleanup::PageCursor {
+                created_at: upper,
+                id: Uuid::from_u128(u128::MAX),
+            },
+        };
+        loop {
+            let rows = db::cleanup::referenced_page(&mut conn, cutoff, Some(future), limit)
                 .await
                 .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
             let Some(last) = rows.last() else { break };
-            references.after = Some(last.cursor());
-            let full = rows.len() >= self.batch_size;
-            // Every object a newer row could mean is kept, even when its path is one this
-            // job would refuse to delete by: a guess may only ever keep a file.
-            for row in &rows {
-                for object in plausible_objects(&row.audio_file_path) {
-                    references.objects.insert(object_key(&object));
-                }
-            }
-            if !full {
+            future = last.cursor();
+            references.future_after = Some(future);
+            references.ingest(&rows);
+            if rows.len() < self.batch_size {
                 break;
             }
         }

@@ -1633,22 +1633,25 @@ async fn a_recent_row_protects_what_its_path_could_mean_even_when_the_job_refuse
     assert_stats_add_up(&stats);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
+/// Index tuples the job reads through the clean-up index while it runs: `NEWER` newer
+/// rows created as `created_at` (an SQL expression), 100 old rows in batches of ten.
+/// Also checks that a newer row so dated still protects the file it points at.
+async fn tuples_read_for_newer_rows(created_at: &str) -> i64 {
     const NEWER: i64 = 3000;
     let db = TestDatabase::new().await;
-    let old: Vec<String> = (0..100).map(|i| format!("audio/u/{i}.webm")).collect();
+    let mut old: Vec<String> = (0..100).map(|i| format!("audio/u/{i}.webm")).collect();
     let objects = Objects::with(
         old.iter()
             .map(|p| p.trim_start_matches("audio/").to_owned()),
     );
     let server = storage(&objects, Duration::ZERO).await;
     seed_many(&db, OLD, &old).await;
-    // Imported in one statement three days ago: one `created_at` for all of them.
     let mut conn = db.connect().await;
+    // The newer rows: one of them uses the first old row's file.
     diesel::sql_query(format!(
         "INSERT INTO transcriptions (created_at, audio_file_path) \
-         SELECT now() - interval '3 days', 'audio/n/' || i || '.webm' \
+         SELECT {created_at}, CASE WHEN i = 1 THEN 'audio/u/0.webm' \
+                ELSE 'audio/n/' || i || '.webm' END \
          FROM generate_series(1, {NEWER}) AS i"
     ))
     .execute(&mut conn)
@@ -1672,7 +1675,6 @@ async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
     };
     let before = tuples_read().await;
 
-    // Ten batches of ten old rows.
     let job = job(
         &server,
         &db,
@@ -1682,7 +1684,10 @@ async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
         ],
     );
     let stats = run(&job, false).await.unwrap();
-    assert_eq!(stats.get("deleted"), 100, "{stats:?}");
+    assert_eq!(stats.get("deleted"), 99, "{stats:?}");
+    assert_eq!(stats.get("still_referenced"), 1, "{stats:?}");
+    old.truncate(1);
+    assert_eq!(objects.remaining(), names(&["u/0.webm"]));
     // The job's connections close with it, and each backend reports its reads as it ends.
     drop(job);
     let mut read = 0;
@@ -1693,11 +1698,28 @@ async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
             break;
         }
     }
-    // Read once (plus the old rows and the last moments' lookback): not ten times.
     assert!(read >= NEWER, "the reads were not reported: {read}");
+    read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_rows_sharing_one_created_at_are_read_once_not_once_per_batch() {
+    // Imported in one statement three days ago: one `created_at` for all of them.
+    let read = tuples_read_for_newer_rows("now() - interval '3 days'").await;
+    // Read once (plus the old rows and the last moments' look-back): not ten times.
     assert!(
-        read < 2 * NEWER,
-        "{read} index tuples read for {NEWER} newer rows"
+        read < 2 * 3000,
+        "{read} index tuples read for 3000 newer rows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_rows_dated_in_the_future_are_read_once_not_once_per_batch() {
+    // An application server whose clock is an hour ahead.
+    let read = tuples_read_for_newer_rows("now() + interval '1 hour' + i * interval '1 ms'").await;
+    assert!(
+        read < 2 * 3000,
+        "{read} index tuples read for 3000 newer rows"
     );
 }
 

@@ -7,8 +7,11 @@
 (() => {
   const API = '/internal/api/v1';
   const TOKEN_KEY = 'bgjobs.adminToken';
+  // Polling: every 2 s while a job runs, every 10 s otherwise, and a 30 s safety net while
+  // the event stream is live.
   const FAST_POLL_MS = 2000;
-  const SLOW_POLL_MS = 30000;
+  const IDLE_POLL_MS = 10000;
+  const SAFETY_POLL_MS = 30000;
   const ERROR_POLL_MS = 15000;
   // A run's details page asks again this soon after a failed read.
   const DETAIL_RETRY_MS = 3000;
@@ -216,10 +219,13 @@
   }
 
   // Every stat as [label, value, isZero]; nested objects are flattened ("Parent › child").
-  function flattenStats(stats) {
+  // Keys starting with `would_` say what a dry run would have done: a real run's are left
+  // out (pass its `dry_run`).
+  function flattenStats(stats, dryRun) {
     const out = [];
     const walk = (obj, prefix, depth) => {
       for (const [key, value] of Object.entries(obj)) {
+        if (!dryRun && depth === 0 && key.startsWith('would_')) continue;
         const label = prefix ? `${prefix} › ${humanize(key)}` : humanize(key);
         if (value && typeof value === 'object' && !Array.isArray(value) && depth < 2) {
           walk(value, label, depth + 1);
@@ -375,7 +381,7 @@
       state.timer = 0;
       return;
     }
-    const delay = state.failedSince ? ERROR_POLL_MS : live.connected || !anyRunning() ? SLOW_POLL_MS : FAST_POLL_MS;
+    const delay = state.failedSince ? ERROR_POLL_MS : streamLive() ? SAFETY_POLL_MS : anyRunning() ? FAST_POLL_MS : IDLE_POLL_MS;
     const due = (state.polledAt || Date.now()) + delay;
     if (state.timer && state.timerDue <= due) return;
     clearTimeout(state.timer);
@@ -409,6 +415,7 @@
       state.failedSince = null;
       show($('load-error'), false);
       renderJobs();
+      retryRealRuns();
       noticeChanges();
       if (token()) show($('sign-out'), true);
       loadSession();
@@ -488,12 +495,12 @@
       return;
     }
     const fast = anyRunning();
-    const mode = state.failedSince ? 'retrying' : ready.problem ? 'not-ready' : live.connected ? 'stream' : fast ? 'fast' : 'slow';
+    const mode = state.failedSince ? 'retrying' : ready.problem ? 'not-ready' : streamLive() ? 'stream' : fast ? 'fast' : 'slow';
     el.classList.toggle('is-fast', (mode === 'stream' || mode === 'fast'));
     el.classList.toggle('is-stale', mode === 'retrying' || mode === 'not-ready');
     el.dataset.mode = mode;
     $('updated-text').textContent = `Updated ${clockFormat.format(state.lastUpdated)}`;
-    $('updated-mode').textContent = ` · ${{ retrying: 'retrying', 'not-ready': 'may be out of date', stream: 'live', fast: 'every 2 s', slow: 'every 30 s' }[mode]}`;
+    $('updated-mode').textContent = ` · ${{ retrying: 'retrying', 'not-ready': 'may be out of date', stream: 'live', fast: 'every 2 s', slow: `every ${IDLE_POLL_MS / 1000} s` }[mode]}`;
     show(el, true);
   }
 
@@ -607,10 +614,26 @@
   // While it is open, each `job` event replaces its card and polling slows to a 30 s safety
   // net; when it fails or ends, polling takes over at its usual pace and the stream is
   // tried again with backoff, resuming from the last event id it had.
+  //
+  // An open connection is not proof that events still arrive: a proxy may hold it open and
+  // forward nothing. The server writes a `: heartbeat` comment every EVENTS_HEARTBEAT_SECS
+  // (15 by default), so a stream silent for over twice that is taken for stalled: it is
+  // dropped like a failed one. The next stream is not called live on opening, as the
+  // first events of a stream pass even such a proxy: only once a heartbeat comes through.
 
   const STREAM_RETRY_MS = 1000;
   const STREAM_RETRY_MAX_MS = 30000;
-  const live = { controller: null, connected: false, retryMs: STREAM_RETRY_MS, timer: 0, lastId: '', updatedAt: new Map(), historyTimer: 0 };
+  const STREAM_STALL_MS = 35000;
+  const live = {
+    controller: null, connected: false, retryMs: STREAM_RETRY_MS, timer: 0, lastId: '', updatedAt: new Map(), historyTimer: 0,
+    // Set when a stream stalled, cleared by the first heartbeat of a later one.
+    suspect: false,
+  };
+
+  // Whether the page may rely on the stream (and call itself live).
+  function streamLive() {
+    return live.connected && !live.suspect;
+  }
 
   function ensureStream() {
     if (live.controller || live.timer || state.needsAuth) return;
@@ -633,6 +656,17 @@
     if (bearer) headers.Authorization = 'Bearer ' + bearer;
     if (live.lastId) headers['Last-Event-ID'] = live.lastId;
     let opened = false;
+    let stalled = false;
+    let watchdog = 0;
+    // Restarted by every byte that arrives.
+    const watch = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        stalled = true;
+        live.suspect = true;
+        controller.abort();
+      }, STREAM_STALL_MS);
+    };
     try {
       const response = await fetch(API + '/events', {
         headers, cache: 'no-store', credentials: 'same-origin', redirect: 'error', signal: controller.signal,
@@ -642,8 +676,9 @@
         return;
       }
       opened = true;
+      watch();
       live.connected = true;
-      live.retryMs = STREAM_RETRY_MS;
+      if (!live.suspect) live.retryMs = STREAM_RETRY_MS;
       schedule();
       renderUpdated();
       // Back after an outage: read the state now instead of at the next slow poll, so the
@@ -659,6 +694,7 @@
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        watch();
         buffer += decoder.decode(value, { stream: true });
         let at;
         while ((at = buffer.indexOf('\n\n')) >= 0) {
@@ -669,9 +705,11 @@
     } catch (_) {
       /* a broken stream is a closed stream: polling takes over below */
     } finally {
+      clearTimeout(watchdog);
       live.connected = false;
       live.controller = null;
-      if (!controller.signal.aborted && !state.needsAuth) {
+      // Aborted by the page itself (sign-out) unless it stalled.
+      if ((stalled || !controller.signal.aborted) && !state.needsAuth) {
         checkReady();
         live.timer = setTimeout(() => {
           live.timer = 0;
@@ -699,11 +737,22 @@
     });
   }
 
+  function trustStream() {
+    live.suspect = false;
+    live.retryMs = STREAM_RETRY_MS;
+    schedule();
+    renderUpdated();
+  }
+
   function onStreamBlock(block) {
     let kind = 'message';
     let data = '';
     for (const line of block.split('\n')) {
-      if (line.startsWith(':')) continue;
+      if (line.startsWith(':')) {
+        // A heartbeat: this stream carries what the server writes now.
+        if (live.suspect) trustStream();
+        continue;
+      }
       const colon = line.indexOf(':');
       const field = colon < 0 ? line : line.slice(0, colon);
       const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
@@ -767,6 +816,7 @@
     if (job.paused) return 'paused';
     if (!latest) return 'never';
     const real = outcomeRun(job);
+    if (real === UNKNOWN) return 'unknown';
     if (!real) return 'dry';
     return real.status === 'failed' ? 'failed' : 'success';
   }
@@ -796,34 +846,53 @@
     return h('div', { class: wide ? 'fact fact-wide' : 'fact' }, h('dt', {}, label), h('dd', {}, value));
   }
 
+  // The last real outcome could not be read (the lookup failed): not the same as none.
+  const UNKNOWN = Object.freeze({ unknown: true });
+
   // The latest real run (not a dry run) of a job whose latest execution is a finished dry
-  // run: `undefined` while it is looked up, `null` when there is none.
+  // run: `undefined` while it is first looked up, `null` when there is none, UNKNOWN when
+  // the lookup failed (asked again at the next refresh).
   function lastRealRun(job) {
     const latest = job.latest_execution;
     const known = state.realRuns.get(job.job_name);
     if (known && known.forId === latest.id) return known.run;
-    state.realRuns.set(job.job_name, { forId: latest.id, run: undefined });
+    state.realRuns.set(job.job_name, { forId: latest.id, run: undefined, asking: false });
     findRealRun(job.job_name, latest.id);
     return undefined;
   }
 
+  // Its whole history, not a recent page of it: a job may have run many dry runs since.
+  // Real runs that ended (a skipped slot has no outcome), the newer of the last success
+  // and the last failure.
   async function findRealRun(name, forId) {
-    const params = new URLSearchParams({ job_name: name, since: '2000-01-01T00:00:00Z', limit: '100' });
-    let run = null;
-    try {
-      const page = await api('/jobs/executions?' + params.toString());
-      run = (Array.isArray(page.data) ? page.data : []).find((r) => !r.dry_run && (r.status === 'success' || r.status === 'failed')) || null;
-    } catch (_) {
-      run = null;
-    }
     const known = state.realRuns.get(name);
-    if (!known || known.forId !== forId) return;
+    if (!known || known.forId !== forId || known.asking) return;
+    known.asking = true;
+    const ask = (status) => api('/jobs/executions?' + new URLSearchParams({
+      job_name: name, dry_run: 'false', status, limit: '1', since: '0001-01-01T00:00:00Z',
+    }).toString()).then((page) => (Array.isArray(page.data) && page.data[0]) || null);
+    let run;
+    try {
+      const [success, failed] = await Promise.all([ask('success'), ask('failed')]);
+      const newer = (a, b) => (parseTime(a.started_at) - parseTime(b.started_at) || a.id - b.id) > 0;
+      run = success && failed ? (newer(success, failed) ? success : failed) : success || failed;
+    } catch (error) {
+      run = UNKNOWN;
+      if (error instanceof ApiError && error.status === 401) needAuth();
+    }
+    known.asking = false;
+    if (state.realRuns.get(name) !== known) return;
     known.run = run;
     renderJobs();
   }
 
+  // Each refresh asks again for the last real runs that could not be read.
+  function retryRealRuns() {
+    for (const [name, known] of state.realRuns) if (known.run === UNKNOWN) findRealRun(name, known.forId);
+  }
+
   // The run whose outcome a card shows: the latest one, or, when that is a finished dry
-  // run, the latest real one before it (null: none known).
+  // run, the latest real one before it (null: none known; UNKNOWN: it could not be read).
   function outcomeRun(job) {
     const latest = job.latest_execution;
     if (!latest) return null;
@@ -835,10 +904,12 @@
     const latest = job.latest_execution || null;
     const running = Boolean(latest && latest.status === 'running');
     const dry = latest && latest.dry_run && !running ? latest : null;
-    const real = dry ? lastRealRun(job) : undefined;
+    const found = dry ? lastRealRun(job) : undefined;
+    const unknown = found === UNKNOWN;
+    const real = unknown ? undefined : found;
     // The run the facts, stats and error are about.
     const shown = dry ? real || dry : latest;
-    const status = running ? 'running' : !latest ? 'never' : dry && !real ? 'dry' : shown.status;
+    const status = running ? 'running' : !latest ? 'never' : unknown ? 'unknown' : dry && !real ? 'dry' : shown.status;
     const id = 'job-' + String(job.job_name).replace(/[^A-Za-z0-9_-]/g, '_');
 
     const badges = h('div', { class: 'badges' });
@@ -846,6 +917,7 @@
     else if (status === 'failed') badges.append(badge('failed', 'Failed'));
     else if (running) badges.append(badge('running', 'Running'));
     else if (status === 'never') badges.append(badge('never', 'Never run'));
+    else if (status === 'unknown') badges.append(badge('unknown', 'Outcome unknown'));
     if (latest && latest.dry_run) badges.append(running ? badge('dry', 'Dry run') : runBadge(latest));
     if (!job.enabled) badges.append(badge('disabled', 'Disabled'));
     if (job.paused) badges.append(badge('paused', 'Paused'));
@@ -910,7 +982,7 @@
     // and can be lifted, either way.
     if (job.paused) card.append(pausedNote(job, now));
 
-    if (dry) card.append(dryNote(dry, real, now));
+    if (dry) card.append(dryNote(dry, found, now));
 
     if (shown && shown.status === 'failed' && !(dry && shown === dry)) {
       card.append(h('div', { class: 'note note-error', 'data-role': 'error' },
@@ -925,7 +997,7 @@
       const statsHead = h('div', { class: 'stats-head' },
         h('h4', { class: 'stats-title', id: id + '-stats' }, title),
         running ? h('span', { class: 'live' }, 'Live') : null);
-      const rows = flattenStats(shown.stats);
+      const rows = flattenStats(shown.stats, shown.dry_run);
       const body = rows.length
         ? h('dl', { class: 'stats', 'aria-labelledby': id + '-stats' },
           rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, iso(label)), h('dd', {}, iso(value)))))
@@ -980,7 +1052,8 @@
     const at = parseTime(run.started_at);
     const ended = run.status === 'failed' ? 'failed' : run.status === 'skipped' ? 'was skipped' : 'finished';
     let after = '';
-    if (real) after = ' The outcome shown is that of the last real run.';
+    if (real === UNKNOWN) after = ' The outcome of the last real run could not be loaded; the page asks again at its next refresh.';
+    else if (real) after = ' The outcome shown is that of the last real run.';
     else if (real === null) after = ' No real run of this job is recorded: the card shows the dry run.';
     return h('div', { class: 'note note-dry-run', 'data-role': 'dry-run' },
       icon('dry'),
@@ -1064,7 +1137,7 @@
     }
 
     const summary = $('jobs-summary');
-    const counts = { running: 0, failed: 0, success: 0, never: 0, dry: 0, disabled: 0 };
+    const counts = { running: 0, failed: 0, success: 0, never: 0, dry: 0, unknown: 0, disabled: 0 };
     for (const job of jobs) {
       const latest = job.latest_execution;
       if (!latest) counts.never += 1;
@@ -1072,7 +1145,8 @@
       else {
         // A dry run is no success or failure: the last real run's outcome counts.
         const real = outcomeRun(job);
-        if (!real) counts.dry += 1;
+        if (real === UNKNOWN) counts.unknown += 1;
+        else if (!real) counts.dry += 1;
         else if (real.status in counts) counts[real.status] += 1;
       }
       if (!job.enabled) counts.disabled += 1;
@@ -1082,6 +1156,7 @@
     if (counts.failed) parts.push(`${counts.failed} failed`);
     if (counts.success) parts.push(`${counts.success} succeeded`);
     if (counts.dry) parts.push(`${counts.dry} with dry runs only`);
+    if (counts.unknown) parts.push(`${counts.unknown} with the last outcome unknown`);
     if (counts.never) parts.push(`${counts.never} never run`);
     if (counts.disabled) parts.push(`${counts.disabled} disabled`);
     summary.textContent = parts.join(' · ');
@@ -1374,7 +1449,7 @@
     } else if (run.status === 'skipped') {
       details = h('bdi', { class: 'details-skipped' }, run.error_message || 'This slot was not run.');
     } else {
-      const items = flattenStats(run.stats).filter(([, , zero]) => !zero).slice(0, 3);
+      const items = flattenStats(run.stats, run.dry_run).filter(([, , zero]) => !zero).slice(0, 3);
       details = h('span', { class: 'details-stats' }, items.length
         ? items.flatMap(([label, value], i) => [i ? ' · ' : null, iso(label), ': ', iso(value)])
         : (run.status === 'running' ? 'In progress' : 'Nothing to do'));
@@ -1454,7 +1529,8 @@
   function pausedNote(job, now) {
     const at = parseTime(job.paused_at);
     const when = at ? relative(at, now) : '';
-    const after = job.enabled ? ' Run now still works.' : ' The job is also disabled by configuration; resuming lifts the pause only.';
+    const runs = state.canWrite ? ' Run now still works.' : ' An admin can still run it now.';
+    const after = job.enabled ? runs : ' The job is also disabled by configuration; resuming lifts the pause only.';
     return h('div', { class: 'note note-paused', 'data-role': 'paused' },
       icon('paused'),
       h('div', { class: 'note-body' },
@@ -1835,7 +1911,7 @@
     $('run-skipped-text').textContent = skipped;
     show($('run-skipped'), Boolean(skipped));
 
-    const rows = flattenStats(orderedStats(run.stats));
+    const rows = flattenStats(orderedStats(run.stats), run.dry_run);
     $('run-stats').replaceChildren(...(rows.length
       ? rows.map(([label, value, zero]) => h('div', { class: zero ? 'stat stat-zero' : 'stat' }, h('dt', {}, iso(label)), h('dd', {}, iso(value))))
       : [h('p', { class: 'no-stats' }, run.status === 'running' ? 'No progress reported yet.' : 'No stats were recorded.')]));
@@ -1856,6 +1932,10 @@
     show(empty, run.status === 'running' || events.length === 0);
 
     const running = run.status === 'running';
+    // A control about to be hidden (the run ended while "Stop run #N?" was asked) hands
+    // keyboard focus to the title, and the change is said.
+    const active = document.activeElement;
+    const losesFocus = !running && active && ['run-cancel', 'run-cancel-go', 'run-cancel-keep'].includes(active.id);
     if (!running) state.detail.cancelFor = null;
     // "Cancellation requested" is over once the run has ended.
     if (!running && state.detail.cancelNote === run.id) {
@@ -1863,7 +1943,9 @@
       $('run-msg').textContent = '';
     }
     const confirming = running && state.detail.cancelFor === run.id;
+    // Again as it ran: a dry run's page offers another dry run, never a real one.
     show($('run-again'), run.status === 'failed' && Boolean(job && job.enabled));
+    $('run-again').textContent = run.dry_run ? 'Dry run again' : 'Run again';
     show($('run-cancel'), running && !confirming);
     show($('run-cancel-confirm'), confirming);
     if (confirming) $('run-cancel-question').textContent = `Stop run #${run.id}? It stops at its next checkpoint and ends as failed, with the stats it reached.`;
@@ -1878,6 +1960,10 @@
         button.setAttribute('aria-describedby', READ_ONLY_NOTE);
       }
     }
+    if (losesFocus) {
+      $('run-title').focus({ preventScroll: true });
+      announce(`Run #${run.id} has ended (${STATUS_LABEL[run.status] || run.status}): there is nothing left to cancel.`);
+    }
   }
 
   async function runAgain() {
@@ -1886,7 +1972,7 @@
     const button = $('run-again');
     button.disabled = true;
     try {
-      const body = await api(`/jobs/${encodeURIComponent(run.job_name)}/run`, { method: 'POST' });
+      const body = await api(`/jobs/${encodeURIComponent(run.job_name)}/run${run.dry_run ? '?dry_run=true' : ''}`, { method: 'POST' });
       const started = body.data || {};
       location.hash = `#/executions/${started.execution_id}`;
       refresh();
@@ -1896,7 +1982,7 @@
         return;
       }
       const job = (state.jobs || []).find((j) => j.job_name === run.job_name) || { job_name: run.job_name, display_name: run.job_name };
-      detailMessage(runErrorText(job, error), 'error');
+      detailMessage(`${run.dry_run ? 'Dry run: ' : ''}${runErrorText(job, error)}`, 'error');
     } finally {
       button.disabled = false;
     }
@@ -2102,6 +2188,7 @@
       state.detail.cancelFor = null;
       if (id === null || id === undefined) return;
       if (state.detail.last) renderDetail(...state.detail.last);
+      $('run-cancel').focus();
       cancelRun(id, (text, kind, final) => {
         detailMessage(text, kind);
         state.detail.cancelNote = kind === 'ok' && !final ? id : null;

@@ -490,6 +490,7 @@ async fn success_failed_and_running_cards_with_their_stats() {
             .is_some_and(|t| t.starts_with("UTC: ") && t.ends_with(" UTC")),
         "{title}"
     );
+    // `would_delete` says what a dry run would do: a real run's is not shown.
     assert_eq!(
         stats(&browser, "audio_cleanup").await,
         map(&[
@@ -501,7 +502,6 @@ async fn success_failed_and_running_cards_with_their_stats() {
             ("Invalid path", "0"),
             ("Marked", "48"),
             ("Storage error", "0"),
-            ("Would delete", "0"),
         ])
     );
 
@@ -1413,6 +1413,23 @@ async fn a_phone_screen_shows_one_column() {
             .await,
         json!(true)
     );
+    // The header says in words whether the figures are live, not with a dot alone.
+    browser
+        .wait_for(
+            "live updates",
+            "document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "(() => { const r = document.getElementById('updated-mode').getBoundingClientRect(); \
+                 return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= window.innerWidth; })()"
+            )
+            .await,
+        json!(true)
+    );
+    assert!(browser.text("#updated").await.ends_with("· live"));
     browser.screenshot("cards").await;
     browser.close().await;
 }
@@ -1944,6 +1961,7 @@ async fn a_runs_details_open_from_the_history_with_its_log_and_offer_run_again()
             .await,
         json!([false, true])
     );
+    assert_eq!(browser.text("#run-again").await, "Run again");
     let shot = browser.screenshot("1-details").await;
     publish(&shot, "run-details.png");
 
@@ -2334,12 +2352,12 @@ async fn without_the_event_stream_the_page_polls_on_its_own_schedule() {
         .wait_for(
             "the polling mode",
             "document.getElementById('updated').dataset.mode === 'slow' \
-             && document.getElementById('updated-mode').textContent === ' · every 30 s'",
+             && document.getElementById('updated-mode').textContent === ' · every 10 s'",
         )
         .await;
 
     // Paused on another server (the same database): the page learns it at its next poll,
-    // at most 30 s away however often the stream is retried meanwhile.
+    // at most 10 s away however often the stream is retried meanwhile.
     let answer = reqwest::Client::new()
         .post(format!(
             "{}/internal/api/v1/jobs/audio_cleanup/pause",
@@ -2354,7 +2372,7 @@ async fn without_the_event_stream_the_page_polls_on_its_own_schedule() {
         &browser,
         "the pause by polling",
         &format!("{}.dataset.state === 'paused'", card("audio_cleanup")),
-        Duration::from_secs(36),
+        Duration::from_secs(13),
     )
     .await;
     assert_eq!(
@@ -2899,5 +2917,527 @@ async fn a_run_address_that_is_no_run_says_so_without_asking_again() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(browser.eval("window.__asked").await, json!(1));
     assert_eq!(browser.text("#run-title").await, "Run #5");
+    browser.close().await;
+}
+
+/// A finished manual dry run of `job`, `secs_ago` seconds ago.
+fn dry_run(job: &str, status: &str, secs_ago: i64, stats: Value, error: Option<&str>) -> String {
+    format!(
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+         stats, error_message, triggered_by, dry_run, worker_id) VALUES ({job}, {status}, \
+         now() - {secs_ago} * interval '1 second', \
+         now() - {secs_ago} * interval '1 second' + interval '2 seconds', 2000, \
+         {stats}::jsonb, {error}, 'manual', true, 'web-1:8080')",
+        job = lit(job),
+        status = lit(status),
+        stats = lit(&stats.to_string()),
+        error = error.map_or_else(|| "NULL".to_owned(), lit),
+    )
+}
+
+/// Counts the executions of the test database matching an SQL condition.
+async fn count_executions(db: &TestDatabase, condition: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    let n: N = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM job_executions WHERE {condition}"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    n.n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_again_on_a_failed_dry_run_runs_a_dry_run_again_and_says_so() {
+    let storage = storage_without_deletes().await;
+    let db = TestDatabase::new().await;
+    crate::support::seed_old_audio(&db, 2).await;
+    sql(
+        &db,
+        &dry_run(
+            "audio_cleanup",
+            "failed",
+            60,
+            json!({"would_delete": 0}),
+            Some("Storage answered 503"),
+        ),
+    )
+    .await;
+    let server = Server::start(
+        "dry-again",
+        db.url(),
+        &[
+            ("SUPABASE_URL", &storage.uri()),
+            ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE_KEY),
+        ],
+    )
+    .await;
+    let browser = Browser::open("dry-again", 1280, 900).await;
+    browser
+        .goto(&format!("{}/#/executions/1", server.base))
+        .await;
+    browser
+        .wait_for(
+            "the failed dry run's details",
+            "!document.getElementById('run-again').hidden",
+        )
+        .await;
+    // The button says what it does: another dry run, not a real one.
+    assert_eq!(browser.text("#run-again").await, "Dry run again");
+    browser.click("#run-again").await;
+    browser
+        .wait_for(
+            "the new run's details, a dry run",
+            "location.hash !== '#/executions/1' && /^#\\/executions\\/\\d+$/.test(location.hash) \
+             && document.querySelector('#run-badges [data-badge=dry]') \
+             && !document.getElementById('run-dry').hidden",
+        )
+        .await;
+    browser.close().await;
+    assert_eq!(count_executions(&db, "NOT dry_run").await, 0);
+    assert_eq!(count_executions(&db, "dry_run").await, 2);
+    storage.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_stays_failed_after_more_than_a_hundred_dry_runs() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "failed",
+            0,
+            1200,
+            json!({"deleted": 1, "failed": 3}),
+            Some("Storage answered 503"),
+        ),
+    )
+    .await;
+    // 120 dry runs since, the latest a minute ago.
+    sql(
+        &db,
+        "INSERT INTO job_executions (job_name, status, started_at, completed_at, duration_ms, \
+         stats, triggered_by, dry_run, worker_id) \
+         SELECT 'audio_cleanup', 'success', now() - (60 + g) * interval '1 second', \
+         now() - (59 + g) * interval '1 second', 1000, '{\"would_delete\": 5}', 'manual', true, \
+         'web-1:8080' FROM generate_series(1, 120) g",
+    )
+    .await;
+    let server = Server::start("dry-many", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("dry-many", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "failed").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["failed:Failed:icon", "dry:Dry run:icon"]
+    );
+    assert_eq!(
+        browser
+            .text("article[data-job=audio_cleanup] [data-role=error] .error-text")
+            .await,
+        "Storage answered 503"
+    );
+    let summary = browser.text("#jobs-summary").await;
+    assert!(summary.contains("1 failed"), "{summary}");
+    assert!(!summary.contains("dry runs only"), "{summary}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_of_the_last_real_run_says_so_and_is_asked_again() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "failed",
+            0,
+            1200,
+            json!({"deleted": 1, "failed": 3}),
+            Some("Storage answered 503"),
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &dry_run(
+            "audio_cleanup",
+            "success",
+            60,
+            json!({"would_delete": 5}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("real-unknown", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("real-unknown", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "audio_cleanup", "failed").await;
+
+    // The database refuses the server; the page is opened again meanwhile: the jobs come
+    // from the server's memory, the history lookup fails.
+    let mut admin = db::testing::admin_target().connect().await.unwrap();
+    let cut = |allow: bool| {
+        format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+            db.name()
+        )
+    };
+    diesel::sql_query(cut(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    // Unknown, not "no real run".
+    wait_status(&browser, "audio_cleanup", "unknown").await;
+    assert_eq!(
+        badges(&browser, "audio_cleanup").await,
+        ["unknown:Outcome unknown:icon", "dry:Dry run:icon"]
+    );
+    let note = browser
+        .text("article[data-job=audio_cleanup] [data-role=dry-run]")
+        .await;
+    assert!(
+        note.contains("The outcome of the last real run could not be loaded"),
+        "{note}"
+    );
+    assert!(!note.contains("No real run"), "{note}");
+    let summary = browser.text("#jobs-summary").await;
+    assert!(!summary.contains("dry runs only"), "{summary}");
+    assert!(
+        summary.contains("1 with the last outcome unknown"),
+        "{summary}"
+    );
+    browser.screenshot("unknown").await;
+
+    // Reachable again: asked again, and the failure is back.
+    diesel::sql_query(cut(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    wait_status(&browser, "audio_cleanup", "failed").await;
+    browser.close().await;
+}
+
+/// A TCP proxy in front of `target` that forwards everything, except that a connection
+/// asking for the event stream goes silent 2 s after the request (held open, the
+/// server's bytes dropped), as a misbehaving proxy would.
+async fn stalling_proxy(target: u16) -> u16 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let silent = Arc::new(AtomicBool::new(false));
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut up_rx, mut up_tx) = upstream.into_split();
+            let mark = Arc::clone(&silent);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match client_rx.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let request = &buf[..n];
+                    if request
+                        .windows(27)
+                        .any(|w| w == b"GET /internal/api/v1/events")
+                    {
+                        let mark = Arc::clone(&mark);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            mark.store(true, Ordering::SeqCst);
+                        });
+                    }
+                    if up_tx.write_all(request).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match up_rx.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if AtomicBool::load(&silent, Ordering::SeqCst) {
+                        continue;
+                    }
+                    if client_tx.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                // The event stream is held open, saying nothing, for as long as the test
+                // runs; any other connection the server closed is closed.
+                if AtomicBool::load(&silent, Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                let _ = client_tx.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_event_stream_is_not_called_live_and_the_page_polls() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "audio_cleanup",
+            "success",
+            0,
+            1200,
+            json!({"deleted": 2}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("stalled-stream", db.url(), BOTH_ENABLED).await;
+    let proxy = stalling_proxy(server.port).await;
+    let browser = Browser::open("stalled-stream", 1280, 900).await;
+    browser.goto(&format!("http://127.0.0.1:{proxy}/")).await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "live updates",
+            "document.getElementById('updated-mode').textContent === ' · live'",
+        )
+        .await;
+
+    // Nothing, not even a heartbeat, comes through any more: within 35 s of silence (and
+    // a margin) the page stops calling itself live and polls.
+    wait_longer(
+        &browser,
+        "the stalled stream given up",
+        "document.getElementById('updated').dataset.mode === 'slow' \
+         && document.getElementById('updated-mode').textContent === ' · every 10 s'",
+        Duration::from_secs(50),
+    )
+    .await;
+    // A new stream through the same proxy passes its first events, then stalls: it is not
+    // called live without a heartbeat.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('updated').dataset.mode")
+            .await,
+        json!("slow")
+    );
+
+    // Paused on the server directly: polling shows it.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/internal/api/v1/jobs/audio_cleanup/pause",
+            server.base
+        ))
+        .json(&json!({"reason": "disk swap"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    wait_longer(
+        &browser,
+        "the pause by polling",
+        &format!("{}.dataset.state === 'paused'", card("audio_cleanup")),
+        Duration::from_secs(14),
+    )
+    .await;
+    browser.screenshot("stalled").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_while_stop_is_asked_hands_focus_to_the_title_and_says_so() {
+    let db = TestDatabase::new().await;
+    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 1}))).await;
+    let server = Server::start("detail-focus", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("detail-focus", 1280, 900).await;
+    browser
+        .goto(&format!("{}/#/executions/1", server.base))
+        .await;
+    browser
+        .wait_for(
+            "the running run's details",
+            "!document.getElementById('run-detail').hidden && \
+             !document.getElementById('run-cancel').hidden",
+        )
+        .await;
+    browser.click("#run-cancel").await;
+    browser
+        .wait_for(
+            "the confirmation, focused",
+            "!document.getElementById('run-cancel-confirm').hidden \
+             && document.activeElement.id === 'run-cancel-go'",
+        )
+        .await;
+
+    // Cancelled from another server: the run ends while the question is open.
+    sql(
+        &db,
+        "UPDATE job_executions SET status = 'failed', completed_at = now(), duration_ms = 9000, \
+         error_message = 'cancelled by web-2:8080', lease_expires_at = NULL WHERE status = 'running'",
+    )
+    .await;
+    browser
+        .wait_for(
+            "the run shown as ended",
+            "document.getElementById('run-cancel-confirm').hidden \
+             && document.getElementById('run-error-text').textContent === 'cancelled by web-2:8080'",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("document.activeElement.id").await,
+        json!("run-title")
+    );
+    browser
+        .wait_for(
+            "the change announced",
+            "document.getElementById('announce').textContent\
+             .startsWith('Run #1 has ended (Failed)')",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_that_an_admin_can_still_run_a_paused_job() {
+    const VIEWER: &str = "viewer-token-0123456789abcdef";
+    let db = TestDatabase::new().await;
+    let mut vars = BOTH_ENABLED.to_vec();
+    vars.push(("ADMIN_TOKEN", TOKEN));
+    vars.push(("VIEWER_TOKEN", VIEWER));
+    let server = Server::start("viewer-paused", db.url(), &vars).await;
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/internal/api/v1/jobs/audio_cleanup/pause",
+            server.base
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reason": "disk swap"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let browser = Browser::open("viewer-paused", 1280, 900).await;
+    browser.goto(&server.base).await;
+    browser
+        .wait_for("the token form", "!document.getElementById('auth').hidden")
+        .await;
+    browser.type_into("#token-input", VIEWER).await;
+    browser.click("#auth-form button[type=submit]").await;
+    cards_shown(&browser, 2).await;
+    browser
+        .wait_for(
+            "the read-only note",
+            "!document.getElementById('read-only-note').hidden",
+        )
+        .await;
+    let note = browser
+        .text("article[data-job=audio_cleanup] [data-role=paused]")
+        .await;
+    assert!(note.contains("An admin can still run it now."), "{note}");
+    assert!(!note.contains("Run now still works"), "{note}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_run_would_do_is_shown_for_dry_runs_only() {
+    let db = TestDatabase::new().await;
+    sql(
+        &db,
+        &finished(
+            "cost_update",
+            "success",
+            0,
+            800,
+            json!({"updated": 3, "would_update": 0, "would_give_up": 0}),
+            None,
+        ),
+    )
+    .await;
+    sql(
+        &db,
+        &dry_run(
+            "audio_cleanup",
+            "success",
+            60,
+            json!({"would_delete": 5}),
+            None,
+        ),
+    )
+    .await;
+    let server = Server::start("would-stats", db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open("would-stats", 1280, 1000).await;
+    browser.goto(&server.base).await;
+    cards_shown(&browser, 2).await;
+    wait_status(&browser, "cost_update", "success").await;
+    assert_eq!(
+        stats(&browser, "cost_update").await,
+        map(&[("Updated", "3")])
+    );
+    wait_status(&browser, "audio_cleanup", "dry").await;
+    assert_eq!(
+        stats(&browser, "audio_cleanup").await,
+        map(&[("Would delete", "5")])
+    );
+    // The history row and the run's details too.
+    browser
+        .wait_for(
+            "the history",
+            "document.querySelectorAll('#history-rows tr').length === 2",
+        )
+        .await;
+    let rows = browser
+        .eval(
+            "Array.from(document.querySelectorAll('#history-rows tr')).map(r => \
+             r.dataset.job + ': ' + r.lastElementChild.textContent)",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!(["audio_cleanup: Would delete: 5", "cost_update: Updated: 3"])
+    );
+    browser
+        .eval("(location.hash = '#/executions/1', true)")
+        .await;
+    browser
+        .wait_for(
+            "the real run's details",
+            "document.querySelectorAll('#run-stats .stat').length > 0 \
+             && document.getElementById('run-title').textContent.startsWith('Run #1')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("Array.from(document.querySelectorAll('#run-stats .stat dt')).map(d => d.textContent)")
+            .await,
+        json!(["Updated"])
+    );
     browser.close().await;
 }

@@ -122,8 +122,10 @@ impl ExecutionLog for PgExecutionLog {
                (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
                 heartbeat_at, lease_expires_at, requested_by) \
              SELECT $1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8 \
-             WHERE $2::timestamptz IS NULL OR NOT EXISTS \
-               (SELECT 1 FROM job_controls c WHERE c.job_name = $1 AND c.paused) \
+             WHERE $2::timestamptz IS NULL OR ( \
+               NOT EXISTS (SELECT 1 FROM job_controls c WHERE c.job_name = $1 AND c.paused) \
+               AND ($4 <= 1 OR NOT EXISTS (SELECT 1 FROM job_executions l \
+                 WHERE l.job_name = $1 AND l.scheduled_for > $2))) \
              ON CONFLICT DO NOTHING \
              RETURNING {COLUMNS}"
         ))
@@ -154,9 +156,11 @@ impl ExecutionLog for PgExecutionLog {
                 #[diesel(sql_type = Bool)]
                 paused: bool,
             }
+            // A retry of a slot is moot once a later slot is recorded: taken, in effect.
             let taken: Taken = diesel::sql_query(
                 "SELECT EXISTS (SELECT 1 FROM job_executions \
-                 WHERE job_name = $1 AND scheduled_for = $2 AND attempt = $3) AS taken, \
+                 WHERE job_name = $1 AND ((scheduled_for = $2 AND attempt = $3) \
+                   OR ($3 > 1 AND scheduled_for > $2))) AS taken, \
                  EXISTS (SELECT 1 FROM job_controls WHERE job_name = $1 AND paused) AS paused",
             )
             .bind::<Text, _>(&new.job_name)
@@ -277,7 +281,8 @@ impl ExecutionLog for PgExecutionLog {
         let mut conn = self.conn().await?;
         // Within the last six hours (the longest backoff): older ones are history. A later
         // attempt of the slot, or any later slot (run, skipped or failed), means the retry
-        // was taken or is moot.
+        // was taken or is moot; so does a pause or resume since the attempt failed (a
+        // resumed job starts again from its next slot).
         let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
             "SELECT {COLUMNS} FROM job_executions f \
              WHERE f.retry_at IS NOT NULL \
@@ -287,6 +292,8 @@ impl ExecutionLog for PgExecutionLog {
                AND NOT EXISTS (SELECT 1 FROM job_executions n \
                  WHERE n.job_name = f.job_name AND n.scheduled_for IS NOT NULL \
                    AND (n.scheduled_for, n.attempt) > (f.scheduled_for, f.attempt)) \
+               AND NOT EXISTS (SELECT 1 FROM job_controls c \
+                 WHERE c.job_name = f.job_name AND c.updated_at > f.completed_at) \
              ORDER BY f.retry_at LIMIT 20"
         ))
         .bind::<diesel::sql_types::Double, _>(margin.as_secs_f64())

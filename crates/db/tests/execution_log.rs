@@ -961,3 +961,61 @@ async fn a_failed_attempt_keeps_its_retry_time_and_is_overdue_only_while_nothing
     .await;
     assert!(overdue(10).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_moot_once_a_later_slot_is_recorded_or_the_job_was_paused_since() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+    let id = started(&log, &new_execution("audio_cleanup", Some(slot))).await;
+    log.complete(
+        id,
+        &Completion {
+            status: Status::Failed,
+            stats: Stats::new(),
+            error_message: Some("Storage answered 503".into()),
+            retry_in: Some(Duration::from_secs(1)),
+        },
+    )
+    .await
+    .unwrap();
+    exec(
+        &db,
+        "UPDATE job_executions SET retry_at = now() - interval '1 minute'",
+    )
+    .await;
+    let overdue = || async {
+        log.overdue_retries(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(overdue().await, 1);
+
+    // A pause (and resume) since the attempt failed: the resumed job starts again from its
+    // next slot, not with this retry.
+    exec(
+        &db,
+        "INSERT INTO job_controls (job_name, paused, updated_at) VALUES ('audio_cleanup', false, now())",
+    )
+    .await;
+    assert_eq!(overdue().await, 0);
+
+    // The next slot is recorded: attempt 2 of the earlier slot is not claimed any more.
+    let later = Utc.with_ymd_and_hms(2026, 11, 2, 2, 0, 0).unwrap();
+    succeed(
+        &log,
+        started(&log, &new_execution("audio_cleanup", Some(later))).await,
+    )
+    .await;
+    let mut retry = new_execution("audio_cleanup", Some(slot));
+    retry.attempt = 2;
+    assert_eq!(log.claim(&retry).await.unwrap(), Claim::SlotTaken);
+    // The later slot's own retry still is.
+    let mut its_retry = new_execution("audio_cleanup", Some(later));
+    its_retry.attempt = 2;
+    assert!(matches!(
+        log.claim(&its_retry).await.unwrap(),
+        Claim::Started { .. }
+    ));
+}

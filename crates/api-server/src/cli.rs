@@ -468,7 +468,7 @@ async fn serve(config: Config) -> Result<ExitCode, Exit> {
         services.live_pool.clone(),
         config.worker_id.clone(),
         config.scheduling.heartbeat,
-        scheduling_settings(&services.registry),
+        scheduling_settings(&services.registry, &config.notify),
         stop_presence.clone(),
     ));
     if let Some(days) = config.scheduling.execution_retention_days {
@@ -633,8 +633,12 @@ async fn announce_worker(
     }
 }
 
-/// What this server schedules, per job, as it tells the other servers (`job_workers`).
-fn scheduling_settings(registry: &jobs_core::Registry) -> serde_json::Value {
+/// What this server schedules, per job, and where its notices go, as it tells the other
+/// servers (`job_workers`).
+fn scheduling_settings(
+    registry: &jobs_core::Registry,
+    notify: &job_notify::NotifySettings,
+) -> serde_json::Value {
     let jobs: serde_json::Map<String, serde_json::Value> = registry
         .iter()
         .map(|job| {
@@ -651,7 +655,12 @@ fn scheduling_settings(registry: &jobs_core::Registry) -> serde_json::Value {
             )
         })
         .collect();
-    serde_json::json!({ "jobs": jobs })
+    // Each notice is sent by the server that decides it, to its own channels.
+    let notices = serde_json::json!({
+        "email": notify.email.is_some(),
+        "webhook": notify.webhook.is_some(),
+    });
+    serde_json::json!({ "jobs": jobs, "notices": notices })
 }
 
 /// Warns, once per server and settings, of a live server that schedules the jobs
@@ -679,7 +688,7 @@ fn warn_of_other_settings(
             .collect();
         names.sort();
         names.dedup();
-        let differences: Vec<String> = names
+        let mut differences: Vec<String> = names
             .into_iter()
             .filter(|name| ours[name.as_str()] != theirs[name.as_str()])
             .map(|name| {
@@ -690,9 +699,17 @@ fn warn_of_other_settings(
                 )
             })
             .collect();
+        if mine["notices"] != other.settings["notices"] {
+            differences.push(format!(
+                "notices: {} there, {} here (each notice goes only to the channels of the \
+                 server that decides it)",
+                other.settings["notices"], mine["notices"]
+            ));
+        }
         log::warn!(
             "[Job] server {} schedules the jobs differently from this one ({}); replicas \
-             should share one configuration, or each runs its own schedule",
+             should share one configuration, or each runs its own schedule and sends its own \
+             notices",
             other.worker_id,
             differences.join("; ")
         );

@@ -355,6 +355,27 @@ pub async fn settle_notice(
     Ok(())
 }
 
+/// Records that one channel took a notice, as soon as it did: a crash before the other
+/// channel is done does not send it again through this one.
+pub async fn channel_done(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    email: bool,
+) -> Result<(), DbError> {
+    let column = if email {
+        "email_pending"
+    } else {
+        "webhook_pending"
+    };
+    diesel::sql_query(format!(
+        "UPDATE job_notices SET {column} = false WHERE id = $1"
+    ))
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Claims up to `limit` notices whose claim is older than `claim_for` (their sender
 /// stopped or died, or their last pass failed), younger than `max_age` and tried fewer
 /// than `max_tries` times; each is claimed by one caller only. Notices past those limits

@@ -495,16 +495,25 @@ impl Inner {
 
     /// A notice as the outbox keeps it: rendered once, for every channel configured here.
     fn outbox_entry(&self, notice: &Notice) -> NewNotice {
+        let message_id = self.email.as_ref().map_or_else(
+            || format!("<{}@localhost>", uuid::Uuid::new_v4()),
+            EmailChannel::new_message_id,
+        );
+        // The same id in every copy of the webhook's body, for a receiver to drop repeats.
+        let mut webhook_body = notice.webhook_json();
+        if let Some(body) = webhook_body.as_object_mut() {
+            body.insert(
+                "notice_id".to_owned(),
+                serde_json::Value::String(message_id.trim_matches(['<', '>']).to_owned()),
+            );
+        }
         NewNotice {
             kind: notice.kind.as_str().to_owned(),
             subject: notice.subject(),
             plain_text: notice.plain_text(),
             html: notice.html(),
-            webhook_body: notice.webhook_json(),
-            message_id: self.email.as_ref().map_or_else(
-                || format!("<{}@localhost>", uuid::Uuid::new_v4()),
-                EmailChannel::new_message_id,
-            ),
+            webhook_body,
+            message_id,
             email: self.email.is_some(),
             webhook: self.webhook.is_some(),
         }
@@ -674,10 +683,44 @@ impl Inner {
     /// Sends a notice to every channel still waiting for it, at once; then deletes it from
     /// the outbox, or keeps it with the channels that failed for a later pass. Never fails.
     async fn deliver(&self, notice: PendingNotice) {
-        let (email, webhook) = tokio::join!(self.send_email(&notice), self.send_webhook(&notice));
-        // A channel not configured on this server stays pending for one that has it.
-        let email_pending = notice.email_pending && !matches!(email, Some(Ok(_)));
-        let webhook_pending = notice.webhook_pending && !matches!(webhook, Some(Ok(_)));
+        let done = |email: bool| async move {
+            let recorded = async {
+                let mut conn = self.pool.get().await.map_err(DbError::from)?;
+                notifications::channel_done(&mut conn, notice.id, email).await
+            };
+            if let Err(e) = recorded.await {
+                debug!("[Notify] a delivery was not recorded at once ({e}); recorded at the end");
+            }
+        };
+        let email = async {
+            let result = self.send_email(&notice).await;
+            if matches!(result, Some(Ok(_))) {
+                done(true).await;
+            }
+            result
+        };
+        let webhook = async {
+            let result = self.send_webhook(&notice).await;
+            if matches!(result, Some(Ok(_))) {
+                done(false).await;
+            }
+            result
+        };
+        let (email, webhook) = tokio::join!(email, webhook);
+        // A channel not configured on this server stays pending for one that has it; one
+        // that refused the notice for good (SMTP 5xx, HTTP 4xx) is not asked again.
+        let settled = |result: &Option<Result<u32, GaveUp>>| {
+            matches!(
+                result,
+                Some(Ok(_))
+                    | Some(Err(GaveUp {
+                        permanent: true,
+                        ..
+                    }))
+            )
+        };
+        let email_pending = notice.email_pending && !settled(&email);
+        let webhook_pending = notice.webhook_pending && !settled(&webhook);
         let errors: Vec<String> = [email, webhook]
             .into_iter()
             .filter_map(|r| r.and_then(Result::err))
@@ -727,6 +770,7 @@ impl Inner {
                 Err(GaveUp {
                     message,
                     attempts: 0,
+                    permanent: true,
                 })
             }
         };
@@ -783,7 +827,11 @@ impl Inner {
             Err(gave_up) => {
                 failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("notifications_failed_total", "channel" => channel).increment(1);
-                warn!("[Notify] {what} not sent: {gave_up}; it is tried again later");
+                if gave_up.permanent {
+                    warn!("[Notify] {what} not sent: {gave_up}; refused for good, not sent again");
+                } else {
+                    warn!("[Notify] {what} not sent: {gave_up}; it is tried again later");
+                }
             }
         }
     }

@@ -37,6 +37,8 @@ pub struct GaveUp {
     pub message: String,
     /// Attempts made.
     pub attempts: u32,
+    /// Refused for good (HTTP 4xx, SMTP 5xx): sending it again cannot help.
+    pub permanent: bool,
 }
 
 impl std::fmt::Display for GaveUp {
@@ -74,6 +76,7 @@ where
                 return Err(GaveUp {
                     message,
                     attempts: n,
+                    permanent: true,
                 })
             }
             Err(SendError::Transient {
@@ -84,6 +87,7 @@ where
                     return Err(GaveUp {
                         message,
                         attempts: n,
+                        permanent: false,
                     });
                 }
                 let delay = retry_after.map_or_else(
@@ -118,7 +122,8 @@ mod tests {
             result,
             Err(GaveUp {
                 message: "503".into(),
-                attempts: 3
+                attempts: 3,
+                permanent: false,
             })
         );
         assert_eq!(calls.load(Ordering::SeqCst), 3);

@@ -345,6 +345,12 @@ async fn a_webhook_gets_slack_text_and_details_and_a_500_is_retried() {
     assert_eq!(body["error_message"], "quota exceeded");
     assert_eq!(body["stats"]["failed"], 3);
     assert_eq!(body["dashboard_url"], DASHBOARD);
+    // One id per notice, the same in every copy, for a receiver to drop repeats.
+    assert!(
+        body["notice_id"].as_str().is_some_and(|id| id.len() > 30),
+        "{body}"
+    );
+    assert_eq!(body["worker_id"], "notify-test:0");
 
     h.settle().await;
     let counts = h.notifier.delivery_counts();
@@ -414,6 +420,9 @@ async fn a_webhook_answering_4xx_is_not_retried() {
     let warnings = capture::logged(log::Level::Warn, "webhook about webhook_gone_job");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(warnings[0].contains("404"), "{warnings:?}");
+    // Refused for good: not kept for a later pass either.
+    assert!(warnings[0].contains("not sent again"), "{warnings:?}");
+    assert!(outbox(&h.db).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

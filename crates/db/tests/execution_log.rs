@@ -874,23 +874,33 @@ async fn rows_closed_for_no_server_count_as_failures_but_not_in_the_durations() 
     assert_eq!(days[0].p95_ms, Some(2900));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_attempt_keeps_its_retry_time_and_is_overdue_only_while_nothing_followed() {
-    let db = TestDatabase::new().await;
-    let log = PgExecutionLog::new(db.pool());
-    let slot = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-    let id = started(&log, &new_execution("audio_cleanup", Some(slot))).await;
+/// Attempt 1 of `slot`, failed, with its retry due in `retry_secs`.
+async fn failed_with_a_retry(
+    log: &PgExecutionLog,
+    slot: chrono::DateTime<Utc>,
+    retry_secs: u64,
+) -> i64 {
+    let id = started(log, &new_execution("audio_cleanup", Some(slot))).await;
     log.complete(
         id,
         &Completion {
             status: Status::Failed,
             stats: Stats::new(),
             error_message: Some("Storage answered 503".into()),
-            retry_in: Some(Duration::from_secs(60)),
+            retry_in: Some(Duration::from_secs(retry_secs)),
         },
     )
     .await
     .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_keeps_its_retry_time_and_is_overdue_only_while_nothing_followed() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let slot = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+    let id = failed_with_a_retry(&log, slot, 60).await;
     assert_eq!(
         count(
             &db,
@@ -967,18 +977,7 @@ async fn a_retry_is_moot_once_a_later_slot_is_recorded_or_the_job_was_paused_sin
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());
     let slot = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-    let id = started(&log, &new_execution("audio_cleanup", Some(slot))).await;
-    log.complete(
-        id,
-        &Completion {
-            status: Status::Failed,
-            stats: Stats::new(),
-            error_message: Some("Storage answered 503".into()),
-            retry_in: Some(Duration::from_secs(1)),
-        },
-    )
-    .await
-    .unwrap();
+    failed_with_a_retry(&log, slot, 1).await;
     exec(
         &db,
         "UPDATE job_executions SET retry_at = now() - interval '1 minute'",

@@ -1202,12 +1202,18 @@ async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_ena
     browser.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runs_details_page_follows_the_run_through_a_server_outage() {
+/// A running execution (id 1) of `job`, started `secs_ago`, with `stats`, shown on its
+/// details page by a server named `name`.
+async fn running_run_details(
+    name: &str,
+    job: &str,
+    secs_ago: i64,
+    stats: Value,
+) -> (TestDatabase, Server, Browser) {
     let db = TestDatabase::new().await;
-    sql(&db, &running("cost_update", 30, json!({"updated": 3}))).await;
-    let mut server = Server::start("outage-detail", db.url(), BOTH_ENABLED).await;
-    let browser = Browser::open("outage-detail", 1280, 900).await;
+    sql(&db, &running(job, secs_ago, stats)).await;
+    let server = Server::start(name, db.url(), BOTH_ENABLED).await;
+    let browser = Browser::open(name, 1280, 900).await;
     browser
         .goto(&format!("{}/#/executions/1", server.base))
         .await;
@@ -1218,6 +1224,13 @@ async fn a_runs_details_page_follows_the_run_through_a_server_outage() {
              !document.getElementById('run-cancel').hidden",
         )
         .await;
+    (db, server, browser)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_details_page_follows_the_run_through_a_server_outage() {
+    let (db, mut server, browser) =
+        running_run_details("outage-detail", "cost_update", 30, json!({"updated": 3})).await;
 
     // The server goes away; meanwhile the run ends (as a restart's recovery would end it).
     server.kill();
@@ -2675,20 +2688,8 @@ async fn a_running_cards_buttons_stay_the_same_elements_while_progress_arrives()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_on_a_runs_details_page_asks_first_and_its_note_ends_with_the_run() {
-    let db = TestDatabase::new().await;
-    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 1}))).await;
-    let server = Server::start("detail-cancel", db.url(), BOTH_ENABLED).await;
-    let browser = Browser::open("detail-cancel", 1280, 900).await;
-    browser
-        .goto(&format!("{}/#/executions/1", server.base))
-        .await;
-    browser
-        .wait_for(
-            "the running run's details",
-            "!document.getElementById('run-detail').hidden && \
-             !document.getElementById('run-cancel').hidden",
-        )
-        .await;
+    let (db, _server, browser) =
+        running_run_details("detail-cancel", "audio_cleanup", 5, json!({"deleted": 1})).await;
     // Its lines are stored when it ends: the page says so instead of "logged nothing".
     assert_eq!(
         browser.text("#run-events-empty").await,
@@ -3274,20 +3275,8 @@ async fn a_stalled_event_stream_is_not_called_live_and_the_page_polls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_ends_while_stop_is_asked_hands_focus_to_the_title_and_says_so() {
-    let db = TestDatabase::new().await;
-    sql(&db, &running("audio_cleanup", 5, json!({"deleted": 1}))).await;
-    let server = Server::start("detail-focus", db.url(), BOTH_ENABLED).await;
-    let browser = Browser::open("detail-focus", 1280, 900).await;
-    browser
-        .goto(&format!("{}/#/executions/1", server.base))
-        .await;
-    browser
-        .wait_for(
-            "the running run's details",
-            "!document.getElementById('run-detail').hidden && \
-             !document.getElementById('run-cancel').hidden",
-        )
-        .await;
+    let (db, _server, browser) =
+        running_run_details("detail-focus", "audio_cleanup", 5, json!({"deleted": 1})).await;
     browser.click("#run-cancel").await;
     browser
         .wait_for(

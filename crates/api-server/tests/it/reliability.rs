@@ -357,6 +357,15 @@ impl FreezingProxy {
         self.down.send_replace(true);
     }
 
+    /// The URL of `db` through this proxy.
+    fn url(&self, db: &TestDatabase) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
+            self.port,
+            db.name()
+        )
+    }
+
     /// Lets connections through again.
     fn restore(&self) {
         self.down.send_replace(false);
@@ -367,18 +376,16 @@ impl FreezingProxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_ends_even_when_the_database_stops_answering() {
+/// A server reaching its database through a [`FreezingProxy`], with 1 s stop and cancel
+/// grace periods, running `audio_cleanup` (execution id returned) against a Storage that
+/// takes a minute to answer.
+async fn running_behind_proxy() -> (TestDatabase, MockServer, FreezingProxy, ServerProcess, i64) {
     let db = TestDatabase::new().await;
     seed_old_audio(&db, 1).await;
     let mock = storage(Duration::from_secs(60)).await;
     let uri = mock.uri();
     let proxy = FreezingProxy::start().await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
-        proxy.port,
-        db.name()
-    );
+    let url = proxy.url(&db);
     let vars = with(
         base_vars(&db, &uri),
         &[
@@ -387,9 +394,15 @@ async fn a_stop_ends_even_when_the_database_stops_answering() {
             ("JOB_CANCEL_GRACE_SECS", "1"),
         ],
     );
-    let mut server = ServerProcess::start(&vars).await;
-    server.start_run("audio_cleanup").await;
+    let server = ServerProcess::start(&vars).await;
+    let id = server.start_run("audio_cleanup").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    (db, mock, proxy, server, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_even_when_the_database_stops_answering() {
+    let (_db, _mock, proxy, mut server, _) = running_behind_proxy().await;
     proxy.freeze();
     // 1 + 1 + 25 s: it exits by itself, long before the records' writes give up.
     let (status, took) = server.terminate(Duration::from_secs(45)).await;
@@ -406,27 +419,7 @@ async fn a_stop_ends_even_when_the_database_stops_answering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_whose_run_end_cannot_be_recorded_exits_1_and_says_so() {
-    let db = TestDatabase::new().await;
-    seed_old_audio(&db, 1).await;
-    let mock = storage(Duration::from_secs(60)).await;
-    let uri = mock.uri();
-    let proxy = FreezingProxy::start().await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
-        proxy.port,
-        db.name()
-    );
-    let vars = with(
-        base_vars(&db, &uri),
-        &[
-            ("DATABASE_URL", url.as_str()),
-            ("SHUTDOWN_GRACE_SECS", "1"),
-            ("JOB_CANCEL_GRACE_SECS", "1"),
-        ],
-    );
-    let mut server = ServerProcess::start(&vars).await;
-    let id = server.start_run("audio_cleanup").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (db, _mock, proxy, mut server, id) = running_behind_proxy().await;
     // The database goes down: connections close, new ones are refused.
     proxy.cut();
     let (status, _) = server.terminate(Duration::from_secs(45)).await;
@@ -451,11 +444,7 @@ async fn slots_another_server_ran_during_an_outage_are_not_called_missed() {
     let mock = storage(Duration::ZERO).await;
     let uri = mock.uri();
     let proxy = FreezingProxy::start().await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable",
-        proxy.port,
-        db.name()
-    );
+    let url = proxy.url(&db);
     let every_second = [
         ("AUDIO_CLEANUP_SCHEDULE", "* * * * * *"),
         ("MISFIRE_WINDOW_SECS", "0"),

@@ -292,12 +292,23 @@ fn resolve_segments(path: &str) -> Option<String> {
     (resolved != path).then_some(resolved)
 }
 
-/// Whether `raw` is a URL with a query: the object it names is the path before the `?`
-/// only if the query is Storage's own, which [`parse_audio_path`] checks by its form but
-/// cannot prove (`download=x.webm` may also end a name with an unescaped `?`). A caller
-/// should not take the absence of that object as proof that the audio is gone.
+/// Whether `raw` is a URL whose query could also be the end of an object name: the object
+/// it names is the path before the `?` only if the query is Storage's own, which
+/// [`parse_audio_path`] checks by its form but cannot prove (`download=x.webm` may also
+/// end a name with an unescaped `?`). A caller should not take the absence of that object
+/// as proof that the audio is gone. A signed URL's query alone (`token=<JWT>`) is not
+/// taken for part of a name.
 pub fn has_query(raw: &str) -> bool {
-    split_scheme(raw.trim()).is_some_and(|(_, rest)| rest.contains('?'))
+    let Some((_, rest)) = split_scheme(raw.trim()) else {
+        return false;
+    };
+    let Some((_, query)) = rest.split_once('?') else {
+        return false;
+    };
+    let query = &query[..query.find('#').unwrap_or(query.len())];
+    !query
+        .split('&')
+        .all(|pair| pair.split_once('=').is_some_and(|(key, _)| key == "token"))
 }
 
 /// Checks a bucket name: 1 to [`MAX_BUCKET_NAME_CHARS`] characters of
@@ -667,6 +678,19 @@ mod tests {
         // Encoded, the same name is unambiguous.
         let raw = format!("{PROJECT}/storage/v1/object/public/audio/qm/what%3F1.webm");
         assert_eq!(parse(&raw), Ok(obj("audio", "qm/what?1.webm")));
+    }
+
+    #[test]
+    fn a_query_that_could_end_a_name_is_told_from_a_signed_urls_token() {
+        let url = |tail: &str| format!("{PROJECT}/storage/v1/object/sign/audio/a.webm?{tail}");
+        assert!(!has_query(&url("token=eyJ0.eX0.c2ln")));
+        assert!(!has_query(&url("token=eyJ0.eX0.c2ln#frag")));
+        assert!(has_query(&url("token=eyJ0.eX0.c2ln&download=a.webm")));
+        assert!(has_query(&url("download")));
+        assert!(!has_query("audio/a.webm?download=x.webm"));
+        assert!(!has_query(&format!(
+            "{PROJECT}/storage/v1/object/public/audio/a.webm"
+        )));
     }
 
     #[test]

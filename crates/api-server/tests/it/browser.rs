@@ -1202,6 +1202,27 @@ async fn a_viewer_token_sees_the_write_controls_disabled_and_the_admin_token_ena
     browser.close().await;
 }
 
+/// Lets the server reach `db` again, or refuses it from now on (its open sessions end).
+async fn reachable(db: &TestDatabase, allow: bool) {
+    let mut admin = db::testing::admin_target().connect().await.unwrap();
+    diesel::sql_query(format!(
+        "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+        db.name()
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if !allow {
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            db.name()
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
 /// A running execution (id 1) of `job`, started `secs_ago`, with `stats`, shown on its
 /// details page by a server named `name`.
 async fn running_run_details(
@@ -2424,24 +2445,7 @@ async fn a_server_that_cannot_reach_the_database_is_not_shown_as_live() {
         .await;
 
     // The database refuses the server from now on: its routes still answer from memory.
-    let mut admin = db::testing::admin_target().connect().await.unwrap();
-    let cut = |allow: bool| {
-        format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
-            db.name()
-        )
-    };
-    diesel::sql_query(cut(false))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name()
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    reachable(&db, false).await;
     browser
         .wait_for(
             "the not-ready banner",
@@ -2467,10 +2471,7 @@ async fn a_server_that_cannot_reach_the_database_is_not_shown_as_live() {
     browser.screenshot("not-ready").await;
 
     // Reachable again: the banner goes and the page is live again.
-    diesel::sql_query(cut(true))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    reachable(&db, true).await;
     browser
         .wait_for(
             "the banner gone and live again",
@@ -3085,24 +3086,7 @@ async fn a_failed_lookup_of_the_last_real_run_says_so_and_is_asked_again() {
 
     // The database refuses the server; the page is opened again meanwhile: the jobs come
     // from the server's memory, the history lookup fails.
-    let mut admin = db::testing::admin_target().connect().await.unwrap();
-    let cut = |allow: bool| {
-        format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
-            db.name()
-        )
-    };
-    diesel::sql_query(cut(false))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-        db.name()
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    reachable(&db, false).await;
     browser.goto(&server.base).await;
     cards_shown(&browser, 2).await;
     // Unknown, not "no real run".
@@ -3128,10 +3112,7 @@ async fn a_failed_lookup_of_the_last_real_run_says_so_and_is_asked_again() {
     browser.screenshot("unknown").await;
 
     // Reachable again: asked again, and the failure is back.
-    diesel::sql_query(cut(true))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    reachable(&db, true).await;
     wait_status(&browser, "audio_cleanup", "failed").await;
     browser.close().await;
 }

@@ -113,96 +113,134 @@ fn truncate(message: &str) -> String {
     format!("{}… (truncated)", &message[..end])
 }
 
+/// How many times a claim is tried while its conflicts go unexplained.
+const CLAIM_TRIES: usize = 3;
+
+/// The claim's insert: `None` when a unique index or a pause stopped it.
+async fn try_claim(
+    conn: &mut PooledConnection,
+    new: &NewExecution,
+) -> Result<Option<ExecutionRow>, LogError> {
+    diesel::sql_query(format!(
+        "INSERT INTO job_executions \
+           (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
+            heartbeat_at, lease_expires_at, requested_by) \
+         SELECT $1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8 \
+         WHERE $2::timestamptz IS NULL OR ( \
+           NOT EXISTS (SELECT 1 FROM job_controls c WHERE c.job_name = $1 AND c.paused) \
+           AND ($4 <= 1 OR NOT EXISTS (SELECT 1 FROM job_executions l \
+             WHERE l.job_name = $1 AND l.scheduled_for > $2))) \
+         ON CONFLICT DO NOTHING \
+         RETURNING {COLUMNS}"
+    ))
+    .bind::<Text, _>(&new.job_name)
+    .bind::<Nullable<Timestamptz>, _>(new.scheduled_for)
+    .bind::<Text, _>(new.trigger.as_str())
+    .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
+    .bind::<Bool, _>(new.dry_run)
+    .bind::<Text, _>(&new.worker_id)
+    .bind::<Double, _>(lease_secs(new.lease))
+    .bind::<Nullable<Text>, _>(new.requested_by.as_deref())
+    .get_result(&mut *conn)
+    .await
+    .optional()
+    .map_err(log_err)
+}
+
+/// Why a claim's insert was stopped: the slot is taken, the job paused, a run of it going
+/// on, or the id sequence behind the table's ids. `None`: none of these holds now, so the
+/// conflict was with a run that has ended since, and the claim may be tried again.
+async fn conflict(
+    conn: &mut PooledConnection,
+    new: &NewExecution,
+) -> Result<Option<Claim>, LogError> {
+    if let Some(slot) = new.scheduled_for {
+        #[derive(diesel::QueryableByName)]
+        struct Taken {
+            #[diesel(sql_type = Bool)]
+            taken: bool,
+            #[diesel(sql_type = Bool)]
+            paused: bool,
+        }
+        // A retry of a slot is moot once a later slot is recorded: taken, in effect.
+        let taken: Taken = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM job_executions \
+             WHERE job_name = $1 AND ((scheduled_for = $2 AND attempt = $3) \
+               OR ($3 > 1 AND scheduled_for > $2))) AS taken, \
+             EXISTS (SELECT 1 FROM job_controls WHERE job_name = $1 AND paused) AS paused",
+        )
+        .bind::<Text, _>(&new.job_name)
+        .bind::<Timestamptz, _>(slot)
+        .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
+        .get_result(&mut *conn)
+        .await
+        .map_err(log_err)?;
+        if taken.taken {
+            return Ok(Some(Claim::SlotTaken));
+        }
+        if taken.paused {
+            return Ok(Some(Claim::Paused));
+        }
+    }
+    // The other unique index: one running execution per job. Any other conflict is the
+    // primary key's when the id sequence is behind the table's ids (set back by hand).
+    #[derive(diesel::QueryableByName)]
+    struct Running {
+        #[diesel(sql_type = Bool)]
+        running: bool,
+        #[diesel(sql_type = Bool)]
+        behind: bool,
+    }
+    let state: Running = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM job_executions \
+           WHERE job_name = $1 AND status = 'running') AS running, \
+         COALESCE((SELECT max(id) FROM job_executions) >= pg_sequence_last_value( \
+           pg_get_serial_sequence('public.job_executions', 'id')::regclass), false) AS behind",
+    )
+    .bind::<Text, _>(&new.job_name)
+    .get_result(&mut *conn)
+    .await
+    .map_err(log_err)?;
+    if state.running {
+        Ok(Some(Claim::AlreadyRunning))
+    } else if state.behind {
+        Ok(Some(Claim::Conflict(format!(
+            "the new execution of {} conflicted with an existing row although none is \
+             running: job_executions' id sequence behind its ids; move it on with SELECT setval(\
+             pg_get_serial_sequence('public.job_executions', 'id'), \
+             (SELECT max(id) FROM public.job_executions))",
+            new.job_name
+        ))))
+    } else {
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl ExecutionLog for PgExecutionLog {
     async fn claim(&self, new: &NewExecution) -> Result<Claim, LogError> {
         let mut conn = self.conn().await?;
-        let inserted: Option<ExecutionRow> = diesel::sql_query(format!(
-            "INSERT INTO job_executions \
-               (job_name, status, scheduled_for, triggered_by, attempt, dry_run, worker_id, \
-                heartbeat_at, lease_expires_at, requested_by) \
-             SELECT $1, 'running', $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), $8 \
-             WHERE $2::timestamptz IS NULL OR ( \
-               NOT EXISTS (SELECT 1 FROM job_controls c WHERE c.job_name = $1 AND c.paused) \
-               AND ($4 <= 1 OR NOT EXISTS (SELECT 1 FROM job_executions l \
-                 WHERE l.job_name = $1 AND l.scheduled_for > $2))) \
-             ON CONFLICT DO NOTHING \
-             RETURNING {COLUMNS}"
-        ))
-        .bind::<Text, _>(&new.job_name)
-        .bind::<Nullable<Timestamptz>, _>(new.scheduled_for)
-        .bind::<Text, _>(new.trigger.as_str())
-        .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
-        .bind::<Bool, _>(new.dry_run)
-        .bind::<Text, _>(&new.worker_id)
-        .bind::<Double, _>(lease_secs(new.lease))
-        .bind::<Nullable<Text>, _>(new.requested_by.as_deref())
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .map_err(log_err)?;
-        if let Some(row) = inserted {
-            return Ok(Claim::Started {
-                id: i64::from(row.id),
-                started_at: row.started_at,
-            });
-        }
-        // The insert hit one of the two unique indexes, or the job is paused; say which.
-        if let Some(slot) = new.scheduled_for {
-            #[derive(diesel::QueryableByName)]
-            struct Taken {
-                #[diesel(sql_type = Bool)]
-                taken: bool,
-                #[diesel(sql_type = Bool)]
-                paused: bool,
+        // A conflict with a running row that ends before it is looked for is tried again:
+        // the run it met is over, so the job is free. Only a conflict that stays unexplained
+        // is reported as one.
+        for _ in 0..CLAIM_TRIES {
+            if let Some(row) = try_claim(&mut conn, new).await? {
+                return Ok(Claim::Started {
+                    id: i64::from(row.id),
+                    started_at: row.started_at,
+                });
             }
-            // A retry of a slot is moot once a later slot is recorded: taken, in effect.
-            let taken: Taken = diesel::sql_query(
-                "SELECT EXISTS (SELECT 1 FROM job_executions \
-                 WHERE job_name = $1 AND ((scheduled_for = $2 AND attempt = $3) \
-                   OR ($3 > 1 AND scheduled_for > $2))) AS taken, \
-                 EXISTS (SELECT 1 FROM job_controls WHERE job_name = $1 AND paused) AS paused",
-            )
-            .bind::<Text, _>(&new.job_name)
-            .bind::<Timestamptz, _>(slot)
-            .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
-            .get_result(&mut conn)
-            .await
-            .map_err(log_err)?;
-            if taken.taken {
-                return Ok(Claim::SlotTaken);
-            }
-            if taken.paused {
-                return Ok(Claim::Paused);
+            match conflict(&mut conn, new).await? {
+                Some(claim) => return Ok(claim),
+                None => continue,
             }
         }
-        // The other unique index: one running execution per job. Any other conflict is
-        // the primary key's, an id sequence behind the table's ids (set back by hand).
-        #[derive(diesel::QueryableByName)]
-        struct Running {
-            #[diesel(sql_type = Bool)]
-            running: bool,
-        }
-        let running: Running = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM job_executions \
-             WHERE job_name = $1 AND status = 'running') AS running",
-        )
-        .bind::<Text, _>(&new.job_name)
-        .get_result(&mut conn)
-        .await
-        .map_err(log_err)?;
-        if running.running {
-            Ok(Claim::AlreadyRunning)
-        } else {
-            Ok(Claim::Conflict(format!(
-                "the new execution of {} conflicted with an existing row although none is \
-                 running: is job_executions' id sequence behind its ids (SELECT setval(\
-                 pg_get_serial_sequence('public.job_executions', 'id'), \
-                 (SELECT max(id) FROM public.job_executions))), or is there a unique index \
-                 on job_executions that is not this service's?",
-                new.job_name
-            )))
-        }
+        Ok(Claim::Conflict(format!(
+            "the new execution of {} conflicted with an existing row {CLAIM_TRIES} times \
+             although none is running: is there a unique index on job_executions that is \
+             not this service's?",
+            new.job_name
+        )))
     }
 
     async fn heartbeat(

@@ -799,6 +799,72 @@ async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_with_a_unique_index_not_this_services_is_named_after_a_few_tries() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let id = started(&log, &new_execution("cost_update", None)).await;
+    succeed(&log, id).await;
+    exec(
+        &db,
+        "CREATE UNIQUE INDEX one_manual_run ON job_executions (job_name, triggered_by)",
+    )
+    .await;
+    let claim = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .unwrap();
+    let Claim::Conflict(reason) = claim else {
+        panic!("a foreign unique index stops every claim: {claim:?}");
+    };
+    assert!(reason.contains("unique index"), "{reason}");
+    assert!(!reason.contains("sequence"), "{reason}");
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM job_executions").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_meets_a_run_ending_at_that_moment_starts_instead_of_failing() {
+    let db = TestDatabase::new().await;
+    let log = PgExecutionLog::new(db.pool());
+    let first = started(&log, &new_execution("cost_update", None)).await;
+    // The worst moment, made certain: the run the next insert meets ends right after the
+    // insert gave up on it, before the claim looks for what stopped it.
+    exec(
+        &db,
+        &format!(
+            "CREATE FUNCTION end_first() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               UPDATE job_executions SET status = 'success', completed_at = now() \
+               WHERE id = {first} AND status = 'running'; RETURN NULL; END $$"
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        "CREATE TRIGGER end_first AFTER INSERT ON job_executions \
+         FOR EACH STATEMENT EXECUTE FUNCTION end_first()",
+    )
+    .await;
+    let claim = log
+        .claim(&new_execution("cost_update", None))
+        .await
+        .unwrap();
+    let Claim::Started { id, .. } = claim else {
+        panic!("the run it met had ended: the job was free, not {claim:?}");
+    };
+    assert_ne!(id, first);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM job_executions WHERE status = 'running'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_server_hands_its_run_over_only_while_another_server_is_alive() {
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());

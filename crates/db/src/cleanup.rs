@@ -19,7 +19,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::deserialize::{self, FromSql, FromSqlRow, QueryableByName};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
@@ -154,34 +154,83 @@ pub async fn candidates_page(
     page(conn, "created_at < $1", cutoff, after, limit).await
 }
 
-/// The next page of rows created at or after `cutoff` (inside the retention period) that
-/// still point at audio (a path, not marked), in `(created_at, id)` order after `after`.
-/// Their objects must not be deleted, whatever older rows say.
-pub async fn referenced_page(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-    after: Option<PageCursor>,
-    limit: i64,
-) -> Result<Vec<CleanupCandidate>, DbError> {
-    page(conn, "created_at >= $1", cutoff, after, limit).await
+/// What [`referenced_since`] read: rows created at or after the cutoff (inside the
+/// retention period) that still point at audio (a path, not marked). Their objects must
+/// not be deleted, whatever older rows say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Referenced {
+    /// The next rows of the window `cutoff..=upper`, in `(created_at, id)` order.
+    pub window: Vec<CleanupCandidate>,
+    /// The next rows dated after `upper` (in the future), in the same order.
+    pub future: Vec<CleanupCandidate>,
 }
 
-/// [`referenced_page`] up to `upper` (`created_at <= upper`): the rows of a window that is
-/// read again, without the rows dated after it.
-pub async fn referenced_page_until(
+#[derive(QueryableByName)]
+struct ReferencedRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    future: bool,
+    #[diesel(embed)]
+    row: CleanupCandidate,
+}
+
+/// [`referenced_since`]'s statement: `$1` cutoff, `$2` upper, `$3, $4` the window's cursor,
+/// `$5, $6` the future's, `$7` the limit of each part.
+fn referenced_sql() -> String {
+    const ROW: &str = "id, created_at, audio_file_path, ctid AS location FROM transcriptions \
+         WHERE audio_deleted_at IS NULL AND audio_file_path IS NOT NULL AND created_at >= $1";
+    format!(
+        "(SELECT false AS future, {ROW} AND created_at <= $2 AND (created_at, id) > ($3, $4) \
+           ORDER BY created_at, id LIMIT $7) \
+         UNION ALL \
+         (SELECT true AS future, {ROW} AND (created_at, id) > ($5, $6) \
+           ORDER BY created_at, id LIMIT $7)"
+    )
+}
+
+/// One page of each of the two scans of the rows inside the retention period, in one
+/// statement (one round trip where two would cost twice): up to `limit` rows of the window
+/// from `cutoff` to `upper` after `after` (from its start when `None`), and up to `limit`
+/// rows dated after `upper`, after `future` (from `upper` on when `None`). A part shorter
+/// than `limit` is that scan's end, for now.
+pub async fn referenced_since(
     conn: &mut AsyncPgConnection,
     cutoff: DateTime<Utc>,
-    after: Option<PageCursor>,
     upper: DateTime<Utc>,
+    after: Option<PageCursor>,
+    future: Option<PageCursor>,
     limit: i64,
-) -> Result<Vec<CleanupCandidate>, DbError> {
-    // The cutoff is at most `upper`; `$1` bounds the window below, `upper` above. The
-    // bound's own text holds no value: `upper` is the last bind.
-    let bound = match after {
-        None => "created_at >= $1 AND created_at <= $3",
-        Some(_) => "created_at >= $1 AND created_at <= $5",
-    };
-    page_with_upper(conn, bound, cutoff, after, limit, Some(upper)).await
+) -> Result<Referenced, DbError> {
+    // Times are kept to the microsecond: a cursor a microsecond before the cutoff is the
+    // window's start, and one at `upper` with the greatest id is the future's.
+    let after = after.unwrap_or(PageCursor {
+        created_at: cutoff - chrono::Duration::microseconds(1),
+        id: Uuid::nil(),
+    });
+    let future = future.unwrap_or(PageCursor {
+        created_at: upper,
+        id: Uuid::from_u128(u128::MAX),
+    });
+    index_plan::begin(conn).await?;
+    let rows = diesel::sql_query(referenced_sql())
+        .bind::<Timestamptz, _>(cutoff)
+        .bind::<Timestamptz, _>(upper)
+        .bind::<Timestamptz, _>(after.created_at)
+        .bind::<diesel::sql_types::Uuid, _>(after.id)
+        .bind::<Timestamptz, _>(future.created_at)
+        .bind::<diesel::sql_types::Uuid, _>(future.id)
+        .bind::<BigInt, _>(limit)
+        .load::<ReferencedRow>(conn)
+        .await;
+    let rows = index_plan::finish(conn, rows).await?;
+    let mut read = Referenced::default();
+    for ReferencedRow { future, row } in rows {
+        if future {
+            read.future.push(row);
+        } else {
+            read.window.push(row);
+        }
+    }
+    Ok(read)
 }
 
 /// One keyset page of the partial index, `bound` being the condition on `created_at`.
@@ -192,18 +241,6 @@ async fn page(
     after: Option<PageCursor>,
     limit: i64,
 ) -> Result<Vec<CleanupCandidate>, DbError> {
-    page_with_upper(conn, bound, cutoff, after, limit, None).await
-}
-
-/// [`page`], with `upper` bound as the last parameter when given.
-async fn page_with_upper(
-    conn: &mut AsyncPgConnection,
-    bound: &str,
-    cutoff: DateTime<Utc>,
-    after: Option<PageCursor>,
-    limit: i64,
-    upper: Option<DateTime<Utc>>,
-) -> Result<Vec<CleanupCandidate>, DbError> {
     let base = format!(
         "SELECT id, created_at, audio_file_path, ctid AS location FROM transcriptions \
          WHERE audio_deleted_at IS NULL AND audio_file_path IS NOT NULL AND {bound}"
@@ -211,28 +248,22 @@ async fn page_with_upper(
     index_plan::begin(conn).await?;
     let rows = match after {
         None => {
-            let query = diesel::sql_query(format!("{base} ORDER BY created_at, id LIMIT $2"))
-                .into_boxed::<diesel::pg::Pg>()
+            diesel::sql_query(format!("{base} ORDER BY created_at, id LIMIT $2"))
                 .bind::<Timestamptz, _>(cutoff)
-                .bind::<BigInt, _>(limit);
-            match upper {
-                Some(upper) => query.bind::<Timestamptz, _>(upper).load(conn).await,
-                None => query.load(conn).await,
-            }
+                .bind::<BigInt, _>(limit)
+                .load(conn)
+                .await
         }
         Some(cursor) => {
-            let query = diesel::sql_query(format!(
+            diesel::sql_query(format!(
                 "{base} AND (created_at, id) > ($3, $4) ORDER BY created_at, id LIMIT $2"
             ))
-            .into_boxed::<diesel::pg::Pg>()
             .bind::<Timestamptz, _>(cutoff)
             .bind::<BigInt, _>(limit)
             .bind::<Timestamptz, _>(cursor.created_at)
-            .bind::<diesel::sql_types::Uuid, _>(cursor.id);
-            match upper {
-                Some(upper) => query.bind::<Timestamptz, _>(upper).load(conn).await,
-                None => query.load(conn).await,
-            }
+            .bind::<diesel::sql_types::Uuid, _>(cursor.id)
+            .load(conn)
+            .await
         }
     };
     index_plan::finish(conn, rows).await
@@ -404,6 +435,86 @@ mod tests {
             .await
             .expect("show");
         assert_eq!(setting.enable_sort, "on");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_newer_rows_are_read_in_index_order_in_both_parts_and_at_their_bounds() {
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        let cutoff: DateTime<Utc> = "2020-01-01T00:00:00Z".parse().expect("time");
+        let upper: DateTime<Utc> = "2020-02-01T00:00:00Z".parse().expect("time");
+        // Never analyzed; 20 000 rows in the window sharing one created_at, and rows at
+        // each bound: a microsecond before the cutoff (out), at it, at `upper` (the
+        // window's), a microsecond after it (the future's), and one marked.
+        conn.batch_execute(
+            "ALTER TABLE transcriptions SET (autovacuum_enabled = false); \
+             INSERT INTO transcriptions (id, created_at, audio_file_path) \
+             SELECT gen_random_uuid(), timestamptz '2020-01-15', 'audio/w' || i || '.webm' \
+             FROM generate_series(1, 20000) AS i; \
+             INSERT INTO transcriptions (created_at, audio_file_path, audio_deleted_at) VALUES \
+               (timestamptz '2020-01-01' - interval '1 microsecond', 'audio/before.webm', NULL), \
+               (timestamptz '2020-01-01', 'audio/at-cutoff.webm', NULL), \
+               (timestamptz '2020-02-01', 'audio/at-upper.webm', NULL), \
+               (timestamptz '2020-02-01' + interval '1 microsecond', 'audio/future.webm', NULL), \
+               (timestamptz '2020-01-20', 'audio/marked.webm', now())",
+        )
+        .await
+        .expect("bulk load");
+
+        index_plan::begin(&mut conn).await.expect("begin");
+        let plan: Result<Vec<Plan>, _> = diesel::sql_query(format!("EXPLAIN {}", referenced_sql()))
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<Timestamptz, _>(upper)
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<diesel::sql_types::Uuid, _>(Uuid::nil())
+            .bind::<Timestamptz, _>(upper)
+            .bind::<diesel::sql_types::Uuid, _>(Uuid::max())
+            .bind::<BigInt, _>(1000)
+            .load(&mut conn)
+            .await;
+        let plan = index_plan::finish(&mut conn, plan).await.expect("explain");
+        let plan: Vec<String> = plan.into_iter().map(|p| p.line).collect();
+        let index_scans = plan
+            .iter()
+            .filter(|l| l.contains("Index Scan using idx_transcriptions_audio_cleanup"))
+            .count();
+        assert_eq!(index_scans, 2, "{plan:#?}");
+        assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
+        assert!(!plan.iter().any(|l| l.contains("Bitmap")), "{plan:#?}");
+
+        // Paged by 7000: every window row once, in order, and the future row once.
+        let (mut after, mut future) = (None, None);
+        let (mut window, mut later) = (Vec::new(), Vec::new());
+        loop {
+            let read = referenced_since(&mut conn, cutoff, upper, after, future, 7000)
+                .await
+                .expect("read");
+            let more = read.window.len() >= 7000 || read.future.len() >= 7000;
+            if let Some(last) = read.window.last() {
+                after = Some(last.cursor());
+            }
+            if let Some(last) = read.future.last() {
+                future = Some(last.cursor());
+            }
+            window.extend(read.window);
+            later.extend(read.future);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(window.len(), 20002);
+        assert!(window
+            .windows(2)
+            .all(|w| (w[0].created_at, w[0].id) < (w[1].created_at, w[1].id)));
+        assert_eq!(window[0].audio_file_path, "audio/at-cutoff.webm");
+        assert_eq!(window[20001].audio_file_path, "audio/at-upper.webm");
+        let later: Vec<&str> = later.iter().map(|r| r.audio_file_path.as_str()).collect();
+        assert_eq!(later, ["audio/future.webm"]);
+        // Read again from the cursors: nothing new.
+        let again = referenced_since(&mut conn, cutoff, upper, after, future, 7000)
+            .await
+            .expect("read");
+        assert_eq!(again, Referenced::default());
     }
 
     /// Rows of `(path)` created long ago, in insertion order.

@@ -321,7 +321,7 @@ impl Job for AudioCleanupJob {
             batch_size: self.settings.batch_size,
             dry_run: ctx.dry_run || self.settings.dry_run,
             buckets: Mutex::new(HashMap::new()),
-            references: tokio::sync::Mutex::new(References::default()),
+            references: References::default(),
             probe_name: format!("{PROBE_PREFIX}/{}.txt", Uuid::new_v4()),
             cutoff: window.cutoff,
             started: (window.now, std::time::Instant::now()),
@@ -349,25 +349,93 @@ const REFERENCE_LOOKBACK: chrono::Duration = chrono::Duration::seconds(30);
 /// name (8 bytes a row; a collision only keeps an object that could have gone). Read
 /// once, then extended before each delete with the rows added since (and the last
 /// [`REFERENCE_LOOKBACK`] again).
-#[derive(Default)]
 struct References {
-    /// Where the next read of the recent window starts; `None` before the first.
-    after: Option<db::cleanup::PageCursor>,
-    /// The last row read that is dated after the window (a future `created_at`, from an
-    /// application server with a wrong clock): such rows are read once, not at each read.
-    future_after: Option<db::cleanup::PageCursor>,
-    objects: HashSet<u64>,
+    /// Set once the first read, of the whole window, is done.
+    first: OnceCell<()>,
+    known: Mutex<Known>,
+    /// Places for the reads after the first.
+    readers: tokio::sync::Semaphore,
+}
+
+/// Reads of newer rows at once, after the first: with a batch's look taking a few round
+/// trips and batches arriving every few times that, two rarely keep one waiting.
+const READERS: usize = 2;
+
+impl Default for References {
+    fn default() -> Self {
+        Self {
+            first: OnceCell::new(),
+            known: Mutex::default(),
+            readers: tokio::sync::Semaphore::new(READERS),
+        }
+    }
 }
 
 impl References {
-    /// Keeps every object `rows` could mean.
-    fn ingest(&mut self, rows: &[CleanupCandidate]) {
-        // Every object a newer row could mean is kept, even when its path is one this
-        // job would refuse to delete by: a guess may only ever keep a file.
-        for row in rows {
-            for object in plausible_objects(&row.audio_file_path) {
-                self.objects.insert(object_key(&object));
-            }
+    /// Whether a finished read started at or after `arrived`, and so saw every row
+    /// committed before it.
+    fn covers(&self, arrived: std::time::Instant) -> bool {
+        self.lock()
+            .read_started
+            .is_some_and(|started| started >= arrived)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the finished reads of newer rows came to.
+#[derive(Default)]
+struct Known {
+    /// Where the next read of the recent window starts; `None` before the first.
+    after: Option<PageCursor>,
+    /// The last row read that is dated after the window (a future `created_at`, from an
+    /// application server with a wrong clock): such rows are read once, not at each read.
+    future_after: Option<PageCursor>,
+    objects: HashSet<u64>,
+    /// When the latest-starting finished read started; `None` before the first.
+    read_started: Option<std::time::Instant>,
+}
+
+/// One finished read of newer rows.
+struct Read {
+    started: std::time::Instant,
+    after: Option<PageCursor>,
+    future_after: Option<PageCursor>,
+    objects: Vec<u64>,
+}
+
+impl Known {
+    /// Adds a read. Reads run side by side, so each cursor keeps the further of its own
+    /// and the read's: each read saw everything up to its own.
+    fn add(&mut self, read: Read) {
+        self.after = later(self.after, read.after);
+        self.future_after = later(self.future_after, read.future_after);
+        self.objects.extend(read.objects);
+        self.read_started = self.read_started.max(Some(read.started));
+    }
+}
+
+/// The further of two cursors, in the window's `(created_at, id)` order.
+fn later(a: Option<PageCursor>, b: Option<PageCursor>) -> Option<PageCursor> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (b.created_at, b.id) > (a.created_at, a.id) {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Adds every object `rows` could mean.
+fn ingest(objects: &mut Vec<u64>, rows: &[CleanupCandidate]) {
+    // Every object a newer row could mean is kept, even when its path is one this job
+    // would refuse to delete by: a guess may only ever keep a file.
+    for row in rows {
+        for object in plausible_objects(&row.audio_file_path) {
+            objects.push(object_key(&object));
         }
     }
 }
@@ -385,7 +453,7 @@ struct Run<'a> {
     batch_size: usize,
     dry_run: bool,
     buckets: Mutex<HashMap<String, Arc<OnceCell<BucketAnswer>>>>,
-    references: tokio::sync::Mutex<References>,
+    references: References,
     /// The object written and deleted to prove the key's delete rights in a bucket.
     probe_name: String,
     /// The run's retention cutoff.
@@ -789,66 +857,26 @@ impl Run<'_> {
         groups: &mut HashMap<String, BucketGroup>,
         outcome: &mut Outcome,
     ) -> Result<(), String> {
-        let mut references = self.references.lock().await;
-        let cutoff = self.cutoff;
-        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
-        let read_at = self.started.0
-            + chrono::Duration::from_std(self.started.1.elapsed()).unwrap_or(chrono::Duration::MAX);
-        // The window read again at each call ends a look-back after now: rows dated later
-        // than that are in the future, and are read once, by their own cursor, below.
-        let upper = read_at + REFERENCE_LOOKBACK;
-        loop {
-            let rows = db::cleanup::referenced_page_until(
-                &mut conn,
-                cutoff,
-                references.after,
-                upper,
-                limit,
-            )
-            .await
-            .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
-            let Some(last) = rows.last() else { break };
-            references.after = Some(last.cursor());
-            references.ingest(&rows);
-            if rows.len() < self.batch_size {
-                break;
+        let arrived = std::time::Instant::now();
+        // The whole window is read once, by the first batch; the batches that arrive
+        // meanwhile wait for it rather than each reading it all.
+        self.references
+            .first
+            .get_or_try_init(|| self.read_references(arrived))
+            .await?;
+        // Then a batch needs a read that started after it arrived: it sees every row
+        // committed before. Reads run side by side, each from where the last finished
+        // one ended; a batch that a finished read already covers reads nothing. (One read
+        // at a time, each batch its own, kept Storage's places idle a quarter of the run.)
+        if !self.references.covers(arrived) {
+            // At most `READERS` at once (each holds a connection); a read that finished
+            // while this batch waited may cover it.
+            let _reader = self.references.readers.acquire().await.ok();
+            if !self.references.covers(arrived) {
+                self.read_references(std::time::Instant::now()).await?;
             }
         }
-        let mut future = match references.future_after {
-            Some(cursor) if cursor.created_at > upper => cursor,
-            _ => db::cleanup::PageCursor {
-                created_at: upper,
-                id: Uuid::from_u128(u128::MAX),
-            },
-        };
-        loop {
-            let rows = db::cleanup::referenced_page(&mut conn, cutoff, Some(future), limit)
-                .await
-                .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
-            let Some(last) = rows.last() else { break };
-            future = last.cursor();
-            references.future_after = Some(future);
-            references.ingest(&rows);
-            if rows.len() < self.batch_size {
-                break;
-            }
-        }
-        // A row's `created_at` defaults to its transaction's start, so a row not yet
-        // visible to this read has a `created_at` after `read_at - REFERENCE_LOOKBACK`:
-        // the next call reads from there again if the rows read reach past it. Rows
-        // sharing an older `created_at` are not read again.
-        let floor = read_at - REFERENCE_LOOKBACK;
-        if let Some(cursor) = references.after.as_mut() {
-            if cursor.created_at > floor {
-                cursor.created_at = floor;
-                cursor.id = uuid::Uuid::nil();
-            }
-        }
+        let references = self.references.lock();
         if references.objects.is_empty() {
             return Ok(());
         }
@@ -866,6 +894,67 @@ impl Run<'_> {
             });
         }
         groups.retain(|_, group| !group.is_empty());
+        Ok(())
+    }
+
+    /// Reads the rows inside the retention period added since the last finished read, and
+    /// those dated in the future not read yet, and adds them to what is known. `started`:
+    /// the instant before the read's first query.
+    async fn read_references(&self, started: std::time::Instant) -> Result<(), String> {
+        let cutoff = self.cutoff;
+        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        let (mut after, future_after) = {
+            let known = self.references.lock();
+            (known.after, known.future_after)
+        };
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db_error("connecting", db::DbError::from(e)))?;
+        let read_at = self.started.0
+            + chrono::Duration::from_std(self.started.1.elapsed()).unwrap_or(chrono::Duration::MAX);
+        // The window read again at each call ends a look-back after now: rows dated later
+        // than that are in the future, and are read once, by their own cursor, below.
+        let upper = read_at + REFERENCE_LOOKBACK;
+        // A future cursor at or before `upper` is inside the window now, read there.
+        let mut future_after = future_after.filter(|cursor| cursor.created_at > upper);
+        let mut objects = Vec::new();
+        loop {
+            let read =
+                db::cleanup::referenced_since(&mut conn, cutoff, upper, after, future_after, limit)
+                    .await
+                    .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
+            let more = read.window.len() >= self.batch_size || read.future.len() >= self.batch_size;
+            if let Some(last) = read.window.last() {
+                after = Some(last.cursor());
+            }
+            if let Some(last) = read.future.last() {
+                future_after = Some(last.cursor());
+            }
+            ingest(&mut objects, &read.window);
+            ingest(&mut objects, &read.future);
+            if !more {
+                break;
+            }
+        }
+        // A row's `created_at` defaults to its transaction's start, so a row not yet
+        // visible to this read has a `created_at` after `read_at - REFERENCE_LOOKBACK`:
+        // the next call reads from there again if the rows read reach past it. Rows
+        // sharing an older `created_at` are not read again.
+        let floor = read_at - REFERENCE_LOOKBACK;
+        if let Some(cursor) = after.as_mut() {
+            if cursor.created_at > floor {
+                cursor.created_at = floor;
+                cursor.id = uuid::Uuid::nil();
+            }
+        }
+        self.references.lock().add(Read {
+            started,
+            after,
+            future_after,
+            objects,
+        });
         Ok(())
     }
 
@@ -1124,6 +1213,44 @@ impl AudioCleanupJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_finishing_out_of_order_keep_the_furthest_cursors_and_every_object() {
+        let at = |secs: i64, id: u128| PageCursor {
+            created_at: DateTime::from_timestamp(secs, 0).expect("time"),
+            id: Uuid::from_u128(id),
+        };
+        let t0 = std::time::Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        let mut known = Known::default();
+        // The later read finishes first.
+        known.add(Read {
+            started: t1,
+            after: Some(at(100, 1)),
+            future_after: None,
+            objects: vec![1, 2],
+        });
+        known.add(Read {
+            started: t0,
+            after: Some(at(90, 7)),
+            future_after: Some(at(500, 3)),
+            objects: vec![3],
+        });
+        assert_eq!(known.after, Some(at(100, 1)));
+        assert_eq!(known.future_after, Some(at(500, 3)));
+        assert_eq!(known.read_started, Some(t1));
+        assert_eq!(known.objects, HashSet::from([1, 2, 3]));
+        // The same time: the greater id is further.
+        known.add(Read {
+            started: t0,
+            after: Some(at(100, 2)),
+            future_after: Some(at(500, 2)),
+            objects: Vec::new(),
+        });
+        assert_eq!(known.after, Some(at(100, 2)));
+        assert_eq!(known.future_after, Some(at(500, 3)));
+        assert_eq!(known.read_started, Some(t1));
+    }
 
     #[test]
     fn a_read_is_whole_batches_of_about_fifty_thousand_rows() {

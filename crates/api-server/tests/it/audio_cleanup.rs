@@ -1753,6 +1753,41 @@ async fn a_newer_row_whose_insert_commits_late_still_protects_its_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_row_committed_while_batches_run_side_by_side_protects_a_later_batch() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/a.webm", "u/b.webm", "u/c.webm", "u/d.webm"]);
+    let server = storage(&objects, Duration::from_millis(800)).await;
+    for (age, name) in [("50", "a"), ("49", "b"), ("48", "c"), ("47", "d")] {
+        seed(
+            &db,
+            &format!("{age} days"),
+            Some(&format!("audio/u/{name}.webm")),
+        )
+        .await;
+    }
+    // Two batches at a time, one row each: a and b go first, and their look at newer rows
+    // is over before the new row that reuses d's file commits; c and d come after.
+    let job = job(
+        &server,
+        &db,
+        &[
+            ("AUDIO_CLEANUP_BATCH_SIZE", "1"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "2"),
+        ],
+    );
+    let running = tokio::spawn(async move { run(&job, false).await });
+    while delete_calls(&server, "audio").await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seed(&db, "0 seconds", Some("audio/u/d.webm")).await;
+    let stats = running.await.unwrap().unwrap();
+
+    assert_eq!(objects.remaining(), names(&["u/d.webm"]));
+    assert_eq!(stats.get("still_referenced"), 1, "{stats:?}");
+    assert_eq!(stats.get("deleted"), 3, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_naming_no_possible_object_is_refused_not_marked_as_already_gone() {
     let db = TestDatabase::new().await;
     // The audio exists under its real name; the rows spell it encoded (twice, for the URL),

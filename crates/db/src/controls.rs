@@ -98,6 +98,30 @@ pub async fn all(conn: &mut AsyncPgConnection) -> Result<Vec<JobControl>, DbErro
     .await?)
 }
 
+/// A paused job, and how long it has been paused in seconds, by the database's clock.
+#[derive(Debug, Clone, PartialEq, diesel::QueryableByName)]
+pub struct Paused {
+    /// The job.
+    #[diesel(sql_type = Text)]
+    pub job_name: String,
+    /// Seconds since `paused_at`; since the row's last change for a pause written without
+    /// one (by hand). Never negative.
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub seconds: f64,
+}
+
+/// Every paused job, with how long it has been paused: measured where `paused_at` was
+/// written, so that a server whose clock is off does not shorten or lengthen it.
+pub async fn paused(conn: &mut AsyncPgConnection) -> Result<Vec<Paused>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT job_name::text AS job_name, GREATEST(0, \
+           EXTRACT(EPOCH FROM now() - COALESCE(paused_at, updated_at)))::float8 AS seconds \
+         FROM job_controls WHERE paused ORDER BY job_name",
+    )
+    .load(conn)
+    .await?)
+}
+
 /// One job's switches, if it has a row.
 pub async fn get(
     conn: &mut AsyncPgConnection,
@@ -116,6 +140,43 @@ pub async fn get(
 mod tests {
     use super::*;
     use crate::testing::TestDatabase;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn how_long_a_job_is_paused_is_read_by_the_databases_clock_even_without_paused_at() {
+        use diesel_async::SimpleAsyncConnection;
+        let db = TestDatabase::new().await;
+        let mut conn = db.connect().await;
+        conn.batch_execute(
+            "INSERT INTO job_controls (job_name, paused, paused_at, updated_at) VALUES \
+               ('audio_cleanup', true, now() - interval '2 hours', now()), \
+               ('cost_update', true, NULL, now() - interval '1 hour'), \
+               ('reindex', false, now() - interval '5 hours', now()), \
+               ('future', true, now() + interval '1 hour', now())",
+        )
+        .await
+        .unwrap();
+        let paused = paused(&mut conn).await.unwrap();
+        let seconds = |job: &str| {
+            paused
+                .iter()
+                .find(|p| p.job_name == job)
+                .map(|p| p.seconds)
+                .unwrap_or(-1.0)
+        };
+        assert!(
+            (7200.0..7260.0).contains(&seconds("audio_cleanup")),
+            "{paused:?}"
+        );
+        assert!(
+            (3600.0..3660.0).contains(&seconds("cost_update")),
+            "{paused:?}"
+        );
+        assert_eq!(seconds("future"), 0.0, "{paused:?}");
+        assert!(
+            !paused.iter().any(|p| p.job_name == "reindex"),
+            "{paused:?}"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pausing_a_paused_job_keeps_since_when_and_a_new_reason_replaces_who_and_why() {

@@ -253,20 +253,16 @@ async fn refresh_gauges(state: &AppState) -> bool {
     let failures = db::monitoring::last_failures(&mut conn)
         .await
         .unwrap_or_default();
-    let controls = db::controls::all(&mut conn).await.unwrap_or_default();
+    let paused = db::controls::paused(&mut conn).await.unwrap_or_default();
     let now = chrono::Utc::now();
     for job in state.registry.iter() {
         let name = job.name().to_owned();
         // Paused at run time, a job does not run on its schedule either: the alerts
         // that expect runs (overdue, never succeeded) skip it.
-        let pause = controls.iter().find(|c| c.job_name == name && c.paused);
-        let paused = pause.is_some();
+        let pause = paused.iter().find(|p| p.job_name == name);
         // A pause stops the alerts that expect runs: this one shows a pause forgotten.
-        let paused_for = pause.map_or(0.0, |c| {
-            c.paused_at.map_or(0.0, |at| {
-                ((now - at).num_milliseconds() as f64 / 1000.0).max(0.0)
-            })
-        });
+        let paused_for = pause.map_or(0.0, |p| p.seconds);
+        let paused = pause.is_some();
         metrics::gauge!("job_paused_seconds", "job" => name.clone()).set(paused_for);
         metrics::gauge!("job_enabled", "job" => name.clone()).set(if job.is_enabled() && !paused {
             1.0

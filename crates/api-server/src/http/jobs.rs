@@ -64,9 +64,17 @@ pub async fn run_job(
     job_name: web::Path<String>,
     params: web::Query<RunParams>,
 ) -> Result<HttpResponse, ApiError> {
+    // A bare `?dry_run` (or `dry_run=`) is refused rather than read either way: taken as
+    // false it would start the real run its sender meant to avoid.
     let dry_run = match params.dry_run.as_deref() {
-        None | Some("") | Some("false") | Some("0") => false,
+        None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
+        Some("") => {
+            return Err(ApiError::bad_parameter(
+                "dry_run",
+                "must be true or false, got an empty value".to_owned(),
+            ))
+        }
         Some(other) => {
             return Err(ApiError::bad_parameter(
                 "dry_run",

@@ -310,6 +310,19 @@ async fn run_now_answers_202_404_409_and_503_as_documented() {
         .as_str()
         .unwrap()
         .starts_with("dry_run"));
+    // A bare `?dry_run` meant a dry run: it is refused, never read as a real run.
+    for uri in [
+        "/internal/api/v1/jobs/audio_cleanup/run?dry_run",
+        "/internal/api/v1/jobs/audio_cleanup/run?dry_run=",
+    ] {
+        let (status, _, body) = app.call(TestRequest::post().uri(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{uri}: {body}");
+    }
+    let (_, _, history) = app
+        .call(TestRequest::get().uri("/internal/api/v1/jobs/executions"))
+        .await;
+    assert_eq!(history["data"], serde_json::json!([]), "{history}");
 
     // Another server is running it.
     app.exec("INSERT INTO job_executions (job_name, status, worker_id, lease_expires_at) VALUES ('audio_cleanup', 'running', 'other:8080', now() + interval '1 hour')").await;

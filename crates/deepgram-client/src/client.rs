@@ -11,8 +11,11 @@ use serde::de::DeserializeOwned;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{ClientConfig, USER_AGENT};
-use crate::error::{parse_error_body, redact, truncate, Error, TransportErrorKind};
+use crate::config::{ClientConfig, MAX_RESPONSE_BYTES, USER_AGENT};
+use crate::error::{
+    parse_error_body, redact, truncate, Error, TransportErrorKind, INSUFFICIENT_PERMISSIONS,
+    PROJECT_NOT_FOUND,
+};
 use crate::limiter::RateLimiter;
 use crate::model::{
     unwrap_envelope, ListRequestsParams, Project, ProjectsBody, RawRequestsPage, RequestRecord,
@@ -92,7 +95,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             // Deepgram does not redirect its API: an answer from wherever a 3xx points is
-            // not Deepgram's, and is an error (`Error::Http`) instead.
+            // not Deepgram's, and the 3xx itself is an `Error::NotDeepgram` instead.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -320,21 +323,57 @@ impl Client {
                     .to_ascii_lowercase()
                     .starts_with("text/html")
             });
+        // `Retry-After: 0`, a negative number or a date in the past asks for no wait at
+        // all: ignored, so that the exponential backoff still spaces the attempts.
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = match response.bytes().await {
-            Ok(body) => body.to_vec(),
+            .and_then(parse_retry_after)
+            .filter(|wait| !wait.is_zero());
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
+            Ok(Body::Whole(body)) => body,
+            // An error's body is only quoted, so its first bytes are enough.
+            Ok(Body::Cut(body)) if !status.is_success() => body,
+            Ok(Body::Cut(_)) => {
+                return Attempt::Done(Err(Error::TooLarge {
+                    status: status.as_u16(),
+                    limit: MAX_RESPONSE_BYTES,
+                }))
+            }
             Err(e) => return self.transport_failure(&e),
         };
-        // An HTML page is no answer of Deepgram's (JSON or plain text), unless it is a 429
-        // or 5xx, which are retried as such whatever their body.
+        // Answers Deepgram never gives: a redirect (its API does not redirect), a proxy
+        // asking for its own credentials, an HTML page (unless a 429 or 5xx, which are
+        // retried as such whatever their body), a success that is not JSON.
         let retried = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-        if !retried && status != StatusCode::UNAUTHORIZED && (html || looks_like_html(&body)) {
+        let not_deepgram = if status.is_redirection() {
+            Some(match &location {
+                Some(to) => format!("a redirect to {}", truncate(&self.scrub(to))),
+                None => "a redirect".to_owned(),
+            })
+        } else if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            Some("a proxy asking for its own credentials".to_owned())
+        } else if !retried && status != StatusCode::UNAUTHORIZED && (html || looks_like_html(&body))
+        {
+            Some("an HTML page".to_owned())
+        } else if status.is_success() && body.iter().all(u8::is_ascii_whitespace) {
+            Some("an empty body".to_owned())
+        } else if status.is_success()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err()
+        {
+            Some("a body that is not JSON".to_owned())
+        } else {
+            None
+        };
+        if let Some(what) = not_deepgram {
             return Attempt::Done(Err(Error::NotDeepgram {
                 status: status.as_u16(),
+                what,
                 body: truncate(self.scrub(&String::from_utf8_lossy(&body)).trim()),
             }));
         }
@@ -350,7 +389,7 @@ impl Client {
         retry_after: Option<Duration>,
         body: &[u8],
     ) -> Attempt {
-        let text = self.scrub(&String::from_utf8_lossy(body));
+        let text = String::from_utf8_lossy(body);
         let code = status.as_u16();
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Attempt::Retry {
@@ -362,22 +401,36 @@ impl Client {
             return Attempt::Retry {
                 error: Error::Server {
                     status: code,
-                    body: truncate(text.trim()),
+                    body: truncate(self.scrub(&text).trim()),
                 },
                 retry_after,
             };
         }
-        let parsed = parse_error_body(code, &text);
-        let (code_text, message) = (parsed.code, parsed.message);
+        // Parsed before scrubbing, and scrubbed after: parsing decodes JSON escapes, which
+        // could spell the key.
+        let parsed = parse_error_body(code, &self.scrub_literal(&text));
+        let code_text = parsed.code.map(|c| self.scrub(&c));
+        let message = truncate(&self.scrub(&parsed.message));
         Attempt::Done(Err(match status {
+            StatusCode::FORBIDDEN => Error::Forbidden {
+                status: code,
+                code: code_text,
+                message,
+            },
+            StatusCode::UNAUTHORIZED if code_text.as_deref() == Some(INSUFFICIENT_PERMISSIONS) => {
+                Error::Forbidden {
+                    status: code,
+                    code: code_text,
+                    message,
+                }
+            }
             StatusCode::UNAUTHORIZED => Error::Unauthorized {
                 code: code_text,
                 message,
             },
-            StatusCode::FORBIDDEN => Error::Forbidden {
-                code: code_text,
-                message,
-            },
+            StatusCode::NOT_FOUND if code_text.as_deref() == Some(PROJECT_NOT_FOUND) => {
+                Error::ProjectNotFound { message }
+            }
             StatusCode::NOT_FOUND => Error::NotFound {
                 code: code_text,
                 message,
@@ -420,12 +473,30 @@ impl Client {
         }
     }
 
-    /// Reads a success answer, with any copy of the key in it (an echoed error message)
-    /// replaced first: its text may be stored and logged.
+    /// Reads a success answer with every string in it scrubbed of the key (an echoed
+    /// error message, decoded escapes included): its text may be stored and logged.
     fn decode<T: DeserializeOwned>(&self, url: &Url, body: &[u8]) -> Result<T, Error> {
-        let text = String::from_utf8_lossy(body);
-        let scrubbed = self.scrub(&text);
-        serde_json::from_str(&scrubbed).map_err(|e| self.decode_error(url, &e.to_string(), body))
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| self.decode_error(url, &e.to_string(), body))?;
+        self.scrub_value(&mut value);
+        serde_json::from_value(value).map_err(|e| self.decode_error(url, &e.to_string(), body))
+    }
+
+    /// Scrubs every string (and object key) of a decoded answer.
+    fn scrub_value(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => *text = self.scrub(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_value(item)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut item) in entries {
+                    self.scrub_value(&mut item);
+                    map.insert(self.scrub(&key), item);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
     }
 
     fn decode_error(&self, url: &Url, reason: &str, body: &[u8]) -> Error {
@@ -435,10 +506,43 @@ impl Client {
         }
     }
 
+    /// Masks only the key's literal copies, keeping JSON escapes as they are (so that the
+    /// text still parses); what is read out of it must still go through [`Self::scrub`].
+    fn scrub_literal(&self, text: &str) -> String {
+        text.replace(self.inner.api_key.expose_secret(), "***")
+    }
+
     /// Removes the API key from text that came from the network.
     fn scrub(&self, text: &str) -> String {
         redact(text, self.inner.api_key.expose_secret())
     }
+}
+
+/// A body as read: whole, or its first [`MAX_RESPONSE_BYTES`] when longer.
+enum Body {
+    Whole(Vec<u8>),
+    Cut(Vec<u8>),
+}
+
+/// Reads at most `cap` bytes of the body, chunk by chunk, so that an endless or huge answer
+/// never takes more memory than that; a longer body is cut (and the connection dropped).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Body, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > cap as u64)
+    {
+        return Ok(Body::Cut(Vec::new()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(Body::Cut(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(body))
 }
 
 /// Whether a body starts like an HTML document (`<!DOCTYPE html>`, `<html>`).

@@ -22,6 +22,11 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(500);
 /// Default cap on any single wait between attempts, `Retry-After` included.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The most bytes read of any answer. Deepgram's answers are a few kilobytes (a request
+/// record) to about a megabyte (a page of 1000 records); anything longer is not Deepgram's
+/// and is not read further: a success that long is an [`Error::TooLarge`], an error's body
+/// is quoted from its first bytes only.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// Default number of requests in flight at once, shared by all clones of a client.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 

@@ -17,8 +17,8 @@ pub(crate) const MAX_BODY_CHARS: usize = 512;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// HTTP 401: the key is invalid, revoked, or lacks a permission (`INVALID_AUTH`,
-    /// `INSUFFICIENT_PERMISSIONS`). Never retried.
+    /// HTTP 401 other than `INSUFFICIENT_PERMISSIONS`: the key is invalid or revoked
+    /// (`INVALID_AUTH`). Never retried.
     #[error("Deepgram rejected the API key (HTTP 401{}): {message}", code_suffix(.code))]
     Unauthorized {
         /// `err_code` or `category` from the body, e.g. `INVALID_AUTH`.
@@ -26,17 +26,28 @@ pub enum Error {
         /// Readable text from the body.
         message: String,
     },
-    /// HTTP 403: the key is valid but may not do this (`INSUFFICIENT_PERMISSIONS`). Never
-    /// retried.
-    #[error("Deepgram refused access (HTTP 403{}): {message}", code_suffix(.code))]
+    /// HTTP 403, or 401 with `INSUFFICIENT_PERMISSIONS` (Deepgram answers a missing
+    /// permission with either): the key is valid but may not do this, e.g. read this
+    /// project. Never retried.
+    #[error("Deepgram refused access (HTTP {status}{}): {message}", code_suffix(.code))]
     Forbidden {
+        /// 403 or 401.
+        status: u16,
         /// `err_code` or `category` from the body.
         code: Option<String>,
         /// Readable text from the body.
         message: String,
     },
-    /// HTTP 404: unknown project (`PROJECT_NOT_FOUND`), unknown or expired request (records
-    /// are kept 90 days), or a project id that is not a UUID (plain-text body).
+    /// HTTP 404 `PROJECT_NOT_FOUND`: the project asked for does not exist for this key.
+    /// Says nothing about the request: every request of that project gets the same answer.
+    /// Never retried.
+    #[error("Deepgram does not know the project (HTTP 404 PROJECT_NOT_FOUND): {message}")]
+    ProjectNotFound {
+        /// Readable text from the body.
+        message: String,
+    },
+    /// Any other HTTP 404: unknown or expired request (records are kept 90 days), or a
+    /// project id that is not a UUID (plain-text body).
     #[error("Deepgram found nothing there (HTTP 404{}): {message}", code_suffix(.code))]
     NotFound {
         /// `err_code` or `category` from the body; `None` for plain-text bodies.
@@ -69,17 +80,32 @@ pub enum Error {
         /// Readable text from the body.
         message: String,
     },
-    /// An HTML page where Deepgram answers JSON or plain text: a proxy, a captive portal or a
-    /// `DEEPGRAM_API_URL` that is not Deepgram answered. Says nothing about the request, so
-    /// a later run tries again ([`Error::is_retryable`]). Never retried at once.
-    #[error("the answer (HTTP {status}) is an HTML page, not Deepgram's: is DEEPGRAM_API_URL right? body: {body}")]
+    /// An answer Deepgram never gives, so not Deepgram's: an HTML page, a redirect (3xx;
+    /// Deepgram's API does not redirect, and redirects are not followed), a proxy's 407, or
+    /// a success whose body is empty or not JSON. A proxy, a captive portal or a
+    /// `DEEPGRAM_API_URL` that is not Deepgram answered: it says nothing about the request,
+    /// so a later run tries again ([`Error::is_retryable`]). Never retried at once.
+    #[error("the answer (HTTP {status}) is not Deepgram's ({what}): is DEEPGRAM_API_URL right, or is a proxy in the way? body: {body}")]
     NotDeepgram {
         /// The status received.
         status: u16,
+        /// What gave it away, e.g. `an HTML page` or `a redirect to https://…`.
+        what: String,
         /// The body received, cut to a few hundred characters.
         body: String,
     },
-    /// A success status whose body is not the expected JSON. Never retried.
+    /// An answer longer than [`crate::MAX_RESPONSE_BYTES`]: no answer of Deepgram's is
+    /// anywhere near that long, so it is not read further (memory stays bounded). Like
+    /// [`Error::NotDeepgram`], a later run tries again. Never retried at once.
+    #[error("the answer (HTTP {status}) is longer than {limit} bytes, far more than any of Deepgram's: not read further; is DEEPGRAM_API_URL right?")]
+    TooLarge {
+        /// The status received.
+        status: u16,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// A success status whose body is JSON but not shaped as expected (e.g. `{}` where a
+    /// list of projects belongs). Never retried.
     #[error("could not decode Deepgram's answer: {message}; body: {body}")]
     Decode {
         /// What did not fit, with the route.
@@ -154,6 +180,7 @@ impl Error {
                 | Self::Server { .. }
                 | Self::Transport { .. }
                 | Self::NotDeepgram { .. }
+                | Self::TooLarge { .. }
         )
     }
 
@@ -168,8 +195,8 @@ impl Error {
         )
     }
 
-    /// Whether the key itself is the problem (401 or 403): retrying will not help until
-    /// someone changes the key or its permissions.
+    /// Whether the key itself is the problem (rejected or refused): retrying will not help
+    /// until someone changes the key or its permissions.
     pub fn is_auth(&self) -> bool {
         matches!(self, Self::Unauthorized { .. } | Self::Forbidden { .. })
     }
@@ -178,12 +205,13 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Unauthorized { .. } => Some(401),
-            Self::Forbidden { .. } => Some(403),
-            Self::NotFound { .. } => Some(404),
+            Self::NotFound { .. } | Self::ProjectNotFound { .. } => Some(404),
             Self::RateLimited { .. } => Some(429),
-            Self::Server { status, .. }
+            Self::Forbidden { status, .. }
+            | Self::Server { status, .. }
             | Self::Http { status, .. }
-            | Self::NotDeepgram { status, .. } => Some(*status),
+            | Self::NotDeepgram { status, .. }
+            | Self::TooLarge { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -199,6 +227,7 @@ impl Error {
     /// The machine-readable code from the error body (`INVALID_AUTH`, `PROJECT_NOT_FOUND`…).
     pub fn code(&self) -> Option<&str> {
         match self {
+            Self::ProjectNotFound { .. } => Some(PROJECT_NOT_FOUND),
             Self::Unauthorized { code, .. }
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
@@ -207,6 +236,11 @@ impl Error {
         }
     }
 }
+
+/// The error code of a 404 for a project that does not exist.
+pub(crate) const PROJECT_NOT_FOUND: &str = "PROJECT_NOT_FOUND";
+/// The error code of a permission the key lacks (sent with 401 or 403).
+pub(crate) const INSUFFICIENT_PERMISSIONS: &str = "INSUFFICIENT_PERMISSIONS";
 
 /// A Deepgram error body reduced to a code and a readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,13 +311,99 @@ pub(crate) fn truncate(text: &str) -> String {
     }
 }
 
-/// Replaces every occurrence of `secret` in `text` with `***`.
+/// Replaces every occurrence of `secret` in `text` with `***`, including one spelled with
+/// JSON string escapes (`\u0064g…`, `\/`): when the text, with its escapes decoded (up
+/// to a few levels deep), still holds the secret, the decoded text is returned with it
+/// masked. Text from the network goes through this before it is kept anywhere.
 pub(crate) fn redact(text: &str, secret: &str) -> String {
     if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, "***")
+        return text.to_owned();
     }
+    let masked = text.replace(secret, "***");
+    let mut decoded = masked.clone();
+    // Each level of escaping needs one pass; a handful covers any body seen in practice.
+    for _ in 0..4 {
+        if !decoded.contains('\\') {
+            break;
+        }
+        let next = unescape_json(&decoded);
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+        if decoded.contains(secret) {
+            return decoded.replace(secret, "***");
+        }
+    }
+    masked
+}
+
+/// Decodes JSON string escapes (`\uXXXX`, surrogate pairs, `\n`, `\"`, `\\`, `\/`…)
+/// wherever they appear in `text`; anything that is not a valid escape is kept as it is.
+fn unescape_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(&next) = chars.peek() else {
+            out.push(c);
+            break;
+        };
+        let simple = match next {
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '/' => Some('/'),
+            'b' => Some('\u{8}'),
+            'f' => Some('\u{c}'),
+            'n' => Some('\n'),
+            'r' => Some('\r'),
+            't' => Some('\t'),
+            _ => None,
+        };
+        if let Some(decoded) = simple {
+            chars.next();
+            out.push(decoded);
+            continue;
+        }
+        if next == 'u' {
+            let rest: String = chars.clone().skip(1).take(10).collect();
+            if let Some((decoded, used)) = decode_unicode_escape(&rest) {
+                chars.next();
+                for _ in 0..used {
+                    chars.next();
+                }
+                out.push(decoded);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Reads `XXXX` (after `\u`), or a surrogate pair `XXXX\uYYYY`: the character and how
+/// many characters of `rest` it took.
+fn decode_unicode_escape(rest: &str) -> Option<(char, usize)> {
+    let hex = |s: &str| -> Option<u32> {
+        (s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    let high = hex(rest.get(..4)?)?;
+    if (0xD800..0xDC00).contains(&high) {
+        if rest.get(4..6) == Some("\\u") {
+            let low = hex(rest.get(6..10)?)?;
+            if (0xDC00..0xE000).contains(&low) {
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                return char::from_u32(code).map(|c| (c, 10));
+            }
+        }
+        return None;
+    }
+    char::from_u32(high).map(|c| (c, 4))
 }
 
 #[cfg(test)]
@@ -362,6 +482,31 @@ mod tests {
     }
 
     #[test]
+    fn redact_finds_the_secret_spelled_with_json_escapes() {
+        let secret = "dg_secret_42";
+        for spelled in [
+            r"\u0064g_secret_42",
+            r"\u0064\u0067\u005f\u0073ecret_42",
+            r"\\u0064g_secret_42",
+            r"dg_secret\u005F42",
+        ] {
+            let text = format!(r#"{{"err_msg":"bad key {spelled}"}}"#);
+            let masked = redact(&text, secret);
+            assert!(masked.contains("***"), "{spelled}: {masked}");
+            assert!(
+                !unescape_json(&unescape_json(&masked)).contains(secret),
+                "{masked}"
+            );
+        }
+        // Text without the secret keeps its escapes.
+        assert_eq!(redact(r"a \u0041 b", secret), r"a \u0041 b");
+        assert_eq!(
+            unescape_json(r"\ud83d\ude00 \x \u12"),
+            "\u{1F600} \\x \\u12"
+        );
+    }
+
+    #[test]
     fn display_is_readable_and_names_the_code() {
         let err = Error::Unauthorized {
             code: Some("INVALID_AUTH".into()),
@@ -400,6 +545,7 @@ mod tests {
         assert!(server.is_retryable() && !server.is_timeout());
         assert_eq!(server.status(), Some(502));
         let forbidden = Error::Forbidden {
+            status: 403,
             code: Some("INSUFFICIENT_PERMISSIONS".into()),
             message: String::new(),
         };

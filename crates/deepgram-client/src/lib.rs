@@ -11,7 +11,7 @@ pub use client::Client;
 pub use config::{
     ClientConfig, DEFAULT_BASE_BACKOFF, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT,
-    USER_AGENT,
+    MAX_RESPONSE_BYTES, USER_AGENT,
 };
 pub use error::{Error, TransportErrorKind};
 pub use model::{

@@ -110,16 +110,17 @@ pub enum CostState {
     /// number (e.g. `"0.0043"`). The [`Number`]'s `Display` is the shortest text that
     /// reads back as the same value (e.g. `0.0043`, `1e-7`), suitable for a NUMERIC column.
     Priced(Number),
-    /// `response` is `null`, `{}` or missing (or has neither details nor an error): still
-    /// processing. Ask again on a later run; never store 0.
+    /// `response` is `null`, `{}` or missing (or has neither details nor an error code
+    /// ≥ 400, whatever its `message`): still processing. Ask again on a later run; never
+    /// store 0.
     Pending,
     /// `response.details` is present without `usd` (or with `usd: null`): no price is
     /// available to this key, possibly forever. Do not retry endlessly.
     NoPrice,
-    /// `response` has no details but an error `code` (≥ 400) and/or a `message`: the
-    /// original request failed and there is no cost to fetch.
+    /// `response` has no details but an error `code` (≥ 400), with or without a `message`:
+    /// the original request failed and there is no cost to fetch.
     RequestFailed {
-        /// The original request's status, if given.
+        /// The original request's status (always ≥ 400; an `Option` for compatibility).
         code: Option<u16>,
         /// The original request's error message, if given.
         message: Option<String>,
@@ -179,14 +180,16 @@ impl RequestResponse {
                 Some(other) => CostState::InvalidPrice { raw: other.clone() },
             };
         }
-        let message = self
-            .message
-            .as_deref()
-            .map(str::trim)
-            .filter(|m| !m.is_empty());
-        if self.code.is_some_and(|code| code >= 400) || message.is_some() {
+        // Only an error code says the original request failed: a `message` alone, or
+        // with a success code (`{"message": "ok", "code": 200}`), says nothing of the cost.
+        if let Some(code) = self.code.filter(|code| *code >= 400) {
+            let message = self
+                .message
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty());
             return CostState::RequestFailed {
-                code: self.code,
+                code: Some(code),
                 message: message.map(str::to_owned),
             };
         }
@@ -451,21 +454,18 @@ mod tests {
                 message: None
             }
         );
-        assert_eq!(
-            state(json!({"message": "failed to fetch audio"})),
-            CostState::RequestFailed {
-                code: None,
-                message: Some("failed to fetch audio".into())
-            }
-        );
     }
 
     #[test]
-    fn success_code_without_details_or_message_is_still_pending() {
-        assert_eq!(
-            state(json!({"code": 200, "message": ""})),
-            CostState::Pending
-        );
+    fn a_message_without_an_error_code_is_not_a_failed_request() {
+        for response in [
+            json!({"code": 200, "message": ""}),
+            json!({"message": "ok", "code": 200}),
+            json!({"message": "failed to fetch audio"}),
+            json!({"code": 399, "message": "odd"}),
+        ] {
+            assert_eq!(state(response.clone()), CostState::Pending, "{response}");
+        }
     }
 
     #[test]

@@ -191,7 +191,10 @@ async fn old_style_ids_are_sent_as_they_are_and_each_part_is_percent_encoded() {
     ] {
         let before = received(&server).await;
         let result = c.get_request(project, request).await;
-        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::ProjectNotFound { .. })),
+            "{result:?}"
+        );
         let requests = server.received_requests().await.unwrap();
         assert_eq!(requests.len(), before + 1);
         assert_eq!(
@@ -373,11 +376,143 @@ async fn a_redirect_is_not_followed() {
             .insert_header("location", format!("{}{}", elsewhere.uri(), request_path())),
     )
     .await;
+    let err = result.expect_err("a redirect is an error");
     assert!(
-        matches!(result, Err(Error::Http { status: 302, .. })),
+        matches!(err, Error::NotDeepgram { status: 302, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable(), "a redirect is an outage, not an answer");
+    assert!(err.to_string().contains(&elsewhere.uri()), "{err}");
+    assert_eq!(received(&elsewhere).await, 0);
+}
+
+#[tokio::test]
+async fn answers_that_are_not_deepgrams_json_are_outages_not_answers() {
+    let cases = [
+        ResponseTemplate::new(301).insert_header("location", "https://portal.example/login"),
+        ResponseTemplate::new(200),
+        ResponseTemplate::new(200).set_body_raw("   \n", "application/json"),
+        ResponseTemplate::new(200).set_body_raw("OK", "text/plain"),
+        ResponseTemplate::new(407)
+            .insert_header("proxy-authenticate", "Basic realm=\"proxy\"")
+            .set_body_string("Proxy Authentication Required"),
+    ];
+    for template in cases {
+        let (server, result) = fetch_with(template).await;
+        let err = result.expect_err("not Deepgram's answer");
+        assert!(matches!(err, Error::NotDeepgram { .. }), "{err:?}");
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("DEEPGRAM_API_URL"), "{err}");
+        assert_eq!(received(&server).await, 1, "not retried at once");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_longer_than_the_cap_is_not_read_and_is_an_outage() {
+    let huge = vec![b' '; deepgram_client::MAX_RESPONSE_BYTES + 1];
+    let (_server, result) =
+        fetch_with(ResponseTemplate::new(200).set_body_raw(huge, "application/json")).await;
+    let err = result.expect_err("too long");
+    assert!(
+        matches!(err, Error::TooLarge { status: 200, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+
+    // Without a Content-Length the body is read chunk by chunk and dropped at the cap.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await;
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[";
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'1'; 64 * 1024];
+        // At most 64 MiB: the client must hang up long before.
+        for _ in 0..1024 {
+            if socket.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let client = Client::with_config(&format!("http://{address}"), KEY, fast_config())
+        .expect("client builds");
+    let err = client
+        .get_request(PROJECT, REQUEST)
+        .await
+        .expect_err("an endless answer");
+    assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+    let written = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(written < 32 * 1024 * 1024, "read {written} bytes");
+}
+
+#[tokio::test]
+async fn a_401_for_a_missing_permission_is_forbidden_and_a_bad_key_is_unauthorized() {
+    let (_server, result) = fetch_with(ResponseTemplate::new(401).set_body_json(json!({
+        "err_code": "INSUFFICIENT_PERMISSIONS",
+        "err_msg": "User does not have sufficient permissions.",
+        "request_id": "9d0c8a4e-0000-4000-8000-000000000009"
+    })))
+    .await;
+    let err = result.expect_err("401 is an error");
+    assert!(
+        matches!(err, Error::Forbidden { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), Some(401));
+    let (_server, result) = fetch_with(ResponseTemplate::new(401).set_body_json(json!({
+        "err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.", "request_id": "r"
+    })))
+    .await;
+    assert!(
+        matches!(result, Err(Error::Unauthorized { .. })),
         "{result:?}"
     );
-    assert_eq!(received(&elsewhere).await, 0);
+}
+
+#[tokio::test]
+async fn a_key_spelled_with_json_escapes_is_scrubbed_from_errors_and_records() {
+    // KEY with its first character written as a JSON escape, as a JSON encoder may.
+    let escaped = format!("\\u{:04x}{}", u32::from(KEY.as_bytes()[0]), &KEY[1..]);
+    let body =
+        format!(r#"{{"err_code":"BAD_REQUEST","err_msg":"bad key {escaped}","request_id":"r"}}"#);
+    let (_server, result) =
+        fetch_with(ResponseTemplate::new(400).set_body_raw(body.clone(), "application/json")).await;
+    let err = result.expect_err("400");
+    assert_key_absent(&err.to_string());
+    assert!(err.to_string().contains("bad key ***"), "{err}");
+    // Bodies quoted whole (5xx, plain JSON without a message) too.
+    let (_server, result) =
+        fetch_with(ResponseTemplate::new(503).set_body_raw(body, "application/json")).await;
+    let err = result.expect_err("503");
+    assert_key_absent(&err.to_string());
+    assert!(!err.to_string().contains(&escaped), "{err}");
+    // And a record's own text.
+    let record = record_with_response(Some(json!({"code": 400, "message": "x"})))
+        .to_string()
+        .replace(
+            "\"message\":\"x\"",
+            &format!("\"message\":\"failed for {escaped}\""),
+        );
+    let (_server, result) =
+        fetch_with(ResponseTemplate::new(200).set_body_raw(record, "application/json")).await;
+    assert_eq!(
+        result.expect("record").cost_state(),
+        CostState::RequestFailed {
+            code: Some(400),
+            message: Some("failed for ***".to_owned()),
+        }
+    );
 }
 
 #[tokio::test]
@@ -390,7 +525,7 @@ async fn insufficient_permissions_is_forbidden() {
     })))
     .await;
     match result.expect_err("403 is an error") {
-        Error::Forbidden { code, message } => {
+        Error::Forbidden { code, message, .. } => {
             assert_eq!(code.as_deref(), Some("INSUFFICIENT_PERMISSIONS"));
             assert!(message.starts_with("User does not have sufficient permissions."));
             assert!(message.contains("usage:read"), "{message}");
@@ -401,7 +536,7 @@ async fn insufficient_permissions_is_forbidden() {
 }
 
 #[tokio::test]
-async fn project_not_found_json_is_not_found() {
+async fn project_not_found_json_is_project_not_found() {
     let (server, result) = fetch_with(ResponseTemplate::new(404).set_body_json(json!({
         "category": "PROJECT_NOT_FOUND",
         "message": "Project not found.",
@@ -411,9 +546,10 @@ async fn project_not_found_json_is_not_found() {
     .await;
     let err = result.expect_err("404 is an error");
     assert_eq!(err.code(), Some("PROJECT_NOT_FOUND"));
+    assert_eq!(err.status(), Some(404));
     match err {
-        Error::NotFound { message, .. } => assert!(message.starts_with("Project not found.")),
-        other => panic!("expected NotFound, got {other:?}"),
+        Error::ProjectNotFound { message } => assert!(message.starts_with("Project not found.")),
+        other => panic!("expected ProjectNotFound, got {other:?}"),
     }
     assert_eq!(received(&server).await, 1);
 }
@@ -462,19 +598,19 @@ async fn other_4xx_is_http_and_not_retried() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_a_decode_error_with_the_body() {
+async fn truncated_json_is_not_deepgrams_answer_and_keeps_the_body() {
     let (server, result) = fetch_with(
         ResponseTemplate::new(200).set_body_raw(r#"{"request_id": "a847f4"#, "application/json"),
     )
     .await;
     match result.expect_err("truncated JSON is an error") {
-        Error::Decode { message, body } => {
-            assert!(message.contains(&request_path()), "{message}");
+        Error::NotDeepgram { status, body, .. } => {
+            assert_eq!(status, 200);
             assert_eq!(body, r#"{"request_id": "a847f4"#);
         }
-        other => panic!("expected Decode, got {other:?}"),
+        other => panic!("expected NotDeepgram, got {other:?}"),
     }
-    assert_eq!(received(&server).await, 1, "decode errors are not retried");
+    assert_eq!(received(&server).await, 1, "not retried at once");
 }
 
 #[tokio::test]
@@ -570,15 +706,44 @@ async fn rate_limit_without_retry_after_is_rate_limited_when_attempts_run_out() 
 async fn exhausted_rate_limit_reports_the_last_retry_after() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2"))
         .mount(&server)
         .await;
     let err = client_with(&server, fast_config().with_max_attempts(2))
         .get_request(PROJECT, REQUEST)
         .await
         .expect_err("429 every time");
-    assert_eq!(err.retry_after(), Some(Duration::ZERO));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
     assert_eq!(received(&server).await, 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_of_zero_negative_or_in_the_past_keeps_the_backoff() {
+    for value in ["0", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", value))
+            .mount(&server)
+            .await;
+        // Backoff ceilings 200, 400 and 800 ms: the three waits (full jitter) add up to
+        // less than 20 ms with a probability of about 2e-5.
+        let config = fast_config()
+            .with_max_attempts(4)
+            .with_base_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(1));
+        let started = Instant::now();
+        let err = client_with(&server, config)
+            .get_request(PROJECT, REQUEST)
+            .await
+            .expect_err("429 every time");
+        assert_eq!(err.retry_after(), None, "{value}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(20),
+            "Retry-After {value} spent every attempt at once: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(received(&server).await, 4);
+    }
 }
 
 #[tokio::test]

@@ -440,7 +440,8 @@ impl Pipeline for Pricing<'_> {
                 Reason::NoRequestId
                 | Reason::MalformedRequestId
                 | Reason::NoProject
-                | Reason::ProjectRefused => Streak::Keep,
+                | Reason::ProjectRefused
+                | Reason::ProjectNotFound => Streak::Keep,
                 Reason::Forbidden | Reason::Unavailable => Streak::Fail,
                 _ => Streak::Reset,
             },
@@ -549,7 +550,7 @@ enum Reason {
     RequestFailed,
     /// `usd` unreadable, negative or too large for `NUMERIC(12,6)`.
     InvalidPrice,
-    /// A success answer that is not a request record (or not the one asked for).
+    /// The record of another request, or of another project, than the one asked for.
     BadAnswer,
     /// Another 4xx answer (400, 405…).
     Rejected,
@@ -557,7 +558,12 @@ enum Reason {
     Forbidden,
     /// The project answered 403 earlier in the run; not asked again.
     ProjectRefused,
-    /// 429, 5xx or network failure after every attempt.
+    /// 404 `PROJECT_NOT_FOUND`: the project (from the id, `DEEPGRAM_PROJECT_ID` or the
+    /// list) is not the key's; asked once per run.
+    ProjectNotFound,
+    /// 429, 5xx or network failure after every attempt, or an answer that is not
+    /// Deepgram's (HTML, a redirect, a proxy, an empty, non-JSON, oddly shaped or
+    /// oversized body).
     Unavailable,
 }
 
@@ -586,6 +592,7 @@ impl Reason {
             Self::BadAnswer => "bad_answer",
             Self::Rejected => "rejected",
             Self::Forbidden | Self::ProjectRefused => "forbidden",
+            Self::ProjectNotFound => "project_not_found",
             Self::Unavailable => "unavailable",
         }
     }
@@ -604,6 +611,7 @@ impl Reason {
             Self::BadAnswer => "malformed answer",
             Self::Rejected => "request rejected",
             Self::Forbidden | Self::ProjectRefused => "access refused",
+            Self::ProjectNotFound => "project unknown to Deepgram",
             Self::Unavailable => "Deepgram unavailable",
         }
     }
@@ -622,6 +630,7 @@ impl Reason {
             | Self::Rejected
             | Self::Forbidden
             | Self::ProjectRefused
+            | Self::ProjectNotFound
             | Self::Unavailable => keys::FAILED,
         }
     }
@@ -636,9 +645,11 @@ impl Reason {
             | Self::InvalidPrice
             | Self::BadAnswer
             | Self::Rejected => Limit::After(settings.max_checks),
-            Self::NoProject | Self::Forbidden | Self::ProjectRefused | Self::Unavailable => {
-                Limit::Never
-            }
+            Self::NoProject
+            | Self::Forbidden
+            | Self::ProjectRefused
+            | Self::ProjectNotFound
+            | Self::Unavailable => Limit::Never,
         }
     }
 }
@@ -680,10 +691,20 @@ struct Lookups<'a> {
     client: &'a Client,
     projects: Projects,
     preferred: AtomicUsize,
-    /// Projects that answered 403 in this run: their other rows are not asked about again
-    /// (and do not grow the error streak), so that a project the key may not read does not
-    /// stop the run before the other projects' rows are reached.
-    refused: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Projects that refused the key (403, or 401 `INSUFFICIENT_PERMISSIONS`) or that
+    /// Deepgram does not know (404 `PROJECT_NOT_FOUND`) in this run: their other rows are
+    /// not asked about again (and do not grow the error streak), so that one such project
+    /// does not stop the run before the other projects' rows are reached.
+    troubled: std::sync::Mutex<std::collections::HashMap<String, Trouble>>,
+}
+
+/// Why a project is not asked again in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// The key may not read it.
+    Refused,
+    /// Deepgram does not know it: every request in it would get the same answer.
+    Unknown,
 }
 
 impl<'a> Lookups<'a> {
@@ -695,15 +716,64 @@ impl<'a> Lookups<'a> {
                 None => Projects::Listed(OnceCell::new()),
             },
             preferred: AtomicUsize::new(0),
-            refused: std::sync::Mutex::default(),
+            troubled: std::sync::Mutex::default(),
         }
     }
 
-    fn was_refused(&self, project: &str) -> bool {
-        self.refused
+    fn trouble(&self, project: &str) -> Option<Trouble> {
+        self.troubled
             .lock()
-            .map(|refused| refused.contains(project))
-            .unwrap_or(false)
+            .ok()
+            .and_then(|troubled| troubled.get(project).copied())
+    }
+
+    /// Remembers the project's trouble; `true` the first time in this run (only that
+    /// answer says something new: lookups already in flight for it get the same one).
+    fn mark(&self, project: &str, trouble: Trouble) -> bool {
+        self.troubled
+            .lock()
+            .map(|mut troubled| troubled.insert(project.to_owned(), trouble).is_none())
+            .unwrap_or(true)
+    }
+
+    /// The outcome of a row whose project the key may not read, after the first.
+    fn refused(project: &str) -> Outcome {
+        Outcome::unpriced(
+            Reason::ProjectRefused,
+            format!(
+                "Deepgram refused the API key access to project {} earlier in this run; \
+                 not asked again",
+                quote(project)
+            ),
+        )
+    }
+
+    /// The outcome of a row whose project Deepgram does not know, naming what to fix;
+    /// warned about once per project and run.
+    fn unknown_project(&self, project: &str, source: ProjectSource) -> Outcome {
+        let detail = match source {
+            ProjectSource::RequestId => format!(
+                "Deepgram does not know project {} (404 PROJECT_NOT_FOUND), the part before the \
+                 dot of stt_provider_request_id: it is not a project of DEEPGRAM_API_KEY's \
+                 account; check the key, or the stored id",
+                quote(project)
+            ),
+            ProjectSource::Configured => format!(
+                "Deepgram does not know DEEPGRAM_PROJECT_ID {} (404 PROJECT_NOT_FOUND): set it \
+                 to a project of DEEPGRAM_API_KEY's account, or unset it to use every project \
+                 the key can see",
+                quote(project)
+            ),
+            ProjectSource::Listed => format!(
+                "Deepgram does not know project {} (404 PROJECT_NOT_FOUND), although it lists it \
+                 among the API key's projects",
+                quote(project)
+            ),
+        };
+        if self.mark(project, Trouble::Unknown) {
+            warn!("cost_update: {detail}; its rows are not asked about again in this run");
+        }
+        Outcome::unpriced(Reason::ProjectNotFound, detail)
     }
 
     /// The outcome for one row; `Err` only when the whole run must stop.
@@ -711,30 +781,25 @@ impl<'a> Lookups<'a> {
         match parse_request_id(row) {
             Err(outcome) => Ok(outcome),
             Ok(RequestRef::Composed { project, request }) => {
-                if self.was_refused(project) {
-                    return Ok(Outcome::unpriced(
-                        Reason::ProjectRefused,
-                        format!(
-                            "Deepgram refused the API key access to project {project} (HTTP 403) \
-                             earlier in this run; not asked again"
-                        ),
-                    ));
+                match self.trouble(project) {
+                    Some(Trouble::Refused) => return Ok(Self::refused(project)),
+                    Some(Trouble::Unknown) => {
+                        return Ok(self.unknown_project(project, ProjectSource::RequestId))
+                    }
+                    None => {}
                 }
                 match self.client.get_request(project, request).await {
-                    Ok(record) => Ok(record_outcome(&record, request)),
+                    Ok(record) => Ok(record_outcome(&record, project, request)),
                     Err(e @ DeepgramError::Forbidden { .. }) => {
-                        // Only the project's first 403 counts towards the error streak:
-                        // lookups already in flight for it say nothing new.
-                        let first = self
-                            .refused
-                            .lock()
-                            .map(|mut refused| refused.insert(project.to_owned()))
-                            .unwrap_or(true);
-                        if first {
+                        // Only the project's first refusal counts towards the error streak.
+                        if self.mark(project, Trouble::Refused) {
                             error_outcome(&e, "")
                         } else {
                             Ok(Outcome::unpriced(Reason::ProjectRefused, e.to_string()))
                         }
+                    }
+                    Err(DeepgramError::ProjectNotFound { .. }) => {
+                        Ok(self.unknown_project(project, ProjectSource::RequestId))
                     }
                     Err(e) => error_outcome(&e, ""),
                 }
@@ -744,10 +809,18 @@ impl<'a> Lookups<'a> {
     }
 
     async fn check_bare(&self, request: &str) -> Result<Outcome, Abort> {
-        let (projects, source) = match &self.projects {
-            Projects::Configured(ids) => (ids.as_slice(), "DEEPGRAM_PROJECT_ID"),
+        let (projects, source, kind) = match &self.projects {
+            Projects::Configured(ids) => (
+                ids.as_slice(),
+                "DEEPGRAM_PROJECT_ID",
+                ProjectSource::Configured,
+            ),
             Projects::Listed(cell) => match cell.get_or_init(|| self.list_projects()).await {
-                Ok(ids) => (ids.as_slice(), "the projects the API key can see"),
+                Ok(ids) => (
+                    ids.as_slice(),
+                    "the projects the API key can see",
+                    ProjectSource::Listed,
+                ),
                 Err(e) => return error_outcome(e, "listing the API key's projects: "),
             },
         };
@@ -762,26 +835,53 @@ impl<'a> Lookups<'a> {
             .load(Ordering::Relaxed)
             .min(projects.len() - 1);
         let order = std::iter::once(first).chain((0..projects.len()).filter(|i| *i != first));
+        // The key may not read a project, or Deepgram does not know it: another one may
+        // still hold the request.
         let mut refused = None;
+        let mut unknown = None;
+        let mut not_found = 0;
         for index in order {
-            match self.client.get_request(&projects[index], request).await {
+            let project = projects[index].as_str();
+            match self.trouble(project) {
+                Some(Trouble::Refused) => {
+                    refused.get_or_insert_with(|| Ok(Self::refused(project)));
+                    continue;
+                }
+                Some(Trouble::Unknown) => {
+                    unknown.get_or_insert_with(|| self.unknown_project(project, kind));
+                    continue;
+                }
+                None => {}
+            }
+            match self.client.get_request(project, request).await {
                 Ok(record) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(record_outcome(&record, request));
+                    return Ok(record_outcome(&record, project, request));
                 }
-                Err(DeepgramError::NotFound { .. }) => {}
-                // The key may not read that project: another one may still hold it.
-                Err(e @ DeepgramError::Forbidden { .. }) => refused = Some(e),
+                Err(DeepgramError::NotFound { .. }) => not_found += 1,
+                Err(e @ DeepgramError::Forbidden { .. }) => {
+                    refused = Some(if self.mark(project, Trouble::Refused) {
+                        error_outcome(&e, "")
+                    } else {
+                        Ok(Self::refused(project))
+                    });
+                }
+                Err(DeepgramError::ProjectNotFound { .. }) => {
+                    unknown = Some(self.unknown_project(project, kind));
+                }
                 Err(e) => return error_outcome(&e, ""),
             }
         }
-        match refused {
-            Some(e) => error_outcome(&e, ""),
-            None => Ok(Outcome::unpriced(
+        if let Some(outcome) = refused {
+            return outcome;
+        }
+        match unknown {
+            // No project that exists was asked: the request may be anywhere.
+            Some(outcome) if not_found == 0 => Ok(outcome),
+            _ => Ok(Outcome::unpriced(
                 Reason::NotFound,
                 format!(
-                    "not found in {source} ({} project(s)): unknown request, or older than Deepgram's 90-day retention",
-                    projects.len()
+                    "not found in {source} ({not_found} project(s)): unknown request, or older than Deepgram's 90-day retention",
                 ),
             )),
         }
@@ -807,6 +907,18 @@ impl<'a> Lookups<'a> {
         );
         Ok(ids)
     }
+}
+
+/// Where the project of a lookup came from, to say what to fix when Deepgram does not
+/// know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProjectSource {
+    /// The part before the dot of `<project>.<request>`.
+    RequestId,
+    /// `DEEPGRAM_PROJECT_ID`.
+    Configured,
+    /// `GET /v1/projects`.
+    Listed,
 }
 
 /// A request id split into what to ask for.
@@ -882,8 +994,9 @@ fn is_uuid(text: &str) -> bool {
     text.len() == 36 && Uuid::try_parse(text).is_ok()
 }
 
-/// What a request record says about the row.
-fn record_outcome(record: &RequestRecord, asked: &str) -> Outcome {
+/// What a request record says about the row. A record of another request, or of the
+/// same request id in another project, is refused: its price is not this row's.
+fn record_outcome(record: &RequestRecord, project: &str, asked: &str) -> Outcome {
     if !record.request_id.trim().eq_ignore_ascii_case(asked) {
         return Outcome::unpriced(
             Reason::BadAnswer,
@@ -892,6 +1005,18 @@ fn record_outcome(record: &RequestRecord, asked: &str) -> Outcome {
                 quote(&record.request_id)
             ),
         );
+    }
+    if let Some(answered) = &record.project_uuid {
+        if !answered.trim().eq_ignore_ascii_case(project) {
+            return Outcome::unpriced(
+                Reason::BadAnswer,
+                format!(
+                    "Deepgram answered with the record of a request in another project ({}, asked {})",
+                    quote(answered),
+                    quote(project)
+                ),
+            );
+        }
     }
     match record.cost_state() {
         CostState::Priced(usd) => match parse_cost(&usd) {
@@ -933,8 +1058,11 @@ fn error_outcome(error: &DeepgramError, context: &str) -> Result<Outcome, Abort>
         }
         e if e.is_retryable() => Reason::Unavailable,
         DeepgramError::Forbidden { .. } => Reason::Forbidden,
+        DeepgramError::ProjectNotFound { .. } => Reason::ProjectNotFound,
         DeepgramError::NotFound { .. } => Reason::NotFound,
-        DeepgramError::Decode { .. } => Reason::BadAnswer,
+        // JSON of a shape Deepgram never sends (`{}` for a list of projects): whatever
+        // answered, it says nothing about the row.
+        DeepgramError::Decode { .. } => Reason::Unavailable,
         DeepgramError::Http { .. } => Reason::Rejected,
         DeepgramError::InvalidArgument { .. } => Reason::MalformedRequestId,
         _ => Reason::Unavailable,
@@ -943,8 +1071,8 @@ fn error_outcome(error: &DeepgramError, context: &str) -> Result<Outcome, Abort>
 }
 
 /// The price as stored: the exact decimal of the JSON number's text, rounded half-up to
-/// six decimals (the column's scale). Refuses negative amounts and anything that would
-/// not fit `NUMERIC(12,6)` (one million or more).
+/// six decimals (the column's scale). Refuses negative amounts, positive ones that would
+/// round to 0, and anything that would not fit `NUMERIC(12,6)` (one million or more).
 fn parse_cost(usd: &serde_json::Number) -> Result<BigDecimal, String> {
     let text = usd.to_string();
     let Some(value) = usd.as_f64().filter(|v| v.is_finite()) else {
@@ -962,6 +1090,14 @@ fn parse_cost(usd: &serde_json::Number) -> Result<BigDecimal, String> {
     let exact = BigDecimal::from_str(&text)
         .map_err(|e| format!("usd {} is not a decimal number: {e}", shorten(&text, 40)))?;
     let rounded = exact.with_scale_round(COST_SCALE, RoundingMode::HalfUp);
+    // 0 is stored only when Deepgram says 0: a positive amount that rounds to nothing
+    // would read as "free".
+    if rounded == 0 && exact > 0 {
+        return Err(format!(
+            "usd {} is positive but below 0.0000005, and would be stored as 0 in NUMERIC(12,6)",
+            shorten(&text, 40)
+        ));
+    }
     if rounded >= COST_LIMIT_USD {
         return Err(format!(
             "usd {text} rounds to {rounded}, which does not fit NUMERIC(12,6)"
@@ -1128,9 +1264,8 @@ mod tests {
         assert_eq!(cost("0.0043"), decimal("0.0043"));
         assert_eq!(cost("0"), decimal("0"));
         assert_eq!(cost("12.5"), decimal("12.5"));
-        assert_eq!(cost("1e-7"), decimal("0"));
         assert_eq!(cost("0.0000005"), decimal("0.000001"));
-        assert_eq!(cost("0.00000049"), decimal("0"));
+        assert_eq!(cost("-0"), decimal("0"));
         assert_eq!(cost("999999.999999"), decimal("999999.999999"));
         // A float the f64 cannot hold exactly is stored as its shortest text, not as its
         // binary expansion (0.1000000000000000055…).
@@ -1150,6 +1285,11 @@ mod tests {
             "1e6",
             "1e300",
             "999999.9999999",
+            // Positive, but would be stored as 0.
+            "1e-7",
+            "0.00000049",
+            "0.0000004",
+            "5e-324",
         ] {
             assert!(cost(bad).is_err(), "{bad} must be refused");
         }
@@ -1166,20 +1306,25 @@ mod tests {
             Outcome::Priced(_) => None,
         };
         assert_eq!(
-            record_outcome(&record(serde_json::json!({"details": {"usd": 0.0043}})), R),
+            record_outcome(
+                &record(serde_json::json!({"details": {"usd": 0.0043}})),
+                P,
+                R
+            ),
             Outcome::Priced(BigDecimal::from_str("0.004300").expect("decimal"))
         );
         assert_eq!(
-            reason(record_outcome(&record(serde_json::Value::Null), R)),
+            reason(record_outcome(&record(serde_json::Value::Null), P, R)),
             Some(Reason::Pending)
         );
         assert_eq!(
-            reason(record_outcome(&record(serde_json::json!({})), R)),
+            reason(record_outcome(&record(serde_json::json!({})), P, R)),
             Some(Reason::Pending)
         );
         assert_eq!(
             reason(record_outcome(
                 &record(serde_json::json!({"details": {"duration": 1.0}})),
+                P,
                 R
             )),
             Some(Reason::NoPrice)
@@ -1187,6 +1332,7 @@ mod tests {
         assert_eq!(
             reason(record_outcome(
                 &record(serde_json::json!({"code": 400, "message": "Bad audio"})),
+                P,
                 R
             )),
             Some(Reason::RequestFailed)
@@ -1194,6 +1340,7 @@ mod tests {
         assert_eq!(
             reason(record_outcome(
                 &record(serde_json::json!({"details": {"usd": "abc"}})),
+                P,
                 R
             )),
             Some(Reason::InvalidPrice)
@@ -1201,6 +1348,7 @@ mod tests {
         assert_eq!(
             reason(record_outcome(
                 &record(serde_json::json!({"details": {"usd": -2}})),
+                P,
                 R
             )),
             Some(Reason::InvalidPrice)
@@ -1208,10 +1356,28 @@ mod tests {
         assert_eq!(
             reason(record_outcome(
                 &record(serde_json::json!({"details": {"usd": 1}})),
+                P,
                 P
             )),
             Some(Reason::BadAnswer)
         );
+        let elsewhere = RequestRecord::from_json(serde_json::json!({
+            "request_id": R,
+            "project_uuid": "8c2d6f1e-5a4b-4c3d-9e8f-7a6b5c4d3e2f",
+            "response": {"details": {"usd": 1}}
+        }))
+        .expect("record");
+        assert_eq!(
+            reason(record_outcome(&elsewhere, P, R)),
+            Some(Reason::BadAnswer)
+        );
+        let same = RequestRecord::from_json(serde_json::json!({
+            "request_id": R,
+            "project_uuid": P.to_uppercase(),
+            "response": {"details": {"usd": 1}}
+        }))
+        .expect("record");
+        assert_eq!(reason(record_outcome(&same, P, R)), None);
     }
 
     #[test]

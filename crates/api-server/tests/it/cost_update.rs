@@ -84,6 +84,13 @@ fn project_not_found() -> ResponseTemplate {
     }))
 }
 
+/// A 404 for a request the project does not hold (unknown, or past the 90-day retention),
+/// in the plain-text shape Deepgram uses besides its JSON error bodies. Not
+/// `PROJECT_NOT_FOUND`: that one is about the project, whatever the request.
+fn request_not_found() -> ResponseTemplate {
+    ResponseTemplate::new(404).set_body_raw("Not Found", "text/plain")
+}
+
 fn invalid_auth() -> ResponseTemplate {
     ResponseTemplate::new(401).set_body_json(json!({
         "err_code": "INVALID_AUTH",
@@ -358,8 +365,7 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
     )
     .await;
     answer(&server, UNKNOWN_PROJECT, &rt, project_not_found()).await;
-    let plain_404 = ResponseTemplate::new(404).set_body_raw("Not Found", "text/plain");
-    answer(&server, PROJECT, &ru, plain_404).await;
+    answer(&server, PROJECT, &ru, request_not_found()).await;
     let malformed =
         ResponseTemplate::new(200).set_body_raw("{\"request_id\": ", "application/json");
     answer(&server, PROJECT, &rv, malformed).await;
@@ -379,7 +385,7 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
     let job = job(&db, &server, &[("DEEPGRAM_PROJECT_ID", PROJECT)]);
     let stats = run_ok(&job).await;
     // updated, unchanged, skipped, failed, pending, gave_up, considered
-    assert_eq!(counts(&stats), [5, 0, 9, 6, 2, 6, 22], "{stats:?}");
+    assert_eq!(counts(&stats), [5, 0, 8, 7, 2, 6, 22], "{stats:?}");
 
     for (id, cost) in [
         (a, "0.004300"),
@@ -400,26 +406,29 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
             ..untouched()
         }
     );
+    // (row, cost_status, cost_check_count, given up)
     let expectations = [
-        (empty, "no_request_id", true),
-        (blank, "no_request_id", true),
-        (garbage, "malformed_request_id", true),
-        (bad_project, "malformed_request_id", true),
-        (dots, "malformed_request_id", true),
-        (long, "malformed_request_id", true),
-        (m, "pending", false),
-        (n, "pending", false),
-        (o, "no_price", false),
-        (p, "request_failed", false),
-        (q, "invalid_price", false),
-        (r, "invalid_price", false),
-        (s, "invalid_price", false),
-        (t, "not_found", false),
-        (u, "not_found", false),
-        (v, "bad_answer", false),
-        (missing, "not_found", false),
+        (empty, "no_request_id", 1, true),
+        (blank, "no_request_id", 1, true),
+        (garbage, "malformed_request_id", 1, true),
+        (bad_project, "malformed_request_id", 1, true),
+        (dots, "malformed_request_id", 1, true),
+        (long, "malformed_request_id", 1, true),
+        (m, "pending", 1, false),
+        (n, "pending", 1, false),
+        (o, "no_price", 1, false),
+        (p, "request_failed", 1, false),
+        (q, "invalid_price", 1, false),
+        (r, "invalid_price", 1, false),
+        (s, "invalid_price", 1, false),
+        // A project Deepgram does not know is not the request's fault.
+        (t, "project_not_found", 0, false),
+        (u, "not_found", 1, false),
+        // Truncated JSON is no answer of Deepgram's: an outage.
+        (v, "unavailable", 0, false),
+        (missing, "not_found", 1, false),
     ];
-    for (id, status, gave_up) in expectations {
+    for (id, status, checks, gave_up) in expectations {
         let stored = row(&mut conn, id).await;
         assert_eq!(stored.cost(), None, "{status}: {stored:?}");
         assert_eq!(stored.status(), Some(status), "{stored:?}");
@@ -429,7 +438,8 @@ async fn cost_update_prices_every_priceable_row_exactly_and_explains_every_other
         );
         assert_eq!(
             (stored.checks, stored.checked, stored.gave_up),
-            (1, true, gave_up)
+            (checks, true, gave_up),
+            "{status}: {stored:?}"
         );
     }
     let project_part = row(&mut conn, bad_project).await.error.unwrap_or_default();
@@ -483,7 +493,7 @@ async fn bare_ids_are_looked_up_in_each_project_the_key_can_see_until_one_has_th
         .await;
     Mock::given(method("GET"))
         .and(path_regex(format!("^/v1/projects/{PROJECT}/requests/")))
-        .respond_with(project_not_found())
+        .respond_with(request_not_found())
         .with_priority(2)
         .mount(&server)
         .await;
@@ -625,7 +635,7 @@ async fn rows_that_can_never_be_priced_are_given_up_after_the_configured_number_
     for (request, response, calls) in [
         (&no_price, ok(record(PROJECT, &no_price, unpriced())), 2),
         (&failed, ok(record(PROJECT, &failed, failed_request)), 2),
-        (&gone, project_not_found(), 2),
+        (&gone, request_not_found(), 2),
         (&pending, ok(record(PROJECT, &pending, json!({}))), 3),
         // Always down: 2 attempts on each of the 4 runs, never given up.
         (
@@ -1188,4 +1198,283 @@ async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_othe
         refused_calls, 1,
         "the refused project is asked once per run"
     );
+}
+
+/// Runs the job `times` times, each run succeeding.
+async fn run_times(job: &CostUpdateJob, times: usize) {
+    for _ in 0..times {
+        run_ok(job).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_are_not_deepgrams_json_are_outages_and_never_give_a_row_up() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    let redirect = ResponseTemplate::new(301).insert_header("location", "https://portal.example/");
+    let empty = ResponseTemplate::new(200);
+    let proxy = ResponseTemplate::new(407)
+        .insert_header("proxy-authenticate", "Basic realm=\"corp\"")
+        .set_body_string("Proxy Authentication Required");
+    // Far beyond any answer of Deepgram's (the client reads at most a few MiB).
+    let huge = ResponseTemplate::new(200).set_body_raw(
+        vec![b' '; deepgram_client::MAX_RESPONSE_BYTES + 1],
+        "application/json",
+    );
+    let mut rows = Vec::new();
+    for template in [redirect, empty, proxy, huge] {
+        let request = new_id();
+        answer(&server, PROJECT, &request, template).await;
+        rows.push(insert(&mut conn, Some(&format!("{PROJECT}.{request}"))).await);
+    }
+    // A bare id, and a "list of projects" that is not Deepgram's.
+    Mock::given(method("GET"))
+        .and(path("/v1/projects"))
+        .respond_with(ok(json!({})))
+        .mount(&server)
+        .await;
+    rows.push(insert(&mut conn, Some(&new_id())).await);
+
+    // More runs than COST_UPDATE_MAX_CHECKS (5): none of them counts against a row.
+    let job = job(&db, &server, &[]);
+    run_times(&job, 6).await;
+
+    for id in rows {
+        let stored = row(&mut conn, id).await;
+        assert_eq!(stored.status(), Some("unavailable"), "{stored:?}");
+        assert_eq!((stored.checks, stored.gave_up), (0, false), "{stored:?}");
+        assert_eq!(stored.cost(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_deepgram_does_not_know_is_asked_once_and_named_and_never_gives_rows_up() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/v1/projects/{UNKNOWN_PROJECT}/requests/.*$"
+        )))
+        .respond_with(project_not_found())
+        .mount(&server)
+        .await;
+    let mut bare = Vec::new();
+    for _ in 0..3 {
+        bare.push(insert(&mut conn, Some(&new_id())).await);
+    }
+    let composed = insert(&mut conn, Some(&format!("{UNKNOWN_PROJECT}.{}", new_id()))).await;
+    let good = new_id();
+    answer(
+        &server,
+        PROJECT,
+        &good,
+        ok(record(PROJECT, &good, priced(json!(0.0043)))),
+    )
+    .await;
+    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
+
+    let job = job(
+        &db,
+        &server,
+        &[
+            ("DEEPGRAM_PROJECT_ID", UNKNOWN_PROJECT),
+            ("COST_UPDATE_CONCURRENCY", "1"),
+        ],
+    );
+    let stats = run_ok(&job).await;
+    assert_eq!(stats.get("updated"), 1, "{stats:?}");
+    assert_eq!(row(&mut conn, priced_row).await.cost(), Some("0.004300"));
+    assert_eq!(
+        requests_to(&server, UNKNOWN_PROJECT).await,
+        1,
+        "the unknown project is asked once per run"
+    );
+    run_times(&job, 5).await;
+    for id in bare {
+        let stored = row(&mut conn, id).await;
+        assert_eq!(stored.status(), Some("project_not_found"), "{stored:?}");
+        assert_eq!((stored.checks, stored.gave_up), (0, false), "{stored:?}");
+        let error = stored.error.unwrap_or_default();
+        assert!(
+            error.contains("DEEPGRAM_PROJECT_ID") && error.contains(UNKNOWN_PROJECT),
+            "{error}"
+        );
+        assert!(!error.contains("retention"), "{error}");
+    }
+    let stored = row(&mut conn, composed).await;
+    assert_eq!(stored.status(), Some("project_not_found"), "{stored:?}");
+    assert_eq!((stored.checks, stored.gave_up), (0, false), "{stored:?}");
+    assert!(
+        stored.error.unwrap_or_default().contains(UNKNOWN_PROJECT),
+        "the wrong project is named"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_for_a_missing_permission_refuses_one_project_and_the_run_goes_on() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/v1/projects/{OTHER_PROJECT}/requests/.*$"
+        )))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "err_code": "INSUFFICIENT_PERMISSIONS",
+            "err_msg": "User does not have sufficient permissions.",
+            "request_id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
+        })))
+        .mount(&server)
+        .await;
+    for n in 0..5 {
+        diesel::sql_query(format!(
+            "INSERT INTO transcriptions (id, stt_provider_request_id) VALUES \
+             ('00000000-0000-4000-8000-{n:012}', '{OTHER_PROJECT}.{}')",
+            new_id()
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let good = new_id();
+    answer(
+        &server,
+        PROJECT,
+        &good,
+        ok(record(PROJECT, &good, priced(json!(1.25)))),
+    )
+    .await;
+    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
+
+    let job = job(&db, &server, &[("COST_UPDATE_CONCURRENCY", "1")]);
+    let stats = run_ok(&job).await;
+
+    assert_eq!(
+        (stats.get("updated"), stats.get("failed")),
+        (1, 5),
+        "{stats:?}"
+    );
+    assert_eq!(row(&mut conn, priced_row).await.cost(), Some("1.250000"));
+    assert_eq!(requests_to(&server, OTHER_PROJECT).await, 1);
+    let refused = row(
+        &mut conn,
+        Uuid::parse_str("00000000-0000-4000-8000-000000000000").unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status(), Some("forbidden"), "{refused:?}");
+    assert_eq!(refused.checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_do_not_price_the_row_are_told_apart_and_never_stored_as_zero() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    let mut expect = Vec::new();
+    // Positive prices that NUMERIC(12,6) would round to 0.
+    for usd in [json!(0.0000004), json!(1e-7), json!(5e-324)] {
+        let request = new_id();
+        answer(
+            &server,
+            PROJECT,
+            &request,
+            ok(record(PROJECT, &request, priced(usd))),
+        )
+        .await;
+        let id = insert(&mut conn, Some(&format!("{PROJECT}.{request}"))).await;
+        expect.push((id, "invalid_price", 1));
+    }
+    // The record of the same request id in another project.
+    let request = new_id();
+    answer(
+        &server,
+        PROJECT,
+        &request,
+        ok(record(OTHER_PROJECT, &request, priced(json!(0.5)))),
+    )
+    .await;
+    let id = insert(&mut conn, Some(&format!("{PROJECT}.{request}"))).await;
+    expect.push((id, "bad_answer", 1));
+    // A message without an error code: the original request did not fail.
+    for response in [
+        json!({"message": "ok", "code": 200}),
+        json!({"message": "processing"}),
+    ] {
+        let request = new_id();
+        answer(
+            &server,
+            PROJECT,
+            &request,
+            ok(record(PROJECT, &request, response)),
+        )
+        .await;
+        let id = insert(&mut conn, Some(&format!("{PROJECT}.{request}"))).await;
+        expect.push((id, "pending", 1));
+    }
+
+    let stats = run_ok(&job(&db, &server, &[])).await;
+    assert_eq!(stats.get("updated"), 0, "{stats:?}");
+    for (id, status, checks) in expect {
+        let stored = row(&mut conn, id).await;
+        assert_eq!(stored.cost(), None, "{status}: {stored:?}");
+        assert_eq!(stored.status(), Some(status), "{stored:?}");
+        assert_eq!(stored.checks, checks, "{stored:?}");
+        let error = stored.error.clone().unwrap_or_default();
+        if status == "invalid_price" {
+            assert!(error.contains("below 0.0000005"), "{error}");
+        }
+        if status == "bad_answer" {
+            assert!(error.contains(OTHER_PROJECT), "{error}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_spelled_with_json_escapes_in_an_answer_is_never_stored() {
+    let db = TestDatabase::new().await;
+    let mut conn = db.connect().await;
+    let server = MockServer::start().await;
+    // KEY as a JSON encoder may write it: its first character as a \u escape.
+    let escaped = format!("\\u{:04x}{}", u32::from(KEY.as_bytes()[0]), &KEY[1..]);
+    let rejected = new_id();
+    answer(
+        &server,
+        PROJECT,
+        &rejected,
+        ResponseTemplate::new(400).set_body_raw(
+            format!(
+                r#"{{"err_code":"BAD_REQUEST","err_msg":"bad token {escaped}","request_id":"r"}}"#
+            ),
+            "application/json",
+        ),
+    )
+    .await;
+    let failed = new_id();
+    let body = record(PROJECT, &failed, json!({"code": 400, "message": "MARK"}))
+        .to_string()
+        .replace("MARK", &format!("audio fetch with {escaped} failed"));
+    answer(
+        &server,
+        PROJECT,
+        &failed,
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )
+    .await;
+    let a = insert(&mut conn, Some(&format!("{PROJECT}.{rejected}"))).await;
+    let b = insert(&mut conn, Some(&format!("{PROJECT}.{failed}"))).await;
+
+    run_ok(&job(&db, &server, &[])).await;
+
+    for (id, status) in [(a, "rejected"), (b, "request_failed")] {
+        let stored = row(&mut conn, id).await;
+        assert_eq!(stored.status(), Some(status), "{stored:?}");
+        let error = stored.error.unwrap_or_default();
+        assert!(
+            !error.contains(KEY) && !error.contains(&escaped),
+            "the key leaked: {error}"
+        );
+        assert!(error.contains("***"), "{error}");
+    }
 }

@@ -369,7 +369,11 @@ impl ExecutionLog for PgExecutionLog {
         let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
             "UPDATE job_executions \
              SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
-                 error_message = CASE WHEN lease_expires_at IS NULL \
+                 error_message = CASE WHEN cancel_requested_by IS NOT NULL \
+                   THEN 'cancelled by ' || cancel_requested_by || ': server ' \
+                     || COALESCE(worker_id, 'unknown') || ' stopped before the run did' \
+                     || COALESCE(' (its lease expired ' || {EXPIRED} || ')', '') \
+                   WHEN lease_expires_at IS NULL \
                    THEN '{UNLEASED_MESSAGE_PREFIX} since ' || {STARTED} \
                      || ', so no server of this service was running it (another system or a \
                      hand-written row); closed after ' || $1 || ' s' \
@@ -400,7 +404,9 @@ impl ExecutionLog for PgExecutionLog {
         let rows: Vec<ExecutionRow> = diesel::sql_query(format!(
             "UPDATE job_executions \
              SET status = 'failed', completed_at = now(), duration_ms = {DURATION_SQL}, \
-                 error_message = $2, lease_expires_at = NULL \
+                 error_message = CASE WHEN cancel_requested_by IS NOT NULL \
+                   THEN 'cancelled by ' || cancel_requested_by || '; ' || $2 ELSE $2 END, \
+                 lease_expires_at = NULL \
              WHERE status = 'running' AND worker_id = $1 \
              RETURNING {COLUMNS}"
         ))

@@ -436,6 +436,73 @@ async fn a_cancel_closes_at_once_a_row_no_live_server_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_before_its_server_died_ends_cancelled_and_is_not_retried() {
+    let db = TestDatabase::new().await;
+    let log = Arc::new(PgExecutionLog::new(db.pool()));
+    let slot = Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+    // A scheduled attempt, cancelled while its server held it; then the server dies.
+    let dying = NewExecution {
+        lease: Duration::from_millis(300),
+        ..new_execution("cost_update", Some(slot))
+    };
+    let id = started(&log, &dying).await;
+    assert_eq!(
+        log.request_cancel(id, "admin").await.unwrap(),
+        CancelRequest::Requested
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let closed = log.expire_leases().await.unwrap();
+    assert_eq!(closed.len(), 1);
+    let message = closed[0].error_message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("cancelled by admin: server host-a:8080 stopped before the run did"),
+        "{message}"
+    );
+    // The server that finds it closed does not try the slot again.
+    let runner = Arc::new(Runner::new(
+        log.clone(),
+        RunnerSettings {
+            worker_id: "host-b:8080".into(),
+            ..RunnerSettings::default()
+        },
+    ));
+    let job = Arc::new(
+        RegisteredJob::new(Panicky, Schedule::parse("0 3 * * *").unwrap()).with_policy(RunPolicy {
+            max_attempts: 3,
+            ..RunPolicy::default()
+        }),
+    );
+    assert!(
+        !runner.rescue(&job, &closed[0]),
+        "a cancelled run was retried"
+    );
+
+    // The same when the server comes back and closes its own leftovers.
+    let again = NewExecution {
+        attempt: 2,
+        ..new_execution("cost_update", Some(slot))
+    };
+    let id = started(&log, &again).await;
+    log.request_cancel(id, "viewer-turned-admin").await.unwrap();
+    let closed = log
+        .close_orphans(
+            "host-a:8080",
+            "interrupted: server host-a:8080 restarted while it ran",
+        )
+        .await
+        .unwrap();
+    let message = closed[0].error_message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("cancelled by viewer-turned-admin; interrupted"),
+        "{message}"
+    );
+    assert!(
+        !runner.rescue(&job, &closed[0]),
+        "a cancelled run was retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_closes_only_its_own_leftovers() {
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());

@@ -438,7 +438,14 @@ impl Runner {
         };
         // A server that cannot run the job (disabled here, or missing its credentials)
         // would spend the attempt on failing at once.
+        // A run an operator cancelled is not tried again, even when its server died
+        // before it could stop (the row is then closed as cancelled by the lease check).
+        let cancelled = record
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("cancelled"));
         if trigger == Trigger::Manual
+            || cancelled
             || record.dry_run
             || record.status != Status::Failed
             || attempt >= job.policy.max_attempts

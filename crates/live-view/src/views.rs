@@ -343,10 +343,15 @@ pub struct WorkerView {
 pub struct CancelRequested {
     /// The execution asked to stop.
     pub execution_id: i64,
-    /// Still `running`: it stops at its next safe point, within the cancel grace period.
+    /// `running`: it stops at its next safe point, within the cancel grace period;
+    /// `failed`: no live server held it, so the request closed it at once.
     pub status: StatusView,
     /// Who asked (`admin`, `local`, …); recorded as `cancelled by <who>`.
     pub requested_by: String,
+    /// When closed at once (`failed`): the message recorded, `cancelled by <who>: no
+    /// server held it (…)`. Absent while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 /// `{"error": {"code", "message"}}`.

@@ -59,13 +59,16 @@ fn parse_pause_body(body: &[u8]) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let parsed: PauseBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("expected {{\"reason\": \"…\"}} or no body: {e}"),
-        )
-    })?;
+    // `null` is no body, as the documented schema (an optional body) allows.
+    let parsed: PauseBody = serde_json::from_slice::<Option<PauseBody>>(body)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("expected {{\"reason\": \"…\"}} or no body: {e}"),
+            )
+        })?
+        .unwrap_or_default();
     let reason = parsed
         .reason
         .map(|r| r.trim().to_owned())
@@ -99,7 +102,9 @@ fn parse_pause_body(body: &[u8]) -> Result<Option<String>, ApiError> {
         (status = 200, description = "Paused", body = Data<JobControlView>),
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The viewer token may not pause; or, without ADMIN_TOKEN, a cross-origin request", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -125,6 +130,7 @@ pub async fn pause(
     responses(
         (status = 200, description = "Resumed (or was not paused)", body = Data<JobControlView>),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The viewer token may not resume; or, without ADMIN_TOKEN, a cross-origin request", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )

@@ -126,6 +126,7 @@ pub async fn execution(
         (status = 202, description = "Asked to stop: it ends `failed` with `cancelled by …` and the counters it reached (`status` `running`); a row no live server holds (lease expired, or none: written by another system) is closed at once (`status` `failed`)", body = Data<CancelRequested>),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The viewer token may not cancel; or, without ADMIN_TOKEN, a cross-origin request", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody),
         (status = 409, description = "The execution is not running", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -154,6 +155,16 @@ pub async fn cancel(
         }
         CancelRequest::NotFound => return Err(ApiError::not_found(format!("no execution {id}"))),
     };
+    // Closed at once: the answer says how, as the history will.
+    let error_message = if matches!(status, StatusView::Failed) {
+        db::executions::by_ids(&mut conn, &[id])
+            .await
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .and_then(|row| row.error_message)
+    } else {
+        None
+    };
     drop(conn);
     if matches!(status, StatusView::Running) {
         // Running here: stop it now rather than at the next heartbeat.
@@ -164,6 +175,7 @@ pub async fn cancel(
             execution_id: id,
             status,
             requested_by: actor.to_owned(),
+            error_message,
         },
     }))
 }

@@ -55,6 +55,7 @@ pub struct RunParams {
         (status = 403, description = "The viewer token may not start runs; or, without ADMIN_TOKEN, a cross-origin request", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
         (status = 409, description = "Already running", body = ErrorBody),
+        (status = 500, description = "The run cannot be recorded because of job_executions' own data (`execution_conflict`: an id sequence set back, or a unique index not this service's; the message says how to mend it)", body = ErrorBody),
         (status = 503, description = "Job disabled, server shutting down, or database unavailable", body = ErrorBody),
     )
 )]

@@ -209,7 +209,10 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     get,
     path = "/metrics",
     tag = "health",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "METRICS_TOKEN is set and the bearer token sent is not it", body = super::views::ErrorBody),
+    )
 )]
 pub async fn metrics(
     state: web::Data<AppState>,

@@ -234,6 +234,23 @@ async fn pause_and_resume_refuse_unknown_jobs_and_bad_bodies() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_body");
+    // `null`, which the documented optional body allows, is no body: a pause without a
+    // reason (resumed at once, for the rest of this test).
+    let resp = reqwest::Client::new()
+        .post(a.url("/internal/api/v1/jobs/audio_cleanup/pause"))
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["paused"], true, "{body}");
+    assert_eq!(body["data"]["pause_reason"], Value::Null, "{body}");
+    let (status, _) = a
+        .post("/internal/api/v1/jobs/audio_cleanup/resume", None)
+        .await;
+    assert_eq!(status, 200);
     let (status, body) = a
         .post(
             "/internal/api/v1/jobs/audio_cleanup/pause",

@@ -512,6 +512,10 @@ async fn a_running_row_no_server_holds_is_closed_by_a_cancel_or_by_the_lease_che
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["status"], "failed");
+    assert_eq!(
+        body["data"]["error_message"],
+        "cancelled by admin: no server held it (it never had a lease)"
+    );
     let (status, body) = server
         .get(&format!("/internal/api/v1/jobs/executions/{foreign}"))
         .await;

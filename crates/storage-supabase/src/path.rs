@@ -214,29 +214,57 @@ pub fn plausible_objects(raw: &str) -> Vec<ObjectRef> {
 }
 
 fn plausible_objects_of(trimmed: &str) -> Vec<ObjectRef> {
-    let located = match split_scheme(trimmed) {
-        Some((_, rest)) => {
-            let path = rest.find('/').map_or("", |start| &rest[start..]);
-            let mut after_route = ["/object/", "/render/image/"]
-                .iter()
-                .filter_map(|route| path.find(route).map(|at| &path[at + route.len()..]))
-                .next()
-                .unwrap_or(path.trim_start_matches('/'));
-            // Routes about an object name it too: a signed upload URL, its info.
-            for route in ["upload/sign/", "info/"] {
-                if let Some(rest) = after_route.strip_prefix(route) {
-                    after_route = rest;
-                }
-            }
-            let (first, rest) = after_route.split_once('/').unwrap_or((after_route, ""));
-            if ACCESS_MODES.contains(&first) {
-                rest
-            } else {
-                after_route
+    // Where the object's location starts: after a URL's host (also one without a scheme,
+    // `//host/…`, which a browser reads against the page's), and after Storage's route
+    // when the path has one (also a path without a host, `/storage/v1/object/…`, which a
+    // browser reads against the page's host). A path without a host also stands as it is.
+    let mut locations: Vec<&str> = Vec::new();
+    let host_path = match split_scheme(trimmed) {
+        Some((_, rest)) => Some(rest.find('/').map_or("", |start| &rest[start..])),
+        None => trimmed
+            .strip_prefix("//")
+            .map(|rest| rest.find('/').map_or("", |start| &rest[start..])),
+    };
+    match host_path {
+        Some(path) => locations.push(after_route(path).unwrap_or(path.trim_start_matches('/'))),
+        None => {
+            locations.push(trimmed);
+            if let Some(located) = after_route(trimmed) {
+                locations.push(located);
             }
         }
-        None => trimmed,
-    };
+    }
+    let mut objects: Vec<ObjectRef> = locations.into_iter().flat_map(objects_at).collect();
+    objects.sort();
+    objects.dedup();
+    objects
+}
+
+/// The object's location in `path` after Storage's route (`/object/`, `/render/image/`,
+/// then a signed upload's or an info route's prefix and the access mode); `None` when
+/// the path has no such route.
+fn after_route(path: &str) -> Option<&str> {
+    let mut after_route = ["/object/", "/render/image/"]
+        .iter()
+        .filter_map(|route| path.find(route).map(|at| &path[at + route.len()..]))
+        .next()?;
+    // Routes about an object name it too: a signed upload URL, its info.
+    for route in ["upload/sign/", "info/"] {
+        if let Some(rest) = after_route.strip_prefix(route) {
+            after_route = rest;
+        }
+    }
+    let (first, rest) = after_route.split_once('/').unwrap_or((after_route, ""));
+    Some(if ACCESS_MODES.contains(&first) {
+        rest
+    } else {
+        after_route
+    })
+}
+
+/// Every object a location (`bucket/name`, maybe with a query, a fragment, encodings)
+/// could mean.
+fn objects_at(located: &str) -> Vec<ObjectRef> {
     let without_fragment = &located[..located.find('#').unwrap_or(located.len())];
     let mut readings = vec![without_fragment.to_owned()];
     if let Some(at) = without_fragment.find('?') {
@@ -251,7 +279,18 @@ fn plausible_objects_of(trimmed: &str) -> Vec<ObjectRef> {
             .filter(|r| r.contains('%'))
             .filter_map(|r| decode(r))
             .collect();
+        // What decoding reveals is read as the raw text is: a backslash as a slash, a
+        // fragment cut off.
+        let revealed: Vec<String> = level
+            .iter()
+            .flat_map(|r| {
+                let slashed = r.contains('\\').then(|| r.replace('\\', "/"));
+                let cut = r.find('#').map(|at| r[..at].to_owned());
+                slashed.into_iter().chain(cut)
+            })
+            .collect();
         readings.extend(level.iter().cloned());
+        readings.extend(revealed);
     }
     // As a browser or an HTTP client resolves `.` and `..` (and Storage's clients drop
     // empty segments), a newer row's `s/x/../p.webm` serves `s/p.webm`.
@@ -276,14 +315,14 @@ fn plausible_objects_of(trimmed: &str) -> Vec<ObjectRef> {
 }
 
 /// `path` with its empty and `.` segments dropped and each `..` taking the segment before
-/// it; `None` when nothing changes or a `..` would leave the path.
+/// it (at the root, a `..` is dropped, as a browser does); `None` when nothing changes.
 fn resolve_segments(path: &str) -> Option<String> {
     let mut kept: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
             "" | "." => {}
             ".." => {
-                kept.pop()?;
+                kept.pop();
             }
             other => kept.push(other),
         }
@@ -800,6 +839,29 @@ mod tests {
         }
         assert!(plausible_objects("").is_empty());
         assert!(plausible_objects("audio").is_empty());
+    }
+
+    #[test]
+    fn paths_without_a_host_or_scheme_and_revealed_by_decoding_still_protect() {
+        // Spellings a browser resolves to audio/u/b.webm on the project's host.
+        for raw in [
+            "/storage/v1/object/public/audio/u/b.webm",
+            "/supa/storage/v1/object/public/audio/u/b.webm",
+            "storage/v1/object/sign/audio/u/b.webm?token=x",
+            "//abc.supabase.co/storage/v1/object/public/audio/u/b.webm",
+            "//abc.supabase.co/audio/u/b.webm",
+            "../audio/u/b.webm",
+            "/../../audio/./u/b.webm",
+            "audio/u%5Cb.webm",
+            "audio/u/b.webm%23x",
+            "audio/u%255Cb.webm",
+        ] {
+            let objects = plausible_objects(raw);
+            assert!(
+                objects.contains(&obj("audio", "u/b.webm")),
+                "{raw}: not in {objects:?}"
+            );
+        }
     }
 
     #[test]

@@ -341,6 +341,9 @@ enum BucketState {
 /// A bucket's state, or the fatal error Storage answered when asked.
 type BucketAnswer = Result<BucketState, storage_supabase::Error>;
 
+/// The fewest rows a page of the newer rows' look reads.
+const REFERENCE_PAGE_ROWS: usize = 1000;
+
 /// How far back each read of the newer rows starts again: longer than any transaction
 /// of the application that inserts a transcription.
 const REFERENCE_LOOKBACK: chrono::Duration = chrono::Duration::seconds(30);
@@ -902,7 +905,10 @@ impl Run<'_> {
     /// the instant before the read's first query.
     async fn read_references(&self, started: std::time::Instant) -> Result<(), String> {
         let cutoff = self.cutoff;
-        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        // Pages of at least a thousand rows, whatever the batch size: a look with a batch
+        // of 1 would otherwise read the recent window one row per round trip.
+        let page = self.batch_size.max(REFERENCE_PAGE_ROWS);
+        let limit = i64::try_from(page).unwrap_or(i64::MAX);
         let (mut after, future_after) = {
             let known = self.references.lock();
             (known.after, known.future_after)
@@ -925,7 +931,7 @@ impl Run<'_> {
                 db::cleanup::referenced_since(&mut conn, cutoff, upper, after, future_after, limit)
                     .await
                     .map_err(|e| db_error("reading the audio of recent transcriptions", e))?;
-            let more = read.window.len() >= self.batch_size || read.future.len() >= self.batch_size;
+            let more = read.window.len() >= page || read.future.len() >= page;
             if let Some(last) = read.window.last() {
                 after = Some(last.cursor());
             }

@@ -1129,20 +1129,18 @@ async fn under_a_vendor_concurrency_limit_the_job_slows_down_as_a_whole_and_no_r
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_others() {
+/// A project whose lookups get `refusal` (10 rows, first in id order) and one that prices
+/// its row: the refused project is asked once, its rows fail as `forbidden` without
+/// counting towards giving up, and the other project's row is priced.
+async fn a_refused_project_is_asked_once_and_the_others_go_on(refusal: ResponseTemplate) {
     let db = TestDatabase::new().await;
     let mut conn = db.connect().await;
     let server = MockServer::start().await;
-    // OTHER_PROJECT refuses the key; its rows come first in id order.
     Mock::given(method("GET"))
         .and(path_regex(format!(
             "^/v1/projects/{OTHER_PROJECT}/requests/.*$"
         )))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
-            "category": "INSUFFICIENT_PERMISSIONS",
-            "message": "Your account does not have permission to access this project.",
-        })))
+        .respond_with(refusal)
         .mount(&server)
         .await;
     for n in 0..10 {
@@ -1163,15 +1161,10 @@ async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_othe
         ok(record(PROJECT, &good, priced(json!(0.0043)))),
     )
     .await;
-    diesel::sql_query(format!(
-        "INSERT INTO transcriptions (id, stt_provider_request_id) VALUES \
-         ('ffffffff-0000-4000-8000-000000000000', '{PROJECT}.{good}')"
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
 
-    // One lookup at a time, so that none is in flight when the first 403 comes back.
+    // One lookup at a time, so that none is in flight when the first refusal comes back;
+    // a streak limit below the refused rows, which must not grow it.
     let job = job(
         &db,
         &server,
@@ -1187,17 +1180,42 @@ async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_othe
         (1, 10),
         "{stats:?}"
     );
-    let refused_calls = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path().contains(OTHER_PROJECT))
-        .count();
+    assert_eq!(row(&mut conn, priced_row).await.cost(), Some("0.004300"));
     assert_eq!(
-        refused_calls, 1,
+        requests_to(&server, OTHER_PROJECT).await,
+        1,
         "the refused project is asked once per run"
     );
+    let refused = row(
+        &mut conn,
+        Uuid::parse_str("00000000-0000-4000-8000-000000000000").unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status(), Some("forbidden"), "{refused:?}");
+    assert_eq!(refused.checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_the_key_may_not_read_is_asked_once_and_does_not_stop_the_others() {
+    a_refused_project_is_asked_once_and_the_others_go_on(ResponseTemplate::new(403).set_body_json(
+        json!({
+            "category": "INSUFFICIENT_PERMISSIONS",
+            "message": "Your account does not have permission to access this project.",
+        }),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_for_a_missing_permission_refuses_one_project_and_the_run_goes_on() {
+    a_refused_project_is_asked_once_and_the_others_go_on(ResponseTemplate::new(401).set_body_json(
+        json!({
+            "err_code": "INSUFFICIENT_PERMISSIONS",
+            "err_msg": "User does not have sufficient permissions.",
+            "request_id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
+        }),
+    ))
+    .await;
 }
 
 /// Runs the job `times` times, each run succeeding.
@@ -1310,61 +1328,6 @@ async fn a_project_deepgram_does_not_know_is_asked_once_and_named_and_never_give
         stored.error.unwrap_or_default().contains(UNKNOWN_PROJECT),
         "the wrong project is named"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_401_for_a_missing_permission_refuses_one_project_and_the_run_goes_on() {
-    let db = TestDatabase::new().await;
-    let mut conn = db.connect().await;
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path_regex(format!(
-            "^/v1/projects/{OTHER_PROJECT}/requests/.*$"
-        )))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
-            "err_code": "INSUFFICIENT_PERMISSIONS",
-            "err_msg": "User does not have sufficient permissions.",
-            "request_id": "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
-        })))
-        .mount(&server)
-        .await;
-    for n in 0..5 {
-        diesel::sql_query(format!(
-            "INSERT INTO transcriptions (id, stt_provider_request_id) VALUES \
-             ('00000000-0000-4000-8000-{n:012}', '{OTHER_PROJECT}.{}')",
-            new_id()
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    let good = new_id();
-    answer(
-        &server,
-        PROJECT,
-        &good,
-        ok(record(PROJECT, &good, priced(json!(1.25)))),
-    )
-    .await;
-    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
-
-    let job = job(&db, &server, &[("COST_UPDATE_CONCURRENCY", "1")]);
-    let stats = run_ok(&job).await;
-
-    assert_eq!(
-        (stats.get("updated"), stats.get("failed")),
-        (1, 5),
-        "{stats:?}"
-    );
-    assert_eq!(row(&mut conn, priced_row).await.cost(), Some("1.250000"));
-    assert_eq!(requests_to(&server, OTHER_PROJECT).await, 1);
-    let refused = row(
-        &mut conn,
-        Uuid::parse_str("00000000-0000-4000-8000-000000000000").unwrap(),
-    )
-    .await;
-    assert_eq!(refused.status(), Some("forbidden"), "{refused:?}");
-    assert_eq!(refused.checks, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,6 +240,16 @@ impl ClientBuilder {
     }
 }
 
+/// Asked before a bulk delete is sent again ([`Client::delete_objects_rechecked`]).
+pub trait Recheck: Sync {
+    /// The names among `names` (of `bucket`) that must not be deleted after all.
+    fn withhold<'a>(
+        &'a self,
+        bucket: &'a str,
+        names: &'a [String],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HashSet<String>> + Send + 'a>>;
+}
+
 /// A typed client for the Supabase Storage API. Cheap to clone; clones share the
 /// connection pool and the concurrency limit.
 #[derive(Clone)]
@@ -409,6 +419,20 @@ impl Client {
         bucket: &str,
         names: &[S],
     ) -> Result<DeleteOutcome, Error> {
+        self.delete_objects_rechecked(bucket, names, None).await
+    }
+
+    /// [`Client::delete_objects`], asking `recheck` before each attempt after a chunk's
+    /// first (a retry after a 429, a 5xx or a timeout, maybe seconds later) which of its
+    /// names must not be deleted after all: those are not sent, and are listed in
+    /// [`DeleteOutcome::withheld`]. For a caller whose reasons to delete an object can
+    /// change while Storage is asked again.
+    pub async fn delete_objects_rechecked<S: AsRef<str>>(
+        &self,
+        bucket: &str,
+        names: &[S],
+        recheck: Option<&dyn Recheck>,
+    ) -> Result<DeleteOutcome, Error> {
         let url = format!("{}/object/{}", self.inner.api_base, bucket_segment(bucket)?);
         let mut seen = HashSet::new();
         let unique: Vec<String> = names
@@ -421,28 +445,25 @@ impl Client {
         let mut outcome = DeleteOutcome::default();
         let mut chunks = unique.chunks(self.inner.config.delete_chunk_size);
         while let Some(chunk) = chunks.next() {
-            let body = serde_json::json!({ "prefixes": chunk });
+            let mut chunk = chunk.to_vec();
             let answer = self
-                .execute(Method::DELETE, &url, Payload::Json(&body))
-                .await
-                .and_then(|bytes| {
-                    deleted_names(&bytes).map_err(|e| self.decode_error(&e.to_string(), &bytes))
-                });
+                .delete_chunk(&url, bucket, &mut chunk, recheck, &mut outcome.withheld)
+                .await;
             match answer {
                 Ok(returned) => {
                     let returned: HashSet<&str> = returned.iter().map(String::as_str).collect();
                     for name in chunk {
                         if returned.contains(name.as_str()) {
-                            outcome.deleted.push(name.clone());
+                            outcome.deleted.push(name);
                         } else {
-                            outcome.not_returned.push(name.clone());
+                            outcome.not_returned.push(name);
                         }
                     }
                 }
                 Err(error) => {
                     let stop = fails_every_chunk(&error);
                     outcome.failed.push(FailedChunk {
-                        names: chunk.to_vec(),
+                        names: chunk,
                         error,
                     });
                     if stop {
@@ -453,6 +474,58 @@ impl Client {
             }
         }
         Ok(outcome)
+    }
+
+    /// One bulk delete with retries; the names Storage listed as deleted. Before each
+    /// retry, `recheck` may take names out of `chunk` (into `withheld`).
+    async fn delete_chunk(
+        &self,
+        url: &str,
+        bucket: &str,
+        chunk: &mut Vec<String>,
+        recheck: Option<&dyn Recheck>,
+        withheld: &mut Vec<String>,
+    ) -> Result<Vec<String>, Error> {
+        let config = &self.inner.config;
+        let mut attempt = 1;
+        loop {
+            if let Some(recheck) = recheck.filter(|_| attempt > 1) {
+                let keep = recheck.withhold(bucket, chunk).await;
+                if !keep.is_empty() {
+                    chunk.retain(|name| {
+                        let kept = keep.contains(name);
+                        if kept {
+                            withheld.push(name.clone());
+                        }
+                        !kept
+                    });
+                }
+                if chunk.is_empty() {
+                    return Ok(Vec::new());
+                }
+            }
+            let body = serde_json::json!({ "prefixes": &*chunk });
+            let error = match self
+                .attempt(Method::DELETE, url, Payload::Json(&body))
+                .await
+            {
+                Ok(bytes) => {
+                    return deleted_names(&bytes)
+                        .map_err(|e| self.decode_error(&e.to_string(), &bytes))
+                }
+                Err(error) => error,
+            };
+            let Some(delay) = retry_delay(config, &error, attempt) else {
+                return Err(error);
+            };
+            log::warn!(
+                "Supabase Storage DELETE {url}: attempt {attempt}/{} failed: {error}; \
+                 retrying in {delay:?}",
+                config.max_attempts
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
     }
 
     /// Lists one page of the folder `prefix` (`""` for the bucket's top level), sorted by

@@ -10,7 +10,7 @@ mod types;
 /// Re-exported: the limit a client reports through [`Client::concurrency_limit`].
 pub use backpressure::AdaptiveLimit;
 pub use client::{
-    Client, ClientBuilder, Config, DEFAULT_BASE_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
+    Client, ClientBuilder, Config, Recheck, DEFAULT_BASE_BACKOFF, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LIST_PAGE_SIZE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRY_AFTER, DEFAULT_REQUEST_TIMEOUT, MAX_DELETE_CHUNK,
 };

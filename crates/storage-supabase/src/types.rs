@@ -88,6 +88,9 @@ pub struct DeleteOutcome {
     /// Names never sent because an earlier chunk failed in a way that would fail every
     /// chunk (bad key, server down, rate limited); the cause is the last `failed` entry.
     pub skipped: Vec<String>,
+    /// Names the caller's recheck took out before a retry: not deleted by this call (an
+    /// earlier attempt may have deleted them before failing).
+    pub withheld: Vec<String>,
 }
 
 impl DeleteOutcome {

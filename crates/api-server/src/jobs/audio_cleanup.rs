@@ -637,6 +637,39 @@ async fn retention_window(
         .map_err(|e| db_error("reading the retention cutoff", e))
 }
 
+/// What a bulk delete asks before it is sent again: the look at newer rows, taken again.
+/// A look that fails withholds every name, and keeps its error for the batch.
+struct LookAgain<'r, 'a> {
+    run: &'r Run<'a>,
+    error: Mutex<Option<String>>,
+}
+
+impl storage_supabase::Recheck for LookAgain<'_, '_> {
+    fn withhold<'b>(
+        &'b self,
+        bucket: &'b str,
+        names: &'b [String],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HashSet<String>> + Send + 'b>> {
+        Box::pin(async move {
+            if let Err(error) = self.run.look(std::time::Instant::now()).await {
+                *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                return names.iter().cloned().collect();
+            }
+            let references = self.run.references.lock();
+            names
+                .iter()
+                .filter(|name| {
+                    references.objects.contains(&object_key(&ObjectRef {
+                        bucket: bucket.to_owned(),
+                        name: (*name).clone(),
+                    }))
+                })
+                .cloned()
+                .collect()
+        })
+    }
+}
+
 /// A page is a batch: one bulk delete per bucket, one `UPDATE` for the rows it confirmed.
 #[async_trait]
 impl Pipeline for Run<'_> {
@@ -860,25 +893,7 @@ impl Run<'_> {
         groups: &mut HashMap<String, BucketGroup>,
         outcome: &mut Outcome,
     ) -> Result<(), String> {
-        let arrived = std::time::Instant::now();
-        // The whole window is read once, by the first batch; the batches that arrive
-        // meanwhile wait for it rather than each reading it all.
-        self.references
-            .first
-            .get_or_try_init(|| self.read_references(arrived))
-            .await?;
-        // Then a batch needs a read that started after it arrived: it sees every row
-        // committed before. Reads run side by side, each from where the last finished
-        // one ended; a batch that a finished read already covers reads nothing. (One read
-        // at a time, each batch its own, kept Storage's places idle a quarter of the run.)
-        if !self.references.covers(arrived) {
-            // At most `READERS` at once (each holds a connection); a read that finished
-            // while this batch waited may cover it.
-            let _reader = self.references.readers.acquire().await.ok();
-            if !self.references.covers(arrived) {
-                self.read_references(std::time::Instant::now()).await?;
-            }
-        }
+        self.look(std::time::Instant::now()).await?;
         let references = self.references.lock();
         if references.objects.is_empty() {
             return Ok(());
@@ -897,6 +912,30 @@ impl Run<'_> {
             });
         }
         groups.retain(|_, group| !group.is_empty());
+        Ok(())
+    }
+
+    /// Makes sure what is known of the newer rows comes from a read that started at or
+    /// after `arrived`, reading when none did.
+    async fn look(&self, arrived: std::time::Instant) -> Result<(), String> {
+        // The whole window is read once, by the first batch; the batches that arrive
+        // meanwhile wait for it rather than each reading it all.
+        self.references
+            .first
+            .get_or_try_init(|| self.read_references(arrived))
+            .await?;
+        // Then a batch needs a read that started after it arrived: it sees every row
+        // committed before. Reads run side by side, each from where the last finished
+        // one ended; a batch that a finished read already covers reads nothing. (One read
+        // at a time, each batch its own, kept Storage's places idle a quarter of the run.)
+        if !self.references.covers(arrived) {
+            // At most `READERS` at once (each holds a connection); a read that finished
+            // while this batch waited may cover it.
+            let _reader = self.references.readers.acquire().await.ok();
+            if !self.references.covers(arrived) {
+                self.read_references(std::time::Instant::now()).await?;
+            }
+        }
         Ok(())
     }
 
@@ -1011,8 +1050,25 @@ impl Run<'_> {
         }
 
         let names: Vec<&str> = group.keys().map(String::as_str).collect();
-        let result = self.storage.delete_objects(&bucket, &names).await;
+        // Storage asked again (429, 503, a timeout) may be seconds later: each retry looks
+        // at the newer rows again first.
+        let guard = LookAgain {
+            run: self,
+            error: Mutex::new(None),
+        };
+        let result = self
+            .storage
+            .delete_objects_rechecked(&bucket, &names, Some(&guard))
+            .await;
         drop(names);
+        if let Some(error) = guard
+            .error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            // Without knowing which objects newer rows use, nothing more may be deleted.
+            outcome.fatal = Some(error);
+        }
         let delete = match result {
             Ok(delete) => delete,
             Err(error) => {
@@ -1025,8 +1081,23 @@ impl Run<'_> {
             not_returned,
             failed,
             skipped,
+            withheld,
             ..
         } = delete;
+        // Taken out before a retry: a newer row uses them now (or the look failed).
+        let withheld_rows: usize = withheld
+            .iter()
+            .filter_map(|name| group.remove(name))
+            .map(|rows| rows.len())
+            .sum();
+        if withheld_rows > 0 {
+            let key = if outcome.fatal.is_some() {
+                STORAGE_ERROR
+            } else {
+                STILL_REFERENCED
+            };
+            outcome.count(key, withheld_rows);
+        }
 
         let mut confirmed = Vec::new();
         let mut take = |names: Vec<String>, key: &str, outcome: &mut Outcome| {

@@ -1788,6 +1788,47 @@ async fn a_newer_row_committed_while_batches_run_side_by_side_protects_a_later_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_sent_again_looks_at_newer_rows_again_first() {
+    let db = TestDatabase::new().await;
+    let objects = Objects::with(["u/a.webm", "u/b.webm"]);
+    let server = storage(&objects, Duration::ZERO).await;
+    // The first bulk delete fails slowly, as Storage may under load; the retry succeeds.
+    Mock::given(method("DELETE"))
+        .and(path("/storage/v1/object/audio"))
+        .respond_with(internal_error().set_delay(Duration::from_millis(600)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    seed(&db, "50 days", Some("audio/u/a.webm")).await;
+    seed(&db, "45 days", Some("audio/u/b.webm")).await;
+    let job = job(
+        &server,
+        &db,
+        &[
+            ("AUDIO_CLEANUP_BATCH_SIZE", "2"),
+            ("AUDIO_CLEANUP_CONCURRENCY", "1"),
+        ],
+    );
+    let running = tokio::spawn(async move { run(&job, false).await });
+    while delete_calls(&server, "audio").await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While the first attempt is out, a new transcription reuses a's file.
+    seed(&db, "0 seconds", Some("audio/u/a.webm")).await;
+    let stats = running.await.unwrap().unwrap();
+
+    let calls = delete_calls(&server, "audio").await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1], vec!["u/b.webm".to_owned()], "{calls:?}");
+    assert_eq!(objects.remaining(), names(&["u/a.webm"]));
+    assert_eq!(marked(&db).await, names(&["audio/u/b.webm"]));
+    assert_eq!(stats.get("still_referenced"), 1, "{stats:?}");
+    assert_eq!(stats.get("deleted"), 1, "{stats:?}");
+    assert_stats_add_up(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_naming_no_possible_object_is_refused_not_marked_as_already_gone() {
     let db = TestDatabase::new().await;
     // The audio exists under its real name; the rows spell it encoded (twice, for the URL),

@@ -154,54 +154,43 @@ async fn conflict(
     conn: &mut PooledConnection,
     new: &NewExecution,
 ) -> Result<Option<Claim>, LogError> {
-    if let Some(slot) = new.scheduled_for {
-        #[derive(diesel::QueryableByName)]
-        struct Taken {
-            #[diesel(sql_type = Bool)]
-            taken: bool,
-            #[diesel(sql_type = Bool)]
-            paused: bool,
-        }
-        // A retry of a slot is moot once a later slot is recorded: taken, in effect.
-        let taken: Taken = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM job_executions \
-             WHERE job_name = $1 AND ((scheduled_for = $2 AND attempt = $3) \
-               OR ($3 > 1 AND scheduled_for > $2))) AS taken, \
-             EXISTS (SELECT 1 FROM job_controls WHERE job_name = $1 AND paused) AS paused",
-        )
-        .bind::<Text, _>(&new.job_name)
-        .bind::<Timestamptz, _>(slot)
-        .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
-        .get_result(&mut *conn)
-        .await
-        .map_err(log_err)?;
-        if taken.taken {
-            return Ok(Some(Claim::SlotTaken));
-        }
-        if taken.paused {
-            return Ok(Some(Claim::Paused));
-        }
-    }
-    // The other unique index: one running execution per job. Any other conflict is the
-    // primary key's when the id sequence is behind the table's ids (set back by hand).
     #[derive(diesel::QueryableByName)]
-    struct Running {
+    struct State {
+        #[diesel(sql_type = Bool)]
+        taken: bool,
+        #[diesel(sql_type = Bool)]
+        paused: bool,
         #[diesel(sql_type = Bool)]
         running: bool,
         #[diesel(sql_type = Bool)]
         behind: bool,
     }
-    let state: Running = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM job_executions \
-           WHERE job_name = $1 AND status = 'running') AS running, \
-         COALESCE((SELECT max(id) FROM job_executions) >= pg_sequence_last_value( \
-           pg_get_serial_sequence('public.job_executions', 'id')::regclass), false) AS behind",
+    // One look at every cause. For a slot: its attempt is recorded (a retry of a slot is
+    // moot once a later slot is recorded: taken, in effect), or the job is paused. Then
+    // the other unique index: one running execution per job. Any other conflict is the
+    // primary key's when the id sequence is behind the table's ids (set back by hand).
+    let state: State = diesel::sql_query(
+        "SELECT $2::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM job_executions \
+             WHERE job_name = $1 AND ((scheduled_for = $2 AND attempt = $3) \
+               OR ($3 > 1 AND scheduled_for > $2))) AS taken, \
+           $2::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM job_controls \
+             WHERE job_name = $1 AND paused) AS paused, \
+           EXISTS (SELECT 1 FROM job_executions \
+             WHERE job_name = $1 AND status = 'running') AS running, \
+           COALESCE((SELECT max(id) FROM job_executions) >= pg_sequence_last_value( \
+             pg_get_serial_sequence('public.job_executions', 'id')::regclass), false) AS behind",
     )
     .bind::<Text, _>(&new.job_name)
+    .bind::<Nullable<Timestamptz>, _>(new.scheduled_for)
+    .bind::<Integer, _>(i32::try_from(new.attempt).unwrap_or(i32::MAX))
     .get_result(&mut *conn)
     .await
     .map_err(log_err)?;
-    if state.running {
+    if state.taken {
+        Ok(Some(Claim::SlotTaken))
+    } else if state.paused {
+        Ok(Some(Claim::Paused))
+    } else if state.running {
         Ok(Some(Claim::AlreadyRunning))
     } else if state.behind {
         Ok(Some(Claim::Conflict(format!(

@@ -486,7 +486,6 @@ impl Client {
         recheck: Option<&dyn Recheck>,
         withheld: &mut Vec<String>,
     ) -> Result<Vec<String>, Error> {
-        let config = &self.inner.config;
         let mut attempt = 1;
         loop {
             if let Some(recheck) = recheck.filter(|_| attempt > 1) {
@@ -515,15 +514,9 @@ impl Client {
                 }
                 Err(error) => error,
             };
-            let Some(delay) = retry_delay(config, &error, attempt) else {
+            if !self.back_off(&Method::DELETE, url, &error, attempt).await {
                 return Err(error);
-            };
-            log::warn!(
-                "Supabase Storage DELETE {url}: attempt {attempt}/{} failed: {error}; \
-                 retrying in {delay:?}",
-                config.max_attempts
-            );
-            tokio::time::sleep(delay).await;
+            }
             attempt += 1;
         }
     }
@@ -585,24 +578,33 @@ impl Client {
         url: &str,
         body: Payload<'_>,
     ) -> Result<Vec<u8>, Error> {
-        let config = &self.inner.config;
         let mut attempt = 1;
         loop {
             let error = match self.attempt(method.clone(), url, body).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(error) => error,
             };
-            let Some(delay) = retry_delay(config, &error, attempt) else {
+            if !self.back_off(&method, url, &error, attempt).await {
                 return Err(error);
-            };
-            log::warn!(
-                "Supabase Storage {method} {url}: attempt {attempt}/{} failed: {error}; \
-                 retrying in {delay:?}",
-                config.max_attempts
-            );
-            tokio::time::sleep(delay).await;
+            }
             attempt += 1;
         }
+    }
+
+    /// After failed attempt number `attempt`: waits before the next one and says so, or
+    /// answers `false` when `error` is not retried or the attempts are spent.
+    async fn back_off(&self, method: &Method, url: &str, error: &Error, attempt: u32) -> bool {
+        let config = &self.inner.config;
+        let Some(delay) = retry_delay(config, error, attempt) else {
+            return false;
+        };
+        log::warn!(
+            "Supabase Storage {method} {url}: attempt {attempt}/{} failed: {error}; \
+             retrying in {delay:?}",
+            config.max_attempts
+        );
+        tokio::time::sleep(delay).await;
+        true
     }
 
     /// One attempt, holding a slot of the adaptive limit and reporting the answer to it.

@@ -839,56 +839,45 @@ async fn stats_that_json_parsers_refuse_are_read_as_their_text_and_never_fail_th
     assert!(days[0].stats.is_string(), "{:?}", days[0].stats);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
+/// After one finished run of `cost_update`, `sql` is run and a new claim must end as a
+/// conflict that inserted nothing; its reason.
+async fn conflict_after(sql: &str) -> String {
     let db = TestDatabase::new().await;
     let log = PgExecutionLog::new(db.pool());
     let id = started(&log, &new_execution("cost_update", None)).await;
     succeed(&log, id).await;
-    // Set back by hand: the next id is one the table already has.
-    exec(
-        &db,
-        "SELECT setval(pg_get_serial_sequence('job_executions', 'id'), 1, false)",
-    )
-    .await;
+    exec(&db, sql).await;
     let claim = log
         .claim(&new_execution("cost_update", None))
         .await
         .unwrap();
     let Claim::Conflict(reason) = claim else {
-        panic!("no execution is running: the conflict is the id's, not {claim:?}");
+        panic!("no execution is running: the claim must be a conflict, not {claim:?}");
     };
-    assert!(reason.contains("id sequence behind"), "{reason}");
     assert_eq!(
         count(&db, "SELECT count(*) AS n FROM job_executions").await,
         1
     );
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_sequence_set_back_is_named_not_taken_for_a_running_job() {
+    // Set back by hand: the next id is one the table already has.
+    let reason =
+        conflict_after("SELECT setval(pg_get_serial_sequence('job_executions', 'id'), 1, false)")
+            .await;
+    assert!(reason.contains("id sequence behind"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_with_a_unique_index_not_this_services_is_named_after_a_few_tries() {
-    let db = TestDatabase::new().await;
-    let log = PgExecutionLog::new(db.pool());
-    let id = started(&log, &new_execution("cost_update", None)).await;
-    succeed(&log, id).await;
-    exec(
-        &db,
+    let reason = conflict_after(
         "CREATE UNIQUE INDEX one_manual_run ON job_executions (job_name, triggered_by)",
     )
     .await;
-    let claim = log
-        .claim(&new_execution("cost_update", None))
-        .await
-        .unwrap();
-    let Claim::Conflict(reason) = claim else {
-        panic!("a foreign unique index stops every claim: {claim:?}");
-    };
     assert!(reason.contains("unique index"), "{reason}");
     assert!(!reason.contains("sequence"), "{reason}");
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM job_executions").await,
-        1
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

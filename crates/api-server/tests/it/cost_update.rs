@@ -187,6 +187,19 @@ struct Id {
     id: Uuid,
 }
 
+/// A row of `PROJECT` whose request Deepgram prices at 0.0043 (stored as `0.004300`).
+async fn a_row_deepgram_prices(server: &MockServer, conn: &mut AsyncPgConnection) -> Uuid {
+    let request = new_id();
+    answer(
+        server,
+        PROJECT,
+        &request,
+        ok(record(PROJECT, &request, priced(json!(0.0043)))),
+    )
+    .await;
+    insert(conn, Some(&format!("{PROJECT}.{request}"))).await
+}
+
 async fn insert(conn: &mut AsyncPgConnection, request_id: Option<&str>) -> Uuid {
     diesel::sql_query(
         "INSERT INTO transcriptions (stt_provider_request_id) VALUES ($1) RETURNING id",
@@ -1153,15 +1166,7 @@ async fn a_refused_project_is_asked_once_and_the_others_go_on(refusal: ResponseT
         .await
         .unwrap();
     }
-    let good = new_id();
-    answer(
-        &server,
-        PROJECT,
-        &good,
-        ok(record(PROJECT, &good, priced(json!(0.0043)))),
-    )
-    .await;
-    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
+    let priced_row = a_row_deepgram_prices(&server, &mut conn).await;
 
     // One lookup at a time, so that none is in flight when the first refusal comes back;
     // a streak limit below the refused rows, which must not grow it.
@@ -1283,15 +1288,7 @@ async fn a_project_deepgram_does_not_know_is_asked_once_and_named_and_never_give
         bare.push(insert(&mut conn, Some(&new_id())).await);
     }
     let composed = insert(&mut conn, Some(&format!("{UNKNOWN_PROJECT}.{}", new_id()))).await;
-    let good = new_id();
-    answer(
-        &server,
-        PROJECT,
-        &good,
-        ok(record(PROJECT, &good, priced(json!(0.0043)))),
-    )
-    .await;
-    let priced_row = insert(&mut conn, Some(&format!("{PROJECT}.{good}"))).await;
+    let priced_row = a_row_deepgram_prices(&server, &mut conn).await;
 
     let job = job(
         &db,
